@@ -1,0 +1,307 @@
+"""The catalog deployments read: signed versions, channels, lifecycle states and a hash-chained
+history, stored as files that are replaced atomically.
+
+Layout of a catalog directory::
+
+    index.json                         versions, channels, states, history, signed snapshot
+    manifests/<image>/<version>.json   inputs and packages of one version (sha256 in the index)
+    evidence/<image>/<version>/junit.xml
+    .lock                              flock(2) taken by every writer
+
+Writers take the lock, check the generation they read, write new files first and the index last,
+each as temp file → fsync → rename → fsync(dir). A crash at any moment leaves the previous index
+intact; at worst an unreferenced manifest stays behind.
+"""
+
+from __future__ import annotations
+
+import copy
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from factory import history, provenance
+from factory.config import check_schema
+from factory.errors import CatalogError, ConfigError
+from factory.trust import BadSignature, Signer, digest, open_envelope, sign, statement, trusted_keys
+
+SCHEMA_VERSION = 2  # Bump when the index format changes incompatibly.
+INDEX = "index.json"
+LATEST = "latest"
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def empty_index() -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "generation": 0,
+        "updated": iso(now_utc()),
+        "images": {},
+        "history": [],
+        "head": None,
+        "snapshot": None,
+    }
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that readers see the old bytes or the new, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        # mkstemp makes 0600; the catalog and the site are for every reader on the machine.
+        os.fchmod(fd, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def dumps(data: Any) -> bytes:
+    return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+
+
+def image_doc(doc: dict[str, Any], image: str) -> dict[str, Any]:
+    found: dict[str, Any] = doc["images"].setdefault(image, {"versions": [], "channels": {}, "states": {}})
+    return found
+
+
+def snapshot_digest(doc: Mapping[str, Any]) -> str:
+    return digest({k: v for k, v in doc.items() if k != "snapshot"})
+
+
+class Txn:
+    """One locked change of the catalog: records are signed, chained and applied as they are added."""
+
+    def __init__(self, doc: dict[str, Any], signer: Signer, actor: str, now: datetime) -> None:
+        self.doc = doc
+        self.signer = signer
+        self.actor = actor
+        self.now = now
+        self.added: list[dict[str, Any]] = []
+
+    def record(
+        self,
+        action: str,
+        image: str,
+        *,
+        version: str | None = None,
+        channel: str | None = None,
+        source: str | None = None,
+        to: str | None = None,
+        reason: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        rec = history.make_record(
+            self.doc,
+            self.signer,
+            action=action,
+            image=image,
+            version=version,
+            channel=channel,
+            source=source,
+            to=to,
+            reason=reason,
+            details=dict(details or {}),
+            actor=self.actor,
+            at=iso(self.now),
+        )
+        history.apply(self.doc, rec)
+        self.added.append(rec)
+        return rec
+
+
+class Catalog:
+    def __init__(self, root: Path, keys_root: Path) -> None:
+        self.root = root
+        self.keys_root = keys_root
+
+    @property
+    def index_path(self) -> Path:
+        return self.root / INDEX
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def load(self) -> dict[str, Any]:
+        """The schema-checked index; an absent catalog is an empty one. Signatures: see verify_snapshot."""
+        if not self.index_path.exists():
+            return empty_index()
+        try:
+            data = json.loads(self.index_path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise CatalogError(
+                f"{self.index_path}: not a readable JSON catalog: {exc}",
+                hint="restore it from backup; the factory never writes a partial index",
+            ) from None
+        if isinstance(data, dict) and data.get("schema_version") != SCHEMA_VERSION:
+            raise CatalogError(
+                f"{self.index_path}: schema_version: {data.get('schema_version')!r} is not supported "
+                f"(this factory reads {SCHEMA_VERSION})",
+                hint="use the factory version that wrote it",
+            )
+        check_schema(
+            data, "catalog.schema.json", source=self.index_path, what="catalog index", error=CatalogError
+        )
+        return data  # type: ignore[no-any-return]
+
+    def keys(self) -> list[Any]:
+        return trusted_keys(self.keys_root)
+
+    def snapshot_problem(self, doc: Mapping[str, Any]) -> str | None:
+        """Why the index is not exactly what a trusted key signed last, or None when it is."""
+        if doc["generation"] == 0 and not doc["history"] and not doc["images"]:
+            return None  # a catalog nobody has written to yet: nothing to trust or distrust
+        try:
+            stmt = open_envelope(doc["snapshot"] or {}, self.keys())
+            signed = stmt["subject"][0]["digest"]["sha256"]
+        except (BadSignature, KeyError, IndexError, TypeError) as exc:
+            return f"snapshot: signature does not verify against {self.keys_root} ({exc})"
+        if signed != snapshot_digest(doc):
+            return "snapshot: the index differs from what was signed"
+        return None
+
+    def versions(self, image: str, doc: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Versions of ``image``, newest first."""
+        data = doc if doc is not None else self.load()
+        entries = data["images"].get(image, {}).get("versions", [])
+        return sorted(entries, key=lambda e: (e["created"], e["version"]), reverse=True)
+
+    def find(self, image: str, version: str, doc: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        data = doc if doc is not None else self.load()
+        for entry in data["images"].get(image, {}).get("versions", []):
+            if entry["version"] == version:
+                return dict(entry)
+        if image not in data["images"]:
+            raise ConfigError(
+                f"{self.index_path}: images: no published versions of {image!r}",
+                hint=f"images in the catalog: {', '.join(sorted(data['images'])) or '(none)'}",
+            )
+        raise ConfigError(
+            f"{self.index_path}: images.{image}: no version {version!r}",
+            hint=f"`factory catalog {image}` lists its versions",
+        )
+
+    def manifest(self, entry: Mapping[str, Any]) -> dict[str, Any]:
+        path = self.root / entry["manifest"]["path"]
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise CatalogError(
+                f"{path}: manifest of {entry['image']} {entry['version']} missing: {exc}"
+            ) from None
+        if hashlib.sha256(raw).hexdigest() != entry["manifest"]["sha256"]:
+            raise CatalogError(
+                f"{path}: sha256 does not match images.{entry['image']}.{entry['version']}.manifest.sha256",
+                hint="the manifest was changed after publication",
+            )
+        data = json.loads(raw)
+        check_schema(data, "manifest.schema.json", source=path, what="version manifest", error=CatalogError)
+        return data  # type: ignore[no-any-return]
+
+    def verify_entry(self, entry: Mapping[str, Any]) -> str:
+        """The entry is exactly what a trusted key signed at publication; returns the keyid."""
+        where = f"{self.index_path}: images.{entry.get('image')}.versions[{entry.get('version')}]"
+        try:
+            stmt = open_envelope(entry.get("envelope") or {}, self.keys())
+        except BadSignature as exc:
+            raise CatalogError(f"{where}: signature does not verify: {exc}") from None
+        differs = provenance.differences(stmt, entry)
+        if differs:
+            raise CatalogError(
+                f"{where}: fields changed after signing: {', '.join(differs)}",
+                hint="restore index.json from backup; this version cannot be trusted as it stands",
+            )
+        return str(entry["envelope"]["signatures"][0]["keyid"])
+
+    # -- writing ---------------------------------------------------------------------------
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / ".lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @contextmanager
+    def transaction(self, signer: Signer, actor: str, *, now: datetime | None = None) -> Iterator[Txn]:
+        """Lock, read, let the caller add records, then sign and write the index once.
+
+        The generation read under the lock is checked again just before the write, so a
+        writer that bypassed the lock cannot have its update silently overwritten.
+        """
+        with self.locked():
+            # Only writers make temp files, and only under this lock: any left now was a writer
+            # killed mid-write, and is garbage.
+            for stale in self.root.glob(f".{INDEX}.*.tmp"):
+                stale.unlink(missing_ok=True)
+            doc = self.load()
+            problem = self.snapshot_problem(doc)
+            if problem:
+                raise CatalogError(
+                    f"{self.index_path}: {problem}",
+                    hint="`factory verify-catalog` names every changed entry; restore index.json",
+                )
+            if signer.keyid not in {key.keyid for key in self.keys()}:
+                raise ConfigError(
+                    f"signing key {signer.keyid[:16]} is not among the trusted keys in {self.keys_root}",
+                    hint="`factory keygen --local --if-missing` adds this machine's key to keys/local/",
+                )
+            generation = doc["generation"]
+            txn = Txn(copy.deepcopy(doc), signer, actor, now or now_utc())
+            yield txn
+            if not txn.added:
+                return
+            self._commit(txn, generation)
+
+    def _commit(self, txn: Txn, generation: int) -> None:
+        doc = txn.doc
+        doc["generation"] = generation + 1
+        doc["updated"] = iso(txn.now)
+        doc["head"] = doc["history"][-1]["hash"] if doc["history"] else None
+        doc["snapshot"] = None
+        doc["snapshot"] = sign(
+            txn.signer,
+            statement(
+                [{"name": INDEX, "digest": {"sha256": snapshot_digest(doc)}}],
+                "https://image-factory.invalid/catalog-snapshot/v1",
+                {"generation": doc["generation"], "head": doc["head"]},
+            ),
+        )
+        check_schema(
+            doc, "catalog.schema.json", source=self.index_path, what="catalog index (about to write)"
+        )
+        current = self.load()["generation"] if self.index_path.exists() else 0
+        if current != generation:
+            raise CatalogError(
+                f"{self.index_path}: generation moved from {generation} to {current} during this update",
+                hint="another writer did not take the lock; retry",
+            )
+        atomic_write(self.index_path, dumps(doc))
+
+    def write_file(self, rel: Path, data: bytes) -> None:
+        atomic_write(self.root / rel, data)

@@ -1,0 +1,263 @@
+"""The bake, as a table of contents: render → validate → build → verify → tag → publish."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from factory import __version__, audit, bootstrap, build, lifecycle, log, state, tag, trust, verify
+from factory.catalog import LATEST, Catalog
+from factory.config import ImageSpec, Layout, load_image
+from factory.errors import ConfigError, DirtyTree, ExternalToolError, VerificationFailed
+from factory.inputs import HashCache, fingerprint, input_hashes, parent_identity
+from factory.render import BuildContext, ParentRef, Rendered, render, structural_sha256
+from factory.run import run
+
+
+@dataclass(frozen=True, kw_only=True)
+class BakeResult:
+    image: str
+    version: str
+    ref: str
+    artifact_id: str
+    published: bool
+    entry: dict[str, Any] | None
+
+
+def bake(layout: Layout, name: str, *, publish: bool = True) -> BakeResult:
+    spec = load_image(layout, name)
+    catalog = Catalog(layout.catalog, layout.keys)
+    doc = audit.trusted(catalog)  # a broken or tampered catalog fails before the build, not after
+    signer = trust.load_signer() if publish else None
+    state = tag.source_state(layout.root)
+    if state.dirty and publish:
+        raise DirtyTree(
+            f"{layout.root}: the tree has uncommitted changes; a dirty build is never published",
+            hint="commit or stash first, or pass --no-publish to build for local iteration",
+        )
+    tools = tool_versions()
+    parent = resolve_parent(spec, layout, catalog, doc, build_missing=True)
+    ctx = new_context(spec, state, parent)
+    cache = HashCache(layout.cache / "file-hashes.json")
+    inputs = input_hashes(spec, layout, cache)  # hashed before the build reads them
+    cache.save()
+    fingerprint_sha256 = fingerprint(
+        spec, inputs, parent=parent_identity(parent.record), template_sha256=structural_sha256(spec)
+    )
+    with log.step(f"Rendering {spec.name} {ctx.version}"):
+        rendered = render(ctx, layout)
+    with log.step("packer validate"):
+        build.validate(rendered)
+    with log.step(f"packer build ({spec.name} FROM {parent.ref})"):
+        artifact = build.build(rendered)
+    with log.step(f"Testinfra gate ({', '.join(spec.tests)})"):
+        verified = gate(spec, layout, artifact.id, rendered, ctx)
+    ref = tag.image_ref(spec.name, ctx.version)
+    with log.step(f"Tagging {ref}"):
+        tag.tag_artifact(artifact.id, ref)
+    if not publish:
+        log.note(f"built {ref} ({artifact.id}); not published (--no-publish)")
+        return BakeResult(
+            image=spec.name,
+            version=ctx.version,
+            ref=ref,
+            artifact_id=artifact.id,
+            published=False,
+            entry=None,
+        )
+    with log.step(f"Publishing {spec.name} {ctx.version} to {layout.catalog}"):
+        assert signer is not None
+        entry = lifecycle.publish(
+            catalog,
+            {
+                **catalog_entry(
+                    ctx, rendered=rendered, artifact_id=artifact.id, ref=ref, verified=verified, tools=tools
+                ),
+                "fingerprint": fingerprint_sha256,
+            },
+            version_manifest(ctx, inputs, verified),
+            verified.report.junit,
+            signer=signer,
+            actor=tag.actor(layout.root),
+        )
+    return BakeResult(
+        image=spec.name, version=ctx.version, ref=ref, artifact_id=artifact.id, published=True, entry=entry
+    )
+
+
+def render_only(layout: Layout, name: str) -> tuple[BuildContext, Rendered]:
+    """Render and ``packer validate`` without building; an unpublished parent gets a placeholder."""
+    spec = load_image(layout, name)
+    state = tag.source_state(layout.root)
+    catalog = Catalog(layout.catalog, layout.keys)
+    parent = resolve_parent(spec, layout, catalog, audit.trusted(catalog), build_missing=False)
+    ctx = new_context(spec, state, parent)
+    with log.step(f"Rendering {spec.name}"):
+        rendered = render(ctx, layout)
+    with log.step("packer validate"):
+        build.validate(rendered)
+    return ctx, rendered
+
+
+def reverify(layout: Layout, name: str, version: str | None) -> verify.TestReport:
+    """Run the Testinfra suite again against a published version; the catalog is not changed."""
+    spec = load_image(layout, name)
+    catalog = Catalog(layout.catalog, layout.keys)
+    doc = audit.trusted(catalog)
+    if version is None:
+        version = state.current(doc, name, LATEST)
+    entry = catalog.find(name, tag.check_version(version), doc) if version else None
+    if entry is None:
+        raise ConfigError(
+            f"{layout.catalog / 'index.json'}: images: no published versions of {name!r}",
+            hint=f"bake it first: factory bake {name}",
+        )
+    junit = layout.build / name / entry["version"] / f"reverify-{datetime.now(UTC):%Y%m%dT%H%M%S}.xml"
+    with log.step(f"Testinfra against {entry['artifact']['ref']}"):
+        verified = verify.verify(
+            spec, layout, entry["artifact"]["id"], junit, version=entry["version"], commit=entry["commit"]
+        )
+    return verified.report
+
+
+def new_context(spec: ImageSpec, state: tag.SourceState, parent: ParentRef) -> BuildContext:
+    now = datetime.now(UTC)
+    return BuildContext(
+        image=spec,
+        version=tag.new_version(state, now),
+        commit=state.commit,
+        created=now.isoformat(timespec="seconds"),
+        source=state.source,
+        parent=parent,
+    )
+
+
+def resolve_parent(
+    spec: ImageSpec, layout: Layout, catalog: Catalog, doc: dict[str, Any], *, build_missing: bool
+) -> ParentRef:
+    if spec.bootstrap is not None:
+        base = (
+            bootstrap.ensure_base(spec.bootstrap, layout.cache)
+            if build_missing
+            else bootstrap.existing_base(spec.bootstrap)
+        )
+        if base is None:
+            log.note(
+                f"(the {spec.bootstrap.suite} base is not bootstrapped yet; validating with a placeholder)"
+            )
+            return ParentRef(
+                ref="localhost/factory-bootstrap:unbuilt",
+                artifact_id="localhost/factory-bootstrap:unbuilt",
+                record={},
+            )
+        return ParentRef(ref=base.ref, artifact_id=base.image_id, record=base.as_record())
+    assert spec.parent_image is not None
+    # FROM the parent's `latest`: its newest version that is not revoked, obsolete or collected.
+    newest_version = state.current(doc, spec.parent_image, LATEST)
+    newest = catalog.find(spec.parent_image, newest_version, doc) if newest_version else None
+    if newest is not None:
+        catalog.verify_entry(newest)
+    if newest is None:
+        if not build_missing:
+            log.note(f"({spec.parent_image} has no published version yet; validating with a placeholder)")
+            ref = f"localhost/{spec.parent_image}:unpublished"
+            return ParentRef(ref=ref, artifact_id=ref, record={})
+        raise ConfigError(
+            f"{spec.definition}: parent.image: {spec.parent_image!r} has no published version "
+            f"in {catalog.index_path}",
+            hint=f"bake the parent first: factory bake {spec.parent_image}",
+        )
+    artifact_id = newest["artifact"]["id"]
+    if run(["podman", "image", "exists", artifact_id], ok_codes=(0, 1)).returncode != 0:
+        raise ExternalToolError(
+            f"the artifact of {spec.parent_image} {newest['version']} ({artifact_id}) "
+            "is not in local podman storage",
+            hint=f"the catalog records it but this machine lacks it: factory bake {spec.parent_image}",
+        )
+    return ParentRef(
+        ref=newest["artifact"]["ref"],
+        artifact_id=artifact_id,
+        record={"image": spec.parent_image, "version": newest["version"], "artifact_id": artifact_id},
+    )
+
+
+def gate(
+    spec: ImageSpec, layout: Layout, artifact_id: str, rendered: Rendered, ctx: BuildContext
+) -> verify.Verified:
+    """Verification; a rejected artifact is tagged ``…-rejected`` so it never looks like a good one."""
+    try:
+        return verify.verify(
+            spec,
+            layout,
+            artifact_id,
+            rendered.build_dir / "junit.xml",
+            version=ctx.version,
+            commit=ctx.commit,
+        )
+    except VerificationFailed:
+        tag.tag_artifact(artifact_id, tag.rejected_ref(spec.name, ctx.version))
+        raise
+
+
+def tool_versions() -> dict[str, str]:
+    ansible = run(["ansible-playbook", "--version"], capture=True).stdout
+    match = re.search(r"core ([0-9][^\]\s]*)", ansible)
+    return {
+        "packer": build.version(),
+        "ansible": match.group(1) if match else ansible.splitlines()[0],
+        "factory": __version__,
+    }
+
+
+def catalog_entry(
+    ctx: BuildContext,
+    *,
+    rendered: Rendered,
+    artifact_id: str,
+    ref: str,
+    verified: verify.Verified,
+    tools: dict[str, str],
+) -> dict[str, Any]:
+    report = verified.report
+    return {
+        "image": ctx.image.name,
+        "version": ctx.version,
+        "commit": ctx.commit,
+        "dirty": False,
+        "created": ctx.created,
+        "source": ctx.source,
+        "artifact": {"type": "podman-image", "id": artifact_id, "ref": ref},
+        "parent": dict(ctx.parent.record),
+        "template_sha256": rendered.template_sha256,
+        "tools": tools,
+        "tests": {
+            "passed": report.passed,
+            "failed": report.failed,
+            "skipped": report.skipped,
+            "errors": report.errors,
+            "duration_s": report.duration_s,
+            "junit": str(report.junit),
+        },
+        "package_count": len(verified.packages),
+        "manifest": {"path": "", "sha256": "0" * 64},  # filled in by Catalog.publish
+    }
+
+
+def version_manifest(ctx: BuildContext, inputs: dict[str, str], verified: verify.Verified) -> dict[str, Any]:
+    report = verified.report
+    return {
+        "schema_version": 1,
+        "image": ctx.image.name,
+        "version": ctx.version,
+        "commit": ctx.commit,
+        "inputs": inputs,
+        "packages": [{"name": n, "version": v} for n, v in verified.packages],
+        "tests": {
+            "files": list(ctx.image.tests),
+            "passed": report.passed,
+            "failed": report.failed,
+            "skipped": report.skipped,
+        },
+    }

@@ -1,0 +1,129 @@
+"""Properties every image built on the hardened base must keep: hardening and sanitisation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+SSHD_DROPIN = "/etc/ssh/sshd_config.d/00-hardening.conf"
+
+
+@pytest.mark.parametrize("name", ["python3", "ca-certificates", "tzdata", "openssh-server"])
+def test_package_installed(host: Any, name: str) -> None:
+    assert host.package(name).is_installed
+
+
+@pytest.mark.parametrize("field", ["IMAGE", "VERSION", "COMMIT"])
+def test_image_release_records(
+    host: Any, field: str, image_name: str, image_version: str, image_commit: str
+) -> None:
+    expected = {"IMAGE": image_name, "VERSION": image_version, "COMMIT": image_commit}[field]
+    assert host.file("/etc/image-release").contains(f"^{field}={expected}$")
+
+
+def test_image_release_commit_is_full(host: Any, image_commit: str) -> None:
+    assert len(image_commit) == 40
+    assert host.file("/etc/image-release").contains(f"^COMMIT={image_commit}$")
+
+
+def test_no_ssh_host_keys(host: Any) -> None:
+    assert host.run("find /etc/ssh -maxdepth 1 -name 'ssh_host_*'").stdout == ""
+
+
+def test_machine_id_exists_and_is_empty(host: Any) -> None:
+    machine_id = host.file("/etc/machine-id")
+    assert machine_id.is_file and machine_id.size == 0
+
+
+def test_no_dbus_machine_id(host: Any) -> None:
+    assert not host.file("/var/lib/dbus/machine-id").exists
+
+
+@pytest.mark.parametrize("path", ["/var/lib/apt/lists", "/var/cache/apt"])
+def test_no_apt_lists_or_caches(host: Any, path: str) -> None:
+    assert host.run(f"find {path} -type f ! -name lock").stdout == ""
+
+
+def test_no_shell_history(host: Any) -> None:
+    found = host.run("find /root /home -maxdepth 2 -name '.*_history' -o -maxdepth 2 -name .lesshst")
+    assert found.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/root/.ansible",
+        "/root/.ssh/authorized_keys",
+        "/root/.aws",
+        "/root/.vault_pass",
+        "/etc/apt/auth.conf",
+    ],
+)
+def test_no_build_credentials(host: Any, path: str) -> None:
+    assert not host.file(path).exists
+
+
+@pytest.mark.parametrize("path", ["/tmp", "/var/tmp"])
+def test_tmp_is_empty(host: Any, path: str) -> None:
+    assert host.run(f"find {path} -mindepth 1").stdout == ""
+
+
+def test_root_password_locked(host: Any) -> None:
+    field = host.run("getent shadow root").stdout.split(":")[1]
+    assert field.startswith(("!", "*"))
+
+
+@pytest.mark.parametrize(
+    "directive",
+    [
+        "PermitRootLogin no",
+        "PasswordAuthentication no",
+        "PermitEmptyPasswords no",
+        "X11Forwarding no",
+        "MaxAuthTries 4",
+    ],
+)
+def test_sshd_hardening(host: Any, directive: str) -> None:
+    assert host.file(SSHD_DROPIN).contains(f"^{directive}$")
+
+
+def test_sshd_dropin_is_private(host: Any) -> None:
+    assert host.file(SSHD_DROPIN).mode == 0o600
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("kernel.randomize_va_space", "2"),
+        ("fs.suid_dumpable", "0"),
+        ("net.ipv4.ip_forward", "0"),
+        ("net.ipv4.conf.all.accept_redirects", "0"),
+        ("net.ipv4.tcp_syncookies", "1"),
+    ],
+)
+def test_sysctl_hardening(host: Any, key: str, value: str) -> None:
+    assert host.file("/etc/sysctl.d/90-hardening.conf").contains(f"^{key} = {value}$")
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("PASS_MAX_DAYS", "365"), ("PASS_MIN_DAYS", "1"), ("UMASK", "027")]
+)
+def test_login_defs(host: Any, key: str, value: str) -> None:
+    assert host.file("/etc/login.defs").contains(f"^{key}\t{value}$")
+
+
+def test_no_world_writable_files_in_system_dirs(host: Any) -> None:
+    found = host.run(
+        "find /bin /sbin /usr /etc /lib -xdev \\( -type f -perm -0002 \\) -o "
+        "\\( -type d -perm -0002 ! -perm -1000 \\) -print"
+    )
+    assert found.stdout == ""
+
+
+def test_timezone_is_utc(host: Any) -> None:
+    assert host.file("/etc/localtime").linked_to == "/usr/share/zoneinfo/Etc/UTC"
+
+
+def test_default_locale(host: Any) -> None:
+    assert host.file("/etc/default/locale").contains("^LANG=C.UTF-8$")

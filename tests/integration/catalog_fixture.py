@@ -1,0 +1,84 @@
+"""A catalog with many signed versions and no podman: for concurrency and crash trials, where
+the subject is the catalog code, not the artifacts."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from factory import lifecycle, trust
+from factory.catalog import Catalog
+
+from .conftest import REPO
+
+START = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def make_layout(root: Path) -> tuple[Path, Path]:
+    """A checkout skeleton (images/, roles/, factory.toml, keys/) and a signing key for it."""
+    for folder in ("images", "roles", "tests/images"):
+        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(REPO / "factory.toml", root / "factory.toml")
+    key = root.parent / "signing-key.pem"
+    trust.keygen(key, root / "keys")
+    return root, key
+
+
+def entry(image: str, index: int, parent: dict[str, Any] | None = None) -> dict[str, Any]:
+    created = START + timedelta(minutes=index)
+    commit = hashlib.sha1(f"{image}{index}".encode()).hexdigest()
+    version = f"{created:%Y%m%d.%H%M%S}-{commit[:12]}"
+    artifact = hashlib.sha256(f"{image}:{version}".encode()).hexdigest()
+    return {
+        "image": image,
+        "version": version,
+        "commit": commit,
+        "dirty": False,
+        "created": created.isoformat(timespec="seconds"),
+        "source": "https://example.invalid/factory.git",
+        "artifact": {
+            "type": "podman-image",
+            "id": f"sha256:{artifact}",
+            "ref": f"localhost/{image}:{version}",
+        },
+        "parent": parent
+        or {
+            "bootstrap": {
+                "suite": "bookworm",
+                "artifact_id": "sha256:" + "0" * 64,
+                "ref": "localhost/factory-bootstrap:bookworm",
+            }
+        },
+        "template_sha256": "1" * 64,
+        "tools": {"packer": "1.6.6", "ansible": "2.19", "factory": "0.1.0"},
+        "tests": {"passed": 10, "failed": 0, "skipped": 0, "errors": 0, "duration_s": 1.0, "junit": ""},
+        "package_count": 1,
+        "manifest": {"path": "", "sha256": "0" * 64},
+    }
+
+
+def populate(root: Path, key: Path, images: dict[str, int]) -> Catalog:
+    """Publish ``count`` versions of each image (children on their parent's newest)."""
+    catalog = Catalog(root / ".factory" / "catalog", root / "keys")
+    signer = trust.load_signer(key)
+    junit = root.parent / "junit.xml"
+    junit.write_text('<testsuite tests="1"><testcase classname="t" name="t"/></testsuite>')
+    index = 0
+    for image, count in images.items():
+        for _ in range(count):
+            index += 1
+            data = entry(image, index)
+            manifest = {
+                "schema_version": 1,
+                "image": image,
+                "version": data["version"],
+                "commit": data["commit"],
+                "inputs": {},
+                "packages": [{"name": "openssl", "version": "3.0.15-1~deb12u1"}],
+                "tests": {"files": ["test_base.py"], "passed": 10, "failed": 0, "skipped": 0},
+            }
+            lifecycle.publish(catalog, data, manifest, junit, signer=signer, actor="fixture")
+    return catalog

@@ -1,0 +1,26 @@
+"""The linters, run as tests (as mkosi does) so that `make test` and CI enforce them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+LINTERS = {
+    "ruff": [str(BIN / "ruff"), "check", "factory", "tests"],
+    "ruff-format": [str(BIN / "ruff"), "format", "--check", "factory", "tests"],
+    "mypy": [str(BIN / "mypy")],
+    "yamllint": [str(BIN / "yamllint"), "-s", "roles", "inventory", "images"],
+    "ansible-lint": [str(BIN / "ansible-lint"), "roles"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(LINTERS))
+def test_linter_passes(name: str) -> None:
+    proc = subprocess.run(LINTERS[name], cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, f"{name}:\n{proc.stdout}\n{proc.stderr}"

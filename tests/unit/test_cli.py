@@ -1,0 +1,762 @@
+"""The command line: argument parsing, exit codes, and what reaches the user."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import factory.__main__
+import factory.cli
+from factory import lifecycle
+from factory.__main__ import main
+from factory.catalog import now_utc
+from factory.cli import EXAMPLES, Verb, find_root, parse_args
+from factory.config import Layout
+from factory.errors import ConfigError
+from factory.trust import Signer
+from tests.unit.conftest import KeyPair, World, version_id
+
+
+def _main(repo_root: Path, catalog: Path, *args: str) -> int:
+    return main([*args, "--root", str(repo_root), "--catalog", str(catalog)])
+
+
+# -- parser --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["list", "-v"], id="after"),
+        pytest.param(["resolve", "base", "--verbose"], id="after-long"),
+        pytest.param(["-v", "list"], id="before"),
+        pytest.param(["--verbose", "resolve", "base"], id="before-long"),
+    ],
+)
+def test_verbose_before_or_after_verb(argv: list[str]) -> None:
+    assert parse_args(argv).verbose is True
+
+
+def test_verbose_defaults_to_false() -> None:
+    assert parse_args(["list"]).verbose is False
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["catalog", "--catalog", "/c"], id="after"),
+        pytest.param(["--catalog", "/c", "catalog"], id="before"),
+    ],
+)
+def test_catalog_before_or_after_verb(argv: list[str]) -> None:
+    assert parse_args(argv).catalog == "/c"
+
+
+def test_root_is_a_path() -> None:
+    assert parse_args(["list", "--root", "/r"]).root == Path("/r")
+
+
+def test_root_before_verb_is_used(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # An empty --root given before the verb must make `list` fail, not list the checkout found from cwd.
+    (tmp_path / "images").mkdir()
+    main(["--root", str(tmp_path), "list", "--json"])
+    assert json.loads(capsys.readouterr().out) == []
+
+
+V = version_id(0)
+MINIMAL_ARGS: dict[str, list[str]] = {
+    "list": [],
+    "render": ["base"],
+    "bake": ["base"],
+    "verify": ["base"],
+    "catalog": [],
+    "resolve": ["base"],
+    "promote": ["base", V, "--to", "dev"],
+    "rollback": ["base", "--channel", "dev"],
+    "history": ["base"],
+    "revoke": ["base", V, "--reason", "CVE"],
+    "restore": ["base", V],
+    "deprecate": ["base", V],
+    "gc": ["--keep", "3"],
+    "keygen": [],
+    "verify-catalog": [],
+    "site": ["public"],
+    "plan": [],
+    "diff": ["base", V, V],
+}
+
+
+def test_minimal_args_cover_every_verb() -> None:
+    assert {verb.value for verb in Verb} <= set(MINIMAL_ARGS)
+
+
+@pytest.mark.parametrize("verb", list(Verb))
+def test_every_verb_is_accepted(verb: Verb) -> None:
+    assert parse_args([verb.value, *MINIMAL_ARGS.get(verb.value, [])]).verb == verb.value
+
+
+@pytest.mark.parametrize("verb", list(Verb))
+def test_every_verb_has_an_example_in_help(verb: Verb, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_args([verb.value, "--help"])
+    _, example = EXAMPLES[verb]
+    assert f"example:\n  {example}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("verb", list(Verb))
+def test_every_example_uses_its_verb(verb: Verb) -> None:
+    _, example = EXAMPLES[verb]
+    assert example.startswith(f"factory {verb.value}")
+
+
+@pytest.mark.parametrize("verb", list(Verb))
+def test_help_exits_0(verb: Verb, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        parse_args([verb.value, "--help"])
+    assert caught.value.code == 0
+
+
+def test_resolve_channel_defaults_to_latest() -> None:
+    assert parse_args(["resolve", "base"]).channel == "latest"
+
+
+def test_resolve_takes_a_channel() -> None:
+    assert parse_args(["resolve", "base", "--channel", "prod"]).channel == "prod"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param([], id="no-verb"),
+        pytest.param(["frobnicate"], id="unknown-verb"),
+        pytest.param(["resolve"], id="resolve-without-image"),
+        pytest.param(["bake"], id="bake-without-image"),
+        pytest.param(["resolve", "base", "--format", "yaml"], id="bad-format"),
+        pytest.param(["promote", "base", V], id="promote-without-to"),
+        pytest.param(["rollback", "base"], id="rollback-without-channel"),
+        pytest.param(["revoke", "base", V], id="revoke-without-reason"),
+        pytest.param(["deprecate", "base", V, "--state", "gone"], id="deprecate-bad-state"),
+        pytest.param(["gc"], id="gc-without-keep"),
+        pytest.param(["gc", "--keep", "many"], id="gc-keep-not-a-number"),
+        pytest.param(["site"], id="site-without-outdir"),
+    ],
+)
+def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        parse_args(argv)
+    assert caught.value.code == 2
+
+
+def test_find_root_from_a_subdirectory(repo_root: Path) -> None:
+    assert find_root(repo_root / "roles" / "common" / "tasks") == repo_root
+
+
+def test_find_root_outside_a_checkout(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not inside an image factory checkout"):
+        find_root(tmp_path)
+
+
+# -- main, against the real checkout and an empty catalog ----------------------------------
+
+
+def test_unknown_image_exits_2(repo_root: Path, tmp_path: Path, console: io.StringIO) -> None:
+    assert _main(repo_root, tmp_path, "resolve", "nope") == 2
+
+
+def test_unknown_image_is_named(repo_root: Path, tmp_path: Path, console: io.StringIO) -> None:
+    _main(repo_root, tmp_path, "resolve", "nope")
+    assert "error: unknown image 'nope'" in console.getvalue()
+
+
+def test_unknown_image_gets_a_hint(repo_root: Path, tmp_path: Path, console: io.StringIO) -> None:
+    _main(repo_root, tmp_path, "resolve", "nope")
+    assert "hint: defined images: base, nginx" in console.getvalue()
+
+
+def test_errors_go_to_stderr_not_stdout(
+    repo_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _main(repo_root, tmp_path, "resolve", "nope")
+    captured = capsys.readouterr()
+    assert (captured.out, "nope" in captured.err) == ("", True)
+
+
+@pytest.fixture
+def corrupt_catalog(tmp_path: Path) -> Path:
+    catalog = tmp_path / "catalog"
+    catalog.mkdir()
+    (catalog / "index.json").write_text('{"schema_version": 2, "generation"', encoding="utf-8")
+    return catalog
+
+
+CORRUPT_READERS = [
+    ["resolve", "base"],
+    ["resolve", "base", "--channel", "prod"],
+    ["catalog"],
+    ["catalog", "base", "--json"],
+    ["history", "base"],
+    ["verify-catalog"],
+]
+
+
+@pytest.mark.parametrize("args", CORRUPT_READERS, ids=" ".join)
+def test_corrupt_catalog_exits_2(
+    repo_root: Path, corrupt_catalog: Path, console: io.StringIO, args: list[str]
+) -> None:
+    assert _main(repo_root, corrupt_catalog, *args) == 2
+
+
+def test_corrupt_catalog_has_no_traceback(
+    repo_root: Path, corrupt_catalog: Path, console: io.StringIO, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _main(repo_root, corrupt_catalog, "resolve", "base")
+    assert "Traceback" not in console.getvalue() + capsys.readouterr().err
+
+
+def test_corrupt_catalog_names_index(repo_root: Path, corrupt_catalog: Path, console: io.StringIO) -> None:
+    _main(repo_root, corrupt_catalog, "resolve", "base")
+    assert f"{corrupt_catalog / 'index.json'}: not a readable JSON catalog" in console.getvalue()
+
+
+def test_list_json_names_both_images(
+    repo_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _main(repo_root, tmp_path, "list", "--json")
+    assert [row["name"] for row in json.loads(capsys.readouterr().out)] == ["base", "nginx"]
+
+
+def test_list_json_exits_0(repo_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _main(repo_root, tmp_path, "list", "--json") == 0
+
+
+def test_list_json_parents(repo_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _main(repo_root, tmp_path, "list", "--json")
+    rows = json.loads(capsys.readouterr().out)
+    assert {row["name"]: row["parent"] for row in rows} == {"base": "bootstrap:bookworm", "nginx": "base"}
+
+
+def test_catalog_json_of_empty_catalog(
+    repo_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _main(repo_root, tmp_path, "catalog", "--json")
+    assert json.loads(capsys.readouterr().out) == {}
+
+
+def test_resolve_unpublished_image_exits_2(repo_root: Path, tmp_path: Path, console: io.StringIO) -> None:
+    assert _main(repo_root, tmp_path, "resolve", "base") == 2
+
+
+def test_resolve_unpublished_image_hints_bake(repo_root: Path, tmp_path: Path, console: io.StringIO) -> None:
+    _main(repo_root, tmp_path, "resolve", "base")
+    assert "factory bake base" in console.getvalue()
+
+
+def test_debug_shows_traceback(
+    repo_root: Path, tmp_path: Path, console: io.StringIO, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _main(repo_root, tmp_path, "resolve", "nope", "--debug")
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_interrupt_exits_130(monkeypatch: pytest.MonkeyPatch, console: io.StringIO) -> None:
+    def interrupted(argv: Any) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(factory.cli, "main_inner", interrupted)
+    monkeypatch.setattr(factory.__main__, "main_inner", interrupted, raising=False)
+    assert main(["list"]) == 130
+
+
+# -- main, against a catalog with versions -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cli:
+    """`factory … --root <tmp tree> --catalog <tmp catalog>` with FACTORY_SIGNING_KEY set."""
+
+    layout: Layout
+    world: World
+
+    def __call__(self, *args: str) -> int:
+        return main([*args, "--root", str(self.layout.root), "--catalog", str(self.layout.catalog)])
+
+
+@pytest.fixture
+def cli(layout: Layout, world: World, session_key: KeyPair, monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """The world's catalog at layout.catalog, its key trusted under layout.keys and used to sign."""
+    monkeypatch.setenv("FACTORY_SIGNING_KEY", str(session_key.private))
+    return Cli(layout=layout, world=world)
+
+
+def _out(capsys: pytest.CaptureFixture[str]) -> str:
+    return capsys.readouterr().out
+
+
+def _json(capsys: pytest.CaptureFixture[str]) -> Any:
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize(
+    ("field", "expected"),
+    [
+        ("ref", lambda w: f"localhost/nginx:{w.nginx[3]}"),
+        ("id", lambda w: w.catalog.find("nginx", w.nginx[3])["artifact"]["id"]),
+        ("digest", lambda w: w.catalog.find("nginx", w.nginx[3])["artifact"]["id"]),
+        ("version", lambda w: w.nginx[3]),
+    ],
+)
+def test_resolve_format(cli: Cli, capsys: pytest.CaptureFixture[str], field: str, expected: Any) -> None:
+    cli("resolve", "nginx", "--format", field)
+    assert _out(capsys) == f"{expected(cli.world)}\n"
+
+
+def test_resolve_json_is_the_entry(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
+    cli("resolve", "nginx", "--json")
+    body = _json(capsys)
+    entry = {k: v for k, v in cli.world.catalog.find("nginx", cli.world.nginx[3]).items() if k != "envelope"}
+    assert {k: body[k] for k in entry} == entry
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("channel", lambda w: "latest"),
+        ("state", lambda w: {"status": "active"}),
+        ("signature", lambda w: {"verified": True, "keyid": w.signer.keyid, "format": "dsse/in-toto"}),
+    ],
+)
+def test_resolve_json_adds(cli: Cli, capsys: pytest.CaptureFixture[str], key: str, expected: Any) -> None:
+    cli("resolve", "nginx", "--json")
+    assert _json(capsys)[key] == expected(cli.world)
+
+
+def test_resolve_json_has_no_envelope(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
+    cli("resolve", "nginx", "--json")
+    assert "envelope" not in _json(capsys)
+
+
+def test_resolve_channel(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
+    cli.world.promote("nginx", cli.world.nginx[1], "dev")
+    cli("resolve", "nginx", "--channel", "dev", "--format", "version")
+    assert _out(capsys) == f"{cli.world.nginx[1]}\n"
+
+
+def test_resolve_empty_channel_is_refused_with_exit_5(cli: Cli, console: io.StringIO) -> None:
+    assert cli("resolve", "nginx", "--channel", "prod") == 5
+
+
+def test_resolve_empty_channel_hints_promote(cli: Cli, console: io.StringIO) -> None:
+    cli("resolve", "nginx", "--channel", "prod")
+    assert "factory promote nginx VERSION --to prod" in console.getvalue()
+
+
+@pytest.fixture
+def came_due(cli: Cli) -> Cli:
+    """nginx[1] is on dev; its revocation was scheduled an hour ago and no transaction ran since."""
+    cli.world.promote("nginx", cli.world.nginx[1], "dev")
+    with cli.world.change(now_utc() - timedelta(hours=2)) as txn:
+        lifecycle.revoke(
+            txn,
+            cli.world.catalog,
+            "nginx",
+            cli.world.nginx[1],
+            reason="CVE-1",
+            at=now_utc() - timedelta(hours=1),
+        )
+    return cli
+
+
+def test_resolve_refuses_a_revocation_that_came_due(came_due: Cli, console: io.StringIO) -> None:
+    assert came_due("resolve", "nginx", "--channel", "dev") == 5
+
+
+def test_resolve_says_why_a_version_is_refused(came_due: Cli, console: io.StringIO) -> None:
+    came_due("resolve", "nginx", "--channel", "dev")
+    assert f"nginx {came_due.world.nginx[1]} (channel 'dev') was revoked at" in console.getvalue()
+
+
+def test_resolve_deprecated_warns(
+    cli: Cli, console: io.StringIO, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli.world.deprecate("nginx", cli.world.nginx[3], "deprecated", cli.world.nginx[2])
+    cli("resolve", "nginx", "--format", "version")
+    assert f"warning: nginx {cli.world.nginx[3]} is deprecated" in console.getvalue()
+
+
+def test_catalog_json_shape(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
+    cli("catalog", "--json")
+    assert {name: sorted(body) for name, body in _json(capsys).items()} == {
+        "base": ["channels", "versions"],
+        "nginx": ["channels", "versions"],
+    }
+
+
+def test_catalog_json_channels(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
+    cli.world.promote("base", cli.world.base[2], "dev")
+    cli("catalog", "--json")
+    assert _json(capsys)["base"]["channels"] == {"dev": cli.world.base[2], "latest": cli.world.base[3]}
+
+
+def test_catalog_json_versions_newest_first(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
+    cli("catalog", "--json")
+    assert [row["version"] for row in _json(capsys)["nginx"]["versions"]] == list(reversed(cli.world.nginx))
+
+
+def test_catalog_json_of_one_image(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
+    cli("catalog", "base", "--json")
+    assert sorted(_json(capsys)) == ["channels", "versions"]
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [("status", "active"), ("state", {"status": "active"}), ("channels", ["latest"])],
+)
+def test_catalog_json_row(cli: Cli, capsys: pytest.CaptureFixture[str], key: str, expected: Any) -> None:
+    cli("catalog", "base", "--json")
+    assert _json(capsys)["versions"][0][key] == expected
+
+
+def test_catalog_json_row_has_no_envelope(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
+    cli("catalog", "base", "--json")
+    assert "envelope" not in _json(capsys)["versions"][0]
+
+
+def test_catalog_text_lists_channels(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
+    cli("catalog", "base")
+    assert f"base: 4 version(s); channels: latest={cli.world.base[3]}" in _out(capsys)
+
+
+# -- the changing verbs --------------------------------------------------------------------
+
+
+def test_promote_exits_0(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli("promote", "base", cli.world.base[1], "--to", "dev", "--actor", "alice") == 0
+
+
+def test_promote_says_what_moved(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
+    cli("promote", "base", cli.world.base[1], "--to", "dev", "--actor", "alice")
+    assert _out(capsys) == f"base: dev (none) -> {cli.world.base[1]}\n"
+
+
+def test_promote_records_the_actor(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
+    cli("promote", "base", cli.world.base[1], "--to", "dev", "--actor", "alice")
+    capsys.readouterr()
+    cli("history", "base", "--channel", "dev", "--json")
+    assert [(r["actor"], r["to"]) for r in _json(capsys)] == [("alice", cli.world.base[1])]
+
+
+def test_promote_twice_says_so(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
+    cli.world.promote("base", cli.world.base[1], "dev")
+    cli("promote", "base", cli.world.base[1], "--to", "dev", "--actor", "alice")
+    assert "already points to" in _out(capsys)
+
+
+def test_rollback_says_what_moved(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
+    for version in cli.world.base[1:3]:
+        cli.world.promote("base", version, "dev")
+    cli("rollback", "base", "--channel", "dev", "--actor", "alice")
+    assert _out(capsys) == f"base: dev {cli.world.base[2]} -> {cli.world.base[1]}\n"
+
+
+def test_revoke_lists_what_it_revoked(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
+    cli("revoke", "base", cli.world.base[3], "--reason", "CVE", "--actor", "alice")
+    assert _out(capsys).splitlines()[:2] == [
+        f"revoked base {cli.world.base[3]} (now)",
+        f"revoked nginx {cli.world.nginx[3]} (now)",
+    ]
+
+
+def test_revoke_at_says_when(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
+    cli(
+        "revoke",
+        "base",
+        cli.world.base[3],
+        "--reason",
+        "CVE",
+        "--at",
+        "2099-01-01T00:00:00+00:00",
+        "--actor",
+        "a",
+    )
+    assert f"revoked base {cli.world.base[3]} (from 2099-01-01T00:00:00+00:00)" in _out(capsys)
+
+
+def test_restore_says_channels_stay(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
+    cli.world.revoke("nginx", cli.world.nginx[3])
+    cli("restore", "nginx", cli.world.nginx[3], "--actor", "alice")
+    assert "channels were not moved back" in _out(capsys)
+
+
+def test_deprecate_says_the_state(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
+    cli("deprecate", "base", cli.world.base[0], "--replacement", cli.world.base[3], "--actor", "alice")
+    assert _out(capsys) == f"base {cli.world.base[0]}: deprecated, replacement {cli.world.base[3]}\n"
+
+
+def test_gc_dry_run_changes_nothing(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
+    before = cli.world.catalog.index_path.read_bytes()
+    cli("gc", "--keep", "1", "--dry-run")
+    assert cli.world.catalog.index_path.read_bytes() == before
+
+
+def test_gc_dry_run_counts(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
+    cli("gc", "--keep", "1", "--dry-run")
+    assert _out(capsys).splitlines()[-1] == "6 version(s) would be removed, 2 kept"
+
+
+def test_verify_catalog_passes(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli("verify-catalog") == 0
+
+
+def test_verify_catalog_json(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
+    cli("verify-catalog", "--json")
+    assert _json(capsys) == {"ok": True, "problems": [], "versions": 8, "records": 16}
+
+
+def _change_package_count(cli: Cli) -> None:
+    index = cli.world.catalog.index_path
+    index.write_text(index.read_text().replace('"package_count": 120', '"package_count": 12', 1))
+
+
+def test_verify_catalog_of_a_changed_entry_exits_2(cli: Cli, console: io.StringIO) -> None:
+    _change_package_count(cli)
+    assert cli("verify-catalog") == 2
+
+
+def test_verify_catalog_names_a_changed_entry(cli: Cli, console: io.StringIO) -> None:
+    _change_package_count(cli)
+    cli("verify-catalog")
+    assert f"images.base.versions[{cli.world.base[0]}]: fields changed after signing: package_count" in (
+        console.getvalue()
+    )
+
+
+def test_history_text(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
+    cli("history", "base", "--channel", "latest")
+    assert f"promote   latest: (none) -> {cli.world.base[0]}" in _out(capsys)
+
+
+def test_site_writes_html_and_json(cli: Cli, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cli("site", str(tmp_path / "public"))
+    assert sorted(p.name for p in (tmp_path / "public").iterdir()) == ["index.html", "index.json"]
+
+
+def test_keygen_if_missing_keeps_the_key(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
+    cli("keygen", "--local", "--if-missing")
+    assert _out(capsys).startswith("kept ")
+
+
+def test_keygen_makes_a_trusted_key(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FACTORY_SIGNING_KEY", str(tmp_path / "new" / "key.pem"))
+    cli("keygen", "--local")
+    assert len(list((cli.layout.keys / "local").glob("*.pub"))) == 1
+
+
+def test_keygen_private_key_is_0600(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FACTORY_SIGNING_KEY", str(tmp_path / "new" / "key.pem"))
+    cli("keygen")
+    assert (tmp_path / "new" / "key.pem").stat().st_mode & 0o777 == 0o600
+
+
+# -- bad input to the new verbs: exit 2, a message, no traceback ---------------------------
+
+MALFORMED = "20261129-nope"
+UNKNOWN = version_id(99 * 24 * 60)
+
+
+def _bad_input(w: World) -> dict[str, tuple[list[str], str]]:
+    """name → (arguments, what the error message must say)."""
+    b0, b3 = w.base[0], w.base[3]
+    return {
+        "promote-unknown-channel": (["promote", "base", b3, "--to", "qa"], "unknown channel 'qa'"),
+        "promote-latest": (["promote", "base", b3, "--to", "latest"], "managed by the factory"),
+        "promote-unknown-version": (["promote", "base", UNKNOWN, "--to", "dev"], f"no version {UNKNOWN!r}"),
+        "promote-malformed-version": (
+            ["promote", "base", MALFORMED, "--to", "dev"],
+            "is not a factory version id",
+        ),
+        "promote-unknown-image": (
+            ["promote", "debian", b3, "--to", "dev"],
+            "no published versions of 'debian'",
+        ),
+        "promote-out-of-order": (["promote", "base", b3, "--to", "prod"], "has not been on 'staging'"),
+        "promote-skip-without-reason": (
+            ["promote", "base", b3, "--to", "prod", "--skip-order"],
+            "needs --reason",
+        ),
+        "rollback-empty-channel": (
+            ["rollback", "base", "--channel", "prod"],
+            "there is nothing to roll back",
+        ),
+        "rollback-unknown-channel": (["rollback", "base", "--channel", "qa"], "unknown channel 'qa'"),
+        "rollback-malformed-to": (["rollback", "base", "--channel", "dev", "--to", MALFORMED], "version id"),
+        "rollback-unknown-to": (["rollback", "base", "--channel", "dev", "--to", UNKNOWN], "no version"),
+        "rollback-latest": (["rollback", "base", "--channel", "latest"], "managed by the factory"),
+        "revoke-unknown-version": (["revoke", "base", UNKNOWN, "--reason", "x"], "no version"),
+        "revoke-malformed-version": (
+            ["revoke", "base", MALFORMED, "--reason", "x"],
+            "is not a factory version id",
+        ),
+        "revoke-at-without-timezone": (
+            ["revoke", "base", b3, "--reason", "x", "--at", "2026-12-01T06:00:00"],
+            "has no timezone",
+        ),
+        "revoke-at-not-a-time": (
+            ["revoke", "base", b3, "--reason", "x", "--at", "tomorrow"],
+            "not an ISO 8601 time",
+        ),
+        "restore-active": (["restore", "base", b0], "is not revoked"),
+        "restore-malformed-version": (["restore", "base", MALFORMED], "is not a factory version id"),
+        "deprecate-without-replacement": (["deprecate", "base", b0], "--replacement VERSION is required"),
+        "deprecate-itself": (["deprecate", "base", b0, "--replacement", b0], "cannot replace itself"),
+        "deprecate-unknown-replacement": (["deprecate", "base", b0, "--replacement", UNKNOWN], "no version"),
+        "gc-keep-0": (["gc", "--keep", "0"], "--keep: 0 must be at least 1"),
+        "gc-keep-negative": (["gc", "--keep", "-1", "--dry-run"], "must be at least 1"),
+        "history-unknown-image": (["history", "debian"], "unknown image 'debian'"),
+        "keygen-existing": (["keygen"], "a signing key already exists"),
+        "resolve-unknown-channel": (["resolve", "base", "--channel", "qa"], "unknown channel 'qa'"),
+    }
+
+
+BAD_INPUT = [
+    "promote-unknown-channel",
+    "promote-latest",
+    "promote-unknown-version",
+    "promote-malformed-version",
+    "promote-unknown-image",
+    "promote-out-of-order",
+    "promote-skip-without-reason",
+    "rollback-empty-channel",
+    "rollback-unknown-channel",
+    "rollback-malformed-to",
+    "rollback-unknown-to",
+    "rollback-latest",
+    "revoke-unknown-version",
+    "revoke-malformed-version",
+    "revoke-at-without-timezone",
+    "revoke-at-not-a-time",
+    "restore-active",
+    "restore-malformed-version",
+    "deprecate-without-replacement",
+    "deprecate-itself",
+    "deprecate-unknown-replacement",
+    "gc-keep-0",
+    "gc-keep-negative",
+    "history-unknown-image",
+    "keygen-existing",
+    "resolve-unknown-channel",
+]
+CHANGING = {"promote", "rollback", "revoke", "restore", "deprecate", "gc"}
+
+
+def _run_bad(cli: Cli, name: str) -> int:
+    args, _ = _bad_input(cli.world)[name]
+    return cli(*args, *(["--actor", "alice"] if args[0] in CHANGING else []))
+
+
+def test_bad_input_cases_are_all_listed(cli: Cli) -> None:
+    assert sorted(_bad_input(cli.world)) == sorted(BAD_INPUT)
+
+
+def test_bad_input_covers_every_new_verb() -> None:
+    new = {"promote", "rollback", "history", "revoke", "restore", "deprecate", "gc", "keygen", "resolve"}
+    assert {name.split("-")[0] for name in BAD_INPUT} == new
+
+
+@pytest.mark.parametrize("name", BAD_INPUT)
+def test_bad_input_exits_2(cli: Cli, console: io.StringIO, name: str) -> None:
+    assert _run_bad(cli, name) == 2
+
+
+@pytest.mark.parametrize("name", BAD_INPUT)
+def test_bad_input_says_what_is_wrong(cli: Cli, console: io.StringIO, name: str) -> None:
+    _run_bad(cli, name)
+    _, message = _bad_input(cli.world)[name]
+    assert "error:" in console.getvalue() and message in console.getvalue()
+
+
+@pytest.mark.parametrize("name", BAD_INPUT)
+def test_bad_input_has_no_traceback(
+    cli: Cli, console: io.StringIO, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    _run_bad(cli, name)
+    assert "Traceback" not in console.getvalue() + capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", BAD_INPUT)
+def test_bad_input_changes_nothing(cli: Cli, console: io.StringIO, name: str) -> None:
+    before = cli.world.catalog.index_path.read_bytes()
+    _run_bad(cli, name)
+    assert cli.world.catalog.index_path.read_bytes() == before
+
+
+def test_revoke_without_reason_exits_2(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        cli("revoke", "base", cli.world.base[3], "--actor", "alice")
+    assert caught.value.code == 2
+
+
+def test_revoke_without_reason_names_the_option(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli("revoke", "base", cli.world.base[3], "--actor", "alice")
+    assert "the following arguments are required: --reason" in capsys.readouterr().err
+
+
+def test_missing_signing_key_exits_2(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, console: io.StringIO
+) -> None:
+    monkeypatch.setenv("FACTORY_SIGNING_KEY", str(tmp_path / "absent.pem"))
+    assert cli("promote", "base", cli.world.base[3], "--to", "dev", "--actor", "alice") == 2
+
+
+def test_missing_signing_key_hints_keygen(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, console: io.StringIO
+) -> None:
+    monkeypatch.setenv("FACTORY_SIGNING_KEY", str(tmp_path / "absent.pem"))
+    cli("promote", "base", cli.world.base[3], "--to", "dev", "--actor", "alice")
+    assert "factory keygen" in console.getvalue()
+
+
+def _promote_with_an_untrusted_key(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> int:
+    monkeypatch.setenv("FACTORY_SIGNING_KEY", str(tmp_path / "untrusted" / "signing-key.pem"))
+    return cli("promote", "base", cli.world.base[3], "--to", "dev", "--actor", "mallory")
+
+
+def test_untrusted_signing_key_exits_2(
+    cli: Cli, untrusted_signer: Signer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, console: io.StringIO
+) -> None:
+    assert _promote_with_an_untrusted_key(cli, tmp_path, monkeypatch) == 2
+
+
+def test_untrusted_signing_key_is_named(
+    cli: Cli, untrusted_signer: Signer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, console: io.StringIO
+) -> None:
+    _promote_with_an_untrusted_key(cli, tmp_path, monkeypatch)
+    assert f"signing key {untrusted_signer.keyid[:16]} is not among the trusted keys" in console.getvalue()
+
+
+def test_untrusted_signing_key_leaves_the_catalog_alone(
+    cli: Cli, untrusted_signer: Signer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, console: io.StringIO
+) -> None:
+    """A write signed by a key that readers do not trust would lock every reader and writer out."""
+    before = cli.world.catalog.index_path.read_bytes()
+    _promote_with_an_untrusted_key(cli, tmp_path, monkeypatch)
+    assert cli.world.catalog.index_path.read_bytes() == before
+
+
+def test_site_into_a_file_exits_2(cli: Cli, tmp_path: Path, console: io.StringIO) -> None:
+    (tmp_path / "public").write_text("not a directory\n")
+    assert cli("site", str(tmp_path / "public")) == 2
+
+
+def test_site_into_a_file_names_the_path(cli: Cli, tmp_path: Path, console: io.StringIO) -> None:
+    (tmp_path / "public").write_text("not a directory\n")
+    cli("site", str(tmp_path / "public"))
+    assert f"{tmp_path / 'public'}: cannot write the site there" in console.getvalue()
