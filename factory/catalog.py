@@ -182,6 +182,15 @@ class Catalog:
             return "snapshot: the index differs from what was signed"
         return None
 
+    def check_signer(self, signer: Signer) -> Signer:
+        """A key that keys/ does not trust would lock every reader out of what it signs."""
+        if signer.keyid not in {key.keyid for key in self.keys()}:
+            raise ConfigError(
+                f"signing key {signer.keyid[:16]} is not among the trusted keys in {self.keys_root}",
+                hint="`factory keygen --local --if-missing` adds this machine's key to keys/local/",
+            )
+        return signer
+
     def versions(self, image: str, doc: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Versions of ``image``, newest first."""
         data = doc if doc is not None else self.load()
@@ -266,11 +275,7 @@ class Catalog:
                     f"{self.index_path}: {problem}",
                     hint="`factory verify-catalog` names every changed entry; restore index.json",
                 )
-            if signer.keyid not in {key.keyid for key in self.keys()}:
-                raise ConfigError(
-                    f"signing key {signer.keyid[:16]} is not among the trusted keys in {self.keys_root}",
-                    hint="`factory keygen --local --if-missing` adds this machine's key to keys/local/",
-                )
+            self.check_signer(signer)
             generation = doc["generation"]
             txn = Txn(copy.deepcopy(doc), signer, actor, now or now_utc())
             yield txn

@@ -30,7 +30,7 @@ def bake(layout: Layout, name: str, *, publish: bool = True) -> BakeResult:
     spec = load_image(layout, name)
     catalog = Catalog(layout.catalog, layout.keys)
     doc = audit.trusted(catalog)  # a broken or tampered catalog fails before the build, not after
-    signer = trust.load_signer() if publish else None
+    signer = catalog.check_signer(trust.load_signer()) if publish else None
     state = tag.source_state(layout.root)
     if state.dirty and publish:
         raise DirtyTree(
@@ -40,12 +40,7 @@ def bake(layout: Layout, name: str, *, publish: bool = True) -> BakeResult:
     tools = tool_versions()
     parent = resolve_parent(spec, layout, catalog, doc, build_missing=True)
     ctx = new_context(spec, state, parent)
-    cache = HashCache(layout.cache / "file-hashes.json")
-    inputs = input_hashes(spec, layout, cache)  # hashed before the build reads them
-    cache.save()
-    fingerprint_sha256 = fingerprint(
-        spec, inputs, parent=parent_identity(parent.record), template_sha256=structural_sha256(spec)
-    )
+    inputs, fingerprint_sha256 = record_inputs(spec, layout, parent)  # before the build reads them
     with log.step(f"Rendering {spec.name} {ctx.version}"):
         rendered = render(ctx, layout)
     with log.step("packer validate"):
@@ -71,12 +66,15 @@ def bake(layout: Layout, name: str, *, publish: bool = True) -> BakeResult:
         assert signer is not None
         entry = lifecycle.publish(
             catalog,
-            {
-                **catalog_entry(
-                    ctx, rendered=rendered, artifact_id=artifact.id, ref=ref, verified=verified, tools=tools
-                ),
-                "fingerprint": fingerprint_sha256,
-            },
+            catalog_entry(
+                ctx,
+                rendered=rendered,
+                artifact_id=artifact.id,
+                ref=ref,
+                verified=verified,
+                tools=tools,
+                input_fingerprint=fingerprint_sha256,
+            ),
             version_manifest(ctx, inputs, verified),
             verified.report.junit,
             signer=signer,
@@ -120,6 +118,15 @@ def reverify(layout: Layout, name: str, version: str | None) -> verify.TestRepor
             spec, layout, entry["artifact"]["id"], junit, version=entry["version"], commit=entry["commit"]
         )
     return verified.report
+
+
+def record_inputs(spec: ImageSpec, layout: Layout, parent: ParentRef) -> tuple[dict[str, str], str]:
+    """Every input file's hash, and the fingerprint over them, the template and the parent."""
+    cache = HashCache(layout.cache / "file-hashes.json")
+    inputs = input_hashes(spec, layout, cache)
+    cache.save()
+    identity = parent_identity(parent.record)
+    return inputs, fingerprint(spec, inputs, parent=identity, template_sha256=structural_sha256(spec))
 
 
 def new_context(spec: ImageSpec, state: tag.SourceState, parent: ParentRef) -> BuildContext:
@@ -219,6 +226,7 @@ def catalog_entry(
     ref: str,
     verified: verify.Verified,
     tools: dict[str, str],
+    input_fingerprint: str,
 ) -> dict[str, Any]:
     report = verified.report
     return {
@@ -241,6 +249,7 @@ def catalog_entry(
             "junit": str(report.junit),
         },
         "package_count": len(verified.packages),
+        "fingerprint": input_fingerprint,
         "manifest": {"path": "", "sha256": "0" * 64},  # filled in by Catalog.publish
     }
 
