@@ -127,3 +127,11 @@ def test_timezone_is_utc(host: Any) -> None:
 
 def test_default_locale(host: Any) -> None:
     assert host.file("/etc/default/locale").contains("^LANG=C.UTF-8$")
+
+
+def test_no_pending_security_updates(host: Any) -> None:
+    """Baked today from today's mirror: nothing from the security suite is left to install."""
+    host.run("apt-get update -qq -o Acquire::Languages=none")
+    simulated = host.run("apt-get -s upgrade").stdout
+    pending = [line for line in simulated.splitlines() if line.startswith("Inst ") and "Security" in line]
+    assert pending == []
