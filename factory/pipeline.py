@@ -250,7 +250,7 @@ def catalog_entry(
         },
         "package_count": len(verified.packages),
         "fingerprint": input_fingerprint,
-        "manifest": {"path": "", "sha256": "0" * 64},  # filled in by Catalog.publish
+        "manifest": {"path": "", "sha256": "0" * 64},  # filled in by lifecycle.publish
     }
 
 
