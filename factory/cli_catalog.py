@@ -310,7 +310,7 @@ def cmd_plan(args: argparse.Namespace, layout: Layout) -> int:
         layout, catalog, audit.trusted(catalog), specs, only=args.images, force=args.force, now=now_utc()
     )
     if args.json:
-        emit([d.as_json() for d in decisions])
+        emit(plan.as_json(decisions, specs))
         return 0
     for d in decisions:
         print(f"{d.action:<8} {d.image:<16} (now {d.current or 'unpublished'})")

@@ -37,6 +37,32 @@ class Decision:
         return asdict(self)
 
 
+def branches(decisions: Sequence[Decision], specs: Mapping[str, ImageSpec]) -> list[list[str]]:
+    """The images to rebuild, split into independent branches of the DAG, each in build order.
+
+    A branch starts at an image whose parent is not rebuilt in this run (so it builds on a
+    published version) and holds every rebuilt image below it. Branches share no work, which is
+    what lets CI run one job per branch.
+    """
+    rebuild = [d.image for d in decisions if d.action == "rebuild"]
+    found: dict[str, list[str]] = {}
+    root_of: dict[str, str] = {}
+    for name in rebuild:  # decisions are in build order, so a parent is placed before its children
+        parent = specs[name].parent_image
+        root = root_of.get(parent or "", name)
+        root_of[name] = root
+        found.setdefault(root, []).append(name)
+    return list(found.values())
+
+
+def as_json(decisions: Sequence[Decision], specs: Mapping[str, ImageSpec]) -> dict[str, Any]:
+    return {
+        "schema_version": 1,
+        "images": [d.as_json() for d in decisions],
+        "branches": branches(decisions, specs),
+    }
+
+
 def changed_files(recorded: Mapping[str, str], now: Mapping[str, str]) -> list[str]:
     return sorted(path for path in set(recorded) | set(now) if recorded.get(path) != now.get(path))
 

@@ -183,6 +183,6 @@ def test_missing_parent_artifact_path_is_clear(tmp_path: Path) -> None:
 
 
 def test_plan_skips_what_was_just_built(repo: Scratch, base: dict[str, Any], nginx: dict[str, Any]) -> None:
-    decisions = json.loads(repo.factory("plan", "base", "nginx", "--json", check=True).stdout)
+    decisions = json.loads(repo.factory("plan", "base", "nginx", "--json", check=True).stdout)["images"]
     actions = {d["image"]: d["action"] for d in decisions if d["image"] in ("base", "nginx")}
     assert actions == {"base": "skip", "nginx": "skip"}

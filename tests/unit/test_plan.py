@@ -179,3 +179,27 @@ def test_diff_lists_changed_inputs_between_images(world: tuple[Layout, Catalog])
     base_inputs = catalog.manifest(catalog.find("base", BASE_V, doc))["inputs"]
     nginx_inputs = catalog.manifest(catalog.find("nginx", NGINX_V, doc))["inputs"]
     assert "roles/nginx/tasks/site.yml" in plan.changed_files(base_inputs, nginx_inputs)
+
+
+def _decision(image: str, action: str) -> plan.Decision:
+    return plan.Decision(image=image, action=action, current=None)
+
+
+def test_branches_split_the_rebuilds_into_independent_subtrees(world: tuple[Layout, Catalog]) -> None:
+    layout, _ = world
+    specs = load_images(layout)
+    decisions = [_decision("base", "rebuild"), _decision("nginx", "rebuild")]
+    assert plan.branches(decisions, specs) == [["base", "nginx"]]
+
+
+def test_a_child_of_a_skipped_parent_is_its_own_branch(world: tuple[Layout, Catalog]) -> None:
+    layout, _ = world
+    specs = load_images(layout)
+    decisions = [_decision("base", "skip"), _decision("nginx", "rebuild")]
+    assert plan.branches(decisions, specs) == [["nginx"]]
+
+
+def test_nothing_to_rebuild_means_no_branches(world: tuple[Layout, Catalog]) -> None:
+    layout, _ = world
+    specs = load_images(layout)
+    assert plan.branches([_decision("base", "skip"), _decision("nginx", "skip")], specs) == []
