@@ -40,10 +40,13 @@ def _versions(catalog: Catalog, doc: Mapping[str, Any], *, files: bool) -> list[
                 continue
             if not files:
                 continue
-            for rel, expected in (
+            signed_files = [
                 (entry["manifest"]["path"], entry["manifest"]["sha256"]),
                 (entry["tests"]["junit"], entry["tests"]["junit_sha256"]),
-            ):
+            ]
+            if "sbom" in entry:  # versions published before SBOMs have none
+                signed_files.append((entry["sbom"]["path"], entry["sbom"]["sha256"]))
+            for rel, expected in signed_files:
                 path = catalog.root / rel
                 actual = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
                 if actual != expected:

@@ -6,6 +6,7 @@ Layout of a catalog directory::
     index.json                         versions, channels, states, history, signed snapshot
     manifests/<image>/<version>.json   inputs and packages of one version (sha256 in the index)
     evidence/<image>/<version>/junit.xml
+    sbom/<image>/<version>.cdx.json    CycloneDX SBOM of the packages (sha256 in the index; factory.sbom)
     .lock                              flock(2) taken by every writer
 
 Writers take the lock, check the generation they read, write new files first and the index last,
@@ -212,22 +213,33 @@ class Catalog:
             hint=f"`factory catalog {image}` lists its versions",
         )
 
-    def manifest(self, entry: Mapping[str, Any]) -> dict[str, Any]:
-        path = self.root / entry["manifest"]["path"]
+    def _signed_file(self, entry: Mapping[str, Any], field: str, what: str) -> tuple[Path, bytes]:
+        """The bytes of the file ``entry[field]`` names, refused unless they have its sha256."""
+        path = self.root / entry[field]["path"]
         try:
             raw = path.read_bytes()
         except OSError as exc:
             raise CatalogError(
-                f"{path}: manifest of {entry['image']} {entry['version']} missing: {exc}"
+                f"{path}: {what} of {entry['image']} {entry['version']} missing: {exc}"
             ) from None
-        if hashlib.sha256(raw).hexdigest() != entry["manifest"]["sha256"]:
+        if hashlib.sha256(raw).hexdigest() != entry[field]["sha256"]:
             raise CatalogError(
-                f"{path}: sha256 does not match images.{entry['image']}.{entry['version']}.manifest.sha256",
-                hint="the manifest was changed after publication",
+                f"{path}: sha256 does not match images.{entry['image']}.{entry['version']}.{field}.sha256",
+                hint=f"the {what} was changed after publication",
             )
+        return path, raw
+
+    def manifest(self, entry: Mapping[str, Any]) -> dict[str, Any]:
+        path, raw = self._signed_file(entry, "manifest", "manifest")
         data = json.loads(raw)
         check_schema(data, "manifest.schema.json", source=path, what="version manifest", error=CatalogError)
         return data  # type: ignore[no-any-return]
+
+    def sbom(self, entry: Mapping[str, Any]) -> bytes | None:
+        """The SBOM file of a version as published; None for versions published before SBOMs."""
+        if "sbom" not in entry:
+            return None
+        return self._signed_file(entry, "sbom", "SBOM")[1]
 
     def verify_entry(self, entry: Mapping[str, Any]) -> str:
         """The entry is exactly what a trusted key signed at publication; returns the keyid."""

@@ -29,6 +29,12 @@ def statement_for(entry: Mapping[str, Any]) -> dict[str, Any]:
     fields = signed_fields(entry)
     artifact = fields["artifact"]
     parent = fields["parent"]
+    byproducts = [
+        {"name": fields["tests"]["junit"], "digest": {"sha256": fields["tests"]["junit_sha256"]}},
+        {"name": fields["manifest"]["path"], "digest": {"sha256": fields["manifest"]["sha256"]}},
+    ]
+    if "sbom" in fields:
+        byproducts.append({"name": fields["sbom"]["path"], "digest": {"sha256": fields["sbom"]["sha256"]}})
     dependencies: list[dict[str, Any]] = [
         {"uri": f"git+{fields.get('source', '')}", "digest": {"gitCommit": fields["commit"]}}
     ]
@@ -49,13 +55,7 @@ def statement_for(entry: Mapping[str, Any]) -> dict[str, Any]:
             "runDetails": {
                 "builder": {"id": f"https://image-factory.invalid/factory@{__version__}"},
                 "metadata": {"invocationId": fields["version"], "startedOn": fields["created"]},
-                "byproducts": [
-                    {
-                        "name": fields["tests"]["junit"],
-                        "digest": {"sha256": fields["tests"]["junit_sha256"]},
-                    },
-                    {"name": fields["manifest"]["path"], "digest": {"sha256": fields["manifest"]["sha256"]}},
-                ],
+                "byproducts": byproducts,
             },
         },
     )

@@ -151,6 +151,7 @@ def _published_shape() -> Doc:
     """The keys a published nginx entry has (values do not matter here)."""
     entry = make_entry("nginx", version_id(0), parent={"image": "base", "version": "v", "artifact_id": "i"})
     entry["tests"]["junit_sha256"] = ""
+    entry["sbom"] = {"path": "", "sha256": "", "format": "", "spec_version": ""}
     entry["envelope"] = {"payload": "", "payloadType": "", "signatures": []}
     return entry
 
@@ -186,6 +187,7 @@ def test_entry_paths_cover_the_required_ones() -> None:
         ("tests", "passed"),
         ("parent", "version"),
         ("manifest", "sha256"),
+        ("sbom", "sha256"),
     }
     assert required <= set(ENTRY_PATHS)
 
@@ -529,13 +531,16 @@ def test_stripped_history_is_refused(world: World) -> None:
 # -- files on disk -------------------------------------------------------------------------
 
 
+FILES = ["manifest", "junit", "sbom"]
+
+
 def _file(world: World, kind: str) -> tuple[str, Path]:
     entry = world.catalog.find("nginx", world.nginx[1])
-    rel = entry["manifest"]["path"] if kind == "manifest" else entry["tests"]["junit"]
+    rel = entry["tests"]["junit"] if kind == "junit" else entry[kind]["path"]
     return rel, world.catalog.root / rel
 
 
-@pytest.mark.parametrize("kind", ["manifest", "junit"])
+@pytest.mark.parametrize("kind", FILES)
 def test_edited_file_is_named_by_audit(world: World, kind: str) -> None:
     rel, path = _file(world, kind)
     path.write_bytes(path.read_bytes().replace(b"3", b"4"))
@@ -544,7 +549,7 @@ def test_edited_file_is_named_by_audit(world: World, kind: str) -> None:
     )
 
 
-@pytest.mark.parametrize("kind", ["manifest", "junit"])
+@pytest.mark.parametrize("kind", FILES)
 def test_deleted_file_is_named_by_audit(world: World, kind: str) -> None:
     rel, path = _file(world, kind)
     path.unlink()
@@ -556,6 +561,13 @@ def test_edited_manifest_is_refused_when_read(world: World) -> None:
     path.write_bytes(path.read_bytes().replace(b"bash", b"dash"))
     with pytest.raises(CatalogError, match="sha256 does not match"):
         world.catalog.manifest(world.catalog.find("nginx", world.nginx[1]))
+
+
+def test_edited_sbom_is_refused_when_read(world: World) -> None:
+    rel, path = _file(world, "sbom")
+    path.write_bytes(path.read_bytes().replace(b'"bash"', b'"dash"'))
+    with pytest.raises(CatalogError, match=f"{re.escape(rel)}: sha256 does not match"):
+        world.catalog.sbom(world.catalog.find("nginx", world.nginx[1]))
 
 
 def test_files_are_not_checked_when_asked_not_to(world: World) -> None:

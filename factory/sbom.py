@@ -1,0 +1,96 @@
+"""SBOM: the CycloneDX bill of materials of one version, made from its manifest at publication.
+
+The document is a function of the catalog entry and the manifest alone: the serial number is derived
+from image, version and commit, the timestamp is the entry's ``created``, and every bom-ref is a purl.
+Generating it again from the same entry and manifest gives the same bytes, so the sha256 the signed
+entry records can be checked by anyone who regenerates it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cyclonedx.model import Property
+from cyclonedx.model.bom import Bom, BomMetaData
+from cyclonedx.model.component import Component, ComponentType
+from cyclonedx.model.tool import ToolRepository
+from cyclonedx.output.json import JsonV1Dot6
+from packageurl import PackageURL
+
+FORMAT = "CycloneDX"
+SPEC_VERSION = "1.6"  # Matches the outputter below; bump both together.
+# Every image descends from the base, which is bootstrapped from Debian 12 (images/base/image.toml
+# suite = "bookworm"); a base on another suite needs this derived from the suite instead.
+DISTRO = "debian-12"
+# uuid5 namespace of the serial numbers; never change it, or regenerated SBOMs stop matching.
+SERIAL_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://image-factory.invalid/sbom")
+FACTORY = "image-factory"
+
+
+def path_of(image: str, version: str) -> Path:
+    """Where the SBOM of a version lives, relative to the catalog directory (and to the site)."""
+    return Path("sbom") / image / f"{version}.cdx.json"
+
+
+def serial_number(entry: Mapping[str, Any]) -> uuid.UUID:
+    return uuid.uuid5(SERIAL_NAMESPACE, f"{entry['image']}/{entry['version']}/{entry['commit']}")
+
+
+def purl(name: str, version: str) -> PackageURL:
+    return PackageURL(
+        type="deb", namespace="debian", name=name, version=version, qualifiers={"distro": DISTRO}
+    )
+
+
+def _package(name: str, version: str) -> Component:
+    ref = purl(name, version)
+    return Component(
+        type=ComponentType.LIBRARY, name=name, version=version, purl=ref, bom_ref=ref.to_string()
+    )
+
+
+def _image(entry: Mapping[str, Any]) -> Component:
+    properties = [
+        Property(name="org.opencontainers.image.revision", value=entry["commit"]),
+        Property(name="org.opencontainers.image.version", value=entry["version"]),
+        Property(name=f"{FACTORY}:artifact:id", value=entry["artifact"]["id"]),
+        Property(name=f"{FACTORY}:artifact:ref", value=entry["artifact"]["ref"]),
+    ]
+    if entry.get("source"):
+        properties.append(Property(name="org.opencontainers.image.source", value=entry["source"]))
+    return Component(
+        type=ComponentType.CONTAINER,
+        name=entry["image"],
+        version=entry["version"],
+        bom_ref=f"{FACTORY}:{entry['image']}@{entry['version']}",
+        properties=properties,
+    )
+
+
+def document(entry: Mapping[str, Any], manifest: Mapping[str, Any]) -> bytes:
+    """The CycloneDX JSON of the version ``entry`` whose Debian packages ``manifest`` lists."""
+    image = _image(entry)
+    # dpkg lists a package once per architecture; the purl carries no architecture, so one suffices.
+    pairs = dict.fromkeys((p["name"], p["version"]) for p in manifest["packages"])
+    packages = [_package(name, version) for name, version in pairs]
+    factory = Component(
+        type=ComponentType.APPLICATION,
+        name=FACTORY,
+        version=entry["tools"]["factory"],
+        bom_ref=f"{FACTORY}@{entry['tools']['factory']}",
+    )
+    bom = Bom(
+        serial_number=serial_number(entry),
+        metadata=BomMetaData(
+            component=image,
+            timestamp=datetime.fromisoformat(entry["created"]),
+            tools=ToolRepository(components=[factory]),
+        ),
+        components=packages,
+    )
+    bom.register_dependency(image, packages)
+    return (JsonV1Dot6(bom).output_as_string(indent=2) + "\n").encode()
