@@ -36,6 +36,15 @@ bake-%: setup ## Bake one image: render, packer, ansible, testinfra, tag, publis
 validate-%: setup ## Render one image and run packer validate on it
 	$(FACTORY) render $*
 
+nightly: setup ## Rebuild what has pending security updates (scan, plan, bake, gate, policy) and print a table
+	$(FACTORY) rebuild --security-only -j 2
+
+rebuild: setup ## Rebuild whatever the plan says (changed inputs, newer parents, security updates)
+	$(FACTORY) rebuild -j 2
+
+plan: setup ## Show what a rebuild would do, with reasons (runs nothing)
+	$(FACTORY) plan
+
 bake-all: setup ## Bake every image, parents first
 	@set -e; for image in $$($(FACTORY) list --names); do $(FACTORY) bake $$image; done
 
@@ -50,11 +59,11 @@ lint: setup ## ruff, mypy --strict, ansible-lint, yamllint
 	$(VENV)/bin/ruff check factory tests
 	$(VENV)/bin/ruff format --check factory tests
 	$(VENV)/bin/mypy
-	$(VENV)/bin/yamllint -s roles inventory .yamllint
+	$(VENV)/bin/yamllint -s roles inventory images .github .yamllint
 	$(VENV)/bin/ansible-lint roles
 
 ##@ Housekeeping
 clean: ## Remove build output (keeps the catalog, the venv and the bootstrap cache)
 	rm -rf build
 
-.PHONY: help setup host bake bake-all test test-unit lint clean
+.PHONY: help setup host bake bake-all nightly rebuild plan test test-unit lint clean

@@ -10,7 +10,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from factory import __version__, cli_catalog, log, pipeline
+from factory import __version__, cli_catalog, cli_rebuild, log, pipeline
+from factory.catalog import atomic_write
 from factory.config import Layout, build_order, load_images, require_image
 from factory.errors import ConfigError
 
@@ -34,6 +35,8 @@ class Verb(StrEnum):
     SITE = "site"
     PLAN = "plan"
     DIFF = "diff"
+    SCAN = "scan"
+    REBUILD = "rebuild"
 
 
 V = "20261129.084512-0123456789ab"
@@ -104,7 +107,18 @@ EXAMPLES: dict[Verb, tuple[str, str]] = {
     ),
     Verb.PLAN: (
         "Decide, for every image in build order, rebuild or skip, with the reasons. Runs nothing.",
-        "factory plan --json\n  factory plan nginx --force",
+        "factory plan --json\n  factory plan nginx --force\n  factory plan --security-only",
+    ),
+    Verb.SCAN: (
+        "Find pending security updates of each image's `latest` version, in a throwaway container of\n"
+        "that artifact, and record the answer on the version (the plan reads it).",
+        "factory scan base --json",
+    ),
+    Verb.REBUILD: (
+        "Scan, plan and bake what needs it: parents first, independent images in parallel, each with\n"
+        "the normal gate. A rebuild identical to the newest version is recorded as unchanged and not\n"
+        "published. Passing rebuilds are promoted as each image's [policy] says.",
+        "factory rebuild --security-only -j 2\n  factory rebuild nginx --force",
     ),
     Verb.DIFF: (
         "Packages added, removed and changed, input files changed, and test counts between two versions.",
@@ -181,9 +195,25 @@ def _build_verbs(verb: Adder) -> None:
     p = verb(Verb.BAKE)
     p.add_argument("image")
     p.add_argument("--no-publish", action="store_true", help="build, verify and tag locally; do not publish")
+    p.add_argument(
+        "--if-changed",
+        action="store_true",
+        help="publish only if packages or inputs differ from the newest version; else record `unchanged`",
+    )
+    p.add_argument("--result-file", type=Path, metavar="PATH", help="write the outcome as JSON to PATH")
     p = verb(Verb.VERIFY)
     p.add_argument("image")
     p.add_argument("version", nargs="?")
+
+
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to 64")
+    return value
 
 
 def _catalog_verbs(verb: Adder) -> None:
@@ -220,7 +250,19 @@ def _reading_verbs(verb: Adder) -> None:
     p = verb(Verb.PLAN)
     p.add_argument("images", nargs="*", metavar="IMAGE")
     p.add_argument("--force", action="store_true", help="rebuild the named images (or all) regardless")
+    p.add_argument("--security-only", action="store_true", help="rebuild only for pending security updates")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = verb(Verb.SCAN)
+    p.add_argument("images", nargs="*", metavar="IMAGE")
+    p.add_argument("-j", "--jobs", type=_jobs, default=2, metavar="N", help="scans at a time (default 2)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = verb(Verb.REBUILD)
+    p.add_argument("images", nargs="*", metavar="IMAGE")
+    p.add_argument("-j", "--jobs", type=_jobs, default=1, metavar="N", help="bakes at a time (default 1)")
+    p.add_argument("--security-only", action="store_true", help="only for pending security updates")
+    p.add_argument("--force", action="store_true", help="rebuild the named images (or all) regardless")
+    p.add_argument("--no-scan", action="store_true", help="use the recorded scans; run no new one")
+    p.add_argument("--json", action="store_true", help="the outcomes as JSON on stdout")
 
 
 def _changing_verbs(verb: Adder) -> None:
@@ -339,7 +381,9 @@ def cmd_render(args: argparse.Namespace, layout: Layout) -> int:
 
 def cmd_bake(args: argparse.Namespace, layout: Layout) -> int:
     require_image(layout, args.image)
-    result = pipeline.bake(layout, args.image, publish=not args.no_publish)
+    result = pipeline.bake(layout, args.image, publish=not args.no_publish, if_changed=args.if_changed)
+    if args.result_file:
+        atomic_write(args.result_file, (json.dumps(result.as_json(), indent=2) + "\n").encode())
     print(f"{result.image} {result.version} {result.ref}" + ("" if result.published else " (not published)"))
     return 0
 
@@ -360,4 +404,5 @@ HANDLERS: dict[Verb, Callable[[argparse.Namespace, Layout], int]] = {
     Verb.BAKE: cmd_bake,
     Verb.VERIFY: cmd_verify,
     **{Verb(name): handler for name, handler in cli_catalog.HANDLERS.items()},
+    **{Verb(name): handler for name, handler in cli_rebuild.HANDLERS.items()},
 }

@@ -307,7 +307,14 @@ def cmd_plan(args: argparse.Namespace, layout: Layout) -> int:
         require_image(layout, name)
     catalog = _catalog(layout)
     decisions = plan.plan(
-        layout, catalog, audit.trusted(catalog), specs, only=args.images, force=args.force, now=now_utc()
+        layout,
+        catalog,
+        audit.trusted(catalog),
+        specs,
+        only=args.images,
+        force=args.force,
+        security_only=args.security_only,
+        now=now_utc(),
     )
     if args.json:
         emit(plan.as_json(decisions, specs))
@@ -315,7 +322,8 @@ def cmd_plan(args: argparse.Namespace, layout: Layout) -> int:
     for d in decisions:
         print(f"{d.action:<8} {d.image:<16} (now {d.current or 'unpublished'})")
         for reason in d.reasons:
-            print(f"         - {reason.text}" + (f": {', '.join(reason.files)}" if reason.files else ""))
+            details = reason.details()
+            print(f"         - {reason.text}" + (f": {', '.join(details)}" if details else ""))
     return 0
 
 

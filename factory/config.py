@@ -134,6 +134,8 @@ class ImageSpec:
     targets: tuple[Target, ...]
     container: ContainerSettings
     tests: tuple[str, ...]
+    # (channel, "any" | "security"), in channel order: where a passing rebuild goes by itself
+    auto_promote: tuple[tuple[str, str], ...] = ()
 
     @property
     def definition(self) -> Path:
@@ -296,7 +298,32 @@ def _load_one(layout: Layout, name: str) -> ImageSpec:
             env=dict(container.get("env", {})),
         ),
         tests=tests,
+        auto_promote=_auto_promote(layout, path, data.get("policy", {}).get("auto_promote", {})),
     )
+
+
+def _auto_promote(layout: Layout, path: Path, policy: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The policy in channel order; the last channel (prod) always needs an explicit promote."""
+    if not policy:
+        return ()
+    order = load_settings(layout).channels
+    for channel, when in policy.items():
+        where = f"{path}: policy.auto_promote.{channel}"
+        if channel not in order:
+            raise ConfigError(f"{where}: unknown channel", hint=f"channels: {', '.join(order)}")
+        index = order.index(channel)
+        if index == len(order) - 1:
+            raise ConfigError(
+                f"{where}: {channel!r} is the last channel; it always needs an explicit promote",
+                hint=f"factory promote IMAGE VERSION --to {channel}",
+            )
+        before = order[index - 1] if index else None
+        if before is not None and policy.get(before) not in ("any", when):
+            raise ConfigError(
+                f"{where}: {when!r} rebuilds cannot reach {channel!r} without passing {before!r}",
+                hint=f'add {before} = "{when}" (or "any") to [policy.auto_promote]',
+            )
+    return tuple((channel, policy[channel]) for channel in order if channel in policy)
 
 
 def _check_roles(layout: Layout, path: Path, roles: Sequence[RoleRef]) -> None:

@@ -28,7 +28,9 @@ FIELDS = (
     "reason",
     "details",
 )
-ACTIONS = ("publish", "promote", "rollback", "revoke", "restore", "deprecate", "gc")
+ACTIONS = ("publish", "promote", "rollback", "revoke", "restore", "deprecate", "gc", "scan", "unchanged")
+# Records that are evidence about a version and change no channel or state.
+OBSERVATIONS = ("publish", "scan", "unchanged")
 
 
 def fields_of(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -93,6 +95,8 @@ def effect(image: dict[str, Any], record: Mapping[str, Any]) -> None:
         else:
             image["channels"][record["channel"]] = {"version": record["to"], "record": record["hash"]}
         return
+    if action in OBSERVATIONS:  # a published entry is added by the publisher itself
+        return
     old = states.get(version, {})
     if action == "revoke":
         new = {"status": "revoked", "reason": record["reason"], "at": details.get("effective", record["at"])}
@@ -104,10 +108,9 @@ def effect(image: dict[str, Any], record: Mapping[str, Any]) -> None:
         new = {"status": details["state"], "reason": record["reason"], "at": record["at"]}
         if details.get("replacement"):
             new["replacement"] = details["replacement"]
-    elif action == "gc":
+    else:
+        assert action == "gc", action
         new = {"status": "active", **{k: v for k, v in old.items() if k != "record"}, "collected": True}
-    else:  # publish: the version entry itself is added by the publisher
-        return
     if old.get("collected"):
         new["collected"] = True
     new["record"] = record["hash"]

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from factory import provenance
+from factory import provenance, sbom
 from factory.catalog import LATEST, Catalog, Txn, dumps, image_doc, iso
 from factory.config import check_schema
 from factory.errors import ConfigError
@@ -69,17 +69,25 @@ def publish(
     image, version = entry["image"], entry["version"]
     evidence = Path("evidence") / image / version / "junit.xml"
     manifest_rel = Path("manifests") / image / f"{version}.json"
+    sbom_rel = sbom.path_of(image, version)
     manifest_bytes = dumps(manifest)
     junit_bytes = junit.read_bytes()
     entry = copy.deepcopy(entry)
     entry["tests"]["junit"] = str(evidence)
     entry["tests"]["junit_sha256"] = hashlib.sha256(junit_bytes).hexdigest()
     entry["manifest"] = {"path": str(manifest_rel), "sha256": hashlib.sha256(manifest_bytes).hexdigest()}
-    entry.pop("envelope", None)
-    entry["envelope"] = sign(signer, provenance.statement_for(entry))
     check_schema(
         manifest, "manifest.schema.json", source=catalog.root / manifest_rel, what="version manifest"
     )
+    sbom_bytes = sbom.document(entry, manifest)
+    entry["sbom"] = {
+        "path": str(sbom_rel),
+        "sha256": hashlib.sha256(sbom_bytes).hexdigest(),
+        "format": sbom.FORMAT,
+        "spec_version": sbom.SPEC_VERSION,
+    }
+    entry.pop("envelope", None)
+    entry["envelope"] = sign(signer, provenance.statement_for(entry))
     with change(catalog, signer, actor) as txn:
         if entry_of(txn.doc, image, version) is not None:
             raise ConfigError(
@@ -90,7 +98,47 @@ def publish(
         move_latest(txn, image)
         catalog.write_file(evidence, junit_bytes)
         catalog.write_file(manifest_rel, manifest_bytes)
+        catalog.write_file(sbom_rel, sbom_bytes)
     return entry
+
+
+def record_unchanged(
+    catalog: Catalog,
+    image: str,
+    version: str,
+    *,
+    built: str,
+    fingerprint: str,
+    signer: Signer,
+    actor: str,
+) -> None:
+    """A rebuild that produced nothing new: evidence that ``version`` is still current."""
+    with change(catalog, signer, actor) as txn:
+        require_entry(catalog, txn.doc, image, version)
+        txn.record(
+            "unchanged",
+            image,
+            version=version,
+            reason=f"rebuild {built} has the same packages and input fingerprint",
+            details={"built": built, "fingerprint": fingerprint},
+        )
+
+
+def record_scans(
+    catalog: Catalog, scans: Sequence[tuple[str, str, dict[str, Any]]], *, signer: Signer, actor: str
+) -> None:
+    """Security scans of published versions: (image, version, details) each, in one transaction."""
+    with change(catalog, signer, actor) as txn:
+        for image, version, details in scans:
+            require_entry(catalog, txn.doc, image, version)
+            count = len(details["security"])
+            txn.record(
+                "scan",
+                image,
+                version=version,
+                reason=f"{count} pending security update(s)" if count else "no pending security updates",
+                details=details,
+            )
 
 
 def move_latest(txn: Txn, image: str) -> Move | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,9 +25,26 @@ class BakeResult:
     artifact_id: str
     published: bool
     entry: dict[str, Any] | None
+    unchanged_from: str | None = None  # the published version this build turned out identical to
+
+    def as_json(self) -> dict[str, Any]:
+        status = "published" if self.published else "unchanged" if self.unchanged_from else "built"
+        return {
+            "image": self.image,
+            "version": self.version,
+            "ref": self.ref,
+            "artifact_id": self.artifact_id,
+            "status": status,
+            "unchanged_from": self.unchanged_from,
+        }
 
 
-def bake(layout: Layout, name: str, *, publish: bool = True) -> BakeResult:
+def bake(layout: Layout, name: str, *, publish: bool = True, if_changed: bool = False) -> BakeResult:
+    """Build, verify, tag and publish one image.
+
+    With ``if_changed``, a build whose packages and input fingerprint equal the newest published
+    version's is not published: the run is recorded as ``unchanged`` and the artifact removed.
+    """
     spec = load_image(layout, name)
     catalog = Catalog(layout.catalog, layout.keys)
     doc = audit.trusted(catalog)  # a broken or tampered catalog fails before the build, not after
@@ -52,6 +70,30 @@ def bake(layout: Layout, name: str, *, publish: bool = True) -> BakeResult:
     ref = tag.image_ref(spec.name, ctx.version)
     with log.step(f"Tagging {ref}"):
         tag.tag_artifact(artifact.id, ref)
+    if publish and if_changed:
+        same = identical_version(catalog, spec.name, fingerprint_sha256, verified.packages)
+        if same is not None:
+            assert signer is not None
+            with log.step(f"Nothing changed since {spec.name} {same}: recording the run, not publishing"):
+                lifecycle.record_unchanged(
+                    catalog,
+                    spec.name,
+                    same,
+                    built=ctx.version,
+                    fingerprint=fingerprint_sha256,
+                    signer=signer,
+                    actor=tag.actor(layout.root),
+                )
+                run(["podman", "rmi", ref])
+            return BakeResult(
+                image=spec.name,
+                version=ctx.version,
+                ref=ref,
+                artifact_id=artifact.id,
+                published=False,
+                entry=None,
+                unchanged_from=same,
+            )
     if not publish:
         log.note(f"built {ref} ({artifact.id}); not published (--no-publish)")
         return BakeResult(
@@ -83,6 +125,21 @@ def bake(layout: Layout, name: str, *, publish: bool = True) -> BakeResult:
     return BakeResult(
         image=spec.name, version=ctx.version, ref=ref, artifact_id=artifact.id, published=True, entry=entry
     )
+
+
+def identical_version(
+    catalog: Catalog, image: str, input_fingerprint: str, packages: Sequence[tuple[str, str]]
+) -> str | None:
+    """The newest published version with this fingerprint and exactly these packages, if any."""
+    doc = audit.trusted(catalog)  # read again: a bake takes minutes and others may have published
+    newest = state.current(doc, image, LATEST)
+    if newest is None:
+        return None
+    entry = catalog.find(image, newest, doc)
+    if entry.get("fingerprint") != input_fingerprint:
+        return None
+    recorded = {(p["name"], p["version"]) for p in catalog.manifest(entry)["packages"]}
+    return newest if recorded == set(packages) else None
 
 
 def render_only(layout: Layout, name: str) -> tuple[BuildContext, Rendered]:

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from factory import state
+from factory import scan, state
 from factory.catalog import LATEST, Catalog
 from factory.config import ImageSpec, Layout, build_order
 from factory.errors import CatalogError
@@ -21,9 +21,16 @@ from factory.render import structural_sha256
 
 @dataclass(frozen=True, kw_only=True)
 class Reason:
-    code: str  # unpublished, inputs-changed, parent-newer, parent-rebuild, revoked, parent-revoked, forced
+    # unpublished, inputs-changed, security-updates, parent-newer, parent-rebuild, revoked,
+    # parent-revoked, forced; and for a skip: up-to-date, not-selected, not-security
+    code: str
     text: str
-    files: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()  # inputs-changed: which files
+    # security-updates: {"package", "installed", "candidate", "origins"} per pending update
+    updates: tuple[Mapping[str, Any], ...] = ()
+
+    def details(self) -> list[str]:
+        return [*self.files, *(scan.describe(u) for u in self.updates)]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,6 +74,22 @@ def changed_files(recorded: Mapping[str, str], now: Mapping[str, str]) -> list[s
     return sorted(path for path in set(recorded) | set(now) if recorded.get(path) != now.get(path))
 
 
+@dataclass(frozen=True, kw_only=True)
+class Context:
+    """What every decision in one plan reads."""
+
+    layout: Layout
+    catalog: Catalog
+    doc: Mapping[str, Any]
+    cache: HashCache
+    now: datetime
+    security_only: bool = False
+
+
+# With --security-only, only these reasons make a rebuild; the rest are reported, not acted on.
+SECURITY_TRIGGERS = frozenset({"security-updates", "parent-rebuild"})
+
+
 def plan(
     layout: Layout,
     catalog: Catalog,
@@ -75,42 +98,67 @@ def plan(
     *,
     only: Sequence[str] = (),
     force: bool = False,
+    security_only: bool = False,
     now: datetime,
 ) -> list[Decision]:
     """Decisions for ``only`` (default: every image), parents before children."""
-    cache = HashCache(layout.cache / "file-hashes.json")
-    # The images asked for and everything built on them: a child is never left on a stale parent.
+    ctx = Context(
+        layout=layout,
+        catalog=catalog,
+        doc=doc,
+        cache=HashCache(layout.cache / "file-hashes.json"),
+        now=now,
+        security_only=security_only,
+    )
+    wanted = selected(specs, only)
+    decisions: dict[str, Decision] = {}
+    for name in build_order(specs):
+        parent = specs[name].parent_image
+        decisions[name] = decide(
+            ctx,
+            specs[name],
+            selected=name in wanted,
+            forced=force and (not only or name in only),
+            parent_rebuilt=(
+                f"{parent} will be rebuilt earlier in this run"
+                if parent in decisions and decisions[parent].action == "rebuild"
+                else None
+            ),
+        )
+    ctx.cache.save()
+    return list(decisions.values())
+
+
+def selected(specs: Mapping[str, ImageSpec], only: Sequence[str]) -> set[str]:
+    """The images asked for and everything built on them: a child is never left on a stale parent."""
     wanted = set(only) if only else set(specs)
     for name in build_order(specs):
         if specs[name].parent_image in wanted:
             wanted.add(name)
-    decisions: dict[str, Decision] = {}
-    for name in build_order(specs):
-        spec = specs[name]
-        reasons = _reasons(layout, catalog, doc=doc, spec=spec, earlier=decisions, cache=cache, now=now)
-        if force and (not only or name in only):
-            reasons.append(Reason(code="forced", text="--force"))
-        current = state.current(doc, name, LATEST)
-        action = "rebuild" if reasons and name in wanted else "skip"
-        if not reasons:
-            reasons.append(Reason(code="up-to-date", text=f"inputs and parent unchanged since {current}"))
-        elif name not in wanted:
-            reasons.append(Reason(code="not-selected", text="not among the images asked for"))
-        decisions[name] = Decision(image=name, action=action, current=current, reasons=tuple(reasons))
-    cache.save()
-    return list(decisions.values())
+    return wanted
 
 
-def _reasons(
-    layout: Layout,
-    catalog: Catalog,
-    *,
-    doc: Mapping[str, Any],
-    spec: ImageSpec,
-    earlier: Mapping[str, Decision],
-    cache: HashCache,
-    now: datetime,
-) -> list[Reason]:
+def decide(
+    ctx: Context, spec: ImageSpec, *, selected: bool, forced: bool, parent_rebuilt: str | None
+) -> Decision:
+    """One image's decision; ``parent_rebuilt`` says why its parent is (or was) rebuilt in this run."""
+    reasons = _reasons(ctx, spec, parent_rebuilt=parent_rebuilt)
+    if forced:
+        reasons.append(Reason(code="forced", text="--force"))
+    current = state.current(ctx.doc, spec.name, LATEST)
+    triggers = [r for r in reasons if not ctx.security_only or r.code in SECURITY_TRIGGERS or forced]
+    action = "rebuild" if triggers and selected else "skip"
+    if not reasons:
+        reasons.append(Reason(code="up-to-date", text=f"inputs and parent unchanged since {current}"))
+    elif not selected:
+        reasons.append(Reason(code="not-selected", text="not among the images asked for"))
+    elif not triggers:
+        reasons.append(Reason(code="not-security", text="--security-only: none of these is a security fix"))
+    return Decision(image=spec.name, action=action, current=current, reasons=tuple(reasons))
+
+
+def _reasons(ctx: Context, spec: ImageSpec, *, parent_rebuilt: str | None) -> list[Reason]:
+    doc, catalog, now = ctx.doc, ctx.catalog, ctx.now
     name = spec.name
     current = state.current(doc, name, LATEST)
     newest = catalog.versions(name, doc)
@@ -125,7 +173,7 @@ def _reasons(
         return [Reason(code="unpublished", text="no published version yet"), *revoked]
     entry = state.require_entry(catalog, doc, name, current)
     reasons = list(revoked)
-    inputs = input_hashes(spec, layout, cache)
+    inputs = input_hashes(spec, ctx.layout, ctx.cache)
     try:
         recorded = catalog.manifest(entry)["inputs"]
     except CatalogError as exc:
@@ -136,12 +184,11 @@ def _reasons(
         reasons.append(
             Reason(code="inputs-changed", text=f"{len(files)} input file(s) changed", files=tuple(files))
         )
+    reasons.extend(_security(doc, name, current))
     parent = spec.parent_image
     if parent is not None:
-        if parent in earlier and earlier[parent].action == "rebuild":
-            reasons.append(
-                Reason(code="parent-rebuild", text=f"{parent} will be rebuilt earlier in this run")
-            )
+        if parent_rebuilt is not None:
+            reasons.append(Reason(code="parent-rebuild", text=parent_rebuilt))
         else:
             latest_parent = state.current(doc, parent, LATEST)
             built_on = entry["parent"].get("version")
@@ -162,3 +209,18 @@ def _reasons(
         if expected != entry["fingerprint"]:
             reasons.append(Reason(code="inputs-changed", text="the template or the factory version changed"))
     return reasons
+
+
+def _security(doc: Mapping[str, Any], image: str, version: str) -> list[Reason]:
+    record = state.last_record(doc, image, version, "scan")
+    pending = scan.recorded_security(record)
+    if not pending:
+        return []
+    assert record is not None
+    return [
+        Reason(
+            code="security-updates",
+            text=f"{len(pending)} pending security update(s) (scanned {record['at']})",
+            updates=tuple(dict(p) for p in pending),
+        )
+    ]

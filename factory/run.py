@@ -9,6 +9,7 @@ that carries the last lines of output.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -76,11 +77,14 @@ def run(
     capture: bool = False,
     ok_codes: Sequence[int] = (0,),
     stdin: str | None = None,
+    log_file: Path | None = None,
 ) -> Result:
     """Run ``cmd`` and return its result; raise ``CommandFailed`` on an exit code not in ``ok_codes``.
 
     ``capture`` keeps stdout apart (for parsing) and streams stderr; otherwise both streams are
     merged and streamed. ``env`` is added to :func:`base_env`, not to ``os.environ``.
+    ``log_file`` receives the merged output line by line instead of the console (for children
+    that run side by side).
     """
     argv = tuple(os.fspath(part) for part in cmd)
     full_env = {**base_env(), **(env or {})}
@@ -92,16 +96,21 @@ def run(
     )
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     stdout_parts: list[str] = []
-    with subprocess.Popen(
-        (exe, *argv[1:]),
-        cwd=cwd,
-        env=full_env,
-        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE if capture else subprocess.STDOUT,
-        text=True,
-        errors="replace",
-    ) as proc:
+    sink = log_file.open("a", encoding="utf-8") if log_file is not None else None
+    show = log.output if sink is None else lambda line: print(line, file=sink, flush=True)
+    with (
+        contextlib.closing(sink) if sink is not None else contextlib.nullcontext(),
+        subprocess.Popen(
+            (exe, *argv[1:]),
+            cwd=cwd,
+            env=full_env,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE if capture else subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        ) as proc,
+    ):
         try:
             if stdin is not None:
                 assert proc.stdin is not None
@@ -112,14 +121,14 @@ def run(
                 stdout_parts.append(out)
                 for line in err.splitlines():
                     tail.append(line)
-                    log.output(line)
+                    show(line)
             else:
                 assert proc.stdout is not None
                 for raw in proc.stdout:
                     line = raw.rstrip("\n")
                     stdout_parts.append(raw)
                     tail.append(line)
-                    log.output(line)
+                    show(line)
             returncode = proc.wait()
         except KeyboardInterrupt:
             # The child got the terminal's SIGINT too (and gets it again if it was elsewhere):

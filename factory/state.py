@@ -47,6 +47,15 @@ def require_entry(catalog: Catalog, doc: Mapping[str, Any], image: str, version:
     return entry
 
 
+def last_record(doc: Mapping[str, Any], image: str, version: str, action: str) -> Mapping[str, Any] | None:
+    """The newest ``action`` record about one version (e.g. its latest security scan)."""
+    found = None
+    for rec in history.records(doc, image):
+        if rec["action"] == action and rec["version"] == version:
+            found = rec
+    return found
+
+
 def current(doc: Mapping[str, Any], image: str, channel: str) -> str | None:
     pointer = doc["images"].get(image, {}).get("channels", {}).get(channel)
     return None if pointer is None else str(pointer["version"])

@@ -15,7 +15,7 @@ LINTERS = {
     "ruff": [str(BIN / "ruff"), "check", "factory", "tests"],
     "ruff-format": [str(BIN / "ruff"), "format", "--check", "factory", "tests"],
     "mypy": [str(BIN / "mypy")],
-    "yamllint": [str(BIN / "yamllint"), "-s", "roles", "inventory", "images"],
+    "yamllint": [str(BIN / "yamllint"), "-s", "roles", "inventory", "images", ".github", ".yamllint"],
     "ansible-lint": [str(BIN / "ansible-lint"), "roles"],
 }
 

@@ -89,6 +89,8 @@ MINIMAL_ARGS: dict[str, list[str]] = {
     "site": ["public"],
     "plan": [],
     "diff": ["base", V, V],
+    "scan": [],
+    "rebuild": [],
 }
 
 
@@ -536,14 +538,35 @@ def test_verify_catalog_names_a_changed_entry(cli: Cli, console: io.StringIO) ->
     )
 
 
+def _change_sbom(cli: Cli) -> str:
+    """Rename a package in the SBOM of base[0]; returns the file's catalog-relative path."""
+    rel: str = cli.world.catalog.find("base", cli.world.base[0])["sbom"]["path"]
+    path = cli.layout.catalog / rel
+    path.write_bytes(path.read_bytes().replace(b'"bash"', b'"dash"'))
+    return rel
+
+
+def test_verify_catalog_of_a_changed_sbom_exits_2(cli: Cli, console: io.StringIO) -> None:
+    _change_sbom(cli)
+    assert cli("verify-catalog") == 2
+
+
+def test_verify_catalog_names_a_changed_sbom(cli: Cli, console: io.StringIO) -> None:
+    rel = _change_sbom(cli)
+    cli("verify-catalog")
+    assert f"images.base.versions[{cli.world.base[0]}]: {rel} is changed after signing" in console.getvalue()
+
+
 def test_history_text(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
     cli("history", "base", "--channel", "latest")
     assert f"promote   latest: (none) -> {cli.world.base[0]}" in _out(capsys)
 
 
-def test_site_writes_html_and_json(cli: Cli, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_site_writes_html_json_and_sboms(
+    cli: Cli, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cli("site", str(tmp_path / "public"))
-    assert sorted(p.name for p in (tmp_path / "public").iterdir()) == ["index.html", "index.json"]
+    assert sorted(p.name for p in (tmp_path / "public").iterdir()) == ["index.html", "index.json", "sbom"]
 
 
 def test_keygen_if_missing_keeps_the_key(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
