@@ -197,7 +197,8 @@ class _Runner:
         logfile = self.run_dir / f"{name}.log"
         result_file = self.run_dir / f"{name}.json"
         start = time.monotonic()
-        env = {k: os.environ[k] for k in ("FACTORY_SIGNING_KEY",) if k in os.environ}
+        # The child is this factory again: same key, same cache (the catalog goes by --catalog).
+        env = {k: os.environ[k] for k in ("FACTORY_SIGNING_KEY", "FACTORY_CACHE") if k in os.environ}
         cmd = [sys.executable, "-m", "factory", "--root", str(self.layout.root)]
         cmd += ["--catalog", str(self.layout.catalog), "bake", name, "--if-changed", "--result-file"]
         try:

@@ -74,6 +74,11 @@ def _entry(
 
 @pytest.fixture
 def world(tmp_path: Path) -> tuple[Layout, Catalog]:
+    return make_world(tmp_path)
+
+
+def make_world(tmp_path: Path) -> tuple[Layout, Catalog]:
+    """A scratch checkout of the real definitions, with base and nginx published as they are now."""
     root = tmp_path / "repo"
     for folder in ("images", "roles", "inventory", "tests/images"):
         shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
