@@ -10,7 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from factory import __version__, cli_catalog, cli_rebuild, log, pipeline
+from factory import __version__, cli_catalog, cli_loop, cli_rebuild, log, pipeline
 from factory.catalog import atomic_write
 from factory.config import Layout, build_order, load_images, require_image
 from factory.errors import ConfigError
@@ -37,6 +37,10 @@ class Verb(StrEnum):
     DIFF = "diff"
     SCAN = "scan"
     REBUILD = "rebuild"
+    QUERY = "query"
+    DRIFT = "drift"
+    SIGNAL = "signal"
+    SERVE = "serve"
 
 
 V = "20261129.084512-0123456789ab"
@@ -128,6 +132,24 @@ EXAMPLES: dict[Verb, tuple[str, str]] = {
         "Write the static catalog site (index.html + index.json) for app teams.",
         "factory site public/",
     ),
+    Verb.QUERY: (
+        "Which published versions, and which channels, ship a package (Debian version ordering).",
+        "factory query --package openssl --below 3.0.17-1~deb12u2 --json",
+    ),
+    Verb.DRIFT: (
+        "Compare a live host with the image version it says it runs: packages and recorded files.\n"
+        "Exit 0: no drift; 1: drift (redeploy from the image, never patch the host).",
+        "factory drift --target podman://web-1 --json",
+    ),
+    Verb.SIGNAL: (
+        "Act on a Prometheus Alertmanager webhook payload (version 4): critical revokes, rolls back and\n"
+        "queues a rebuild; warning marks the version suspect; resolved clears it. Idempotent per alert.",
+        "factory signal alert.json\n  factory signal - < alert.json",
+    ),
+    Verb.SERVE: (
+        "Serve the catalog read-only over HTTP (/v1/images, the site) and accept Alertmanager webhooks.",
+        "factory serve --port 8080   (token for POST: FACTORY_SIGNAL_TOKEN_FILE or FACTORY_SIGNAL_TOKEN)",
+    ),
 }
 
 
@@ -179,6 +201,7 @@ def parser() -> argparse.ArgumentParser:
 
     _build_verbs(verb)
     _catalog_verbs(verb)
+    _loop_verbs(verb)
     return top
 
 
@@ -204,6 +227,30 @@ def _build_verbs(verb: Adder) -> None:
     p = verb(Verb.VERIFY)
     p.add_argument("image")
     p.add_argument("version", nargs="?")
+
+
+def _loop_verbs(verb: Adder) -> None:
+    actor = argparse.ArgumentParser(add_help=False)
+    actor.add_argument("--actor", help="who does this (default: git config user.name/user.email)")
+    p = verb(Verb.QUERY)
+    p.add_argument("--package", required=True, metavar="NAME", help="Debian package name")
+    p.add_argument("--below", metavar="VERSION", help="only versions shipping it below VERSION")
+    p.add_argument("--channel", help="only versions a channel points to")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = verb(Verb.DRIFT)
+    p.add_argument(
+        "--target",
+        required=True,
+        metavar="URL",
+        help="podman://CONTAINER, ssh://HOST or ansible://INVENTORY_GROUP (Testinfra backends)",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = verb(Verb.SIGNAL, actor)
+    p.add_argument("payload", metavar="FILE", help="Alertmanager webhook JSON; - for stdin")
+    p.add_argument("--json", action="store_true", help="what was done, as JSON")
+    p = verb(Verb.SERVE)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
 
 
 def _jobs(text: str) -> int:
@@ -405,4 +452,5 @@ HANDLERS: dict[Verb, Callable[[argparse.Namespace, Layout], int]] = {
     Verb.VERIFY: cmd_verify,
     **{Verb(name): handler for name, handler in cli_catalog.HANDLERS.items()},
     **{Verb(name): handler for name, handler in cli_rebuild.HANDLERS.items()},
+    **{Verb(name): handler for name, handler in cli_loop.HANDLERS.items()},
 }

@@ -56,11 +56,11 @@ def cmd_rebuild(args: argparse.Namespace, layout: Layout) -> int:
     if args.json:
         sys.stdout.write(json.dumps([o.as_json() for o in outcomes], indent=2) + "\n")
     table = Table(title="rebuild", title_justify="left")
-    for column in ("image", "result", "version", "time", "why"):
+    for column in rebuild.SUMMARY_COLUMNS:
         table.add_column(column, overflow="fold")
     for row in rebuild.summary_rows(outcomes):
         table.add_row(*row)
-    log.console.print(table)
+    log.table(table)
     broken = rebuild.failed(outcomes)
     if broken:
         raise RebuildFailed(

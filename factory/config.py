@@ -82,6 +82,8 @@ class Settings:
     """factory.toml: what is the same for every image."""
 
     channels: tuple[str, ...]
+    # Alertmanager severity -> revoke | suspect | ignore (factory signal)
+    signal_actions: Mapping[str, str] = field(default_factory=dict)
 
 
 def load_settings(layout: Layout) -> Settings:
@@ -95,7 +97,10 @@ def load_settings(layout: Layout) -> Settings:
     except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     check_schema(data, "settings.schema.json", source=path, what="factory settings")
-    return Settings(channels=tuple(data["channels"]["order"]))
+    return Settings(
+        channels=tuple(data["channels"]["order"]),
+        signal_actions=dict(data.get("signals", {}).get("severity", {})),
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -28,7 +28,18 @@ FIELDS = (
     "reason",
     "details",
 )
-ACTIONS = ("publish", "promote", "rollback", "revoke", "restore", "deprecate", "gc", "scan", "unchanged")
+ACTIONS = (
+    "publish",
+    "promote",
+    "rollback",
+    "revoke",
+    "restore",
+    "deprecate",
+    "gc",
+    "scan",
+    "unchanged",
+    "signal",
+)
 # Records that are evidence about a version and change no channel or state.
 OBSERVATIONS = ("publish", "scan", "unchanged")
 
@@ -98,6 +109,9 @@ def effect(image: dict[str, Any], record: Mapping[str, Any]) -> None:
     if action in OBSERVATIONS:  # a published entry is added by the publisher itself
         return
     old = states.get(version, {})
+    if action == "signal":
+        _signal(states, record)
+        return
     if action == "revoke":
         new = {"status": "revoked", "reason": record["reason"], "at": details.get("effective", record["at"])}
         if "inherited_from" in details:
@@ -115,6 +129,20 @@ def effect(image: dict[str, Any], record: Mapping[str, Any]) -> None:
         new["collected"] = True
     new["record"] = record["hash"]
     states[version] = new
+
+
+def _signal(states: dict[str, Any], record: Mapping[str, Any]) -> None:
+    """A production alert: `suspect` marks the version, `clear` unmarks it. A revocation that an
+    alert causes has its own `revoke` records; the signal record is then only evidence."""
+    details = record["details"]
+    if details["action"] not in ("suspect", "clear"):
+        return
+    old = states.get(record["version"], {})
+    new = {k: v for k, v in old.items() if k != "suspect"} or {"status": "active"}
+    if details["action"] == "suspect":
+        new["suspect"] = {"reason": record["reason"], "alert": details["fingerprint"], "at": record["at"]}
+    new["record"] = record["hash"]
+    states[record["version"]] = new
 
 
 def records(doc: Mapping[str, Any], image: str, channel: str | None = None) -> Iterator[Mapping[str, Any]]:

@@ -169,22 +169,34 @@ def check_channel(
         )
 
 
+def _unfit(doc: Mapping[str, Any], entry: Mapping[str, Any], now: datetime) -> str | None:
+    """Why the version may go to no channel at all (its evidence or its state), if it may not."""
+    image, version = entry["image"], entry["version"]
+    tests = entry["tests"]
+    detail = doc["images"][image]["states"].get(version, {})
+    state = status(doc, image, version, now)
+    if entry["dirty"]:
+        return f"{image} {version} was built from a dirty tree"
+    if tests["failed"] or tests["errors"] or tests["passed"] < 1:
+        return f"{image} {version} has no passing test evidence for commit {entry['commit']}"
+    if state not in GOOD_FOR_PROMOTION:
+        return f"{image} {version} is {state}: {detail.get('reason') or 'no reason recorded'}"
+    if detail.get("suspect"):
+        suspect = detail["suspect"]
+        return f"{image} {version} is suspect: {suspect['reason']} (until alert {suspect['alert']} resolves)"
+    if detail.get("collected"):
+        return f"{image} {version}: its artifact was removed by gc"
+    return None
+
+
 def promotion_refusal(
     doc: Mapping[str, Any], entry: Mapping[str, Any], order: Sequence[str], channel: str, now: datetime
 ) -> tuple[str | None, str | None]:
     """(why the version may not go to channel at all, why only the order forbids it)."""
+    refusal = _unfit(doc, entry, now)
+    if refusal:
+        return refusal, None
     image, version = entry["image"], entry["version"]
-    tests = entry["tests"]
-    if entry["dirty"]:
-        return f"{image} {version} was built from a dirty tree", None
-    if tests["failed"] or tests["errors"] or tests["passed"] < 1:
-        return f"{image} {version} has no passing test evidence for commit {entry['commit']}", None
-    state = status(doc, image, version, now)
-    if state not in GOOD_FOR_PROMOTION:
-        detail = doc["images"][image]["states"].get(version, {})
-        return f"{image} {version} is {state}: {detail.get('reason') or 'no reason recorded'}", None
-    if doc["images"][image]["states"].get(version, {}).get("collected"):
-        return f"{image} {version}: its artifact was removed by gc", None
     index = order.index(channel)
     if index > 0 and order[index - 1] not in channels_held(doc, image, version):
         return (

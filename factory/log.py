@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
+from rich.table import Table
 
 console = Console(stderr=True, highlight=False)
 _verbose = False
@@ -67,6 +68,14 @@ def step(title: str) -> Iterator[None]:
     if status is not None:
         status.stop()
     console.print(f"[green]✓[/green] {_escape(title)} ({time.monotonic() - start:.1f}s)")
+
+
+def table(renderable: Table) -> None:
+    """A summary table; in a CI log (no terminal) wide enough not to fold every cell."""
+    if console.is_terminal:
+        console.print(renderable)
+    else:
+        Console(stderr=True, highlight=False, width=200).print(renderable)
 
 
 def _escape(text: str) -> str:

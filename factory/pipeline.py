@@ -320,6 +320,7 @@ def version_manifest(ctx: BuildContext, inputs: dict[str, str], verified: verify
         "commit": ctx.commit,
         "inputs": inputs,
         "packages": [{"name": n, "version": v} for n, v in verified.packages],
+        "files": dict(verified.files),
         "tests": {
             "files": list(ctx.image.tests),
             "passed": report.passed,

@@ -21,8 +21,8 @@ from factory.render import structural_sha256
 
 @dataclass(frozen=True, kw_only=True)
 class Reason:
-    # unpublished, inputs-changed, security-updates, parent-newer, parent-rebuild, revoked,
-    # parent-revoked, forced; and for a skip: up-to-date, not-selected, not-security
+    # unpublished, inputs-changed, security-updates, signal, parent-newer, parent-rebuild,
+    # revoked, parent-revoked, forced; and for a skip: up-to-date, not-selected, not-security
     code: str
     text: str
     files: tuple[str, ...] = ()  # inputs-changed: which files
@@ -87,7 +87,7 @@ class Context:
 
 
 # With --security-only, only these reasons make a rebuild; the rest are reported, not acted on.
-SECURITY_TRIGGERS = frozenset({"security-updates", "parent-rebuild"})
+SECURITY_TRIGGERS = frozenset({"security-updates", "parent-rebuild", "signal"})
 
 
 def plan(
@@ -169,6 +169,10 @@ def _reasons(ctx: Context, spec: ImageSpec, *, parent_rebuilt: str | None) -> li
         ]
     else:
         revoked = []
+    revoked.extend(
+        Reason(code="signal", text=f"{rec['reason']} on {rec['version']} ({rec['at']})")
+        for rec in state.queued_signals(doc, name)
+    )
     if current is None:
         return [Reason(code="unpublished", text="no published version yet"), *revoked]
     entry = state.require_entry(catalog, doc, name, current)

@@ -29,7 +29,7 @@ from factory.run import run
 
 # Exit codes of a child `factory bake`, in words for the summary.
 BAKE_EXIT = {2: "bad input", 3: "tests failed", 4: "a tool failed", 5: "refused", 130: "interrupted"}
-SECURITY_KINDS = frozenset({"security-updates", "parent-rebuild"})
+SECURITY_KINDS = frozenset({"security-updates", "parent-rebuild"})  # what counts as a security rebuild
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,12 +103,16 @@ def scan_all(
     found: dict[str, scan.ScanResult] = {}
     with log.step(f"Scanning {len(targets)} image(s) for pending security updates"):
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            futures = {name: pool.submit(scan.scan, name, *target) for name, target in targets.items()}
-        for name, future in futures.items():
-            found[name] = future.result()
-            security = found[name].security
+            by_artifact: dict[str, Future[scan.ScanResult]] = {}
+            for name, (version, artifact) in targets.items():
+                if artifact not in by_artifact:  # one scan per artifact in a run
+                    by_artifact[artifact] = pool.submit(scan.scan, name, version, artifact)
+        for name, (version, artifact) in targets.items():
+            result = by_artifact[artifact].result()
+            found[name] = replace(result, image=name, version=version)
+            security = result.security
             summary = ", ".join(f"{p.package} {p.installed} -> {p.candidate}" for p in security)
-            log.note(f"  {name} {found[name].version}: {len(security)} pending security update(s) {summary}")
+            log.note(f"  {name} {version}: {len(security)} pending security update(s) {summary}".rstrip())
     return [found[name] for name in names if name in found]
 
 
@@ -288,12 +292,14 @@ def auto_promote(
     return tuple(moved)
 
 
-def summary_rows(outcomes: Sequence[Outcome]) -> list[tuple[str, str, str, str, str]]:
-    rows = []
-    for o in outcomes:
-        promoted = f" -> {', '.join(o.promoted)}" if o.promoted else ""
-        rows.append((o.image, o.status, (o.version or "-") + promoted, f"{o.seconds:.0f}s", o.detail))
-    return rows
+SUMMARY_COLUMNS = ("image", "result", "version", "promoted to", "time", "why")
+
+
+def summary_rows(outcomes: Sequence[Outcome]) -> list[tuple[str, ...]]:
+    return [
+        (o.image, o.status, o.version or "-", ", ".join(o.promoted) or "-", f"{o.seconds:.0f}s", o.detail)
+        for o in outcomes
+    ]
 
 
 def failed(outcomes: Sequence[Outcome]) -> list[Outcome]:

@@ -56,6 +56,17 @@ def last_record(doc: Mapping[str, Any], image: str, version: str, action: str) -
     return found
 
 
+def queued_signals(doc: Mapping[str, Any], image: str) -> list[Mapping[str, Any]]:
+    """Production signals that queued ``image`` for rebuild since its last publication."""
+    found: list[Mapping[str, Any]] = []
+    for rec in history.records(doc, image):
+        if rec["action"] == "publish":
+            found = []
+        elif rec["action"] == "signal" and rec["details"].get("queue"):
+            found.append(rec)
+    return found
+
+
 def current(doc: Mapping[str, Any], image: str, channel: str) -> str | None:
     pointer = doc["images"].get(image, {}).get("channels", {}).get(channel)
     return None if pointer is None else str(pointer["version"])

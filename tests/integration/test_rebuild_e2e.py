@@ -146,9 +146,10 @@ def _stale_openssl(night: Scratch, tmp_path: Path) -> str:
 @pytest.fixture(scope="module")
 def sec(night: Scratch, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     stale = _stale_openssl(night, tmp_path_factory.mktemp("stale"))
+    scanned = json.loads(night.factory("scan", "--json", check=True).stdout)
     plan = json.loads(night.factory("plan", "--security-only", "--json", check=True).stdout)
     outcomes = _rebuild(night, "--security-only", "-j", "2")
-    return {"stale": stale, "plan": plan, "outcomes": outcomes}
+    return {"stale": stale, "scanned": scanned, "plan": plan, "outcomes": outcomes}
 
 
 def test_the_scan_records_the_pending_security_update(night: Scratch, sec: Night) -> None:
@@ -193,6 +194,13 @@ def test_every_automatic_promotion_is_recorded_with_its_reason(night: Scratch, s
     assert [c for c, _ in moves] == ["latest", "dev", "staging"] and all(
         "automatic: security rebuild" in why for c, why in moves if c != "latest"
     )
+
+
+def test_scan_reports_the_stale_package_as_a_security_update(sec: Night) -> None:
+    base = next(s for s in sec["scanned"] if s["image"] == "base")
+    assert [(p["package"], p["installed"], p["origins"][-1].split(":")[0]) for p in base["security"]] == [
+        ("openssl", "3.0.0-1~stale", "Debian-Security")
+    ]
 
 
 def test_the_plan_gave_the_package_and_versions(sec: Night) -> None:

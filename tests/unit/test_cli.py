@@ -91,6 +91,10 @@ MINIMAL_ARGS: dict[str, list[str]] = {
     "diff": ["base", V, V],
     "scan": [],
     "rebuild": [],
+    "query": ["--package", "openssl"],
+    "drift": ["--target", "podman://web-1"],
+    "signal": ["alert.json"],
+    "serve": [],
 }
 
 
