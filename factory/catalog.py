@@ -58,6 +58,18 @@ def empty_index() -> dict[str, Any]:
     }
 
 
+# Digests of index bytes this process has already checked against the schema. A command reads the
+# index several times (the audit, the lock, the generation check): the same bytes pass or fail the
+# same schema, and checking a large index is most of the time of a small write.
+_SCHEMA_CHECKED: dict[bytes, None] = {}
+
+
+def _remember_checked(seen: bytes) -> None:
+    _SCHEMA_CHECKED[seen] = None
+    while len(_SCHEMA_CHECKED) > 16:
+        del _SCHEMA_CHECKED[next(iter(_SCHEMA_CHECKED))]
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` so that readers see the old bytes or the new, never a mix."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -150,7 +162,8 @@ class Catalog:
         if not self.index_path.exists():
             return empty_index()
         try:
-            data = json.loads(self.index_path.read_bytes())
+            raw = self.index_path.read_bytes()
+            data = json.loads(raw)
         except (OSError, ValueError) as exc:
             raise CatalogError(
                 f"{self.index_path}: not a readable JSON catalog: {exc}",
@@ -162,9 +175,12 @@ class Catalog:
                 f"(this factory reads {SCHEMA_VERSION})",
                 hint="use the factory version that wrote it",
             )
-        check_schema(
-            data, "catalog.schema.json", source=self.index_path, what="catalog index", error=CatalogError
-        )
+        seen = hashlib.sha256(raw).digest()
+        if seen not in _SCHEMA_CHECKED:
+            check_schema(
+                data, "catalog.schema.json", source=self.index_path, what="catalog index", error=CatalogError
+            )
+            _remember_checked(seen)
         return data  # type: ignore[no-any-return]
 
     def keys(self) -> list[Any]:
@@ -318,7 +334,9 @@ class Catalog:
                 f"{self.index_path}: generation moved from {generation} to {current} during this update",
                 hint="another writer did not take the lock; retry",
             )
-        atomic_write(self.index_path, dumps(doc))
+        data = dumps(doc)
+        atomic_write(self.index_path, data)
+        _remember_checked(hashlib.sha256(data).digest())  # checked just above, before the write
 
     def write_file(self, rel: Path, data: bytes) -> None:
         atomic_write(self.root / rel, data)
