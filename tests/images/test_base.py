@@ -64,6 +64,34 @@ def test_no_build_credentials(host: Any, path: str) -> None:
     assert not host.file(path).exists
 
 
+@pytest.mark.parametrize("pattern", [".*_history", ".lesshst", ".viminfo", ".wget-hsts"])
+def test_no_history_file_anywhere(host: Any, pattern: str) -> None:
+    """Not only root's and /home's: a service account's home can be anywhere."""
+    assert host.run(f"find / -xdev -name '{pattern}' -print").stdout == ""
+
+
+@pytest.mark.parametrize("name", [".ansible", ".ansible_async", "ansible-tmp-*", "AnsiballZ_*"])
+def test_no_ansible_leftovers_anywhere(host: Any, name: str) -> None:
+    """Ansible's remote temp dirs and module payloads, wherever remote_tmp pointed."""
+    assert host.run(f"find / -xdev -name '{name}' -print").stdout == ""
+
+
+@pytest.mark.parametrize("name", ["authorized_keys", "authorized_keys2"])
+def test_no_authorized_keys_anywhere(host: Any, name: str) -> None:
+    """A key the build logged in with would let its holder into every instance."""
+    assert host.run(f"find / -xdev -name {name} -print").stdout == ""
+
+
+@pytest.mark.parametrize("name", ["id_rsa", "id_dsa", "id_ecdsa", "id_ed25519", "ansible-key*"])
+def test_no_ssh_private_keys_anywhere(host: Any, name: str) -> None:
+    """Neither a user's key nor the provisioner's (Packer's ansible-key*)."""
+    assert host.run(f"find / -xdev -name '{name}' -print").stdout == ""
+
+
+def test_no_debconf_passwords(host: Any) -> None:
+    assert host.file("/var/cache/debconf/passwords.dat").size == 0
+
+
 @pytest.mark.parametrize("path", ["/tmp", "/var/tmp"])
 def test_tmp_is_empty(host: Any, path: str) -> None:
     assert host.run(f"find {path} -mindepth 1").stdout == ""
@@ -113,12 +141,18 @@ def test_login_defs(host: Any, key: str, value: str) -> None:
     assert host.file("/etc/login.defs").contains(f"^{key}\t{value}$")
 
 
+# World-writable files, and world-writable directories without the sticky bit (cf. /tmp).
+WORLD_WRITABLE = "\\( \\( -type f -perm -0002 \\) -o \\( -type d -perm -0002 ! -perm -1000 \\) \\) -print"
+
+
 def test_no_world_writable_files_in_system_dirs(host: Any) -> None:
-    found = host.run(
-        "find /bin /sbin /usr /etc /lib -xdev \\( -type f -perm -0002 \\) -o "
-        "\\( -type d -perm -0002 ! -perm -1000 \\) -print"
-    )
+    found = host.run(f"find /bin /sbin /usr /etc /lib -xdev {WORLD_WRITABLE}")
     assert found.stdout == ""
+
+
+@pytest.mark.parametrize("path", ["/var", "/opt", "/srv", "/boot", "/root", "/home"])
+def test_no_world_writable_files_under(host: Any, path: str) -> None:
+    assert host.run(f"find {path} -xdev {WORLD_WRITABLE}").stdout == ""
 
 
 def test_timezone_is_utc(host: Any) -> None:

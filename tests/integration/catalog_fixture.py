@@ -4,12 +4,15 @@ the subject is the catalog code, not the artifacts."""
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from factory import lifecycle, trust
+from factory.__main__ import main
 from factory.catalog import Catalog
 
 from .conftest import REPO
@@ -60,25 +63,52 @@ def entry(image: str, index: int, parent: dict[str, Any] | None = None) -> dict[
     }
 
 
+def publish_one(catalog: Catalog, signer: trust.Signer, image: str, index: int, *, actor: str) -> None:
+    """Publish version ``index`` of ``image`` (see ``entry``) with its manifest and test evidence."""
+    junit = catalog.root.parent / f"junit-{os.getpid()}.xml"  # one per process: writers run at once
+    junit.parent.mkdir(parents=True, exist_ok=True)
+    junit.write_text('<testsuite tests="1"><testcase classname="t" name="t"/></testsuite>')
+    data = entry(image, index)
+    manifest = {
+        "schema_version": 1,
+        "image": image,
+        "version": data["version"],
+        "commit": data["commit"],
+        "inputs": {},
+        "packages": [{"name": "openssl", "version": "3.0.15-1~deb12u1"}],
+        "tests": {"files": ["test_base.py"], "passed": 10, "failed": 0, "skipped": 0},
+    }
+    lifecycle.publish(catalog, data, manifest, junit, signer=signer, actor=actor)
+
+
 def populate(root: Path, key: Path, images: dict[str, int]) -> Catalog:
     """Publish ``count`` versions of each image (children on their parent's newest)."""
     catalog = Catalog(root / ".factory" / "catalog", root / "keys")
     signer = trust.load_signer(key)
-    junit = root.parent / "junit.xml"
-    junit.write_text('<testsuite tests="1"><testcase classname="t" name="t"/></testsuite>')
     index = 0
     for image, count in images.items():
         for _ in range(count):
             index += 1
-            data = entry(image, index)
-            manifest = {
-                "schema_version": 1,
-                "image": image,
-                "version": data["version"],
-                "commit": data["commit"],
-                "inputs": {},
-                "packages": [{"name": "openssl", "version": "3.0.15-1~deb12u1"}],
-                "tests": {"files": ["test_base.py"], "passed": 10, "failed": 0, "skipped": 0},
-            }
-            lifecycle.publish(catalog, data, manifest, junit, signer=signer, actor="fixture")
+            publish_one(catalog, signer, image, index, actor="fixture")
     return catalog
+
+
+def factory_argv(root: Path, *args: str) -> list[str]:
+    """Arguments of the real CLI against the catalog of the checkout at ``root``."""
+    return ["--root", str(root), "--catalog", str(root / ".factory" / "catalog"), *args]
+
+
+def run_op(root: Path, key: Path, op: Sequence[str]) -> int:
+    """One operation, as a real process runs it: ``publish IMAGE INDEX ACTOR`` publishes through
+    ``lifecycle.publish`` (a bake's last step, without podman); anything else is a CLI verb.
+
+    Meant for a process forked from one that imported the factory already: a fresh interpreter
+    spends over a second importing (jsonschema's format checkers), so a kill at a random moment
+    would land mostly before the operation started.
+    """
+    os.environ["FACTORY_SIGNING_KEY"] = str(key)
+    if op[0] == "publish":
+        catalog = Catalog(root / ".factory" / "catalog", root / "keys")
+        publish_one(catalog, trust.load_signer(key), op[1], int(op[2]), actor=op[3])
+        return 0
+    return main(factory_argv(root, *op))

@@ -1,106 +1,146 @@
-"""Bad input exits 2 with a message naming the file and field, prints no traceback and writes nothing."""
+"""Bad input exits 2 with a message naming the file and field, prints no traceback and writes nothing.
+
+Each case is a directory under tests/corpus/<category>/<case>/: adding a case is adding a directory.
+
+- ``case.toml``: ``argv`` (the CLI arguments), ``words`` (what the message must contain),
+  ``exit`` (default 2), ``catalog = true`` to start from a signed catalog (``POPULATED``), and
+  ``[[edit]]`` tables, each a ``path`` in the checkout and one of ``append = TEXT``,
+  ``replace = [OLD, NEW]``, ``write = TEXT`` (with ``pad_to = BYTES``), ``truncate = BYTES``,
+  ``delete = true``, or ``set = [KEY, ...]`` with ``value`` (a JSON file: the value at that path
+  is replaced).
+- ``files/``: copied over the checkout as they are (payloads, broken catalog files).
+
+The checkout (catalog included) is hashed before and after the run: it must be byte-identical.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import shutil
+import tomllib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from .conftest import Scratch, tree_digest
+from factory import trust
+
+from .catalog_fixture import populate
+from .conftest import Scratch, make_scratch, tree_digest
 
 pytestmark = pytest.mark.integration
 
-
-def _append(rel: str, text: str) -> Callable[[Path], None]:
-    def edit(root: Path) -> None:
-        path = root / rel
-        path.write_text(path.read_text() + text)
-
-    return edit
+CORPUS = Path(__file__).resolve().parents[1] / "corpus"
+CATEGORIES = ("definition", "catalog", "cli", "signal")
+# The signed catalog of ``catalog = true``: versions 1-2 of base, 3-4 of nginx (catalog_fixture.entry).
+POPULATED = {"base": 2, "nginx": 2}
 
 
-def _replace(rel: str, old: str, new: str) -> Callable[[Path], None]:
-    def edit(root: Path) -> None:
-        path = root / rel
+@dataclass(frozen=True)
+class Case:
+    directory: Path
+    argv: list[str]
+    words: list[str]
+    exit: int
+    catalog: bool
+    edits: list[dict[str, Any]]
+
+    @property
+    def category(self) -> str:
+        return self.directory.parent.name
+
+
+def load_case(directory: Path) -> Case:
+    data = tomllib.loads((directory / "case.toml").read_text())
+    return Case(
+        directory=directory,
+        argv=data["argv"],
+        words=data["words"],
+        exit=data.get("exit", 2),
+        catalog=data.get("catalog", False),
+        edits=data.get("edit", []),
+    )
+
+
+CASES = [load_case(d.parent) for d in sorted(CORPUS.glob("*/*/case.toml"))]
+
+
+def _set(doc: Any, keys: list[str | int], value: Any) -> None:
+    *parents, last = keys
+    for key in parents:
+        doc = doc[key]
+    doc[last] = value
+
+
+def apply_edit(root: Path, edit: dict[str, Any]) -> None:
+    path = root / edit["path"]
+    if "append" in edit:
+        path.write_text(path.read_text() + edit["append"])
+    elif "replace" in edit:
+        old, new = edit["replace"]
         text = path.read_text()
-        assert old in text
+        assert old in text, f"{edit['path']} has no {old!r}: the case no longer applies"
         path.write_text(text.replace(old, new))
-
-    return edit
-
-
-# (id, edit, argv, words the message must contain)
-CASES = [
-    ("broken-toml", _append("images/base/image.toml", "\n[[roles\n"), ["bake", "base"],
-     ["images/base/image.toml", "not valid TOML"]),
-    ("unknown-key", _append("images/base/image.toml", '\ncolour = "blue"\n'), ["render", "base"],
-     ["images/base/image.toml", "colour"]),
-    ("wrong-type", _replace("images/nginx/image.toml", 'expose = [80]', 'expose = ["eighty"]'),
-     ["bake", "nginx"], ["images/nginx/image.toml", "container.expose.0"]),
-    ("unknown-role", _replace("images/base/image.toml", 'name = "hardening"', 'name = "hardneing"'),
-     ["bake", "base"], ["images/base/image.toml", "roles.1.name", "hardneing"]),
-    ("role-var-not-in-spec", _replace("images/base/image.toml", "common_packages =", "common_pakages ="),
-     ["bake", "base"], ["images/base/image.toml", "roles.0.vars", "common_pakages"]),
-    ("role-var-wrong-type", _replace("images/base/image.toml",
-                                     'common_packages = ["ca-certificates", "tzdata", "openssh-server"]',
-                                     'common_packages = "openssh-server"'),
-     ["bake", "base"], ["images/base/image.toml", "common_packages", "array"]),
-    ("sanitize-not-last", _replace("images/nginx/image.toml", 'name = "nginx"', 'name = "sanitize_x"'),
-     ["bake", "nginx"], ["images/nginx/image.toml", "roles"]),
-    ("unknown-parent", _replace("images/nginx/image.toml", 'image = "base"', 'image = "bsae"'),
-     ["bake", "nginx"], ["images/nginx/image.toml", "parent.image", "bsae"]),
-    ("parent-cycle", _replace("images/nginx/image.toml", 'image = "base"', 'image = "nginx"'),
-     ["list"], ["images/nginx/image.toml", "nginx -> nginx"]),
-    ("missing-template-variable",
-     _replace("factory/templates/docker.json.j2", '"pull": false,', '"pull": {{ pull_policy }},'),
-     ["render", "base"], ["docker.json.j2", "pull_policy"]),
-    ("corrupt-catalog", lambda root: (root / ".factory/catalog").mkdir(parents=True)
-     or (root / ".factory/catalog/index.json").write_text('{"schema_version": 1, "generation": '),
-     ["catalog"], ["index.json", "not a readable JSON catalog"]),
-    ("wrong-catalog-schema", lambda root: (root / ".factory/catalog").mkdir(parents=True)
-     or (root / ".factory/catalog/index.json").write_text(
-         '{"schema_version": 2, "generation": "one", "updated": "x", "images": {}, "history": [],'
-         ' "head": null, "snapshot": null}'),
-     ["resolve", "base"], ["index.json", "generation"]),
-    ("unknown-image", None, ["bake", "nosuch"], ["nosuch", "defined images"]),
-    ("unknown-verb", None, ["deploy", "base"], ["invalid choice", "deploy"]),
-    ("missing-argument", None, ["bake"], ["image"]),
-    ("bad-version", None, ["verify", "base", "latest-ish"], ["latest-ish", "version id"]),
-    ("unpublished-resolve", None, ["resolve", "base"], ["base", "no published version"]),
-    ("old-catalog-schema", lambda root: (root / ".factory/catalog").mkdir(parents=True)
-     or (root / ".factory/catalog/index.json").write_text('{"schema_version": 1, "generation": 0}'),
-     ["catalog"], ["index.json", "schema_version", "reads 2"]),
-    ("promote-unknown-channel", None, ["promote", "base", "20261129.084512-0123456789ab", "--to", "qa"],
-     ["qa", "factory.toml"]),
-    ("promote-to-latest", None, ["promote", "base", "20261129.084512-0123456789ab", "--to", "latest"],
-     ["latest", "managed by the factory"]),
-    ("promote-bad-version", None, ["promote", "base", "v1.2", "--to", "dev"], ["v1.2", "version id"]),
-    ("promote-unpublished", None, ["promote", "base", "20261129.084512-0123456789ab", "--to", "dev"],
-     ["index.json", "base"]),
-    ("revoke-without-reason", None, ["revoke", "base", "20261129.084512-0123456789ab"], ["--reason"]),
-    ("revoke-naive-time", None, ["revoke", "base", "20261129.084512-0123456789ab", "--reason", "x",
-                                 "--at", "2026-12-01T06:00"], ["--at", "timezone"]),
-    ("rollback-unknown-channel", None, ["rollback", "base", "--channel", "qa"], ["qa"]),
-    ("gc-keep-zero", None, ["gc", "--keep", "0"], ["--keep"]),
-    ("history-unknown-image", None, ["history", "nosuch"], ["nosuch"]),
-    ("resolve-unknown-channel", None, ["resolve", "base", "--channel", "qa"], ["qa"]),
-    ("deprecate-bad-state", None, ["deprecate", "base", "20261129.084512-0123456789ab", "--state", "gone"],
-     ["invalid choice"]),
-]  # fmt: skip
+    elif "write" in edit:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(edit["write"].ljust(edit.get("pad_to", 0)))
+    elif "truncate" in edit:
+        path.write_bytes(path.read_bytes()[: edit["truncate"]])
+    elif "delete" in edit:
+        path.unlink()
+    elif "set" in edit:
+        doc = json.loads(path.read_text())
+        _set(doc, edit["set"], edit["value"])
+        path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    else:
+        raise AssertionError(f"edit of {edit['path']}: no known operation in {sorted(edit)}")
 
 
-@pytest.mark.parametrize(("edit", "argv", "words"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Scratch:
+    """One scratch clone; each case gets a copy of it (git history and all), which is much faster."""
+    return make_scratch(tmp_path_factory.mktemp("corpus") / "repo")
+
+
+def prepare(case: Case, template: Scratch, dest: Path) -> Scratch:
+    shutil.copytree(template.root, dest, symlinks=True)
+    scratch = Scratch(root=dest, env=template.env)
+    if case.catalog:
+        # Signed with this machine's key, which the clone trusts (keys/local/, made by make_scratch).
+        populate(dest, trust.DEFAULT_KEY.expanduser(), POPULATED)
+    if (case.directory / "files").is_dir():
+        shutil.copytree(case.directory / "files", dest, dirs_exist_ok=True)
+    for edit in case.edits:
+        apply_edit(dest, edit)
+    scratch.commit_all("bad input")
+    return scratch
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{c.category}/{c.directory.name}" for c in CASES])
 def test_bad_input_exits_2_names_the_field_and_writes_nothing(
-    scratch: Scratch, edit: Callable[[Path], None] | None, argv: list[str], words: list[str]
+    case: Case, template: Scratch, tmp_path: Path
 ) -> None:
-    if edit is not None:
-        edit(scratch.root)
-        scratch.commit_all("bad input")
+    scratch = prepare(case, template, tmp_path / "repo")
     before = tree_digest(scratch.root)
-    proc = scratch.factory(*argv)
+    proc = scratch.factory(*case.argv)
     after = tree_digest(scratch.root)
-    missing = [w for w in words if w not in proc.stderr]
-    assert (proc.returncode, missing, "Traceback" in proc.stderr, after) == (2, [], False, before), (
+    missing = [w for w in case.words if w not in proc.stderr]
+    assert (proc.returncode, missing, "Traceback" in proc.stderr, after) == (case.exit, [], False, before), (
         proc.stderr
     )
+
+
+def test_corpus_has_at_least_40_cases() -> None:
+    assert len(CASES) >= 40
+
+
+@pytest.mark.parametrize("category", CATEGORIES)
+def test_corpus_covers_category(category: str) -> None:
+    assert sum(c.category == category for c in CASES) >= 5
+
+
+def test_corpus_has_no_stray_directories() -> None:
+    """A case directory without case.toml (or in an unknown category) would be skipped silently."""
+    found = {p.relative_to(CORPUS).parts[:2] for p in CORPUS.glob("*/*") if p.is_dir()}
+    assert found == {(c.category, c.directory.name) for c in CASES if c.category in CATEGORIES}

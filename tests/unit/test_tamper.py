@@ -586,3 +586,35 @@ def test_lifecycle_after_tampering_is_refused(world: World) -> None:
     _edit(world, _delete(("images", "base", "states", world.base[2])))
     with pytest.raises(CatalogError), lifecycle.change(world.catalog, world.signer, "mallory"):
         pass
+
+
+# -- the index's own fields and its snapshot signature -------------------------------------
+
+INDEX_PATHS = [
+    ("generation",),
+    ("updated",),
+    ("head",),
+    ("snapshot", "payload"),
+    ("snapshot", "payloadType"),
+    ("snapshot", "signatures"),
+]
+
+
+@pytest.mark.parametrize("path", INDEX_PATHS, ids=".".join)
+def test_changed_index_field_is_named_by_audit(world: World, path: Path_) -> None:
+    _edit(world, lambda doc: _flip(doc, path))
+    assert _names(_problems(world), "index.json")
+
+
+@pytest.mark.parametrize("path", INDEX_PATHS, ids=".".join)
+def test_changed_index_field_is_refused_by_resolve(world: World, path: Path_) -> None:
+    _edit(world, lambda doc: _flip(doc, path))
+    with pytest.raises(CatalogError):
+        _resolve(world)
+
+
+@pytest.mark.parametrize("path", INDEX_PATHS, ids=".".join)
+def test_changed_index_field_is_refused_by_writers(world: World, path: Path_) -> None:
+    _edit(world, lambda doc: _flip(doc, path))
+    with pytest.raises(CatalogError):
+        world.promote("nginx", world.nginx[3], "dev")
