@@ -218,14 +218,14 @@ def test_the_plan_gave_the_package_and_versions(sec: Night) -> None:
 def _add_image(night: Scratch, name: str, parent: str, test_body: str) -> None:
     folder = night.root / "images" / name
     folder.mkdir()
-    test_file = f"test_{name}.py"
+    test_file = f"test_{name.replace('-', '_')}.py"
     (folder / "image.toml").write_text(
         f'description = "{name} (test image)"\ntests = ["{test_file}"]\n\n[parent]\nimage = "{parent}"\n\n'
         '[[roles]]\nname = "common"\n\n[[roles]]\nname = "sanitize"\n\n'
         '[container]\ncmd = ["sleep", "infinity"]\n'
     )
     (night.root / "tests" / "images" / test_file).write_text(
-        f"from typing import Any\n\n\ndef test_{name}(host: Any) -> None:\n    {test_body}\n"
+        f"from typing import Any\n\n\ndef {test_file[:-3]}(host: Any) -> None:\n    {test_body}\n"
     )
 
 
