@@ -20,8 +20,10 @@ from factory.run import run
 #   Inst libnew1 (1.2-3 Debian:12.12/stable [amd64])        <- a new dependency: nothing installed
 INST = re.compile(r"^Inst (?P<package>\S+) (?:\[(?P<old>[^\]]+)\] )?\((?P<new>\S+) (?P<origins>.*)\)$")
 ARCH = re.compile(r" \[[^\]]+\]$")
+# The same network settings the common role gives images, for artifacts baked before it did.
+APT_NET = "-o Acquire::http::Pipeline-Depth=0 -o Acquire::http::Timeout=30 -o Acquire::Retries=3"
 SIMULATE = (
-    "apt-get update -qq -o Acquire::Languages=none"
+    f"timeout 300 apt-get update -qq -o Acquire::Languages=none {APT_NET}"
     " && apt-get -s -o Debug::NoLocking=1 -o APT::Get::Show-User-Simulation-Note=false dist-upgrade"
 )
 

@@ -45,6 +45,21 @@ def test_no_apt_lists_or_caches(host: Any, path: str) -> None:
     assert host.run(f"find {path} -type f ! -name lock").stdout == ""
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/var/log/bootstrap.log",
+        "/var/log/dpkg.log",
+        "/var/log/alternatives.log",
+        "/var/log/apt/history.log",
+        "/var/log/apt/term.log",
+    ],
+)
+def test_build_logs_are_empty(host: Any, path: str) -> None:
+    log = host.file(path)
+    assert not log.exists or log.size == 0
+
+
 def test_no_shell_history(host: Any) -> None:
     found = host.run("find /root /home -maxdepth 2 -name '.*_history' -o -maxdepth 2 -name .lesshst")
     assert found.stdout == ""
@@ -166,7 +181,7 @@ def test_default_locale(host: Any) -> None:
 def test_no_pending_security_updates(host: Any) -> None:
     """Baked today from today's mirror: nothing from the security suite is left to install."""
     # An update that failed would leave no lists and so no pending updates: it must succeed.
-    host.run_expect([0], "apt-get update -qq -o Acquire::Languages=none")
+    host.run_expect([0], "timeout 300 apt-get update -qq -o Acquire::Languages=none")
     simulated = host.run("apt-get -s upgrade").stdout
     pending = [line for line in simulated.splitlines() if line.startswith("Inst ") and "Security" in line]
     assert pending == []
