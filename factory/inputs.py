@@ -23,8 +23,9 @@ from factory.config import ImageSpec, Layout
 from factory.trust import digest
 
 
-def role_closure(layout: Layout, roles: list[str]) -> list[str]:
+def role_closure(layout: Layout, roles: list[str], memo: Memo | None = None) -> list[str]:
     """``roles`` plus every role they depend on (``meta/main.yml`` dependencies), in first-seen order."""
+    memo = memo if memo is not None else Memo()
     seen: list[str] = []
     queue = list(roles)
     while queue:
@@ -32,26 +33,48 @@ def role_closure(layout: Layout, roles: list[str]) -> list[str]:
         if name in seen:
             continue
         seen.append(name)
-        meta = layout.roles / name / "meta" / "main.yml"
-        if meta.is_file():
-            data = yaml.safe_load(meta.read_text(encoding="utf-8")) or {}
-            for dep in data.get("dependencies") or []:
-                queue.append(dep["role"] if isinstance(dep, dict) else str(dep))
+        queue.extend(memo.dependencies(layout.roles / name))
     return seen
 
 
-def input_files(spec: ImageSpec, layout: Layout) -> list[Path]:
+def input_files(spec: ImageSpec, layout: Layout, memo: Memo | None = None) -> list[Path]:
+    memo = memo if memo is not None else Memo()
     files: list[Path] = [spec.definition, layout.root / "ansible.cfg"]
     templates = Path(str(resources.files("factory").joinpath("templates")))
     files.extend(templates / f"{target.value}.json.j2" for target in spec.targets)
-    for role in role_closure(layout, [r.name for r in spec.roles]):
-        files.extend(p for p in (layout.roles / role).rglob("*") if p.is_file())
-    files.extend(p for p in layout.inventory.rglob("*") if p.is_file())
+    for role in role_closure(layout, [r.name for r in spec.roles], memo):
+        files.extend(memo.files(layout.roles / role))
+    files.extend(memo.files(layout.inventory))
     conftest = layout.image_tests / "conftest.py"
     if conftest.is_file():
         files.append(conftest)
     files.extend(layout.image_tests / t for t in spec.tests)
     return sorted(set(files))
+
+
+class Memo:
+    """Directory listings and role dependencies, read once per plan instead of once per image.
+
+    Scoped to one plan or one bake (it lives in a HashCache), never to the process: a tree that
+    changes between two plans is read again.
+    """
+
+    def __init__(self) -> None:
+        self._files: dict[Path, list[Path]] = {}
+        self._deps: dict[Path, list[str]] = {}
+
+    def files(self, folder: Path) -> list[Path]:
+        if folder not in self._files:
+            self._files[folder] = [p for p in folder.rglob("*") if p.is_file()]
+        return self._files[folder]
+
+    def dependencies(self, role: Path) -> list[str]:
+        if role not in self._deps:
+            meta = role / "meta" / "main.yml"
+            data = yaml.safe_load(meta.read_text(encoding="utf-8")) or {} if meta.is_file() else {}
+            deps = data.get("dependencies") or []
+            self._deps[role] = [d["role"] if isinstance(d, dict) else str(d) for d in deps]
+        return self._deps[role]
 
 
 class HashCache:
@@ -61,6 +84,7 @@ class HashCache:
         self.path = path
         self.entries: dict[str, list[Any]] = {}
         self.dirty = False
+        self.memo = Memo()
         if path is not None and path.is_file():
             try:
                 self.entries = json.loads(path.read_text())
@@ -92,7 +116,7 @@ def input_hashes(spec: ImageSpec, layout: Layout, cache: HashCache | None = None
     package = Path(str(resources.files("factory"))).parent
     cache = cache or HashCache()
     hashes = {}
-    for path in input_files(spec, layout):
+    for path in input_files(spec, layout, cache.memo):
         if "__pycache__" in path.parts:
             continue
         base = layout.root if path.is_relative_to(layout.root) else package

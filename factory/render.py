@@ -11,6 +11,7 @@ import json
 import shutil
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,7 @@ def _strict_json(value: Any, **kwargs: Any) -> str:
     return json.dumps(value, default=default, **kwargs)
 
 
+@cache  # one environment per process: Jinja then compiles each template once, not once per image
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("factory", "templates"),

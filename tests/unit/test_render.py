@@ -168,9 +168,8 @@ def _with_templates(monkeypatch: pytest.MonkeyPatch, templates: dict[str, str]) 
     real = factory.render._environment
 
     def environment() -> jinja2.Environment:
-        env = real()
-        env.loader = jinja2.DictLoader(templates)
-        return env
+        # An overlay: the real environment is shared by the whole process and must stay untouched.
+        return real().overlay(loader=jinja2.DictLoader(templates))
 
     monkeypatch.setattr(factory.render, "_environment", environment)
 
