@@ -55,15 +55,18 @@ test: setup ## Unit, integration (real packer/podman/ansible bakes) and linter t
 test-unit: setup ## Unit tests only (no subprocesses)
 	$(VENV)/bin/python -m pytest tests/unit
 
-lint: setup ## ruff, mypy --strict, ansible-lint, yamllint
-	$(VENV)/bin/ruff check factory tests
-	$(VENV)/bin/ruff format --check factory tests
-	$(VENV)/bin/mypy
-	$(VENV)/bin/yamllint -s roles inventory images .github .yamllint
-	$(VENV)/bin/ansible-lint roles
+lint: setup ## ruff, mypy --strict, ansible-lint, yamllint (the list lives in tests/test_linters.py)
+	$(VENV)/bin/python -m pytest -q tests/test_linters.py
+
+##@ Benchmarks (ratios measured in one run; see bench/README.md)
+bench-plan: setup ## factory plan with nothing to do at 50/200/1000 images; fails if a ratio target is broken
+	$(VENV)/bin/python bench/plan_scale.py --json bench/results/plan_scale.json
+
+bench-query: setup ## factory query over a generated 10,000-version catalog (cold, warm, --below)
+	$(VENV)/bin/python bench/query_scale.py --json bench/results/query_scale.json
 
 ##@ Housekeeping
 clean: ## Remove build output (keeps the catalog, the venv and the bootstrap cache)
 	rm -rf build
 
-.PHONY: help setup host bake bake-all nightly rebuild plan test test-unit lint clean
+.PHONY: help setup host bake bake-all nightly rebuild plan bench-plan bench-query test test-unit lint clean

@@ -12,9 +12,10 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 LINTERS = {
-    "ruff": [str(BIN / "ruff"), "check", "factory", "tests"],
-    "ruff-format": [str(BIN / "ruff"), "format", "--check", "factory", "tests"],
+    "ruff": [str(BIN / "ruff"), "check", "factory", "tests", "bench"],
+    "ruff-format": [str(BIN / "ruff"), "format", "--check", "factory", "tests", "bench"],
     "mypy": [str(BIN / "mypy")],
+    "mypy-bench": [str(BIN / "mypy"), "--strict", "bench"],
     "yamllint": [str(BIN / "yamllint"), "-s", "roles", "inventory", "images", ".github", ".yamllint"],
     "ansible-lint": [str(BIN / "ansible-lint"), "roles"],
 }
