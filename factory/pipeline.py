@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -70,6 +70,9 @@ def bake(layout: Layout, name: str, *, publish: bool = True, if_changed: bool = 
     ref = tag.image_ref(spec.name, ctx.version)
     with log.step(f"Tagging {ref}"):
         tag.tag_artifact(artifact.id, ref)
+    built = BakeResult(
+        image=spec.name, version=ctx.version, ref=ref, artifact_id=artifact.id, published=False, entry=None
+    )
     if publish and if_changed:
         same = identical_version(catalog, spec.name, fingerprint_sha256, verified.packages)
         if same is not None:
@@ -85,25 +88,10 @@ def bake(layout: Layout, name: str, *, publish: bool = True, if_changed: bool = 
                     actor=tag.actor(layout.root),
                 )
                 run(["podman", "rmi", ref])
-            return BakeResult(
-                image=spec.name,
-                version=ctx.version,
-                ref=ref,
-                artifact_id=artifact.id,
-                published=False,
-                entry=None,
-                unchanged_from=same,
-            )
+            return replace(built, unchanged_from=same)
     if not publish:
         log.note(f"built {ref} ({artifact.id}); not published (--no-publish)")
-        return BakeResult(
-            image=spec.name,
-            version=ctx.version,
-            ref=ref,
-            artifact_id=artifact.id,
-            published=False,
-            entry=None,
-        )
+        return built
     with log.step(f"Publishing {spec.name} {ctx.version} to {layout.catalog}"):
         assert signer is not None
         entry = lifecycle.publish(
@@ -122,9 +110,7 @@ def bake(layout: Layout, name: str, *, publish: bool = True, if_changed: bool = 
             signer=signer,
             actor=tag.actor(layout.root),
         )
-    return BakeResult(
-        image=spec.name, version=ctx.version, ref=ref, artifact_id=artifact.id, published=True, entry=entry
-    )
+    return replace(built, published=True, entry=entry)
 
 
 def identical_version(

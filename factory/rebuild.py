@@ -208,38 +208,27 @@ class _Runner:
         try:
             run([*cmd, str(result_file)], env=env, log_file=logfile, cwd=self.layout.root)
         except CommandFailed as exc:
-            seconds = time.monotonic() - start
             what = BAKE_EXIT.get(exc.returncode, f"exit {exc.returncode}")
             last = next((line for line in reversed(exc.tail) if line.startswith("error:")), "")
-            log.note(f"✗ {name}: failed ({what}) after {seconds:.0f}s; log: {logfile}")
-            return Outcome(
-                image=name,
-                status="failed",
-                detail=f"{what}: {last.removeprefix('error: ')}".rstrip(": "),
-                kind=kind,
-                seconds=seconds,
-                log=str(logfile),
-            )
+            status, version = "failed", None
+            detail = f"{what}: {last.removeprefix('error: ')}".rstrip(": ")
+            shown = f"✗ {name}: failed ({what}); log: {logfile}"
+        else:
+            result = json.loads(result_file.read_text(encoding="utf-8"))
+            if result["status"] == "unchanged":
+                status, version = "unchanged", result["unchanged_from"]
+                detail = f"same packages and inputs as {version}; nothing published"
+                shown = f"= {name}: unchanged ({detail})"
+            else:
+                status, version, detail = "built", result["version"], why
+                shown = f"✓ {name}: published {version}"
         seconds = time.monotonic() - start
-        result = json.loads(result_file.read_text(encoding="utf-8"))
-        if result["status"] == "unchanged":
-            detail = f"same packages and inputs as {result['unchanged_from']}; nothing published"
-            log.note(f"= {name}: unchanged ({detail}) in {seconds:.0f}s")
-            return Outcome(
-                image=name,
-                status="unchanged",
-                detail=detail,
-                version=result["unchanged_from"],
-                kind=kind,
-                seconds=seconds,
-                log=str(logfile),
-            )
-        log.note(f"✓ {name}: published {result['version']} in {seconds:.0f}s")
+        log.note(f"{shown} after {seconds:.0f}s")
         return Outcome(
             image=name,
-            status="built",
-            detail=why,
-            version=result["version"],
+            status=status,
+            detail=detail,
+            version=version,
             kind=kind,
             seconds=seconds,
             log=str(logfile),
