@@ -59,6 +59,9 @@ lint: setup ## ruff, mypy --strict, ansible-lint, yamllint (the list lives in te
 	$(VENV)/bin/python -m pytest -q tests/test_linters.py
 
 ##@ Benchmarks (ratios measured in one run; see bench/README.md)
+bench: setup ## Every benchmark side by side (real bakes, ~26 min): bench/results/latest.{json,md}
+	$(VENV)/bin/python bench/run.py
+
 bench-plan: setup ## factory plan with nothing to do at 50/200/1000 images; fails if a ratio target is broken
 	$(VENV)/bin/python bench/plan_scale.py --json bench/results/plan_scale.json
 
@@ -69,4 +72,4 @@ bench-query: setup ## factory query over a generated 10,000-version catalog (col
 clean: ## Remove build output (keeps the catalog, the venv and the bootstrap cache)
 	rm -rf build
 
-.PHONY: help setup host bake bake-all nightly rebuild plan bench-plan bench-query test test-unit lint clean
+.PHONY: help setup host bake bake-all nightly rebuild plan bench bench-plan bench-query test test-unit lint clean
