@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from collections.abc import Callable, Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
-from factory import __version__, cli_catalog, cli_loop, cli_rebuild, log, pipeline
-from factory.catalog import atomic_write
-from factory.config import Layout, build_order, load_images, require_image
+from factory import __version__, cli_build, cli_catalog, cli_loop, cli_rebuild, log
+from factory.config import Layout
 from factory.errors import ConfigError
 
 
@@ -378,78 +374,8 @@ def main_inner(argv: Sequence[str] | None = None) -> int:
     return handler(args, layout)
 
 
-def emit(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def cmd_list(args: argparse.Namespace, layout: Layout) -> int:
-    specs = load_images(layout)
-    order = build_order(specs)
-    rows: list[dict[str, Any]] = [
-        {
-            "name": s.name,
-            "description": s.description,
-            "parent": s.parent_image or f"bootstrap:{s.bootstrap.suite if s.bootstrap else '?'}",
-            "roles": [r.name for r in s.roles],
-            "targets": [t.value for t in s.targets],
-            "tests": list(s.tests),
-        }
-        for s in (specs[name] for name in order)
-    ]
-    if args.json:
-        emit(rows)
-    elif args.names:
-        print("\n".join(order))
-    else:
-        for row in rows:
-            print(f"{row['name']:<16} FROM {row['parent']:<20} roles: {', '.join(row['roles'])}")
-    return 0
-
-
-def cmd_render(args: argparse.Namespace, layout: Layout) -> int:
-    require_image(layout, args.image)
-    ctx, rendered = pipeline.render_only(layout, args.image)
-    result = {
-        "image": ctx.image.name,
-        "version": ctx.version,
-        "commit": ctx.commit,
-        "parent": ctx.parent.ref,
-        "template": str(rendered.template),
-        "template_sha256": rendered.template_sha256,
-        "playbook": str(rendered.playbook),
-        "validated": True,
-    }
-    if args.json:
-        emit(result)
-    else:
-        print(f"{rendered.template} (validated)")
-    return 0
-
-
-def cmd_bake(args: argparse.Namespace, layout: Layout) -> int:
-    require_image(layout, args.image)
-    result = pipeline.bake(layout, args.image, publish=not args.no_publish, if_changed=args.if_changed)
-    if args.result_file:
-        atomic_write(args.result_file, (json.dumps(result.as_json(), indent=2) + "\n").encode())
-    print(f"{result.image} {result.version} {result.ref}" + ("" if result.published else " (not published)"))
-    return 0
-
-
-def cmd_verify(args: argparse.Namespace, layout: Layout) -> int:
-    require_image(layout, args.image)
-    report = pipeline.reverify(layout, args.image, args.version)
-    print(
-        f"{args.image}: {report.passed} passed, {report.failed} failed, {report.skipped} skipped "
-        f"in {report.duration_s:.1f}s ({report.junit})"
-    )
-    return 0
-
-
 HANDLERS: dict[Verb, Callable[[argparse.Namespace, Layout], int]] = {
-    Verb.LIST: cmd_list,
-    Verb.RENDER: cmd_render,
-    Verb.BAKE: cmd_bake,
-    Verb.VERIFY: cmd_verify,
+    **{Verb(name): handler for name, handler in cli_build.HANDLERS.items()},
     **{Verb(name): handler for name, handler in cli_catalog.HANDLERS.items()},
     **{Verb(name): handler for name, handler in cli_rebuild.HANDLERS.items()},
     **{Verb(name): handler for name, handler in cli_loop.HANDLERS.items()},

@@ -6,25 +6,31 @@ import argparse
 import os
 import signal
 
-from factory import log, serve, trust
+from factory import http_checks, log, serve, trust
 from factory.catalog import Catalog
 from factory.config import Layout, load_settings
 
 
 def cmd_serve(args: argparse.Namespace, layout: Layout) -> int:
     service = serve.Service(
-        layout=layout, channels=load_settings(layout).channels, token=serve.load_token(os.environ)
+        layout=layout, channels=load_settings(layout).channels, token=http_checks.load_token(os.environ)
     )
     if service.token is None:
         log.warn(
-            f"POST {serve.SIGNAL_PATH} answers 503: no token configured "
-            f"(set {serve.TOKEN_FILE_ENV} or {serve.TOKEN_ENV})"
+            f"POST {http_checks.SIGNAL_PATH} answers 503: no token configured "
+            f"(set {http_checks.TOKEN_FILE_ENV} or {http_checks.TOKEN_ENV})"
         )
     else:
         # A webhook that cannot sign would lose alerts: refuse to start rather than fail each one.
         Catalog(layout.catalog, layout.keys).check_signer(trust.load_signer())
-        source = serve.TOKEN_FILE_ENV if os.environ.get(serve.TOKEN_FILE_ENV) else serve.TOKEN_ENV
-        log.note(f"POST {serve.SIGNAL_PATH} accepts Alertmanager webhooks (bearer token from ${source})")
+        source = (
+            http_checks.TOKEN_FILE_ENV
+            if os.environ.get(http_checks.TOKEN_FILE_ENV)
+            else http_checks.TOKEN_ENV
+        )
+        log.note(
+            f"POST {http_checks.SIGNAL_PATH} accepts Alertmanager webhooks (bearer token from ${source})"
+        )
     server = serve.bind(service, args.host, args.port)
     log.note(f"catalog {layout.catalog}; read afresh, signatures checked, on every request")
     # stdout, one line, flushed: the bound URL (with the port picked for --port 0) for scripts.

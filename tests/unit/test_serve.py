@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from factory import resolve, serve, signals
+from factory import http_checks, resolve, serve, signals
 from factory.catalog import now_utc
 from factory.config import Layout
 from factory.errors import CatalogError, ConfigError, Refused
@@ -31,34 +31,34 @@ TOKEN = "s3cret-token-0123456789abcdef"
 def test_token_file_is_preferred_and_stripped(tmp_path: Path) -> None:
     path = tmp_path / "token"
     path.write_text(f"  {TOKEN}\n", encoding="utf-8")
-    env = {serve.TOKEN_FILE_ENV: str(path), serve.TOKEN_ENV: "from-the-environment"}
-    assert serve.load_token(env) == TOKEN
+    env = {http_checks.TOKEN_FILE_ENV: str(path), http_checks.TOKEN_ENV: "from-the-environment"}
+    assert http_checks.load_token(env) == TOKEN
 
 
 def test_token_from_environment() -> None:
-    assert serve.load_token({serve.TOKEN_ENV: f" {TOKEN} "}) == TOKEN
+    assert http_checks.load_token({http_checks.TOKEN_ENV: f" {TOKEN} "}) == TOKEN
 
 
-@pytest.mark.parametrize("env", [{}, {serve.TOKEN_ENV: ""}, {serve.TOKEN_ENV: "  "}])
+@pytest.mark.parametrize("env", [{}, {http_checks.TOKEN_ENV: ""}, {http_checks.TOKEN_ENV: "  "}])
 def test_no_token_configured(env: dict[str, str]) -> None:
-    assert serve.load_token(env) is None
+    assert http_checks.load_token(env) is None
 
 
 def test_empty_token_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "token"
     path.write_text("\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="empty"):
-        serve.load_token({serve.TOKEN_FILE_ENV: str(path)})
+        http_checks.load_token({http_checks.TOKEN_FILE_ENV: str(path)})
 
 
 def test_missing_token_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read the signal token"):
-        serve.load_token({serve.TOKEN_FILE_ENV: str(tmp_path / "absent")})
+        http_checks.load_token({http_checks.TOKEN_FILE_ENV: str(tmp_path / "absent")})
 
 
 def test_token_with_spaces_is_refused_without_showing_it() -> None:
     with pytest.raises(ConfigError) as caught:
-        serve.load_token({serve.TOKEN_ENV: "two words"})
+        http_checks.load_token({http_checks.TOKEN_ENV: "two words"})
     assert "two words" not in caught.value.message
     assert "two words" not in (caught.value.hint or "")
 
@@ -82,14 +82,14 @@ def test_token_with_spaces_is_refused_without_showing_it() -> None:
     ],
 )
 def test_bearer_comparison(header: str | None, ok: bool) -> None:
-    assert serve.bearer_ok(header, TOKEN) is ok
+    assert http_checks.bearer_ok(header, TOKEN) is ok
 
 
 # -- the body size -----------------------------------------------------------------------------
 
 
-def status_of(found: int | serve.Answer) -> int:
-    return found.status if isinstance(found, serve.Answer) else 200
+def status_of(found: int | http_checks.Answer) -> int:
+    return found.status if isinstance(found, http_checks.Answer) else 200
 
 
 @pytest.mark.parametrize(
@@ -111,11 +111,11 @@ def status_of(found: int | serve.Answer) -> int:
     ],
 )
 def test_body_length(lengths: list[str], encoding: str | None, expected: int) -> None:
-    assert status_of(serve.body_length(lengths, encoding, serve.MAX_BODY)) == expected
+    assert status_of(http_checks.body_length(lengths, encoding, http_checks.MAX_BODY)) == expected
 
 
 def test_body_length_is_the_number() -> None:
-    assert serve.body_length([" 42 "], None) == 42
+    assert http_checks.body_length([" 42 "], None) == 42
 
 
 # -- site paths --------------------------------------------------------------------------------
@@ -135,7 +135,7 @@ def test_body_length_is_the_number() -> None:
     ],
 )
 def test_site_path(url_path: str, rel: str) -> None:
-    assert serve.site_path(url_path) == rel
+    assert http_checks.site_path(url_path) == rel
 
 
 @pytest.mark.parametrize(
@@ -160,7 +160,7 @@ def test_site_path(url_path: str, rel: str) -> None:
     ],
 )
 def test_site_path_refuses(url_path: str) -> None:
-    assert serve.site_path(url_path) is None
+    assert http_checks.site_path(url_path) is None
 
 
 # -- the service in-process --------------------------------------------------------------------
@@ -199,7 +199,7 @@ class Client:
         headers = {"Content-Type": "application/json"}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
-        return self.request("POST", serve.SIGNAL_PATH, body, headers)
+        return self.request("POST", http_checks.SIGNAL_PATH, body, headers)
 
 
 def running(service: serve.Service) -> Iterator[Client]:
@@ -320,7 +320,7 @@ def test_tampered_catalog_is_500_and_the_server_goes_on(client: Client, world: W
 
 
 def test_signal_path_takes_only_post(client: Client) -> None:
-    reply = client.get(serve.SIGNAL_PATH)
+    reply = client.get(http_checks.SIGNAL_PATH)
     assert reply.status == HTTPStatus.METHOD_NOT_ALLOWED
     assert reply.headers["Allow"] == "POST"
 
@@ -404,9 +404,9 @@ def test_refused_post_changes_nothing(client: Client, token: str | None, body: b
 def test_oversize_post_is_413_before_reading(client: Client) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", client.port, timeout=10)
     try:
-        conn.putrequest("POST", serve.SIGNAL_PATH)
+        conn.putrequest("POST", http_checks.SIGNAL_PATH)
         conn.putheader("Authorization", f"Bearer {TOKEN}")
-        conn.putheader("Content-Length", str(serve.MAX_BODY + 1))
+        conn.putheader("Content-Length", str(http_checks.MAX_BODY + 1))
         conn.endheaders()  # no body sent: the answer must not wait for it
         response = conn.getresponse()
         assert response.status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE
@@ -417,7 +417,7 @@ def test_oversize_post_is_413_before_reading(client: Client) -> None:
 def test_post_without_length_is_411(client: Client) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", client.port, timeout=10)
     try:
-        conn.putrequest("POST", serve.SIGNAL_PATH)
+        conn.putrequest("POST", http_checks.SIGNAL_PATH)
         conn.putheader("Authorization", f"Bearer {TOKEN}")
         conn.endheaders()
         assert conn.getresponse().status == HTTPStatus.LENGTH_REQUIRED
