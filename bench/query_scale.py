@@ -119,7 +119,7 @@ def build_world(root: Path, images: int, versions: int, packages: int) -> dict[s
     catalog = Catalog(checkout / ".factory" / "catalog", checkout / "keys")
     rng = random.Random(1)  # noqa: S311 -- made-up package names, not secrets
     pool = package_pool(rng, 4 * packages)
-    with lifecycle.change(catalog, signer, ACTOR) as txn:
+    with lifecycle.transaction(catalog, signer, ACTOR) as txn:
         for index in range(versions):
             for image in range(images):
                 name = f"img-{image:02d}"

@@ -179,7 +179,7 @@ def publish_all(layout: Layout, signer: trust.Signer) -> Catalog:
     catalog = Catalog(layout.catalog, layout.keys)
     hashes = HashCache()  # in memory: the plan's own .cache starts cold
     published: dict[str, dict[str, Any]] = {}
-    with lifecycle.change(catalog, signer, ACTOR) as txn:
+    with lifecycle.transaction(catalog, signer, ACTOR) as txn:
         for index, name in enumerate(build_order(specs)):
             spec = specs[name]
             parent = (

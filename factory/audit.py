@@ -36,7 +36,7 @@ def _versions(catalog: Catalog, doc: Mapping[str, Any], *, files: bool) -> list[
             try:
                 catalog.verify_entry(entry)
             except CatalogError as exc:
-                problems.append(exc.message.replace(f"{catalog.index_path}: ", ""))
+                problems.append(exc.message.replace(f"{catalog.where}: ", ""))
                 continue
             if not files:
                 continue
@@ -47,8 +47,10 @@ def _versions(catalog: Catalog, doc: Mapping[str, Any], *, files: bool) -> list[
             if "sbom" in entry:  # versions published before SBOMs have none
                 signed_files.append((entry["sbom"]["path"], entry["sbom"]["sha256"]))
             for rel, expected in signed_files:
-                path = catalog.root / rel
-                actual = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+                try:
+                    actual: str | None = hashlib.sha256(catalog.read_file(rel)).hexdigest()
+                except OSError:
+                    actual = None
                 if actual != expected:
                     what = "missing" if actual is None else "changed after signing"
                     problems.append(f"images.{image}.versions[{entry['version']}]: {rel} is {what}")
@@ -126,7 +128,7 @@ def trusted(catalog: Catalog) -> dict[str, Any]:
     if catalog.snapshot_problem(doc):
         problems = audit(catalog, doc, files=False) or ["index.json: the index differs from what was signed"]
         raise CatalogError(
-            f"{catalog.index_path}: the catalog does not verify:\n" + "\n".join(f"  {p}" for p in problems),
+            f"{catalog.where}: the catalog does not verify:\n" + "\n".join(f"  {p}" for p in problems),
             hint="restore index.json from backup; `factory verify-catalog` lists every problem",
         )
     return doc

@@ -12,6 +12,10 @@ Layout of a catalog directory::
 Writers take the lock, check the generation they read, write new files first and the index last,
 each as temp file → fsync → rename → fsync(dir). A crash at any moment leaves the previous index
 intact; at worst an unreferenced manifest stays behind.
+
+The same layout can live under an S3 prefix (factory.s3catalog): there a conditional put of the
+index (If-Match on the ETag read) takes the place of the lock, and a writer that loses the race
+re-reads and re-applies its change (``Catalog.update``).
 """
 
 from __future__ import annotations
@@ -21,21 +25,24 @@ import fcntl
 import hashlib
 import json
 import os
+import random
 import tempfile
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from factory import history, provenance
-from factory.config import check_schema
+from factory import history, log, provenance
+from factory.config import Layout, check_schema
 from factory.errors import CatalogError, ConfigError
 from factory.trust import BadSignature, Signer, digest, open_envelope, sign, statement, trusted_keys
 
 SCHEMA_VERSION = 2  # Bump when the index format changes incompatibly.
 INDEX = "index.json"
 LATEST = "latest"
+T = TypeVar("T")
 
 
 def now_utc() -> datetime:
@@ -146,7 +153,21 @@ class Txn:
         return rec
 
 
+class Conflict(Exception):
+    """Another writer replaced the index between this writer's read and its write."""
+
+
 class Catalog:
+    """A catalog in a local directory. :class:`factory.s3catalog.S3Catalog` keeps the same files in S3.
+
+    Storage goes through a few primitives (``_read_index``, ``read_file``, ``write_file``,
+    ``_replace_index``, ``locked``); everything else is the same for every place a catalog lives.
+    """
+
+    # How often a writer re-reads and re-applies its change after losing a race for the index.
+    # Here flock(2) serialises writers, so a lost race means a writer that bypassed the lock.
+    attempts = 1
+
     def __init__(self, root: Path, keys_root: Path) -> None:
         self.root = root
         self.keys_root = keys_root
@@ -155,30 +176,100 @@ class Catalog:
     def index_path(self) -> Path:
         return self.root / INDEX
 
+    @property
+    def where(self) -> str:
+        """The index's location, for messages: a path or an s3:// URL."""
+        return str(self.index_path)
+
+    @property
+    def location(self) -> str:
+        """The catalog's own location: a directory or an s3:// prefix."""
+        return str(self.root.resolve())
+
+    def describe(self, rel: str | Path) -> str:
+        return str(self.root / rel)
+
+    # -- storage primitives ----------------------------------------------------------------
+
+    def _read_index(self) -> tuple[bytes | None, str | None]:
+        """The index bytes (None when there is no index yet) and a token for a conditional write."""
+        try:
+            return self.index_path.read_bytes(), None
+        except FileNotFoundError:
+            return None, None
+        except OSError as exc:
+            raise CatalogError(
+                f"{self.where}: not a readable JSON catalog: {exc}",
+                hint="restore it from backup; the factory never writes a partial index",
+            ) from None
+
+    def read_file(self, rel: str | Path) -> bytes:
+        """A file the index refers to; OSError when it is missing."""
+        return (self.root / rel).read_bytes()
+
+    def write_file(self, rel: str | Path, data: bytes) -> None:
+        atomic_write(self.root / rel, data)
+
+    def _replace_index(self, data: bytes, generation: int, token: str | None) -> None:
+        del token  # the lock and the generation check guard a local index
+        current = self.load()["generation"] if self.exists() else 0
+        if current != generation:
+            raise CatalogError(
+                f"{self.where}: generation moved from {generation} to {current} during this update",
+                hint="another writer did not take the lock; retry",
+            )
+        atomic_write(self.index_path, data)
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / ".lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                # Only writers make temp files, and only under this lock: any left now was a
+                # writer killed mid-write, and is garbage.
+                for stale in self.root.glob(f".{INDEX}.*.tmp"):
+                    stale.unlink(missing_ok=True)
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     # -- reading ---------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return self.index_path.exists()
+
+    def index_bytes(self) -> bytes | None:
+        return self._read_index()[0]
 
     def load(self) -> dict[str, Any]:
         """The schema-checked index; an absent catalog is an empty one. Signatures: see verify_snapshot."""
-        if not self.index_path.exists():
+        return self._parse(self._read_index()[0])
+
+    def _parse(self, raw: bytes | None) -> dict[str, Any]:
+        if raw is None:
             return empty_index()
         try:
-            raw = self.index_path.read_bytes()
             data = json.loads(raw)
-        except (OSError, ValueError) as exc:
+        except ValueError as exc:
             raise CatalogError(
-                f"{self.index_path}: not a readable JSON catalog: {exc}",
+                f"{self.where}: not a readable JSON catalog: {exc}",
                 hint="restore it from backup; the factory never writes a partial index",
             ) from None
         if isinstance(data, dict) and data.get("schema_version") != SCHEMA_VERSION:
             raise CatalogError(
-                f"{self.index_path}: schema_version: {data.get('schema_version')!r} is not supported "
+                f"{self.where}: schema_version: {data.get('schema_version')!r} is not supported "
                 f"(this factory reads {SCHEMA_VERSION})",
                 hint="use the factory version that wrote it",
             )
         seen = hashlib.sha256(raw).digest()
         if seen not in _SCHEMA_CHECKED:
             check_schema(
-                data, "catalog.schema.json", source=self.index_path, what="catalog index", error=CatalogError
+                data,
+                "catalog.schema.json",
+                source=Path(self.where),
+                what="catalog index",
+                error=CatalogError,
             )
             _remember_checked(seen)
         return data  # type: ignore[no-any-return]
@@ -221,19 +312,19 @@ class Catalog:
                 return dict(entry)
         if image not in data["images"]:
             raise ConfigError(
-                f"{self.index_path}: images: no published versions of {image!r}",
+                f"{self.where}: images: no published versions of {image!r}",
                 hint=f"images in the catalog: {', '.join(sorted(data['images'])) or '(none)'}",
             )
         raise ConfigError(
-            f"{self.index_path}: images.{image}: no version {version!r}",
+            f"{self.where}: images.{image}: no version {version!r}",
             hint=f"`factory catalog {image}` lists its versions",
         )
 
-    def _signed_file(self, entry: Mapping[str, Any], field: str, what: str) -> tuple[Path, bytes]:
+    def _signed_file(self, entry: Mapping[str, Any], field: str, what: str) -> tuple[str, bytes]:
         """The bytes of the file ``entry[field]`` names, refused unless they have its sha256."""
-        path = self.root / entry[field]["path"]
+        path = self.describe(entry[field]["path"])
         try:
-            raw = path.read_bytes()
+            raw = self.read_file(entry[field]["path"])
         except OSError as exc:
             raise CatalogError(
                 f"{path}: {what} of {entry['image']} {entry['version']} missing: {exc}"
@@ -248,7 +339,9 @@ class Catalog:
     def manifest(self, entry: Mapping[str, Any]) -> dict[str, Any]:
         path, raw = self._signed_file(entry, "manifest", "manifest")
         data = json.loads(raw)
-        check_schema(data, "manifest.schema.json", source=path, what="version manifest", error=CatalogError)
+        check_schema(
+            data, "manifest.schema.json", source=Path(path), what="version manifest", error=CatalogError
+        )
         return data  # type: ignore[no-any-return]
 
     def sbom(self, entry: Mapping[str, Any]) -> bytes | None:
@@ -259,7 +352,7 @@ class Catalog:
 
     def verify_entry(self, entry: Mapping[str, Any]) -> str:
         """The entry is exactly what a trusted key signed at publication; returns the keyid."""
-        where = f"{self.index_path}: images.{entry.get('image')}.versions[{entry.get('version')}]"
+        where = f"{self.where}: images.{entry.get('image')}.versions[{entry.get('version')}]"
         try:
             stmt = open_envelope(entry.get("envelope") or {}, self.keys())
         except BadSignature as exc:
@@ -275,43 +368,58 @@ class Catalog:
     # -- writing ---------------------------------------------------------------------------
 
     @contextmanager
-    def locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with (self.root / ".lock").open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-    @contextmanager
     def transaction(self, signer: Signer, actor: str, *, now: datetime | None = None) -> Iterator[Txn]:
-        """Lock, read, let the caller add records, then sign and write the index once.
+        """One attempt: read the index, let the caller add records, then sign and write it once.
 
-        The generation read under the lock is checked again just before the write, so a
-        writer that bypassed the lock cannot have its update silently overwritten.
+        Raises :class:`Conflict` when another writer replaced the index in the meantime (the write
+        is conditional on what was read); nothing is written then. ``update`` retries.
         """
         with self.locked():
-            # Only writers make temp files, and only under this lock: any left now was a writer
-            # killed mid-write, and is garbage.
-            for stale in self.root.glob(f".{INDEX}.*.tmp"):
-                stale.unlink(missing_ok=True)
-            doc = self.load()
+            raw, token = self._read_index()
+            doc = self._parse(raw)
             problem = self.snapshot_problem(doc)
             if problem:
                 raise CatalogError(
-                    f"{self.index_path}: {problem}",
+                    f"{self.where}: {problem}",
                     hint="`factory verify-catalog` names every changed entry; restore index.json",
                 )
             self.check_signer(signer)
-            generation = doc["generation"]
             txn = Txn(copy.deepcopy(doc), signer, actor, now or now_utc())
             yield txn
-            if not txn.added:
-                return
-            self._commit(txn, generation)
+            if txn.added:
+                self._commit(txn, doc["generation"], token)
 
-    def _commit(self, txn: Txn, generation: int) -> None:
+    def update(
+        self,
+        signer: Signer,
+        actor: str,
+        body: Callable[[Txn], T],
+        *,
+        now: datetime | None = None,
+        prepare: Callable[[Txn], object] | None = None,
+    ) -> T:
+        """A transaction around ``body``; on a :class:`Conflict`, read again and run ``body`` again.
+
+        A change is re-applied to the state that won the race, never written over it, up to
+        ``attempts`` times.
+        """
+        for attempt in range(1, self.attempts + 1):
+            try:
+                with self.transaction(signer, actor, now=now) as txn:
+                    if prepare is not None:
+                        prepare(txn)
+                    result = body(txn)
+            except Conflict:
+                log.note(f"{self.where}: another writer updated the index first; re-applying ({attempt})")
+                time.sleep(random.uniform(0.05, 0.25) * attempt)  # noqa: S311 -- jitter, not crypto
+                continue
+            return result
+        raise CatalogError(
+            f"{self.where}: the index changed under this update {self.attempts} times in a row",
+            hint="other factories are writing this catalog heavily; run the command again",
+        )
+
+    def _commit(self, txn: Txn, generation: int, token: str | None) -> None:
         doc = txn.doc
         doc["generation"] = generation + 1
         doc["updated"] = iso(txn.now)
@@ -326,17 +434,17 @@ class Catalog:
             ),
         )
         check_schema(
-            doc, "catalog.schema.json", source=self.index_path, what="catalog index (about to write)"
+            doc, "catalog.schema.json", source=Path(self.where), what="catalog index (about to write)"
         )
-        current = self.load()["generation"] if self.index_path.exists() else 0
-        if current != generation:
-            raise CatalogError(
-                f"{self.index_path}: generation moved from {generation} to {current} during this update",
-                hint="another writer did not take the lock; retry",
-            )
         data = dumps(doc)
-        atomic_write(self.index_path, data)
+        self._replace_index(data, generation, token)
         _remember_checked(hashlib.sha256(data).digest())  # checked just above, before the write
 
-    def write_file(self, rel: Path, data: bytes) -> None:
-        atomic_write(self.root / rel, data)
+
+def catalog_of(layout: Layout) -> Catalog:
+    """The catalog this command works on: a local directory or an S3 prefix (``--catalog s3://…``)."""
+    if layout.remote_catalog is None:
+        return Catalog(layout.catalog, layout.keys)
+    from factory import aws, s3catalog  # noqa: PLC0415 -- boto3 loads only for an S3 catalog
+
+    return s3catalog.S3Catalog(layout.remote_catalog, layout.keys, aws.AwsTarget(layout.aws_endpoint))

@@ -29,6 +29,7 @@ class Verb(StrEnum):
     KEYGEN = "keygen"
     VERIFY_CATALOG = "verify-catalog"
     SITE = "site"
+    DISTRIBUTE = "distribute"
     PLAN = "plan"
     DIFF = "diff"
     SCAN = "scan"
@@ -124,9 +125,14 @@ EXAMPLES: dict[Verb, tuple[str, str]] = {
         "Packages added, removed and changed, input files changed, and test counts between two versions.",
         f"factory diff base {V} 20261201.101010-89abcdef0123 --json",
     ),
+    Verb.DISTRIBUTE: (
+        "Copy, tag and share a published AMI to every region of its image (idempotent), and bring the\n"
+        "SSM channel parameters /<prefix>/<image>/<channel> in line with the catalog.",
+        "factory distribute base 20261129.120034-8e1eeac7fb8f --catalog s3://golden/catalog",
+    ),
     Verb.SITE: (
-        "Write the static catalog site (index.html + index.json) for app teams.",
-        "factory site public/",
+        "Write the static catalog site (index.html + index.json) for app teams, to a directory or S3.",
+        "factory site public/   |   factory site s3://golden-images/site",
     ),
     Verb.QUERY: (
         "Which published versions, and which channels, ship a package (Debian version ordering).",
@@ -164,7 +170,14 @@ def parser() -> argparse.ArgumentParser:
     # overwriting a value given before the verb with its own default.
     common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
     common.add_argument(
-        "--catalog", metavar="PATH", help="catalog directory (default: $FACTORY_CATALOG or .factory/catalog)"
+        "--catalog",
+        metavar="PATH|s3://BUCKET/PREFIX",
+        help="catalog directory or S3 prefix (default: $FACTORY_CATALOG or .factory/catalog)",
+    )
+    common.add_argument(
+        "--endpoint-url",
+        metavar="URL",
+        help="a local AWS API (moto) instead of AWS; loopback only (default: $FACTORY_AWS_ENDPOINT_URL)",
     )
     common.add_argument(
         "--root",
@@ -208,10 +221,17 @@ def _build_verbs(verb: Adder) -> None:
     p = verb(Verb.LIST)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--names", action="store_true", help="names only, parents before children")
-    p = verb(Verb.RENDER)
+    target = argparse.ArgumentParser(add_help=False)
+    target.add_argument(
+        "--target", choices=["docker", "aws"], default="docker", help="what to build (default: docker)"
+    )
+    target.add_argument(
+        "--source-ami", metavar="AMI", help="aws: start from this AMI (default: [aws.source] of the image)"
+    )
+    p = verb(Verb.RENDER, target)
     p.add_argument("image")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p = verb(Verb.BAKE)
+    p = verb(Verb.BAKE, target)
     p.add_argument("image")
     p.add_argument("--no-publish", action="store_true", help="build, verify and tag locally; do not publish")
     p.add_argument(
@@ -284,7 +304,7 @@ def _reading_verbs(verb: Adder) -> None:
     p = verb(Verb.VERIFY_CATALOG)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = verb(Verb.SITE)
-    p.add_argument("outdir", type=Path)
+    p.add_argument("outdir", metavar="DIR|s3://BUCKET/PREFIX")
     p = verb(Verb.DIFF)
     p.add_argument("image")
     p.add_argument("old", metavar="V1")
@@ -337,7 +357,13 @@ def _changing_verbs(verb: Adder) -> None:
     p.add_argument("--replacement", metavar="VERSION", help="the version to use instead")
     p.add_argument("--state", choices=["deprecated", "obsolete", "active"], default="deprecated")
     p.add_argument("--reason", help="why (recorded in history)")
+    p = verb(Verb.DISTRIBUTE, actor)
+    p.add_argument("image")
+    p.add_argument("version")
     p = verb(Verb.GC, actor)
+    p.add_argument(
+        "--target", choices=["docker", "aws"], default="docker", help="whose artifacts to collect"
+    )
     p.add_argument(
         "--keep", type=int, required=True, metavar="N", help="keep the newest N versions of each image"
     )
@@ -352,7 +378,7 @@ def _changing_verbs(verb: Adder) -> None:
     p.add_argument("--if-missing", action="store_true", help="reuse an existing private key")
 
 
-GLOBAL_DEFAULTS = {"catalog": None, "root": None, "verbose": False, "debug": False}
+GLOBAL_DEFAULTS = {"catalog": None, "endpoint_url": None, "root": None, "verbose": False, "debug": False}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -369,7 +395,7 @@ def main_inner(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     log.set_verbose(args.verbose)
     root = args.root.resolve() if args.root else find_root(Path.cwd())
-    layout = Layout.discover(root, catalog=args.catalog)
+    layout = Layout.discover(root, catalog=args.catalog, aws_endpoint=args.endpoint_url)
     handler: Callable[[argparse.Namespace, Layout], int] = HANDLERS[Verb(args.verb)]
     return handler(args, layout)
 

@@ -6,10 +6,11 @@ import argparse
 import json
 from typing import Any
 
-from factory import pipeline
+from factory import aws_bake, pipeline
 from factory.catalog import atomic_write
 from factory.cli_catalog import emit
-from factory.config import Layout, build_order, load_images, require_image
+from factory.config import Layout, Target, build_order, load_images, require_image
+from factory.errors import ConfigError
 
 
 def cmd_list(args: argparse.Namespace, layout: Layout) -> int:
@@ -38,12 +39,16 @@ def cmd_list(args: argparse.Namespace, layout: Layout) -> int:
 
 def cmd_render(args: argparse.Namespace, layout: Layout) -> int:
     require_image(layout, args.image)
-    ctx, rendered = pipeline.render_only(layout, args.image)
+    ctx, rendered = pipeline.render_only(
+        layout, args.image, target=Target(args.target), source_ami=args.source_ami
+    )
     result = {
         "image": ctx.image.name,
         "version": ctx.version,
         "commit": ctx.commit,
         "parent": ctx.parent.ref,
+        "target": ctx.target.value,
+        "emulated": bool(ctx.aws and ctx.aws.emulated),
         "template": str(rendered.template),
         "template_sha256": rendered.template_sha256,
         "playbook": str(rendered.playbook),
@@ -58,10 +63,22 @@ def cmd_render(args: argparse.Namespace, layout: Layout) -> int:
 
 def cmd_bake(args: argparse.Namespace, layout: Layout) -> int:
     require_image(layout, args.image)
-    result = pipeline.bake(layout, args.image, publish=not args.no_publish, if_changed=args.if_changed)
+    if args.target == Target.AWS.value:
+        if args.no_publish or args.if_changed:
+            raise ConfigError("--target aws: --no-publish and --if-changed are for the docker target")
+        result = aws_bake.bake(layout, args.image, source_ami=args.source_ami)
+    else:
+        if args.source_ami:
+            raise ConfigError("--source-ami: only for --target aws")
+        result = pipeline.bake(layout, args.image, publish=not args.no_publish, if_changed=args.if_changed)
     if args.result_file:
         atomic_write(args.result_file, (json.dumps(result.as_json(), indent=2) + "\n").encode())
-    print(f"{result.image} {result.version} {result.ref}" + ("" if result.published else " (not published)"))
+    emulated = bool(result.entry and result.entry["artifact"].get("emulated"))
+    print(
+        f"{result.image} {result.version} {result.ref}"
+        + ("" if result.published else " (not published)")
+        + (" (EMULATED: no instance booted; verified in a podman stand-in)" if emulated else "")
+    )
     return 0
 
 

@@ -5,11 +5,29 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from factory import audit, diff, gc, history, lifecycle, log, plan, resolve, site, state, tag, trust
-from factory.catalog import LATEST, Catalog, now_utc
+from factory import (
+    audit,
+    aws,
+    aws_catalog,
+    diff,
+    gc,
+    history,
+    lifecycle,
+    log,
+    plan,
+    resolve,
+    s3catalog,
+    site,
+    state,
+    tag,
+    trust,
+)
+from factory.catalog import LATEST, Catalog, Txn, catalog_of, now_utc
 from factory.config import Layout, load_images, load_settings, require_image
 from factory.errors import CatalogError, ConfigError
 from factory.run import run
@@ -20,7 +38,32 @@ def emit(data: Any) -> None:
 
 
 def _catalog(layout: Layout) -> Catalog:
-    return Catalog(layout.catalog, layout.keys)
+    return catalog_of(layout)
+
+
+def _follow_in_aws(layout: Layout, catalog: Catalog, images: list[str]) -> None:
+    """An AMI catalog changed: the SSM channel parameters follow it in the same command."""
+    if not aws_catalog.is_ami_catalog(catalog.load()):
+        return
+    for line in aws_catalog.sync_channels(aws_catalog.context(layout), catalog, images):
+        print(f"ssm {line}")
+
+
+def _deprecate_in_aws(
+    layout: Layout,
+    catalog: Catalog,
+    versions: list[tuple[str, str]],
+    *,
+    at: datetime,
+    reason: str,
+    actor: str,
+) -> None:
+    if not aws_catalog.is_ami_catalog(catalog.load()):
+        return
+    aws_catalog.deprecate_versions(
+        aws_catalog.context(layout), catalog, versions, at=at, reason=reason,
+        signer=trust.load_signer(), actor=actor,
+    )  # fmt: skip
 
 
 def _actor(args: argparse.Namespace, layout: Layout) -> str:
@@ -84,7 +127,7 @@ def cmd_catalog(args: argparse.Namespace, layout: Layout) -> int:
 def cmd_resolve(args: argparse.Namespace, layout: Layout) -> int:
     settings = load_settings(layout)
     catalog = _catalog(layout)
-    if not catalog.index_path.exists():
+    if not catalog.exists():
         require_image(layout, args.image)
     found = resolve.resolve(catalog, settings.channels, args.image, args.channel, now_utc())
     for warning in found.warnings:
@@ -114,8 +157,11 @@ def cmd_promote(args: argparse.Namespace, layout: Layout) -> int:
     lifecycle.check_channel(catalog, settings.channels, args.to)
     _preflight(catalog, args.image, _version(args.version))
     signer = trust.load_signer()
-    with lifecycle.change(catalog, signer, _actor(args, layout)) as txn:
-        move = lifecycle.promote(
+    move = lifecycle.change(
+        catalog,
+        signer,
+        _actor(args, layout),
+        lambda txn: lifecycle.promote(
             txn,
             catalog,
             settings.channels,
@@ -124,11 +170,13 @@ def cmd_promote(args: argparse.Namespace, layout: Layout) -> int:
             channel=args.to,
             skip_order=args.skip_order,
             reason=args.reason,
-        )
+        ),
+    )
     if move is None:
         print(f"{args.image}: {args.to} already points to {args.version}")
     else:
         print(f"{args.image}: {args.to} {move.source or '(none)'} -> {move.to}")
+    _follow_in_aws(layout, catalog, [args.image])
     return 0
 
 
@@ -139,11 +187,16 @@ def cmd_rollback(args: argparse.Namespace, layout: Layout) -> int:
     to = _version(args.to) if args.to else None
     _preflight(catalog, args.image, to)
     signer = trust.load_signer()
-    with lifecycle.change(catalog, signer, _actor(args, layout)) as txn:
-        move = lifecycle.rollback(
+    move = lifecycle.change(
+        catalog,
+        signer,
+        _actor(args, layout),
+        lambda txn: lifecycle.rollback(
             txn, catalog, settings.channels, args.image, args.channel, to=to, reason=args.reason
-        )
+        ),
+    )
     print(f"{args.image}: {args.channel} {move.source} -> {move.to}")
+    _follow_in_aws(layout, catalog, [args.image])
     return 0
 
 
@@ -160,6 +213,11 @@ def cmd_history(args: argparse.Namespace, layout: Layout) -> int:
     if args.json:
         emit(rows)
         return 0
+    emulated = {
+        e["version"]
+        for e in doc["images"].get(args.image, {}).get("versions", [])
+        if e["artifact"].get("emulated")
+    }
     for r in rows:
         what = (
             f"{r['channel']}: {r['from'] or '(none)'} -> {r['to'] or '(none)'}"
@@ -169,6 +227,7 @@ def cmd_history(args: argparse.Namespace, layout: Layout) -> int:
         print(
             f"{r['seq']:>5} {r['at']}  {r['action']:<9} {what}  by {r['actor']}"
             + (f"  ({r['reason']})" if r["reason"] else "")
+            + ("  [EMULATED]" if r["version"] in emulated or r["to"] in emulated else "")
         )
     return 0
 
@@ -178,15 +237,24 @@ def cmd_revoke(args: argparse.Namespace, layout: Layout) -> int:
     at = _when(args.at) if args.at else None
     _preflight(catalog, args.image, _version(args.version))
     signer = trust.load_signer()
-    with lifecycle.change(catalog, signer, _actor(args, layout)) as txn:
-        revoked, moves = lifecycle.revoke(
+    revoked, moves = lifecycle.change(
+        catalog,
+        signer,
+        _actor(args, layout),
+        lambda txn: lifecycle.revoke(
             txn, catalog, args.image, _version(args.version), reason=args.reason, at=at
-        )
+        ),
+    )
     when = f"from {at.isoformat()}" if at and at > now_utc() else "now"
     for image, version in revoked:
         print(f"revoked {image} {version} ({when})")
     for move in moves:
         print(f"moved {move.image} {move.channel}: {move.source} -> {move.to or '(no good version left)'}")
+    _follow_in_aws(layout, catalog, sorted({image for image, _ in revoked}))
+    _deprecate_in_aws(
+        layout, catalog, list(revoked), at=at or now_utc(), reason=f"revoked: {args.reason}",
+        actor=_actor(args, layout),
+    )  # fmt: skip
     return 0
 
 
@@ -206,11 +274,16 @@ def cmd_restore(args: argparse.Namespace, layout: Layout) -> int:
     catalog = _catalog(layout)
     _preflight(catalog, args.image, _version(args.version))
     signer = trust.load_signer()
-    with lifecycle.change(catalog, signer, _actor(args, layout)) as txn:
-        restored = lifecycle.restore(txn, catalog, args.image, _version(args.version), reason=args.reason)
+    restored = lifecycle.change(
+        catalog,
+        signer,
+        _actor(args, layout),
+        lambda txn: lifecycle.restore(txn, catalog, args.image, _version(args.version), reason=args.reason),
+    )
     for name in restored:
         print(f"restored {name}")
     print("channels were not moved back; promote explicitly if you want them there")
+    _follow_in_aws(layout, catalog, [args.image])
     return 0
 
 
@@ -219,8 +292,11 @@ def cmd_deprecate(args: argparse.Namespace, layout: Layout) -> int:
     replacement = _version(args.replacement) if args.replacement else None
     _preflight(catalog, args.image, _version(args.version), replacement)
     signer = trust.load_signer()
-    with lifecycle.change(catalog, signer, _actor(args, layout)) as txn:
-        lifecycle.deprecate(
+    lifecycle.change(
+        catalog,
+        signer,
+        _actor(args, layout),
+        lambda txn: lifecycle.deprecate(
             txn,
             catalog,
             image=args.image,
@@ -228,11 +304,18 @@ def cmd_deprecate(args: argparse.Namespace, layout: Layout) -> int:
             state=args.state,
             replacement=replacement,
             reason=args.reason,
-        )
+        ),
+    )
     print(
         f"{args.image} {args.version}: {args.state}"
         + (f", replacement {replacement}" if replacement else "")
     )
+    _follow_in_aws(layout, catalog, [args.image])
+    if args.state != "active":
+        _deprecate_in_aws(
+            layout, catalog, [(args.image, _version(args.version))], at=now_utc(),
+            reason=f"{args.state}: {args.reason}", actor=_actor(args, layout),
+        )  # fmt: skip
     return 0
 
 
@@ -241,12 +324,18 @@ def cmd_gc(args: argparse.Namespace, layout: Layout) -> int:
         raise ConfigError(f"--keep: {args.keep} must be at least 1")
     catalog = _catalog(layout)
     now = now_utc()
+    if args.target == "aws":
+        return _gc_aws(args, layout, catalog, now)
     if args.dry_run:
         plan = gc.plan(audit.trusted(catalog), keep=args.keep, older_than_days=args.older_than, now=now)
     else:
-        with lifecycle.change(catalog, trust.load_signer(), _actor(args, layout), now=now) as txn:
-            plan = gc.plan(txn.doc, keep=args.keep, older_than_days=args.older_than, now=now)
-            gc.record(txn, plan)
+
+        def collect(txn: Txn) -> list[gc.GcDecision]:
+            decided = gc.plan(txn.doc, keep=args.keep, older_than_days=args.older_than, now=now)
+            gc.record(txn, decided)
+            return decided
+
+        plan = lifecycle.change(catalog, trust.load_signer(), _actor(args, layout), collect, now=now)
         # The catalog says "collected" first: a crash here leaves an image to remove, never a
         # catalog entry whose artifact is gone.
         for decision in plan:
@@ -262,6 +351,47 @@ def cmd_gc(args: argparse.Namespace, layout: Layout) -> int:
         print(f"{'remove' if d.remove else 'keep  '} {d.image} {d.version}: {d.reason}")
     removed = sum(d.remove for d in plan)
     print(f"{removed} version(s) {'would be ' if args.dry_run else ''}removed, {len(plan) - removed} kept")
+    return 0
+
+
+def _gc_aws(args: argparse.Namespace, layout: Layout, catalog: Catalog, now: datetime) -> int:
+    """Retention of AMIs: deregister and delete snapshots in every region, unless referenced."""
+    doc = audit.trusted(catalog)
+    aws_catalog.require_target(catalog, doc, aws_catalog.AMI)
+    decisions = aws_catalog.collect(
+        aws_catalog.context(layout), catalog, keep=args.keep, older_than_days=args.older_than, now=now,
+        dry_run=args.dry_run, signer=None if args.dry_run else trust.load_signer(),
+        actor=_actor(args, layout),
+    )  # fmt: skip
+    verbs = {"keep": "keep  ", "delete": "would delete" if args.dry_run else "delete", "gone": "gone  "}
+    for d in decisions:
+        snaps = f" + {', '.join(d.snapshots)}" if d.action == "delete" and d.snapshots else ""
+        print(f"{verbs[d.action]} {d.image} {d.version} {d.region} {d.ami}{snaps}: {d.reason}")
+    deleted = sum(d.action == "delete" for d in decisions)
+    print(f"{deleted} AMI(s) {'would be ' if args.dry_run else ''}deleted, {len(decisions) - deleted} not")
+    return 0
+
+
+def cmd_distribute(args: argparse.Namespace, layout: Layout) -> int:
+    catalog = _catalog(layout)
+    doc = audit.trusted(catalog)
+    _preflight(catalog, args.image, _version(args.version))
+    aws_catalog.require_target(catalog, doc, aws_catalog.AMI)
+    ctx = aws_catalog.context(layout)
+    amis = aws_catalog.distribute_version(
+        ctx,
+        catalog,
+        args.image,
+        _version(args.version),
+        signer=trust.load_signer(),
+        actor=_actor(args, layout),
+    )
+    for ami in amis:
+        print(
+            f"{args.image} {args.version} {ami.region} {ami.ami} snapshots {', '.join(ami.snapshots) or '-'}"
+        )
+    for line in aws_catalog.sync_channels(ctx, catalog, [args.image]):
+        print(f"ssm {line}")
     return 0
 
 
@@ -283,12 +413,12 @@ def cmd_verify_catalog(args: argparse.Namespace, layout: Layout) -> int:
         )
     if problems:
         raise CatalogError(
-            f"{catalog.index_path}: {len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems),
+            f"{catalog.where}: {len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems),
             hint="restore the catalog from backup; the entries named above cannot be trusted",
         )
     if not args.json:
         print(
-            f"{catalog.index_path}: {versions} versions, {len(doc['history'])} history records, "
+            f"{catalog.where}: {versions} versions, {len(doc['history'])} history records, "
             f"generation {doc['generation']}: every signature and the history chain verify"
         )
     return 0
@@ -296,8 +426,21 @@ def cmd_verify_catalog(args: argparse.Namespace, layout: Layout) -> int:
 
 def cmd_site(args: argparse.Namespace, layout: Layout) -> int:
     catalog = _catalog(layout)
-    written = site.write_site(catalog, audit.trusted(catalog), args.outdir, now_utc())
-    print(f"wrote {', '.join(str(p) for p in written)}")
+    doc = audit.trusted(catalog)
+    if not s3catalog.is_s3(args.outdir):
+        written = site.write_site(catalog, doc, Path(args.outdir), now_utc())
+        print(f"wrote {', '.join(str(p) for p in written)}")
+        return 0
+    bucket, prefix = s3catalog.split(args.outdir, field="site")
+    with tempfile.TemporaryDirectory(prefix="factory-site-") as tmp:
+        files = site.write_site(catalog, doc, Path(tmp), now_utc())  # SBOMs, then index.json, index.html
+        urls = s3catalog.upload(
+            {p.relative_to(tmp).as_posix(): p.read_bytes() for p in files},
+            bucket=bucket,
+            prefix=prefix,
+            target=aws.AwsTarget(layout.aws_endpoint),
+        )
+    print(f"wrote {', '.join(urls)}")
     return 0
 
 
@@ -362,6 +505,7 @@ HANDLERS = {
     "keygen": cmd_keygen,
     "verify-catalog": cmd_verify_catalog,
     "site": cmd_site,
+    "distribute": cmd_distribute,
     "plan": cmd_plan,
     "diff": cmd_diff,
 }

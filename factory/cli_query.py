@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from factory import log, query
-from factory.catalog import Catalog, now_utc
+from factory.catalog import catalog_of, now_utc
 from factory.cli_catalog import emit
 from factory.config import Layout, load_settings
 
@@ -17,7 +17,7 @@ def cmd_query(args: argparse.Namespace, layout: Layout) -> int:
     below = query.parse_below(args.below)
     query.check_channel(args.channel, load_settings(layout).channels)
     answer = query.query(
-        Catalog(layout.catalog, layout.keys),
+        catalog_of(layout),
         layout.cache,
         args.package,
         below=below,

@@ -9,7 +9,7 @@ import sys
 from rich.table import Table
 
 from factory import audit, lifecycle, log, rebuild, tag, trust
-from factory.catalog import Catalog
+from factory.catalog import catalog_of
 from factory.config import Layout, build_order, load_images, require_image
 from factory.errors import FactoryError
 
@@ -28,7 +28,7 @@ def cmd_scan(args: argparse.Namespace, layout: Layout) -> int:
     specs = load_images(layout)
     for name in args.images:
         require_image(layout, name)
-    catalog = Catalog(layout.catalog, layout.keys)
+    catalog = catalog_of(layout)
     doc = audit.trusted(catalog)
     signer = catalog.check_signer(trust.load_signer())
     wanted = set(args.images) or set(specs)

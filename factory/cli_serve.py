@@ -7,7 +7,7 @@ import os
 import signal
 
 from factory import http_checks, log, serve, trust
-from factory.catalog import Catalog
+from factory.catalog import catalog_of
 from factory.config import Layout, load_settings
 
 
@@ -22,7 +22,7 @@ def cmd_serve(args: argparse.Namespace, layout: Layout) -> int:
         )
     else:
         # A webhook that cannot sign would lose alerts: refuse to start rather than fail each one.
-        Catalog(layout.catalog, layout.keys).check_signer(trust.load_signer())
+        catalog_of(layout).check_signer(trust.load_signer())
         source = (
             http_checks.TOKEN_FILE_ENV
             if os.environ.get(http_checks.TOKEN_FILE_ENV)

@@ -30,6 +30,7 @@ SANITIZE_ROLE = "sanitize"
 
 class Target(StrEnum):
     DOCKER = "docker"
+    AWS = "aws"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,13 +40,35 @@ class Layout:
     root: Path
     catalog: Path
     cache: Path
+    # s3://BUCKET/PREFIX when the catalog lives in S3 (factory.s3catalog); ``catalog`` is then unused.
+    remote_catalog: str | None = None
+    # A local AWS API (moto) for emulated runs; None means real AWS. Loopback only (factory.aws).
+    aws_endpoint: str | None = None
 
     @classmethod
-    def discover(cls, root: Path, *, catalog: str | None = None, cache: str | None = None) -> Layout:
+    def discover(
+        cls,
+        root: Path,
+        *,
+        catalog: str | None = None,
+        cache: str | None = None,
+        aws_endpoint: str | None = None,
+    ) -> Layout:
         root = root.resolve()
         catalog = catalog or os.environ.get("FACTORY_CATALOG") or str(root / ".factory" / "catalog")
         cache = cache or os.environ.get("FACTORY_CACHE") or str(root / ".cache")
-        return cls(root=root, catalog=Path(catalog).resolve(), cache=Path(cache).resolve())
+        remote = catalog if catalog.startswith("s3://") else None
+        return cls(
+            root=root,
+            catalog=root / ".factory" / "catalog" if remote else Path(catalog).resolve(),
+            cache=Path(cache).resolve(),
+            remote_catalog=remote,
+            aws_endpoint=aws_endpoint or os.environ.get("FACTORY_AWS_ENDPOINT_URL") or None,
+        )
+
+    @property
+    def catalog_location(self) -> str:
+        return self.remote_catalog or str(self.catalog)
 
     @property
     def images(self) -> Path:
@@ -84,6 +107,8 @@ class Settings:
     channels: tuple[str, ...]
     # Alertmanager severity -> revoke | suspect | ignore (factory signal)
     signal_actions: Mapping[str, str] = field(default_factory=dict)
+    # SSM parameters /<prefix>/<image>/<channel> that the aws target keeps pointing at the AMIs
+    aws_ssm_prefix: str = "/golden-images"
 
 
 def load_settings(layout: Layout) -> Settings:
@@ -100,6 +125,7 @@ def load_settings(layout: Layout) -> Settings:
     return Settings(
         channels=tuple(data["channels"]["order"]),
         signal_actions=dict(data.get("signals", {}).get("severity", {})),
+        aws_ssm_prefix=data.get("aws", {}).get("ssm_prefix", "/golden-images"),
     )
 
 
@@ -129,6 +155,38 @@ class ContainerSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class AmiSource:
+    """Where a bootstrapped image's source AMI comes from: the newest AMI named ``name`` owned by
+    ``owners``, or the AMI id an SSM parameter holds (resolved by the factory before rendering)."""
+
+    owners: tuple[str, ...] = ()
+    name: str | None = None
+    ssm_parameter: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AwsSettings:
+    """``[aws]`` of image.toml: how the ``aws`` target builds (amazon-ebs) and where it goes."""
+
+    region: str
+    regions: tuple[str, ...]
+    instance_type: str
+    ssh_username: str
+    volume_size_gb: int
+    encrypted: bool = True
+    kms_key_id: str | None = None  # None: the AWS-managed key
+    subnet_id: str | None = None
+    vpc_id: str | None = None
+    security_group_ids: tuple[str, ...] = ()
+    associate_public_ip_address: bool = True
+    share_accounts: tuple[str, ...] = ()
+    share_organizations: tuple[str, ...] = ()
+    share_organizational_units: tuple[str, ...] = ()
+    source: AmiSource | None = None  # only for images without a parent image
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
 class ImageSpec:
     name: str
     path: Path
@@ -141,6 +199,7 @@ class ImageSpec:
     tests: tuple[str, ...]
     # (channel, "any" | "security"), in channel order: where a passing rebuild goes by itself
     auto_promote: tuple[tuple[str, str], ...] = ()
+    aws: AwsSettings | None = None
 
     @property
     def definition(self) -> Path:
@@ -282,6 +341,7 @@ def _load_one(layout: Layout, name: str) -> ImageSpec:
     parent = data["parent"]
     boot = parent.get("bootstrap")
     container = data.get("container", {})
+    targets = tuple(Target(t) for t in data.get("targets", ["docker"]))
     return ImageSpec(
         name=name,
         path=path.parent,
@@ -295,7 +355,7 @@ def _load_one(layout: Layout, name: str) -> ImageSpec:
             include=tuple(boot.get("include", ["python3"])),
         ),
         roles=roles,
-        targets=tuple(Target(t) for t in data.get("targets", ["docker"])),
+        targets=targets,
         container=ContainerSettings(
             cmd=tuple(container.get("cmd", ["/bin/bash"])),
             verify_cmd=tuple(container["verify_cmd"]) if "verify_cmd" in container else None,
@@ -304,6 +364,60 @@ def _load_one(layout: Layout, name: str) -> ImageSpec:
         ),
         tests=tests,
         auto_promote=_auto_promote(layout, path, data.get("policy", {}).get("auto_promote", {})),
+        aws=_aws_settings(path, data, targets),
+    )
+
+
+def _aws_settings(path: Path, data: Mapping[str, Any], targets: Sequence[Target]) -> AwsSettings | None:
+    """``[aws]`` checked beyond the schema: present for the aws target, consistent with the parent."""
+    aws = data.get("aws")
+    if aws is None:
+        if Target.AWS in targets:
+            raise ConfigError(
+                f"{path}: aws: targets lists 'aws' but there is no [aws] table",
+                hint="add [aws] with region, regions, instance_type, ssh_username and volume_size_gb",
+            )
+        return None
+    if aws["region"] not in aws["regions"]:
+        raise ConfigError(
+            f"{path}: aws.regions: the build region {aws['region']!r} is not listed",
+            hint="an AMI is built in aws.region and distributed to every region of aws.regions",
+        )
+    source = aws.get("source")
+    bootstrapped = "image" not in data["parent"]
+    if bootstrapped and source is None:
+        raise ConfigError(
+            f"{path}: aws.source: a bootstrapped image needs [aws.source]",
+            hint="owners and name (the newest matching AMI), or ssm_parameter",
+        )
+    if not bootstrapped and source is not None:
+        raise ConfigError(
+            f"{path}: aws.source: an image built FROM {data['parent']['image']!r} starts from its AMI;"
+            " remove [aws.source]",
+        )
+    return AwsSettings(
+        region=aws["region"],
+        regions=tuple(aws["regions"]),
+        instance_type=aws["instance_type"],
+        ssh_username=aws["ssh_username"],
+        volume_size_gb=aws["volume_size_gb"],
+        encrypted=aws.get("encrypted", True),
+        kms_key_id=aws.get("kms_key_id") or None,
+        subnet_id=aws.get("subnet_id") or None,
+        vpc_id=aws.get("vpc_id") or None,
+        security_group_ids=tuple(aws.get("security_group_ids", [])),
+        associate_public_ip_address=aws.get("associate_public_ip_address", True),
+        share_accounts=tuple(aws.get("share_accounts", [])),
+        share_organizations=tuple(aws.get("share_organizations", [])),
+        share_organizational_units=tuple(aws.get("share_organizational_units", [])),
+        source=None
+        if source is None
+        else AmiSource(
+            owners=tuple(source.get("owners", [])),
+            name=source.get("name"),
+            ssm_parameter=source.get("ssm_parameter"),
+        ),
+        tags=dict(aws.get("tags", {})),
     )
 
 

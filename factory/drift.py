@@ -19,7 +19,7 @@ from typing import Any
 import testinfra
 
 from factory import audit, state
-from factory.catalog import LATEST, Catalog
+from factory.catalog import LATEST, catalog_of
 from factory.config import Layout, load_settings
 from factory.errors import ConfigError, ExternalToolError
 from factory.run import tool_path
@@ -237,7 +237,7 @@ def expected_for(layout: Layout, host: str, release: Mapping[str, str]) -> Expec
             f"{host}: {RELEASE_FILE} names no IMAGE and VERSION",
             hint="the file is written by roles/common; a host without it was not deployed from an image",
         )
-    catalog = Catalog(layout.catalog, layout.keys)
+    catalog = catalog_of(layout)
     doc = audit.trusted(catalog)
     entry = state.entry_of(doc, image, version)
     if entry is None:

@@ -39,9 +39,12 @@ ACTIONS = (
     "scan",
     "unchanged",
     "signal",
+    "distribute",
+    "ami-deprecation",
 )
-# Records that are evidence about a version and change no channel or state.
-OBSERVATIONS = ("publish", "scan", "unchanged")
+# Records that are evidence about a version and change no channel or state. `distribute` records
+# where an AMI's copies are (region -> AMI, snapshots), `ami-deprecation` whether AWS applied one.
+OBSERVATIONS = ("publish", "scan", "unchanged", "distribute", "ami-deprecation")
 
 
 def fields_of(record: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from factory import provenance, sbom
 from factory.catalog import LATEST, Catalog, Txn, dumps, image_doc, iso
@@ -34,6 +34,7 @@ from factory.state import (
 from factory.trust import Signer, sign
 
 GOOD_FOR_PROMOTION = ("active",)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,9 +46,24 @@ class Move:
     reason: str
 
 
+def change(
+    catalog: Catalog, signer: Signer, actor: str, body: Callable[[Txn], T], *, now: datetime | None = None
+) -> T:
+    """One catalog update (``Catalog.update``) that first carries out revocations that have come due.
+
+    ``body`` may run more than once (a writer that lost the race for an S3 index re-applies its
+    change to what won): it reads ``txn.doc`` and adds records, and has no other side effects
+    than writing catalog files that are the same each time.
+    """
+
+    return catalog.update(signer, actor, body, now=now, prepare=apply_due)
+
+
 @contextmanager
-def change(catalog: Catalog, signer: Signer, actor: str, *, now: datetime | None = None) -> Iterator[Txn]:
-    """A catalog transaction that first carries out scheduled revocations that have come due."""
+def transaction(
+    catalog: Catalog, signer: Signer, actor: str, *, now: datetime | None = None
+) -> Iterator[Txn]:
+    """One attempt of :func:`change` as a ``with`` block (no retry after a lost race)."""
     with catalog.transaction(signer, actor, now=now) as txn:
         apply_due(txn)
         yield txn
@@ -77,7 +93,10 @@ def publish(
     entry["tests"]["junit_sha256"] = hashlib.sha256(junit_bytes).hexdigest()
     entry["manifest"] = {"path": str(manifest_rel), "sha256": hashlib.sha256(manifest_bytes).hexdigest()}
     check_schema(
-        manifest, "manifest.schema.json", source=catalog.root / manifest_rel, what="version manifest"
+        manifest,
+        "manifest.schema.json",
+        source=Path(catalog.describe(manifest_rel)),
+        what="version manifest",
     )
     sbom_bytes = sbom.document(entry, manifest)
     entry["sbom"] = {
@@ -88,17 +107,18 @@ def publish(
     }
     entry.pop("envelope", None)
     entry["envelope"] = sign(signer, provenance.statement_for(entry))
-    with change(catalog, signer, actor) as txn:
+
+    def add(txn: Txn) -> None:
         if entry_of(txn.doc, image, version) is not None:
-            raise ConfigError(
-                f"{catalog.index_path}: images.{image}: version {version} is already published"
-            )
-        image_doc(txn.doc, image)["versions"].append(entry)
+            raise ConfigError(f"{catalog.where}: images.{image}: version {version} is already published")
+        image_doc(txn.doc, image)["versions"].append(copy.deepcopy(entry))
         txn.record("publish", image, version=version, details={"entry": provenance.entry_digest(entry)})
         move_latest(txn, image)
         catalog.write_file(evidence, junit_bytes)
         catalog.write_file(manifest_rel, manifest_bytes)
         catalog.write_file(sbom_rel, sbom_bytes)
+
+    change(catalog, signer, actor, add)
     return entry
 
 
@@ -113,7 +133,8 @@ def record_unchanged(
     actor: str,
 ) -> None:
     """A rebuild that produced nothing new: evidence that ``version`` is still current."""
-    with change(catalog, signer, actor) as txn:
+
+    def add(txn: Txn) -> None:
         require_entry(catalog, txn.doc, image, version)
         txn.record(
             "unchanged",
@@ -123,12 +144,15 @@ def record_unchanged(
             details={"built": built, "fingerprint": fingerprint},
         )
 
+    change(catalog, signer, actor, add)
+
 
 def record_scans(
     catalog: Catalog, scans: Sequence[tuple[str, str, dict[str, Any]]], *, signer: Signer, actor: str
 ) -> None:
     """Security scans of published versions: (image, version, details) each, in one transaction."""
-    with change(catalog, signer, actor) as txn:
+
+    def add(txn: Txn) -> None:
         for image, version, details in scans:
             require_entry(catalog, txn.doc, image, version)
             count = len(details["security"])
@@ -139,6 +163,8 @@ def record_scans(
                 reason=f"{count} pending security update(s)" if count else "no pending security updates",
                 details=details,
             )
+
+    change(catalog, signer, actor, add)
 
 
 def move_latest(txn: Txn, image: str) -> Move | None:

@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from factory import __version__, audit, bootstrap, build, lifecycle, log, state, tag, trust, verify
-from factory.catalog import LATEST, Catalog
-from factory.config import ImageSpec, Layout, load_image
+from factory.catalog import LATEST, Catalog, catalog_of
+from factory.config import ImageSpec, Layout, Target, load_image
 from factory.errors import ConfigError, DirtyTree, ExternalToolError, VerificationFailed
 from factory.inputs import HashCache, fingerprint, input_hashes, parent_identity
-from factory.render import BuildContext, ParentRef, Rendered, render, structural_sha256
+from factory.render import AwsBuild, BuildContext, ParentRef, Rendered, render, structural_sha256
 from factory.run import run
 
 
@@ -26,6 +26,7 @@ class BakeResult:
     published: bool
     entry: dict[str, Any] | None
     unchanged_from: str | None = None  # the published version this build turned out identical to
+    verified: verify.Verified | None = None  # what the Testinfra gate found (None: not built here)
 
     def as_json(self) -> dict[str, Any]:
         status = "published" if self.published else "unchanged" if self.unchanged_from else "built"
@@ -46,7 +47,7 @@ def bake(layout: Layout, name: str, *, publish: bool = True, if_changed: bool = 
     version's is not published: the run is recorded as ``unchanged`` and the artifact removed.
     """
     spec = load_image(layout, name)
-    catalog = Catalog(layout.catalog, layout.keys)
+    catalog = catalog_of(layout)
     doc = audit.trusted(catalog)  # a broken or tampered catalog fails before the build, not after
     signer = catalog.check_signer(trust.load_signer()) if publish else None
     state = tag.source_state(layout.root)
@@ -71,7 +72,13 @@ def bake(layout: Layout, name: str, *, publish: bool = True, if_changed: bool = 
     with log.step(f"Tagging {ref}"):
         tag.tag_artifact(artifact.id, ref)
     built = BakeResult(
-        image=spec.name, version=ctx.version, ref=ref, artifact_id=artifact.id, published=False, entry=None
+        image=spec.name,
+        version=ctx.version,
+        ref=ref,
+        artifact_id=artifact.id,
+        published=False,
+        entry=None,
+        verified=verified,
     )
     if publish and if_changed:
         same = identical_version(catalog, spec.name, fingerprint_sha256, verified.packages)
@@ -128,14 +135,26 @@ def identical_version(
     return newest if recorded == set(packages) else None
 
 
-def render_only(layout: Layout, name: str) -> tuple[BuildContext, Rendered]:
+def render_only(
+    layout: Layout, name: str, *, target: Target = Target.DOCKER, source_ami: str | None = None
+) -> tuple[BuildContext, Rendered]:
     """Render and ``packer validate`` without building; an unpublished parent gets a placeholder."""
     spec = load_image(layout, name)
     state = tag.source_state(layout.root)
-    catalog = Catalog(layout.catalog, layout.keys)
-    parent = resolve_parent(spec, layout, catalog, audit.trusted(catalog), build_missing=False)
-    ctx = new_context(spec, state, parent)
-    with log.step(f"Rendering {spec.name}"):
+    if target is Target.AWS:
+        if Target.AWS not in spec.targets:
+            raise ConfigError(f"{spec.definition}: targets: {name} has no aws target", hint='add "aws"')
+        parent = ParentRef(ref=f"ami:{source_ami or 'filter'}", artifact_id=source_ami or "", record={})
+        ctx = replace(
+            new_context(spec, state, parent),
+            target=target,
+            aws=AwsBuild(source_ami=source_ami, endpoint_url=layout.aws_endpoint),
+        )
+    else:
+        catalog = catalog_of(layout)
+        parent = resolve_parent(spec, layout, catalog, audit.trusted(catalog), build_missing=False)
+        ctx = new_context(spec, state, parent)
+    with log.step(f"Rendering {spec.name} ({target.value})"):
         rendered = render(ctx, layout)
     with log.step("packer validate"):
         build.validate(rendered)
@@ -145,7 +164,7 @@ def render_only(layout: Layout, name: str) -> tuple[BuildContext, Rendered]:
 def reverify(layout: Layout, name: str, version: str | None) -> verify.TestReport:
     """Run the Testinfra suite again against a published version; the catalog is not changed."""
     spec = load_image(layout, name)
-    catalog = Catalog(layout.catalog, layout.keys)
+    catalog = catalog_of(layout)
     doc = audit.trusted(catalog)
     if version is None:
         version = state.current(doc, name, LATEST)
@@ -216,7 +235,7 @@ def resolve_parent(
             return ParentRef(ref=ref, artifact_id=ref, record={})
         raise ConfigError(
             f"{spec.definition}: parent.image: {spec.parent_image!r} has no published version "
-            f"in {catalog.index_path}",
+            f"in {catalog.where}",
             hint=f"bake the parent first: factory bake {spec.parent_image}",
         )
     artifact_id = newest["artifact"]["id"]

@@ -7,6 +7,7 @@ every input hash) and what vouched for it (the test evidence). The whole catalog
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,7 +44,7 @@ def statement_for(entry: Mapping[str, Any]) -> dict[str, Any]:
         name = f"{parent['image']}:{parent['version']}" if "image" in parent else parent["bootstrap"]["ref"]
         dependencies.append({"name": name, "digest": {"sha256": parent_id.removeprefix("sha256:")}})
     return statement(
-        [{"name": artifact["ref"], "digest": {"sha256": artifact["id"].removeprefix("sha256:")}}],
+        [{"name": artifact["ref"], "digest": {"sha256": subject_digest(artifact)}}],
         PREDICATE_TYPE,
         {
             "buildDefinition": {
@@ -61,6 +62,14 @@ def statement_for(entry: Mapping[str, Any]) -> dict[str, Any]:
     )
 
 
+def subject_digest(artifact: Mapping[str, Any]) -> str:
+    """A podman image is named by its content digest. An AMI id is not a digest: the subject is
+    the sha256 of ``REGION:AMI-ID`` (the entry, signed whole, holds the rest)."""
+    if artifact.get("type") == "ami":
+        return hashlib.sha256(str(artifact.get("ref", "")).encode()).hexdigest()
+    return str(artifact.get("id", "")).removeprefix("sha256:")
+
+
 def differences(stmt: Mapping[str, Any], entry: Mapping[str, Any]) -> list[str]:
     """Top-level entry fields whose value differs from the signed one (or the subject)."""
     try:
@@ -71,9 +80,6 @@ def differences(stmt: Mapping[str, Any], entry: Mapping[str, Any]) -> list[str]:
     current = signed_fields(entry)
     names = sorted(set(signed) | set(current))
     changed = [name for name in names if signed.get(name) != current.get(name)]
-    if (
-        subject != str(current.get("artifact", {}).get("id", "")).removeprefix("sha256:")
-        and "artifact" not in changed
-    ):
+    if subject != subject_digest(current.get("artifact", {})) and "artifact" not in changed:
         changed.append("artifact")
     return changed

@@ -189,7 +189,7 @@ def _similar(db: sqlite3.Connection, package: str) -> list[str]:
 
 
 def index_path(catalog: Catalog, cache: Path) -> Path:
-    where = hashlib.sha256(str(catalog.root.resolve()).encode()).hexdigest()[:16]
+    where = hashlib.sha256(catalog.location.encode()).hexdigest()[:16]
     return cache / "query" / f"packages-{where}.sqlite"
 
 
@@ -229,10 +229,8 @@ def freshness_key(catalog: Catalog) -> str:
 
 
 def _index_sha256(catalog: Catalog) -> bytes:
-    try:
-        return hashlib.sha256(catalog.index_path.read_bytes()).digest()
-    except FileNotFoundError:
-        return b"absent"
+    raw = catalog.index_bytes()
+    return b"absent" if raw is None else hashlib.sha256(raw).digest()
 
 
 def refresh(db: sqlite3.Connection, catalog: Catalog) -> Refresh:

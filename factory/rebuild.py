@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from factory import audit, lifecycle, log, plan, scan, state, tag, trust
-from factory.catalog import LATEST, Catalog
+from factory.catalog import LATEST, Catalog, Txn, catalog_of
 from factory.config import ImageSpec, Layout, build_order, load_images, load_settings
 from factory.errors import CommandFailed, ConfigError, DirtyTree
 from factory.inputs import HashCache
@@ -58,7 +58,7 @@ class Request:
 
 def rebuild(layout: Layout, request: Request, *, actor: str) -> list[Outcome]:
     specs = load_images(layout)
-    catalog = Catalog(layout.catalog, layout.keys)
+    catalog = catalog_of(layout)
     doc = audit.trusted(catalog)
     signer = catalog.check_signer(trust.load_signer())
     if tag.source_state(layout.root).dirty:
@@ -257,28 +257,26 @@ def auto_promote(
 ) -> tuple[str, ...]:
     """Promote a passing rebuild as the image's policy says; every move is recorded with its reason."""
     channels = [c for c, when in spec.auto_promote if when in ("any", outcome.kind)]
-    if not channels or outcome.version is None:
+    version = outcome.version
+    if not channels or version is None:
         return ()
-    moved: list[str] = []
+
+    def promote(txn: Txn) -> tuple[str, ...]:
+        moved: list[str] = []
+        for channel in channels:
+            where = f"{spec.definition.name} policy.auto_promote.{channel}"
+            reason = f"automatic: {outcome.kind} rebuild passed its tests ({spec.name}/{where})"
+            lifecycle.promote(
+                txn, catalog, order, image=spec.name, version=version, channel=channel, reason=reason
+            )
+            moved.append(channel)
+        return tuple(moved)
+
     try:
-        with lifecycle.change(catalog, signer, actor) as txn:
-            for channel in channels:
-                where = f"{spec.definition.name} policy.auto_promote.{channel}"
-                reason = f"automatic: {outcome.kind} rebuild passed its tests ({spec.name}/{where})"
-                lifecycle.promote(
-                    txn,
-                    catalog,
-                    order,
-                    image=spec.name,
-                    version=outcome.version,
-                    channel=channel,
-                    reason=reason,
-                )
-                moved.append(channel)
+        return lifecycle.change(catalog, signer, actor, promote)
     except ConfigError as exc:
         log.warn(f"{spec.name} {outcome.version}: not promoted automatically: {exc.message}")
         return ()
-    return tuple(moved)
 
 
 SUMMARY_COLUMNS = ("image", "result", "version", "promoted to", "time", "why")

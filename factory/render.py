@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
+import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jinja2
 import yaml
 
-from factory.config import ImageSpec, Layout, Target
+from factory.config import AwsSettings, ImageSpec, Layout, Target
 from factory.errors import ConfigError
 
 
@@ -31,6 +34,28 @@ class ParentRef:
     record: Mapping[str, Any]  # what the catalog keeps as this version's parent
 
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+AMI_ID_RE = re.compile(r"ami-[0-9a-f]{8,17}")
+# What EC2 accepts in an AMI name: 3 to 128 of letters, digits, ( ) [ ] space . / - ' @ _
+AMI_NAME_RE = re.compile(r"[A-Za-z0-9()\[\] ./'@_-]{3,128}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AwsBuild:
+    """Per-build facts of an ``aws`` build that the definition cannot know."""
+
+    # The AMI to start from: the parent's AMI (catalog) or the one aws.source.ssm_parameter names.
+    # None: the newest AMI that aws.source's owners and name select (source_ami_filter).
+    source_ami: str | None = None
+    # A loopback EC2 API (moto): an EMULATED build, in which no instance boots and nothing is
+    # provisioned or tested. None: the real AWS API.
+    endpoint_url: str | None = None
+
+    @property
+    def emulated(self) -> bool:
+        return self.endpoint_url is not None
+
+
 @dataclass(frozen=True, kw_only=True)
 class BuildContext:
     image: ImageSpec
@@ -40,6 +65,7 @@ class BuildContext:
     source: str
     parent: ParentRef
     target: Target = Target.DOCKER
+    aws: AwsBuild | None = None  # aws target only; None means AwsBuild()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,6 +76,7 @@ class Rendered:
     playbook: Path
     vars_file: Path
     packer_manifest: Path
+    gate: Path | None = None  # aws (not emulated): the settings of the Testinfra gate in Packer
 
 
 def _strict_json(value: Any, **kwargs: Any) -> str:
@@ -78,6 +105,7 @@ def _environment() -> jinja2.Environment:
 def render_template(ctx: BuildContext, build_dir: Path, ansible_cfg: Path) -> str:
     """The Packer template as text. Raises ``ConfigError`` for an undefined name."""
     name = f"{ctx.target.value}.json.j2"
+    target_vars = _aws_vars(ctx) if ctx.target is Target.AWS else {}
     try:
         template = _environment().get_template(name)
         text = template.render(
@@ -89,6 +117,7 @@ def render_template(ctx: BuildContext, build_dir: Path, ansible_cfg: Path) -> st
             parent=ctx.parent,
             build_dir=str(build_dir),
             ansible_cfg=str(ansible_cfg),
+            **target_vars,
         )
     except jinja2.UndefinedError as exc:
         raise ConfigError(
@@ -102,6 +131,64 @@ def render_template(ctx: BuildContext, build_dir: Path, ansible_cfg: Path) -> st
     except json.JSONDecodeError as exc:
         raise ConfigError(f"factory/templates/{name}: renders invalid JSON: {exc}") from None
     return text
+
+
+def ami_tags(ctx: BuildContext) -> dict[str, str]:
+    """The tags of the AMI, its snapshots and the build instance: the factory's, then the user's."""
+    settings = _aws_settings(ctx)
+    return {
+        "Name": f"{ctx.image.name}-{ctx.version}",
+        "factory:image": ctx.image.name,
+        "factory:version": ctx.version,
+        "factory:commit": ctx.commit,
+        "factory:source": ctx.source,
+        **dict(sorted(settings.tags.items())),
+    }
+
+
+def check_endpoint(url: str) -> str:
+    """``url`` if it is an http(s) URL of a loopback host; an emulated build talks to nothing else."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        _ = parts.port  # raises ValueError for a bad port
+    except ValueError as exc:
+        raise ConfigError(f"AWS endpoint {url!r} is not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or host not in LOOPBACK_HOSTS:
+        raise ConfigError(
+            f"AWS endpoint {url!r}: an emulated build only talks to a loopback API",
+            hint=f"use http://127.0.0.1:PORT (allowed hosts: {', '.join(sorted(LOOPBACK_HOSTS))})",
+        )
+    return url
+
+
+def _aws_settings(ctx: BuildContext) -> AwsSettings:
+    if ctx.image.aws is None:
+        raise ConfigError(
+            f"{ctx.image.definition}: aws: the aws target needs an [aws] table",
+            hint="add [aws] with region, regions, instance_type, ssh_username and volume_size_gb",
+        )
+    return ctx.image.aws
+
+
+def _aws_vars(ctx: BuildContext) -> dict[str, Any]:
+    """What aws.json.j2 needs beyond the common names; refuses what Packer must never see."""
+    settings = _aws_settings(ctx)
+    build = ctx.aws or AwsBuild()
+    if build.endpoint_url is not None:
+        check_endpoint(build.endpoint_url)
+    if build.source_ami is not None:
+        if not AMI_ID_RE.fullmatch(build.source_ami):
+            raise ConfigError(f"{build.source_ami!r} is not an AMI id", hint="ami- and 8 or 17 hex digits")
+    elif settings.source is None or settings.source.name is None:
+        raise ConfigError(
+            f"{ctx.image.definition}: aws.source: this build needs an explicit source AMI",
+            hint="the parent's AMI comes from the catalog; an SSM parameter is resolved before rendering",
+        )
+    ami_name = f"{ctx.image.name}-{ctx.version}"
+    if not AMI_NAME_RE.fullmatch(ami_name):
+        raise ConfigError(f"{ami_name!r} is not a valid AMI name", hint="check the version id")
+    return {"aws": settings, "build": build, "emulated": build.emulated, "tags": ami_tags(ctx)}
 
 
 STRUCTURAL = {
@@ -119,21 +206,30 @@ def structural_sha256(image: ImageSpec, target: Target = Target.DOCKER) -> str:
         image=image,
         parent=ParentRef(ref="parent", artifact_id="parent", record={}),
         target=target,
+        aws=_structural_aws(image) if target is Target.AWS else None,
         **STRUCTURAL,
     )
     text = render_template(ctx, Path("/build"), Path("/ansible.cfg"))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _structural_aws(image: ImageSpec) -> AwsBuild:
+    """A real (not emulated) build; a fixed AMI id wherever the definition does not select one."""
+    source = image.aws.source if image.aws is not None else None
+    by_filter = source is not None and source.name is not None
+    return AwsBuild(source_ami=None if by_filter else "ami-00000000000000000")
+
+
 def playbook(ctx: BuildContext) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": f"Provision {ctx.image.name} {ctx.version}",
-            "hosts": "all",
-            "gather_facts": True,
-            "roles": [{"role": role.name} for role in ctx.image.roles],
-        }
-    ]
+    play: dict[str, Any] = {
+        "name": f"Provision {ctx.image.name} {ctx.version}",
+        "hosts": "all",
+        "gather_facts": True,
+    }
+    if ctx.target is Target.AWS:
+        play["become"] = True  # EC2 logs in as aws.ssh_username, not root
+    play["roles"] = [{"role": role.name} for role in ctx.image.roles]
+    return [play]
 
 
 def extra_vars(ctx: BuildContext) -> dict[str, Any]:
@@ -149,7 +245,34 @@ def extra_vars(ctx: BuildContext) -> dict[str, Any]:
         factory_source=ctx.source,
         factory_parent=ctx.parent.ref,
     )
+    if ctx.target is Target.AWS and ctx.image.aws is not None:
+        # For roles that must treat a VM differently (e.g. the build user's authorized_keys).
+        merged.update(factory_target=ctx.target.value, factory_build_user=ctx.image.aws.ssh_username)
     return merged
+
+
+def gate_settings(ctx: BuildContext, layout: Layout, build_dir: Path) -> dict[str, Any]:
+    """What factory.remote_gate runs inside Packer: the same pytest command as ``factory verify``."""
+    return {
+        "root": str(layout.root),
+        "tests": [str(layout.image_tests / test) for test in ctx.image.tests],
+        "junit": str(build_dir / "junit.xml"),
+        "image": ctx.image.name,
+        "version": ctx.version,
+        "commit": ctx.commit,
+        "sudo": True,  # the SSH user is aws.ssh_username, not root
+    }
+
+
+# Packer's ansible provisioner runs one executable; this one hands its arguments to the gate.
+GATE_SHIM = """#!{python}
+# Written by factory.render: Packer runs this as the `command` of the Testinfra gate.
+import sys
+
+from factory.remote_gate import main
+
+sys.exit(main(sys.argv[1:]))
+"""
 
 
 def render(ctx: BuildContext, layout: Layout) -> Rendered:
@@ -166,6 +289,16 @@ def render(ctx: BuildContext, layout: Layout) -> Rendered:
     vars_file = build_dir / "vars.json"
     vars_file.write_text(json.dumps(extra_vars(ctx), indent=2, sort_keys=True) + "\n", encoding="utf-8")
     shutil.copytree(layout.inventory, build_dir / "inventory")
+    gate = None
+    if ctx.target is Target.AWS and not (ctx.aws or AwsBuild()).emulated:
+        gate = build_dir / "gate.json"
+        gate.write_text(
+            json.dumps(gate_settings(ctx, layout, build_dir), indent=2, sort_keys=True) + "\n",
+            encoding="utf-8",
+        )
+        shim = build_dir / "remote-gate"
+        shim.write_text(GATE_SHIM.format(python=sys.executable), encoding="utf-8")
+        shim.chmod(0o755)
     (build_dir / "context.json").write_text(
         json.dumps(_context_record(ctx), indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"
     )
@@ -176,6 +309,7 @@ def render(ctx: BuildContext, layout: Layout) -> Rendered:
         playbook=book,
         vars_file=vars_file,
         packer_manifest=build_dir / "packer-manifest.json",
+        gate=gate,
     )
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from factory import audit, lifecycle, state
+from factory import audit, aws_catalog, lifecycle, state
 from factory.catalog import LATEST, Catalog
 from factory.errors import ConfigError, Refused
 
@@ -23,6 +23,7 @@ class Resolution:
     state: dict[str, Any]
     keyid: str
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    amis: Mapping[str, str] = field(default_factory=dict)  # region -> AMI id (aws target)
 
     def as_json(self) -> dict[str, Any]:
         body = {k: v for k, v in self.entry.items() if k != "envelope"}
@@ -31,6 +32,9 @@ class Resolution:
         body["signature"] = {"verified": True, "keyid": self.keyid, "format": "dsse/in-toto"}
         if self.warnings:
             body["warnings"] = list(self.warnings)
+        if self.amis:
+            body["amis"] = dict(self.amis)
+            body["emulated"] = bool(self.entry["artifact"].get("emulated"))
         return body
 
 
@@ -39,7 +43,7 @@ def resolve(catalog: Catalog, order: Sequence[str], image: str, channel: str, no
     doc = audit.trusted(catalog)
     if image not in doc["images"] or not doc["images"][image]["versions"]:
         raise ConfigError(
-            f"{catalog.index_path}: images: {image!r} has no published version",
+            f"{catalog.where}: images: {image!r} has no published version",
             hint=f"bake it first: factory bake {image}",
         )
     version = state.current(doc, image, channel)
@@ -73,12 +77,18 @@ def resolve(catalog: Catalog, order: Sequence[str], image: str, channel: str, no
         )
     if status == "revoke-scheduled":
         warnings.append(f"{image} {version} will be revoked at {info['at']}: {info.get('reason')}")
+    amis: dict[str, str] = {}
+    if entry["artifact"]["type"] == "ami":
+        amis = {a.region: a.ami for a in aws_catalog.regional_amis(doc, entry)}
+        if entry["artifact"].get("emulated"):
+            warnings.append(f"{image} {version} is EMULATED: built against a local AWS API, no real AMI")
     return Resolution(
         entry=entry,
         channel=channel,
         state={**info, "status": status},
         keyid=keyid,
         warnings=tuple(warnings),
+        amis=amis,
     )
 
 

@@ -28,7 +28,7 @@ from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 from factory import __version__, audit, log, resolve, signals, site, state
-from factory.catalog import Catalog, now_utc
+from factory.catalog import Catalog, catalog_of, now_utc
 from factory.config import Layout
 from factory.errors import CatalogError, ConfigError, FactoryError, Refused
 from factory.http_checks import (
@@ -66,7 +66,7 @@ class Service:
     signal_lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
     def catalog(self) -> Catalog:
-        return Catalog(self.layout.catalog, self.layout.keys)
+        return catalog_of(self.layout)
 
     def get(self, url_path: str) -> Answer:
         parts = url_path.split("/")

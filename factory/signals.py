@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from factory import audit, history, lifecycle, state, trust
-from factory.catalog import Catalog, Txn
+from factory.catalog import Catalog, Txn, catalog_of
 from factory.config import Layout, check_schema, load_settings
 from factory.errors import ConfigError
 
@@ -70,14 +70,17 @@ def handle(layout: Layout, raw: bytes, *, source: str, actor: str) -> list[Actio
     """Check ``raw`` (the webhook body) whole, then act on each alert, once; exit 2 if it is bad."""
     payload = parse(raw, source)
     policy = load_settings(layout).signal_actions
-    catalog = Catalog(layout.catalog, layout.keys)
+    catalog = catalog_of(layout)
     doc = audit.trusted(catalog)
     for index, raw_alert in enumerate(payload["alerts"]):  # before the lock: a bad payload writes nothing
         _alert(doc, source, index, raw_alert)
     signer = catalog.check_signer(trust.load_signer())
-    with lifecycle.change(catalog, signer, actor) as txn:
+
+    def act(txn: Txn) -> list[Action]:
         alerts = [_alert(txn.doc, source, i, a) for i, a in enumerate(payload["alerts"])]
         return [_act(txn, catalog, alert, policy) for alert in alerts]
+
+    return lifecycle.change(catalog, signer, actor, act)
 
 
 def parse(raw: bytes, source: str) -> dict[str, Any]:

@@ -98,4 +98,4 @@ def write_site(catalog: Catalog, doc: Mapping[str, Any], outdir: Path, now: date
         atomic_write(index_html, html.encode())
     except OSError as exc:
         raise ConfigError(f"{outdir}: cannot write the site there: {exc.strerror or exc}") from None
-    return [index_html, index_json, *copies]
+    return [*copies, index_json, index_html]  # in the order written

@@ -63,9 +63,18 @@ def entry(image: str, index: int, parent: dict[str, Any] | None = None) -> dict[
     }
 
 
-def publish_one(catalog: Catalog, signer: trust.Signer, image: str, index: int, *, actor: str) -> None:
+def publish_one(
+    catalog: Catalog,
+    signer: trust.Signer,
+    image: str,
+    index: int,
+    *,
+    actor: str,
+    scratch: Path | None = None,
+) -> None:
     """Publish version ``index`` of ``image`` (see ``entry``) with its manifest and test evidence."""
-    junit = catalog.root.parent / f"junit-{os.getpid()}.xml"  # one per process: writers run at once
+    # One JUnit file per process: writers run at once. Next to a local catalog, or in ``scratch``.
+    junit = (scratch or catalog.root.parent) / f"junit-{os.getpid()}.xml"
     junit.parent.mkdir(parents=True, exist_ok=True)
     junit.write_text('<testsuite tests="1"><testcase classname="t" name="t"/></testsuite>')
     data = entry(image, index)

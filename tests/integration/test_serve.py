@@ -83,11 +83,11 @@ def make_site(root: Path) -> Site:
     nginx = tuple(e["version"] for e in reversed(catalog.versions("nginx")))
     signer = trust.load_signer(key)
     order = load_settings(Layout.discover(root)).channels
-    with lifecycle.change(catalog, signer, "fixture") as txn:
+    with lifecycle.transaction(catalog, signer, "fixture") as txn:
         for version in nginx[1:]:
             lifecycle.promote(txn, catalog, order, image="nginx", version=version, channel="dev")
     now = now_utc()
-    with lifecycle.change(catalog, signer, "fixture", now=now - timedelta(minutes=2)) as txn:
+    with lifecycle.transaction(catalog, signer, "fixture", now=now - timedelta(minutes=2)) as txn:
         lifecycle.revoke(
             txn, catalog, "base", base[-1], reason="CVE-2026-0001", at=now - timedelta(minutes=1)
         )

@@ -334,7 +334,7 @@ class World:
         return self.catalog.load()
 
     def change(self, now: datetime | None = None) -> AbstractContextManager[Txn]:
-        return lifecycle.change(self.catalog, self.signer, ACTOR, now=now)
+        return lifecycle.transaction(self.catalog, self.signer, ACTOR, now=now)
 
     def channel(self, image: str, channel: str) -> str | None:
         return state.current(self.doc(), image, channel)

@@ -414,7 +414,7 @@ def test_failed_transaction_writes_nothing(
     catalog: Catalog, signer: Signer, published: dict[str, Any]
 ) -> None:
     before = catalog.index_path.read_bytes()
-    with pytest.raises(ConfigError), lifecycle.change(catalog, signer, ACTOR) as txn:
+    with pytest.raises(ConfigError), lifecycle.transaction(catalog, signer, ACTOR) as txn:
         lifecycle.promote(txn, catalog, ("dev",), image="base", version=V1, channel="dev")
         lifecycle.promote(txn, catalog, ("dev",), image="base", version=V2, channel="dev")
     assert catalog.index_path.read_bytes() == before
@@ -428,7 +428,7 @@ def _moved_generation(catalog: Catalog, signer: Signer, monkeypatch: pytest.Monk
         doc = original(self)
         return {**doc, "generation": doc["generation"] + 1}
 
-    with lifecycle.change(catalog, signer, ACTOR) as txn:
+    with lifecycle.transaction(catalog, signer, ACTOR) as txn:
         lifecycle.promote(txn, catalog, ("dev",), image="base", version=V1, channel="dev")
         monkeypatch.setattr(Catalog, "load", moved)
 
@@ -455,7 +455,7 @@ def test_index_rewritten_during_a_transaction_is_not_overwritten(
     rewritten = dumps({**index, "generation": index["generation"] + 1})
     with (
         pytest.raises(CatalogError, match="generation moved"),
-        lifecycle.change(catalog, signer, ACTOR) as txn,
+        lifecycle.transaction(catalog, signer, ACTOR) as txn,
     ):
         lifecycle.promote(txn, catalog, ("dev",), image="base", version=V1, channel="dev")
         _write(catalog, rewritten)  # a second writer that did not take the lock

@@ -74,6 +74,7 @@ MINIMAL_ARGS: dict[str, list[str]] = {
     "list": [],
     "render": ["base"],
     "bake": ["base"],
+    "distribute": ["base", "20260101.000000-0123456789ab"],
     "verify": ["base"],
     "catalog": [],
     "resolve": ["base"],

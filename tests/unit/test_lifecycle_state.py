@@ -57,7 +57,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.previous_history = list(self.doc["history"])
         self.previous_generation = self.doc["generation"]
         try:
-            with lifecycle.change(self.world.catalog, self.world.signer, ACTOR, now=self.now) as txn:
+            with lifecycle.transaction(self.world.catalog, self.world.signer, ACTOR, now=self.now) as txn:
                 operation(txn)
         except ConfigError as exc:
             # A refusal names the user's mistake; a schema failure of the index about to be written

@@ -63,7 +63,7 @@ class Shelf:
         for edge in EDGE:
             n += 1
             versions["tools"].append(publish(catalog, signer, "tools", n, {"libedge": edge}))
-        with lifecycle.change(catalog, signer, ACTOR) as txn:
+        with lifecycle.transaction(catalog, signer, ACTOR) as txn:
             for channel in ("dev", "staging"):
                 lifecycle.promote(
                     txn, catalog, ORDER, image="base", version=versions["base"][1], channel=channel
@@ -186,7 +186,7 @@ def test_good_version_is_active(shelf: Shelf) -> None:
 def test_scheduled_revocation_takes_effect_without_a_rebuild(shelf: Shelf) -> None:
     version = shelf.versions["nginx"][0]
     at = now_utc() + timedelta(days=1)
-    with lifecycle.change(shelf.catalog, shelf.signer, ACTOR) as txn:
+    with lifecycle.transaction(shelf.catalog, shelf.signer, ACTOR) as txn:
         lifecycle.revoke(txn, shelf.catalog, "nginx", version, reason="CVE-2026-0002", at=at)
     shelf.ask()  # indexed now, with the revocation still ahead
     assert _hit(shelf.ask(now=at + timedelta(seconds=1)), "nginx", version).state == "revoked"
@@ -268,7 +268,7 @@ def test_new_publication_reads_only_its_manifest(shelf: Shelf) -> None:
 
 def test_promotion_is_seen(shelf: Shelf) -> None:
     shelf.ask()
-    with lifecycle.change(shelf.catalog, shelf.signer, ACTOR) as txn:
+    with lifecycle.transaction(shelf.catalog, shelf.signer, ACTOR) as txn:
         lifecycle.promote(
             txn, shelf.catalog, ORDER, image="nginx", version=shelf.versions["nginx"][0], channel="dev"
         )

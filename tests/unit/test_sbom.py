@@ -198,7 +198,7 @@ def legacy(catalog: Catalog, signer: Signer, junit: Path) -> Doc:
     }
     entry["manifest"] = {"path": str(manifest_rel), "sha256": hashlib.sha256(manifest_raw).hexdigest()}
     entry["envelope"] = sign(signer, provenance.statement_for(entry))
-    with lifecycle.change(catalog, signer, ACTOR) as txn:
+    with lifecycle.transaction(catalog, signer, ACTOR) as txn:
         image_doc(txn.doc, "base")["versions"].append(entry)
         txn.record("publish", "base", version=VERSION, details={"entry": provenance.entry_digest(entry)})
         lifecycle.move_latest(txn, "base")

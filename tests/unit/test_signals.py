@@ -81,7 +81,7 @@ def state_of(world: Gen, image: str, version: str) -> dict[str, Any]:
 def promote(world: Gen, image: str, version: str, channel: str) -> None:
     layout, catalog = world
     signer = trust.load_signer()
-    with lifecycle.change(catalog, signer, "t") as txn:
+    with lifecycle.transaction(catalog, signer, "t") as txn:
         lifecycle.promote(
             txn, catalog, load_settings(layout).channels, image=image, version=version, channel=channel
         )

@@ -584,7 +584,7 @@ def test_a_second_key_can_be_trusted(world: World, keys_root: Path, tmp_path: Pa
 
 def test_lifecycle_after_tampering_is_refused(world: World) -> None:
     _edit(world, _delete(("images", "base", "states", world.base[2])))
-    with pytest.raises(CatalogError), lifecycle.change(world.catalog, world.signer, "mallory"):
+    with pytest.raises(CatalogError), lifecycle.transaction(world.catalog, world.signer, "mallory"):
         pass
 
 

@@ -1,0 +1,123 @@
+"""A real AWS API on loopback for the AWS tests: moto's server in its own process.
+
+No ``mock_aws`` decorator: every call goes over HTTP to 127.0.0.1, as Packer's, boto3's and the
+``aws`` CLI's do. Anything configured to talk elsewhere fails closed (``assert_loopback``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+# Fake credentials, recognisable in a leak search, never valid anywhere.
+ACCESS_KEY = "AKIAFACTORYTESTKEY01"
+SECRET_KEY = "factory-test-secret-0f3c9b7e4a2d1c8b"
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def assert_loopback(url: str) -> None:
+    host = urlsplit(url).hostname
+    if host not in LOOPBACK:
+        pytest.fail(f"refusing to send AWS traffic to {url!r}: only loopback endpoints are allowed here")
+
+
+@dataclass(frozen=True)
+class AwsServer:
+    url: str
+    log: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What a process needs to reach this server through the standard credential chain."""
+        return {
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            # botocore >= 1.31 sends every client without an explicit endpoint here.
+            "AWS_ENDPOINT_URL": self.url,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        }
+
+    def reset(self) -> None:
+        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+
+    def client(self, service: str, region: str = "us-east-1") -> object:
+        import boto3  # noqa: PLC0415 -- only the AWS tests import it
+        from botocore.config import Config  # noqa: PLC0415
+
+        assert_loopback(self.url)
+        return boto3.client(
+            service,
+            endpoint_url=self.url,
+            region_name=region,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+            # moto answers unimplemented calls with HTML 500s; retrying them only wastes time.
+            config=Config(retries={"max_attempts": 1}),
+        )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(log: Path) -> tuple[AwsServer, subprocess.Popen[bytes]]:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    handle = log.open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=handle, stderr=subprocess.STDOUT,
+        env={**os.environ, "MOTO_CALL_RESET_API": "true"},
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"moto server exited {proc.returncode}: {log.read_text(errors='replace')[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=2):
+                break
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            if time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"moto server did not answer on {url} within 60 s")
+            time.sleep(0.2)
+    return AwsServer(url=url, log=log), proc
+
+
+@pytest.fixture(scope="session")
+def aws_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsServer]:
+    """One moto server for the session; tests that need a clean account use ``aws``."""
+    server, proc = start(tmp_path_factory.mktemp("moto") / "moto.log")
+    try:
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture
+def aws(aws_server: AwsServer) -> AwsServer:
+    """The session's server, emptied: every test starts with no AMIs, parameters or buckets."""
+    aws_server.reset()
+    return aws_server

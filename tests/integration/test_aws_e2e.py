@@ -1,0 +1,241 @@
+"""The aws target end to end against a local AWS API (moto's server on 127.0.0.1): two emulated
+bakes of base through real Packer (each verified in its podman stand-in), distributed to two
+regions and shared with one account, promoted to prod, rolled back and revoked, collected, all
+through the CLI into an S3 catalog, and read back with the real `aws` CLI as a deployment would."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.aws_server import ACCESS_KEY, SECRET_KEY, AwsServer, assert_loopback, aws_server  # noqa: F401
+
+from .conftest import Scratch, make_scratch
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+REGIONS = ("us-east-1", "us-west-2")
+ACCOUNT = "111122223333"  # images/base/image.toml share_accounts
+CATALOG = "s3://golden-e2e/catalog"
+PREFIX = "/golden-images/base"
+
+
+@dataclass(frozen=True)
+class World:
+    scratch: Scratch
+    server: AwsServer
+    v1: str
+    v2: str
+    outputs: list[str]
+
+    def factory(self, *args: str) -> subprocess.CompletedProcess[str]:
+        proc = self.scratch.factory(*args)
+        self.outputs.extend([proc.stdout, proc.stderr])
+        return proc
+
+    def ok(self, *args: str) -> str:
+        proc = self.factory(*args)
+        assert proc.returncode == 0, f"factory {' '.join(args)}: {proc.stdout}\n{proc.stderr}"
+        return proc.stdout
+
+    def aws_cli(self, *args: str, region: str = "us-east-1") -> Any:
+        assert_loopback(self.server.url)
+        exe = shutil.which("aws")
+        assert exe is not None, "the aws CLI (Debian awscli) is installed by `make setup`"
+        out = subprocess.run(
+            [exe, "--endpoint-url", self.server.url, "--region", region, "--output", "json", *args],
+            env={"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), **self.server.env},
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        self.outputs.append(out)
+        # s3 cp/sync print progress lines, the other commands JSON.
+        return json.loads(out) if out.lstrip().startswith(("{", "[")) else None
+
+    def parameter(self, channel: str, region: str) -> str:
+        return str(
+            self.aws_cli("ssm", "get-parameter", "--name", f"{PREFIX}/{channel}", region=region)[
+                "Parameter"
+            ]["Value"]
+        )
+
+    def amis(self, version: str) -> dict[str, str]:
+        resolved = json.loads(self.ok("resolve", "base", "--channel", "latest", "--json"))
+        if resolved["version"] == version:
+            return dict(resolved["amis"])
+        history = json.loads(self.ok("history", "base", "--json"))
+        record = next(
+            r for r in reversed(history) if r["action"] == "distribute" and r["version"] == version
+        )
+        return {r["region"]: r["ami"] for r in record["details"]["regions"]}
+
+
+def _source_ami(server: AwsServer) -> str:
+    """An EBS-backed x86_64 image of moto's (Packer refuses moto's own create_image results)."""
+    ec2: Any = server.client("ec2")
+    images = ec2.describe_images(
+        Owners=["amazon"],
+        Filters=[
+            {"Name": "root-device-type", "Values": ["ebs"]},
+            {"Name": "architecture", "Values": ["x86_64"]},
+            {"Name": "name", "Values": ["amzn2-ami-hvm-*"]},
+        ],
+    )["Images"]
+    return str(images[0]["ImageId"])
+
+
+@pytest.fixture(scope="module")
+def world(aws_server: AwsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:  # noqa: F811
+    aws_server.reset()
+    aws_server.client("s3").create_bucket(Bucket="golden-e2e")  # type: ignore[attr-defined]
+    scratch = make_scratch(tmp_path_factory.mktemp("aws-e2e") / "repo")
+    env = {
+        **scratch.env,
+        **aws_server.env,
+        "FACTORY_CATALOG": CATALOG,
+        "FACTORY_AWS_ENDPOINT_URL": aws_server.url,
+    }
+    scratch = Scratch(root=scratch.root, env=env)
+    source = _source_ami(aws_server)
+    outputs: list[str] = []
+    versions = []
+    for _ in range(2):
+        proc = scratch.factory("bake", "base", "--target", "aws", "--source-ami", source)
+        outputs.extend([proc.stdout, proc.stderr])
+        assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+        versions.append(proc.stdout.split()[1])
+    yield World(scratch=scratch, server=aws_server, v1=versions[0], v2=versions[1], outputs=outputs)
+
+
+def test_bake_says_it_is_emulated(world: World) -> None:
+    assert "EMULATED" in world.outputs[0] + world.outputs[1]
+
+
+def test_entry_is_marked_emulated_and_names_its_stand_in(world: World) -> None:
+    resolved = json.loads(world.ok("resolve", "base", "--channel", "latest", "--json"))
+    assert resolved["artifact"]["type"] == "ami"
+    assert resolved["artifact"]["emulated"] is True
+    assert resolved["emulated"] is True
+    assert resolved["artifact"]["standin_id"].startswith("sha256:")
+    assert resolved["tests"]["passed"] > 0 and resolved["tests"]["failed"] == 0
+
+
+def test_bake_distributes_to_every_region(world: World) -> None:
+    amis = world.amis(world.v2)
+    assert sorted(amis) == list(REGIONS)
+    for region, ami in amis.items():
+        images = world.aws_cli("ec2", "describe-images", "--image-ids", ami, region=region)["Images"]
+        tags = {t["Key"]: t["Value"] for t in images[0]["Tags"]}
+        assert tags["factory:version"] == world.v2
+        assert len(tags["factory:commit"]) == 40
+
+
+def test_every_region_shares_with_the_account(world: World) -> None:
+    for region, ami in world.amis(world.v2).items():
+        perms = world.aws_cli(
+            "ec2",
+            "describe-image-attribute",
+            "--image-id",
+            ami,
+            "--attribute",
+            "launchPermission",
+            region=region,
+        )["LaunchPermissions"]
+        assert {"UserId": ACCOUNT} in perms
+
+
+def test_distribute_again_is_idempotent(world: World) -> None:
+    before = {r: world.aws_cli("ec2", "describe-images", "--owners", "self", region=r) for r in REGIONS}
+    world.ok("distribute", "base", world.v2)
+    after = {r: world.aws_cli("ec2", "describe-images", "--owners", "self", region=r) for r in REGIONS}
+    assert {r: sorted(i["ImageId"] for i in before[r]["Images"]) for r in REGIONS} == {
+        r: sorted(i["ImageId"] for i in after[r]["Images"]) for r in REGIONS
+    }
+
+
+def test_promote_to_prod_writes_the_parameter_in_both_regions(world: World) -> None:
+    for version in (world.v1, world.v2):
+        for channel in ("dev", "staging", "prod"):
+            world.ok("promote", "base", version, "--to", channel)
+    amis = world.amis(world.v2)
+    for region in REGIONS:
+        assert world.parameter("prod", region) == amis[region]
+        got = world.aws_cli("ssm", "get-parameter", "--name", f"{PREFIX}/prod", region=region)
+        assert got["Parameter"]["DataType"] == "aws:ec2:image"
+
+
+def test_rollback_moves_both_regions_back(world: World) -> None:
+    world.ok("rollback", "base", "--channel", "prod", "--reason", "bad canary")
+    old = world.amis(world.v1)
+    for region in REGIONS:
+        assert world.parameter("prod", region) == old[region]
+        history = world.aws_cli("ssm", "get-parameter-history", "--name", f"{PREFIX}/prod", region=region)
+        assert [p["Value"] for p in history["Parameters"]][-2:] == [
+            world.amis(world.v2)[region],
+            old[region],
+        ]
+    world.ok("promote", "base", world.v2, "--to", "prod")
+
+
+def test_revoke_moves_the_parameters_and_records_deprecation(world: World) -> None:
+    out = world.ok("revoke", "base", world.v2, "--reason", "CVE-2026-0001")
+    old = world.amis(world.v1)
+    for region in REGIONS:
+        assert world.parameter("prod", region) == old[region]
+        assert world.parameter("latest", region) == old[region]
+    assert "ssm" in out
+    history = json.loads(world.ok("history", "base", "--json"))
+    deprecation = next(r for r in history if r["action"] == "ami-deprecation")
+    assert set(deprecation["details"]["regions"]) == set(REGIONS)
+    assert all(v.startswith("not applied") for v in deprecation["details"]["regions"].values())
+
+
+def test_gc_spares_referenced_amis_and_leaves_no_orphan_snapshot(world: World) -> None:
+    world.ok("restore", "base", world.v2, "--reason", "false alarm")
+    for channel in ("dev", "staging", "prod"):
+        world.ok("promote", "base", world.v2, "--to", channel)
+    dry = world.ok("gc", "--target", "aws", "--keep", "1", "--dry-run")
+    assert "would delete base " + world.v1 in dry
+    old, new = world.amis(world.v1), world.amis(world.v2)
+    world.ok("gc", "--target", "aws", "--keep", "1")
+    for region in REGIONS:
+        images = {
+            i["ImageId"]
+            for i in world.aws_cli("ec2", "describe-images", "--owners", "self", region=region)["Images"]
+        }
+        assert new[region] in images and old[region] not in images
+        snapshots = world.aws_cli(
+            "ec2", "describe-snapshots", "--filters", "Name=owner-id,Values=123456789012", region=region
+        )["Snapshots"]
+        described = " ".join(s.get("Description", "") for s in snapshots)
+        assert old[region] not in described  # the collected AMI's snapshots went with it
+
+
+def test_catalog_verifies(world: World) -> None:
+    assert "every signature and the history chain verify" in world.ok("verify-catalog")
+
+
+def test_site_to_s3_shows_emulated(world: World) -> None:
+    world.ok("site", "s3://golden-e2e/site")
+    page = world.scratch.root / "page.html"
+    world.aws_cli("s3", "cp", "s3://golden-e2e/site/index.html", str(page))
+    assert "EMULATED" in page.read_text(encoding="utf-8")
+
+
+def test_no_credential_anywhere(world: World, tmp_path: Path) -> None:
+    """The fake keys are in every factory process's environment; they are in no output, no build
+    file, no catalog or site object."""
+    world.aws_cli("s3", "sync", "s3://golden-e2e", str(tmp_path / "s3"))
+    haystacks = list(world.outputs)
+    for folder in (world.scratch.root / "build", tmp_path / "s3"):
+        haystacks += [p.read_text(errors="replace") for p in folder.rglob("*") if p.is_file()]
+    assert len(haystacks) > 20
+    for secret in (ACCESS_KEY, SECRET_KEY):
+        assert not [h for h in haystacks if secret in h]
