@@ -59,7 +59,7 @@ lint: setup ## ruff, mypy --strict, ansible-lint, yamllint (the list lives in te
 	$(VENV)/bin/python -m pytest -q tests/test_linters.py
 
 ##@ Benchmarks (ratios measured in one run; see bench/README.md)
-bench: setup ## Every benchmark side by side (real bakes, ~26 min): bench/results/latest.{json,md}
+bench: setup ## Every benchmark side by side (real bakes, S3 catalog on moto; ~28 min): bench/results/latest.{json,md}
 	$(VENV)/bin/python bench/run.py
 
 bench-plan: setup ## factory plan with nothing to do at 50/200/1000 images; fails if a ratio target is broken

@@ -8,7 +8,19 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from factory import __version__, audit, bootstrap, build, lifecycle, log, state, tag, trust, verify
+from factory import (
+    __version__,
+    audit,
+    aws_catalog,
+    bootstrap,
+    build,
+    lifecycle,
+    log,
+    state,
+    tag,
+    trust,
+    verify,
+)
 from factory.catalog import LATEST, Catalog, catalog_of
 from factory.config import ImageSpec, Layout, Target, load_image
 from factory.errors import ConfigError, DirtyTree, ExternalToolError, VerificationFailed
@@ -49,6 +61,8 @@ def bake(layout: Layout, name: str, *, publish: bool = True, if_changed: bool = 
     spec = load_image(layout, name)
     catalog = catalog_of(layout)
     doc = audit.trusted(catalog)  # a broken or tampered catalog fails before the build, not after
+    if publish:
+        aws_catalog.require_target(catalog, doc, "podman-image")
     signer = catalog.check_signer(trust.load_signer()) if publish else None
     state = tag.source_state(layout.root)
     if state.dirty and publish:
@@ -238,7 +252,17 @@ def resolve_parent(
             f"in {catalog.where}",
             hint=f"bake the parent first: factory bake {spec.parent_image}",
         )
-    artifact_id = newest["artifact"]["id"]
+    artifact_id, ref = newest["artifact"]["id"], newest["artifact"]["ref"]
+    if newest["artifact"]["type"] == "ami":
+        # An emulated AMI catalog: the child's stand-in is built FROM the parent's stand-in
+        # (factory.aws_bake); a real AMI has no local image to build FROM.
+        if "standin_id" not in newest["artifact"]:
+            raise ConfigError(
+                f"{catalog.where}: images.{spec.parent_image}.{newest['version']}: a real AMI has no "
+                "podman stand-in to build FROM",
+                hint="bake the child for the aws target (its source AMI is the parent's AMI)",
+            )
+        artifact_id = ref = newest["artifact"]["standin_id"]
     if run(["podman", "image", "exists", artifact_id], ok_codes=(0, 1)).returncode != 0:
         raise ExternalToolError(
             f"the artifact of {spec.parent_image} {newest['version']} ({artifact_id}) "
@@ -246,7 +270,7 @@ def resolve_parent(
             hint=f"the catalog records it but this machine lacks it: factory bake {spec.parent_image}",
         )
     return ParentRef(
-        ref=newest["artifact"]["ref"],
+        ref=ref,
         artifact_id=artifact_id,
         record={"image": spec.parent_image, "version": newest["version"], "artifact_id": artifact_id},
     )

@@ -23,6 +23,7 @@ import yaml
 
 from factory.config import AwsSettings, ImageSpec, Layout, Target
 from factory.errors import ConfigError
+from factory.verify import tracked_paths
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -252,7 +253,9 @@ def extra_vars(ctx: BuildContext) -> dict[str, Any]:
 
 
 def gate_settings(ctx: BuildContext, layout: Layout, build_dir: Path) -> dict[str, Any]:
-    """What factory.remote_gate runs inside Packer: the same pytest command as ``factory verify``."""
+    """What factory.remote_gate runs inside Packer: the same pytest command as ``factory verify``,
+    then, once it passed, what verify records from a container (read back by remote_gate.read_evidence).
+    The tracked paths are resolved here, so the gate needs no image definitions at run time."""
     return {
         "root": str(layout.root),
         "tests": [str(layout.image_tests / test) for test in ctx.image.tests],
@@ -261,6 +264,9 @@ def gate_settings(ctx: BuildContext, layout: Layout, build_dir: Path) -> dict[st
         "version": ctx.version,
         "commit": ctx.commit,
         "sudo": True,  # the SSH user is aws.ssh_username, not root
+        "tracked_paths": list(tracked_paths(ctx.image, layout)),
+        "packages_file": str(build_dir / "packages.json"),  # [[name, version], ...]
+        "files_file": str(build_dir / "files.json"),  # {path: sha256}
     }
 
 
@@ -279,6 +285,8 @@ def render(ctx: BuildContext, layout: Layout) -> Rendered:
     """Write the template, playbook, vars and inventory for one build; return where they are."""
     build_dir = layout.build / ctx.image.name / ctx.version
     text = render_template(ctx, build_dir, layout.root / "ansible.cfg")  # fails before anything is written
+    with_gate = ctx.target is Target.AWS and not (ctx.aws or AwsBuild()).emulated
+    settings = gate_settings(ctx, layout, build_dir) if with_gate else None  # may fail too
     if build_dir.exists():
         shutil.rmtree(build_dir)
     build_dir.mkdir(parents=True)
@@ -290,12 +298,9 @@ def render(ctx: BuildContext, layout: Layout) -> Rendered:
     vars_file.write_text(json.dumps(extra_vars(ctx), indent=2, sort_keys=True) + "\n", encoding="utf-8")
     shutil.copytree(layout.inventory, build_dir / "inventory")
     gate = None
-    if ctx.target is Target.AWS and not (ctx.aws or AwsBuild()).emulated:
+    if settings is not None:
         gate = build_dir / "gate.json"
-        gate.write_text(
-            json.dumps(gate_settings(ctx, layout, build_dir), indent=2, sort_keys=True) + "\n",
-            encoding="utf-8",
-        )
+        gate.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         shim = build_dir / "remote-gate"
         shim.write_text(GATE_SHIM.format(python=sys.executable), encoding="utf-8")
         shim.chmod(0o755)

@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from factory import audit, history, lifecycle, state, trust
-from factory.catalog import Catalog, Txn, catalog_of
+from factory import audit, aws_catalog, history, lifecycle, state, trust
+from factory.catalog import Catalog, Txn, catalog_of, now_utc
 from factory.config import Layout, check_schema, load_settings
 from factory.errors import ConfigError
 
@@ -80,7 +80,23 @@ def handle(layout: Layout, raw: bytes, *, source: str, actor: str) -> list[Actio
         alerts = [_alert(txn.doc, source, i, a) for i, a in enumerate(payload["alerts"])]
         return [_act(txn, catalog, alert, policy) for alert in alerts]
 
-    return lifecycle.change(catalog, signer, actor, act)
+    actions = lifecycle.change(catalog, signer, actor, act)
+    revoked = [(a.image, a.version) for a in actions if a.action == "revoke"]
+    if revoked and aws_catalog.is_ami_catalog(catalog.load()):
+        # An AMI catalog: the SSM channel parameters follow the rollback in the same request,
+        # and AWS is asked to deprecate the revoked AMIs (recorded, applied or not).
+        ctx = aws_catalog.context(layout)
+        aws_catalog.sync_channels(ctx, catalog)  # descendants in other images were revoked too
+        aws_catalog.deprecate_versions(
+            ctx,
+            catalog,
+            revoked,
+            at=now_utc(),
+            reason="revoked by a production signal",
+            signer=signer,
+            actor=actor,
+        )
+    return actions
 
 
 def parse(raw: bytes, source: str) -> dict[str, Any]:

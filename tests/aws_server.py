@@ -6,6 +6,7 @@ No ``mock_aws`` decorator: every call goes over HTTP to 127.0.0.1, as Packer's, 
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -121,3 +123,27 @@ def aws(aws_server: AwsServer) -> AwsServer:
     """The session's server, emptied: every test starts with no AMIs, parameters or buckets."""
     aws_server.reset()
     return aws_server
+
+
+@functools.cache
+def amazon_image(url: str, region: str) -> str:
+    """An EBS-backed Amazon image of moto's to launch from (Packer accepts it as a source AMI).
+    Looked up once: each look-up costs moto about a second, and its ids survive resets."""
+    ec2: Any = AwsServer(url=url, log=Path(os.devnull)).client("ec2", region)
+    wanted = [
+        {"Name": "name", "Values": ["amzn2-ami-*"]},
+        {"Name": "root-device-type", "Values": ["ebs"]},
+        {"Name": "architecture", "Values": ["x86_64"]},
+    ]
+    images = ec2.describe_images(Owners=["amazon"], Filters=wanted)["Images"]
+    images = images or ec2.describe_images(Owners=["amazon"])["Images"]
+    return str(images[0]["ImageId"])
+
+
+@pytest.fixture
+def aws_env(aws: AwsServer, monkeypatch: pytest.MonkeyPatch) -> AwsServer:
+    """``aws``, with its fake credentials in this process's environment (the standard chain)."""
+    for key, value in aws.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return aws

@@ -180,8 +180,17 @@ def test_default_locale(host: Any) -> None:
 
 def test_no_pending_security_updates(host: Any) -> None:
     """Baked today from today's mirror: nothing from the security suite is left to install."""
-    # An update that failed would leave no lists and so no pending updates: it must succeed.
-    host.run_expect([0], "timeout 300 apt-get update -qq -o Acquire::Languages=none")
-    simulated = host.run("apt-get -s upgrade").stdout
+    # Lists in a private directory, removed afterwards: on the aws target this gate runs on the build
+    # instance before the AMI is made, and must not leave anything in it.
+    lists = host.run("mktemp -d").stdout.strip()
+    apt = f"-o Dir::State::Lists={lists}"
+    try:
+        # An update that failed would leave no lists and so no pending updates: it must succeed.
+        host.run_expect(
+            [0], f"chmod 755 {lists} && timeout 300 apt-get update -qq -o Acquire::Languages=none {apt}"
+        )
+        simulated = host.run(f"apt-get -s upgrade {apt}").stdout
+    finally:
+        host.run(f"rm -rf {lists}")
     pending = [line for line in simulated.splitlines() if line.startswith("Inst ") and "Security" in line]
     assert pending == []

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from factory.config import Layout
+
 REPO = Path(__file__).resolve().parents[2]
 GIT_ID = ["-c", "user.name=factory tests", "-c", "user.email=factory-tests@localhost"]
 
@@ -128,3 +130,14 @@ def nginx(repo: Scratch, base: dict[str, Any]) -> dict[str, Any]:
     repo.factory("bake", "nginx", check=True)
     entry: dict[str, Any] = json.loads(repo.factory("resolve", "nginx", "--json", check=True).stdout)
     return entry
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> Layout:
+    """A copy of this checkout's definitions, roles and image tests; build output under ``tmp_path``."""
+    root = tmp_path / "repo"
+    for folder in ("images", "roles", "inventory", "tests/images"):
+        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("ansible.cfg", "factory.toml"):
+        shutil.copy2(REPO / name, root / name)
+    return Layout(root=root, catalog=tmp_path / "catalog", cache=tmp_path / "cache")

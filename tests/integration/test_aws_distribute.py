@@ -5,13 +5,10 @@ The channel is read back with the real ``aws`` CLI, a separate client from boto3
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 import shutil
 import subprocess
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,7 +29,7 @@ from factory.distribute import (
     write_channel,
 )
 from factory.errors import ConfigError, ExternalToolError
-from tests.aws_server import AwsServer, aws, aws_server  # noqa: F401
+from tests.aws_server import AwsServer, amazon_image, aws, aws_env, aws_server  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -43,24 +40,10 @@ REGIONS = ("us-east-1", "us-west-2")
 PREFIX = "/factory/images"
 
 
-@functools.cache
-def amazon_image(url: str, region: str) -> str:
-    """An Amazon image to launch from. Looked up once: each look-up costs moto about a second, and
-    its ids do not change across resets."""
-    ec2: Any = AwsServer(url=url, log=Path(os.devnull)).client("ec2", region)
-    wanted = [{"Name": "name", "Values": ["amzn2-ami-*"]}]
-    images = ec2.describe_images(Owners=["amazon"], Filters=wanted)["Images"]
-    images = images or ec2.describe_images(Owners=["amazon"])["Images"]
-    return str(images[0]["ImageId"])
-
-
 @pytest.fixture
-def target(aws: AwsServer, monkeypatch: pytest.MonkeyPatch) -> AwsTarget:  # noqa: F811
+def target(aws_env: AwsServer) -> AwsTarget:  # noqa: F811
     """The factory's view of the server: the fake credentials reach it through the standard chain."""
-    for key, value in aws.env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    return AwsTarget(endpoint_url=aws.url)
+    return AwsTarget(endpoint_url=aws_env.url)
 
 
 def make_source(aws: AwsServer, name: str, region: str = "us-east-1") -> RegionalAmi:  # noqa: F811

@@ -16,7 +16,14 @@ from typing import Any
 
 import pytest
 
-from tests.aws_server import ACCESS_KEY, SECRET_KEY, AwsServer, assert_loopback, aws_server  # noqa: F401
+from tests.aws_server import (  # noqa: F401 -- aws_server is a fixture
+    ACCESS_KEY,
+    SECRET_KEY,
+    AwsServer,
+    amazon_image,
+    assert_loopback,
+    aws_server,
+)
 
 from .conftest import Scratch, make_scratch
 
@@ -34,6 +41,7 @@ class World:
     server: AwsServer
     v1: str
     v2: str
+    layered: subprocess.CompletedProcess[str]
     outputs: list[str]
 
     def factory(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -77,20 +85,6 @@ class World:
         return {r["region"]: r["ami"] for r in record["details"]["regions"]}
 
 
-def _source_ami(server: AwsServer) -> str:
-    """An EBS-backed x86_64 image of moto's (Packer refuses moto's own create_image results)."""
-    ec2: Any = server.client("ec2")
-    images = ec2.describe_images(
-        Owners=["amazon"],
-        Filters=[
-            {"Name": "root-device-type", "Values": ["ebs"]},
-            {"Name": "architecture", "Values": ["x86_64"]},
-            {"Name": "name", "Values": ["amzn2-ami-hvm-*"]},
-        ],
-    )["Images"]
-    return str(images[0]["ImageId"])
-
-
 @pytest.fixture(scope="module")
 def world(aws_server: AwsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:  # noqa: F811
     aws_server.reset()
@@ -103,7 +97,7 @@ def world(aws_server: AwsServer, tmp_path_factory: pytest.TempPathFactory) -> It
         "FACTORY_AWS_ENDPOINT_URL": aws_server.url,
     }
     scratch = Scratch(root=scratch.root, env=env)
-    source = _source_ami(aws_server)
+    source = amazon_image(aws_server.url, "us-east-1")  # EBS-backed: Packer accepts it
     outputs: list[str] = []
     versions = []
     for _ in range(2):
@@ -111,7 +105,17 @@ def world(aws_server: AwsServer, tmp_path_factory: pytest.TempPathFactory) -> It
         outputs.extend([proc.stdout, proc.stderr])
         assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
         versions.append(proc.stdout.split()[1])
-    yield World(scratch=scratch, server=aws_server, v1=versions[0], v2=versions[1], outputs=outputs)
+    # A layered image would start from base's AMI; moto's AMIs cannot be a Packer source.
+    layered = scratch.factory("bake", "nginx", "--target", "aws")
+    outputs.extend([layered.stdout, layered.stderr])
+    yield World(
+        scratch=scratch,
+        server=aws_server,
+        v1=versions[0],
+        v2=versions[1],
+        layered=layered,
+        outputs=outputs,
+    )
 
 
 def test_bake_says_it_is_emulated(world: World) -> None:
@@ -125,6 +129,17 @@ def test_entry_is_marked_emulated_and_names_its_stand_in(world: World) -> None:
     assert resolved["emulated"] is True
     assert resolved["artifact"]["standin_id"].startswith("sha256:")
     assert resolved["tests"]["passed"] > 0 and resolved["tests"]["failed"] == 0
+
+
+def test_layered_image_is_refused_on_moto_before_any_build(world: World) -> None:
+    """moto registers Packer's AMIs with a 'standard' root device, which amazon-ebs refuses as a
+    source: the factory says so, names the parent AMI, and builds nothing (no stand-in either)."""
+    assert world.layered.returncode == 4, world.layered.stderr
+    base_ami = world.amis(world.v2)["us-east-1"]
+    assert f"base {world.v2} is {base_ami}" in world.layered.stderr
+    assert "'standard'" in world.layered.stderr
+    assert "Stand-in" not in world.layered.stderr
+    assert "Traceback" not in world.layered.stderr
 
 
 def test_bake_distributes_to_every_region(world: World) -> None:
@@ -216,6 +231,43 @@ def test_gc_spares_referenced_amis_and_leaves_no_orphan_snapshot(world: World) -
         )["Snapshots"]
         described = " ".join(s.get("Description", "") for s in snapshots)
         assert old[region] not in described  # the collected AMI's snapshots went with it
+
+
+def test_production_signal_moves_the_parameters_back(world: World) -> None:
+    """A critical Alertmanager alert on the prod AMI: revoked, and SSM follows the rollback."""
+    alert = {
+        "status": "firing",
+        "labels": {"alertname": "HighErrorRate", "severity": "critical", "image": "base",
+                   "image_version": world.v2},
+        "annotations": {"summary": "5xx above 5% for 10m"},
+        "startsAt": "2026-11-29T10:00:00Z", "endsAt": "0001-01-01T00:00:00Z", "fingerprint": "a1b2c3d4",
+    }  # fmt: skip
+    body = {
+        "version": "4", "groupKey": "{}:{}", "status": "firing", "receiver": "factory", "groupLabels": {},
+        "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://alertmanager.invalid",
+        "alerts": [alert],
+    }  # fmt: skip
+    payload = world.scratch.root / "alert.json"
+    payload.write_text(json.dumps(body), encoding="utf-8")
+    new = world.amis(world.v2)
+    for region in REGIONS:
+        assert world.parameter("prod", region) == new[region]
+    world.ok("signal", str(payload))
+    # The only earlier version was collected by gc: no good version is left, so the parameters
+    # are deleted rather than left on a revoked AMI.
+    exe = shutil.which("aws")
+    assert exe is not None
+    for region in REGIONS:
+        gone = subprocess.run(
+            [exe, "--endpoint-url", world.server.url, "--region", region, "ssm", "get-parameter",
+             "--name", f"{PREFIX}/prod"],
+            env={"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), **world.server.env},
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert gone.returncode != 0 and "ParameterNotFound" in gone.stderr
+    assert world.factory("resolve", "base", "--channel", "prod").returncode != 0
+    history = json.loads(world.ok("history", "base", "--json"))
+    assert any(r["action"] == "ami-deprecation" and r["version"] == world.v2 for r in history[-3:])
 
 
 def test_catalog_verifies(world: World) -> None:

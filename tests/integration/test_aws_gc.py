@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +9,7 @@ import pytest
 from factory.aws import AwsTarget
 from factory.aws_gc import Candidate, Decision, apply, plan
 from factory.distribute import Distribution, RegionalAmi, distribute, write_channel
-from tests.aws_server import AwsServer, aws, aws_server  # noqa: F401
+from tests.aws_server import AwsServer, amazon_image, aws, aws_env, aws_server  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -20,23 +17,10 @@ REGIONS = ("us-east-1", "us-west-2")
 PREFIX = "/factory/images"
 
 
-@functools.cache
-def amazon_image(url: str, region: str) -> str:
-    """An Amazon image to launch from. Looked up once: each look-up costs moto about a second, and
-    its ids do not change across resets."""
-    ec2: Any = AwsServer(url=url, log=Path(os.devnull)).client("ec2", region)
-    wanted = [{"Name": "name", "Values": ["amzn2-ami-*"]}]
-    images = ec2.describe_images(Owners=["amazon"], Filters=wanted)["Images"]
-    images = images or ec2.describe_images(Owners=["amazon"])["Images"]
-    return str(images[0]["ImageId"])
-
-
 @pytest.fixture
-def target(aws: AwsServer, monkeypatch: pytest.MonkeyPatch) -> AwsTarget:  # noqa: F811
-    for key, value in aws.env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    return AwsTarget(endpoint_url=aws.url)
+def target(aws_env: AwsServer) -> AwsTarget:  # noqa: F811
+    """The factory's view of the server: the fake credentials reach it through the standard chain."""
+    return AwsTarget(endpoint_url=aws_env.url)
 
 
 def bake(aws: AwsServer, target: AwsTarget, version: str) -> tuple[RegionalAmi, ...]:  # noqa: F811

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import dataclasses
-import shutil
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,19 +15,8 @@ from tests.aws_server import AwsServer, aws, aws_server  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 VERSION = "20261129.084512-0123456789ab"
-
-
-@pytest.fixture
-def layout(tmp_path: Path) -> Layout:
-    root = tmp_path / "repo"
-    for folder in ("images", "roles", "inventory", "tests/images"):
-        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("ansible.cfg", "factory.toml"):
-        shutil.copy2(REPO / name, root / name)
-    return Layout(root=root, catalog=tmp_path / "catalog", cache=tmp_path / "cache")
 
 
 def _render(layout: Layout, aws_build: AwsBuild) -> Rendered:

@@ -21,7 +21,7 @@ from .conftest import REPO, Scratch, podman
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 HAND_PACKAGE = "tree"  # small, depends on libc6 only, not in any image
-OFFLINE_VICTIM = "less"  # removed instead when the container cannot reach the mirror
+OFFLINE_VICTIM = "tzdata"  # removed instead when the container cannot reach the mirror (base installs it)
 OUTPUT = REPO / "build" / "test-output"  # the reports, kept for a human to read
 HINT = "fix: redeploy from the image (factory resolve nginx --channel "
 
@@ -71,6 +71,7 @@ def scenario(repo: Scratch, nginx: dict[str, Any], containers: tuple[str, str]) 
         == 0
     )
     if not installed:
+        sh(web, f"dpkg -s {OFFLINE_VICTIM} >/dev/null")  # the fallback must really change something
         sh(web, f"dpkg --remove --force-depends {OFFLINE_VICTIM}")
     after_package = drift(repo, target, "--json")
     sh(web, "echo 'PermitRootLogin yes  # patched by hand' >> /etc/ssh/sshd_config")

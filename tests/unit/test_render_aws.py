@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shlex
 import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,8 +17,16 @@ import factory.build
 import factory.remote_gate
 from factory.build import PACKER_ENV, AmiArtifact, aws_env, build_ami, read_ami_manifest
 from factory.config import AmiSource, ImageSpec, Layout, Target, load_images
-from factory.errors import ConfigError, ExternalToolError
-from factory.remote_gate import GateCall, parse_call, parse_inventory, pytest_command
+from factory.errors import CommandFailed, ConfigError, ExternalToolError
+from factory.remote_gate import (
+    GateCall,
+    load_settings,
+    parse_call,
+    parse_inventory,
+    pytest_command,
+    read_evidence,
+    remote_command,
+)
 from factory.render import (
     AwsBuild,
     BuildContext,
@@ -29,6 +38,7 @@ from factory.render import (
     structural_sha256,
 )
 from factory.run import Result
+from factory.verify import DPKG_QUERY, checksum_command, tracked_paths
 
 WriteImage = Callable[[str, str], Path]
 
@@ -155,8 +165,14 @@ def test_child_without_source(write_image: WriteImage, layout: Layout) -> None:
     assert aws is not None and aws.source is None
 
 
-def test_image_without_aws_target_has_none(specs: dict[str, ImageSpec]) -> None:
-    assert specs["nginx"].aws is None
+def test_image_without_aws_target_has_none(write_image: WriteImage, layout: Layout) -> None:
+    write_image("box", BOOTSTRAPPED.replace('targets = ["docker", "aws"]', 'targets = ["docker"]'))
+    assert load_images(layout)["box"].aws is None
+
+
+def _docker_only(spec: ImageSpec) -> ImageSpec:
+    """``spec`` as if its image.toml had no [aws] table (whatever the real definitions say)."""
+    return dataclasses.replace(spec, aws=None, targets=(Target.DOCKER,))
 
 
 def _error(write_image: WriteImage, layout: Layout, text: str, name: str = "vm") -> str:
@@ -295,7 +311,7 @@ def test_child_needs_an_explicit_source(specs: dict[str, ImageSpec]) -> None:
 
 def test_image_without_aws_table_cannot_render_aws(specs: dict[str, ImageSpec]) -> None:
     with pytest.raises(ConfigError, match=re.escape(f"{specs['nginx'].definition}: aws")):
-        _template(specs["nginx"], AwsBuild(source_ami=SOURCE_AMI))
+        _template(_docker_only(specs["nginx"]), AwsBuild(source_ami=SOURCE_AMI))
 
 
 def test_tags_carry_full_commit_everywhere(specs: dict[str, ImageSpec]) -> None:
@@ -427,7 +443,7 @@ def test_structural_sha256_for_a_child_uses_a_fixed_ami(specs: dict[str, ImageSp
 
 def test_structural_sha256_needs_aws_table(specs: dict[str, ImageSpec]) -> None:
     with pytest.raises(ConfigError):
-        structural_sha256(specs["nginx"], Target.AWS)
+        structural_sha256(_docker_only(specs["nginx"]), Target.AWS)
 
 
 def test_docker_rendering_ignores_aws_settings(specs: dict[str, ImageSpec], tmp_path: Path) -> None:
@@ -455,10 +471,29 @@ def test_render_writes_the_gate(layout: Layout) -> None:
         "version": VERSION,
         "commit": COMMIT,
         "sudo": True,
+        "tracked_paths": list(tracked_paths(load_images(layout)["base"], layout)),
+        "packages_file": str(rendered.build_dir / "packages.json"),
+        "files_file": str(rendered.build_dir / "files.json"),
     }
     shim = rendered.build_dir / "remote-gate"
     assert shim.stat().st_mode & stat.S_IXUSR
     assert "from factory.remote_gate import main" in shim.read_text(encoding="utf-8")
+
+
+def test_gate_tracks_what_verify_tracks(layout: Layout) -> None:
+    """Resolved at render time: the gate has no image definitions, only these paths."""
+    rendered = render(_context(load_images(layout)["base"]), layout)
+    assert rendered.gate is not None
+    paths = json.loads(rendered.gate.read_text(encoding="utf-8"))["tracked_paths"]
+    assert {"/etc/ssh/sshd_config", "/etc/sysctl.d", "/etc/image-release"} <= set(paths)
+    assert "/etc/machine-id" not in paths  # per machine by design (verify.PER_MACHINE)
+
+
+def test_render_vars_name_the_build_user(layout: Layout) -> None:
+    """What the sanitize role needs to remove the build user's authorized_keys."""
+    rendered = render(_context(load_images(layout)["base"]), layout)
+    extra = json.loads(rendered.vars_file.read_text(encoding="utf-8"))
+    assert (extra["factory_target"], extra["factory_build_user"]) == ("aws", "admin")
 
 
 def test_emulated_and_docker_renders_write_no_gate(layout: Layout) -> None:
@@ -607,27 +642,165 @@ def test_pytest_command(tmp_path: Path) -> None:
     assert "--sudo" not in pytest_command(call, settings | {"sudo": False}, tmp_path / "c")
 
 
-@pytest.mark.parametrize("returncode", [0, 1])
-def test_gate_runs_pytest_over_the_adapter(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, returncode: int
-) -> None:
-    settings = {"tests": ["t.py"], "junit": "j.xml", "image": "base", "version": VERSION, "commit": COMMIT}
-    (tmp_path / "gate.json").write_text(json.dumps(settings | {"root": str(tmp_path)}), encoding="utf-8")
-    seen: dict[str, Any] = {}
+DPKG_OUT = "ii \tbash\t5.2.15-2+b7\nrc \told\t1.0\nii \topenssh-server\t1:9.2p1-2+deb12u3\n"
+SUM_A, SUM_B = "a" * 64, "b" * 64
+SHA_OUT = (  # /etc/machine-id is per machine: not recorded
+    f"{SUM_B}  /etc/sysctl.d/90-hardening.conf\n{SUM_A}  /etc/ssh/sshd_config\n{'c' * 64}  /etc/machine-id\n"
+)
+TRACKED = ["/etc/ssh/sshd_config", "/etc/sysctl.d", "/etc/missing"]
 
-    def fake(cmd: Sequence[str], **kwargs: Any) -> Result:
-        config = Path(next(a for a in cmd if a.startswith("--ssh-config=")).partition("=")[2])
-        seen.update(
-            kwargs, config=config.read_text(encoding="utf-8"), mode=stat.S_IMODE(config.stat().st_mode)
-        )
-        return Result(cmd=tuple(cmd), returncode=returncode, stdout="", tail=())
 
+def _gate_settings(tmp_path: Path) -> dict[str, Any]:
+    return {
+        "root": str(tmp_path),
+        "tests": ["t.py"],
+        "junit": "j.xml",
+        "image": "base",
+        "version": VERSION,
+        "commit": COMMIT,
+        "tracked_paths": TRACKED,
+        "packages_file": str(tmp_path / "packages.json"),
+        "files_file": str(tmp_path / "files.json"),
+    }
+
+
+class FakeInstance:
+    """factory.run.run for the gate: pytest exits ``pytest_code``; ssh answers dpkg-query and find."""
+
+    def __init__(self, pytest_code: int = 0, ssh_error: bool = False) -> None:
+        self.pytest_code = pytest_code
+        self.ssh_error = ssh_error
+        self.calls: list[tuple[list[str], dict[str, Any]]] = []
+        self.config = ""
+        self.mode = 0
+
+    def __call__(self, cmd: Sequence[str], **kwargs: Any) -> Result:
+        argv = [str(a) for a in cmd]
+        self.calls.append((argv, kwargs))
+        if argv[0] == "ssh":
+            if self.ssh_error:
+                raise CommandFailed(argv, 255, ("ssh: connect to host 127.0.0.1 port 40211: refused",))
+            out = DPKG_OUT if "dpkg-query" in argv[-1] else SHA_OUT
+            return Result(cmd=tuple(argv), returncode=1 if out is SHA_OUT else 0, stdout=out, tail=())
+        config = Path(next(a for a in argv if a.startswith("--ssh-config=")).partition("=")[2])
+        self.config = config.read_text(encoding="utf-8")
+        self.mode = stat.S_IMODE(config.stat().st_mode)
+        return Result(cmd=tuple(argv), returncode=self.pytest_code, stdout="", tail=())
+
+
+def _run_gate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fake: FakeInstance) -> int:
+    (tmp_path / "gate.json").write_text(json.dumps(_gate_settings(tmp_path)), encoding="utf-8")
     monkeypatch.setattr(factory.remote_gate, "run", fake)
-    assert factory.remote_gate.main(_packer_argv(tmp_path)) == returncode
-    assert seen["cwd"] == str(tmp_path) and seen["ok_codes"] == (0, 1)
-    assert seen["mode"] == 0o600
+    return factory.remote_gate.main(_packer_argv(tmp_path))
+
+
+def test_gate_runs_pytest_over_the_adapter(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    fake = FakeInstance()
+    assert _run_gate(monkeypatch, tmp_path, fake) == 0
+    (_pytest, kwargs) = fake.calls[0]
+    assert kwargs["cwd"] == str(tmp_path) and kwargs["ok_codes"] == (0, 1)
+    assert fake.mode == 0o600
     for line in ("Port 40211", "User admin", "IdentityFile /tmp/ansible-key42", "StrictHostKeyChecking no"):
-        assert line in seen["config"]
+        assert line in fake.config
+
+
+def test_passed_gate_records_packages_and_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert _run_gate(monkeypatch, tmp_path, FakeInstance()) == 0
+    assert json.loads((tmp_path / "packages.json").read_text(encoding="utf-8")) == [
+        ["bash", "5.2.15-2+b7"],
+        ["openssh-server", "1:9.2p1-2+deb12u3"],
+    ]
+    assert json.loads((tmp_path / "files.json").read_text(encoding="utf-8")) == {
+        "/etc/ssh/sshd_config": SUM_A,
+        "/etc/sysctl.d/90-hardening.conf": SUM_B,
+    }
+    packages, files = read_evidence(tmp_path)
+    assert packages == (("bash", "5.2.15-2+b7"), ("openssh-server", "1:9.2p1-2+deb12u3"))
+    assert files == (("/etc/ssh/sshd_config", SUM_A), ("/etc/sysctl.d/90-hardening.conf", SUM_B))
+    assert read_evidence(tmp_path / "gate.json") == (packages, files)
+
+
+def test_evidence_comes_through_the_same_host(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    fake = FakeInstance()
+    _run_gate(monkeypatch, tmp_path, fake)
+    (dpkg, dpkg_kw), (find, find_kw) = fake.calls[1:]
+    assert dpkg[:2] == find[:2] == ["ssh", "-F"] and dpkg[3] == find[3] == "gate"
+    assert Path(dpkg[2]).name == "ssh_config"  # the file pytest's --ssh-config named
+    assert shlex.split(dpkg[4]) == ["sudo", *DPKG_QUERY]
+    assert shlex.split(find[4]) == ["sudo", *checksum_command(TRACKED)]
+    assert dpkg_kw["capture"] and find_kw["capture"]
+    assert find_kw["ok_codes"] == (0, 1)  # find exits 1 for a tracked path the image lacks
+
+
+def test_remote_command_quotes_for_the_remote_shell(tmp_path: Path) -> None:
+    cmd = remote_command(tmp_path / "c", ["printf", "%s\n", "a b", "$HOME"], sudo=False)
+    assert cmd == ["ssh", "-F", str(tmp_path / "c"), "gate", "printf '%s\n' 'a b' '$HOME'"]
+
+
+def test_failed_tests_write_no_evidence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("packages.json", "files.json"):  # an earlier run's, in the same build dir
+        (tmp_path / name).write_text("[]", encoding="utf-8")
+    fake = FakeInstance(pytest_code=1)
+    assert _run_gate(monkeypatch, tmp_path, fake) == 1
+    assert len(fake.calls) == 1  # nothing is collected from a rejected instance
+    assert not (tmp_path / "packages.json").exists() and not (tmp_path / "files.json").exists()
+    with pytest.raises(ExternalToolError, match=r"packages\.json: missing"):
+        read_evidence(tmp_path)
+
+
+def test_failed_collection_fails_the_build(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _run_gate(monkeypatch, tmp_path, FakeInstance(ssh_error=True)) == ExternalToolError.exit_code
+    assert "remote gate:" in capsys.readouterr().err
+    assert not (tmp_path / "packages.json").exists() and not (tmp_path / "files.json").exists()
+
+
+def test_settings_must_name_the_evidence(tmp_path: Path) -> None:
+    settings = _gate_settings(tmp_path)
+    del settings["files_file"]
+    (tmp_path / "gate.json").write_text(json.dumps(settings), encoding="utf-8")
+    with pytest.raises(ConfigError, match="files_file"):
+        load_settings(tmp_path / "gate.json")
+
+
+def _evidence(tmp_path: Path, packages: str, files: str) -> Path:
+    (tmp_path / "gate.json").write_text(json.dumps(_gate_settings(tmp_path)), encoding="utf-8")
+    (tmp_path / "packages.json").write_text(packages, encoding="utf-8")
+    (tmp_path / "files.json").write_text(files, encoding="utf-8")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("packages", "files", "bad"),
+    [
+        ('[["bash", "5.2"]', "{}", "packages.json: unreadable"),
+        ('{"bash": "5.2"}', "{}", "packages.json: malformed"),
+        ('[["bash"]]', "{}", "packages.json: malformed"),
+        ('[["bash", 5]]', "{}", "packages.json: malformed"),
+        ("[]", "{}", "packages.json: no installed package"),
+        ('[["bash", "5.2"]]', '[["/etc/a", "x"]]', "files.json: malformed"),
+        ('[["bash", "5.2"]]', '{"/etc/a": null}', "files.json: malformed"),
+        ('[["bash", "5.2"]]', '{"/etc/a": "not-a-sha"}', "files.json: not an absolute path"),
+        ('[["bash", "5.2"]]', f'{{"etc/a": "{SUM_A}"}}', "files.json: not an absolute path"),
+    ],
+)
+def test_read_evidence_refuses(tmp_path: Path, packages: str, files: str, bad: str) -> None:
+    with pytest.raises(ExternalToolError, match=re.escape(bad)):
+        read_evidence(_evidence(tmp_path, packages, files))
+
+
+def test_read_evidence_sorts(tmp_path: Path) -> None:
+    source = _evidence(tmp_path, '[["zlib", "1"], ["bash", "5.2"]]', f'{{"/z": "{SUM_A}", "/a": "{SUM_B}"}}')
+    assert read_evidence(source) == ((("bash", "5.2"), ("zlib", "1")), (("/a", SUM_B), ("/z", SUM_A)))
+
+
+@pytest.mark.parametrize("text", [None, "{", '{"packages_file": "p"}', "[]"])
+def test_read_evidence_needs_gate_settings(tmp_path: Path, text: str | None) -> None:
+    if text is not None:
+        (tmp_path / "gate.json").write_text(text, encoding="utf-8")
+    with pytest.raises(ExternalToolError, match=re.escape(str(tmp_path / "gate.json"))):
+        read_evidence(tmp_path)
 
 
 def test_gate_reports_bad_input_as_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
