@@ -64,7 +64,7 @@ def require_target(catalog: Catalog, doc: Mapping[str, Any], artifact_type: str)
             if entry["artifact"]["type"] != artifact_type:
                 raise ConfigError(
                     f"{catalog.where}: images.{image}: holds {entry['artifact']['type']} artifacts, "
-                    f"and this build makes {artifact_type} artifacts",
+                    f"and this command works on {artifact_type} artifacts",
                     hint="give each target its own catalog: --catalog DIR|s3://BUCKET/PREFIX",
                 )
 

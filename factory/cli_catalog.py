@@ -326,6 +326,7 @@ def cmd_gc(args: argparse.Namespace, layout: Layout) -> int:
     now = now_utc()
     if args.target == "aws":
         return _gc_aws(args, layout, catalog, now)
+    aws_catalog.require_target(catalog, audit.trusted(catalog), "podman-image")
     if args.dry_run:
         plan = gc.plan(audit.trusted(catalog), keep=args.keep, older_than_days=args.older_than, now=now)
     else:

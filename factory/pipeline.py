@@ -188,6 +188,11 @@ def reverify(layout: Layout, name: str, version: str | None) -> verify.TestRepor
             f"{layout.catalog / 'index.json'}: images: no published versions of {name!r}",
             hint=f"bake it first: factory bake {name}",
         )
+    if entry["artifact"]["type"] != "podman-image":
+        raise ConfigError(
+            f"{catalog.where}: images.{name}.{entry['version']}: an AMI cannot be verified again here",
+            hint="its gate ran in the build (or, emulated, in its podman stand-in: artifact.standin_id)",
+        )
     junit = layout.build / name / entry["version"] / f"reverify-{datetime.now(UTC):%Y%m%dT%H%M%S}.xml"
     with log.step(f"Testinfra against {entry['artifact']['ref']}"):
         verified = verify.verify(

@@ -270,6 +270,23 @@ def test_production_signal_moves_the_parameters_back(world: World) -> None:
     assert any(r["action"] == "ami-deprecation" and r["version"] == world.v2 for r in history[-3:])
 
 
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("gc", "--keep", "1"), "holds ami artifacts"),  # the docker gc would mark AMIs collected
+        (("verify", "base", "{v2}"), "an AMI cannot be verified again here"),
+        (("bake", "base"), "holds ami artifacts"),  # a podman image into an AMI catalog
+    ],
+)
+def test_docker_verbs_refuse_an_ami_catalog(world: World, args: tuple[str, ...], words: str) -> None:
+    before = world.ok("history", "base", "--json")
+    proc = world.factory(*(arg.format(v2=world.v2) for arg in args))
+    assert (proc.returncode, words in proc.stderr, "Traceback" in proc.stderr) == (2, True, False), (
+        proc.stderr
+    )
+    assert world.ok("history", "base", "--json") == before
+
+
 def test_catalog_verifies(world: World) -> None:
     assert "every signature and the history chain verify" in world.ok("verify-catalog")
 

@@ -77,7 +77,7 @@ def test_a_catalog_holds_one_kind_of_artifact(tmp_path: Path) -> None:
     catalog = Catalog(tmp_path / "catalog", tmp_path / "keys")
     aws_catalog.require_target(catalog, doc(), "ami")
     with pytest.raises(
-        ConfigError, match=r"images\.base: holds ami artifacts, and this build makes podman-image"
+        ConfigError, match=r"images\.base: holds ami artifacts, and this command works on podman-image"
     ):
         aws_catalog.require_target(catalog, doc(), "podman-image")
 
