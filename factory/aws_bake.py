@@ -20,8 +20,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from factory import audit, aws, aws_catalog, build, lifecycle, log, pipeline, remote_gate, state, tag, trust
+from factory.aws_config import AwsSettings
 from factory.catalog import LATEST, Catalog, catalog_of
-from factory.config import AwsSettings, ImageSpec, Layout, Target, load_image
+from factory.config import ImageSpec, Layout, Target, load_image
 from factory.errors import ConfigError, DirtyTree, ExternalToolError
 from factory.inputs import HashCache, fingerprint, input_hashes, parent_identity
 from factory.render import AwsBuild, ParentRef, Rendered, render, structural_sha256

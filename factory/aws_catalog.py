@@ -15,8 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from factory import aws, aws_gc, distribute, gc, lifecycle, log
+from factory.aws_config import AwsSettings
 from factory.catalog import LATEST, Catalog, Txn
-from factory.config import AwsSettings, ImageSpec, Layout, load_images, load_settings
+from factory.config import ImageSpec, Layout, load_images, load_settings
 from factory.errors import ConfigError
 from factory.state import current
 from factory.trust import Signer

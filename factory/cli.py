@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from enum import StrEnum
 from pathlib import Path
 
-from factory import __version__, cli_build, cli_catalog, cli_loop, cli_rebuild, log
+from factory import __version__, cli_build, cli_catalog, cli_lifecycle, cli_loop, cli_rebuild, log
 from factory.config import Layout
 from factory.errors import ConfigError
 
@@ -403,6 +403,7 @@ def main_inner(argv: Sequence[str] | None = None) -> int:
 HANDLERS: dict[Verb, Callable[[argparse.Namespace, Layout], int]] = {
     **{Verb(name): handler for name, handler in cli_build.HANDLERS.items()},
     **{Verb(name): handler for name, handler in cli_catalog.HANDLERS.items()},
+    **{Verb(name): handler for name, handler in cli_lifecycle.HANDLERS.items()},
     **{Verb(name): handler for name, handler in cli_rebuild.HANDLERS.items()},
     **{Verb(name): handler for name, handler in cli_loop.HANDLERS.items()},
 }

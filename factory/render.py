@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 import jinja2
 import yaml
 
-from factory.config import AwsSettings, ImageSpec, Layout, Target
+from factory.aws_config import AwsSettings
+from factory.config import ImageSpec, Layout, Target
 from factory.errors import ConfigError
 from factory.verify import tracked_paths
 

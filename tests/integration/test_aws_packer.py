@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from factory import build
-from factory.config import AmiSource, Layout, Target, load_images
+from factory.aws_config import AmiSource
+from factory.config import Layout, Target, load_images
 from factory.render import AwsBuild, BuildContext, ParentRef, Rendered, render
 from tests.aws_server import AwsServer, aws, aws_server  # noqa: F401
 

@@ -15,8 +15,9 @@ import pytest
 
 import factory.build
 import factory.remote_gate
+from factory.aws_config import AmiSource
 from factory.build import PACKER_ENV, AmiArtifact, aws_env, build_ami, read_ami_manifest
-from factory.config import AmiSource, ImageSpec, Layout, Target, load_images
+from factory.config import ImageSpec, Layout, Target, load_images
 from factory.errors import CommandFailed, ConfigError, ExternalToolError
 from factory.remote_gate import (
     GateCall,
