@@ -7,7 +7,7 @@ must be loopback, so that a typo can never send a test's traffic to a real accou
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -167,6 +167,17 @@ def call(what: str, fn: Callable[..., T], **kwargs: Any) -> T:
             f"{what}: {where}: {type(exc).__name__}: {exc}",
             operation=operation, region=region, code=None,
         ) from None  # fmt: skip
+
+
+def pages(what: str, fn: Callable[..., dict[str, Any]], **kwargs: Any) -> Iterator[dict[str, Any]]:
+    """Every page of a paginated operation, each through ``call``, following ``NextToken``."""
+    token: str | None = None
+    while True:
+        page = call(what, fn, **kwargs, **({"NextToken": token} if token else {}))
+        yield page
+        token = page.get("NextToken")
+        if not token:
+            return
 
 
 def _is_loopback(url: str | None) -> bool:

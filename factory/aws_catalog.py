@@ -143,9 +143,12 @@ def provenance_tags(entry: Mapping[str, Any]) -> dict[str, str]:
     return tags
 
 
-def sync_channels(ctx: Aws, catalog: Catalog, images: Sequence[str] | None = None) -> list[str]:
-    """Make every channel parameter of ``images`` (default: all) say what the catalog says."""
-    doc = catalog.load()
+def sync_channels(
+    ctx: Aws, catalog: Catalog, images: Sequence[str] | None = None, *, doc: Mapping[str, Any] | None = None
+) -> list[str]:
+    """Make every channel parameter of ``images`` (default: all) say what the catalog (``doc``, read
+    now when not given) says."""
+    doc = catalog.load() if doc is None else doc
     if not is_ami_catalog(doc):
         return []
     lines: list[str] = []

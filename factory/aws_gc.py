@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from factory.aws import AwsCallFailed, AwsTarget, call, client
+from factory.aws import AwsCallFailed, AwsTarget, call, client, pages
 from factory.distribute import RegionalAmi, parameter_name
 
 # What EC2 says about an AMI id that no longer (or never) existed.
@@ -142,37 +142,27 @@ def _describe(ec2: Any, regional: RegionalAmi) -> tuple[bool, tuple[str, ...]]:
 def _parameters_by_value(target: AwsTarget, prefix: str, region: str) -> dict[str, list[str]]:
     ssm = client(target, "ssm", region)
     by_value: dict[str, list[str]] = {}
-    token: str | None = None
-    while True:
-        page = call(
-            f"list SSM parameters under {prefix} in {region}",
-            ssm.get_parameters_by_path,
-            Path=prefix,
-            Recursive=True,
-            MaxResults=10,
-            **({"NextToken": token} if token else {}),
-        )
+    for page in pages(
+        f"list SSM parameters under {prefix} in {region}",
+        ssm.get_parameters_by_path,
+        Path=prefix,
+        Recursive=True,
+        MaxResults=10,
+    ):
         for parameter in page.get("Parameters", []):
             by_value.setdefault(str(parameter.get("Value", "")), []).append(str(parameter["Name"]))
-        token = page.get("NextToken")
-        if not token:
-            return by_value
+    return by_value
 
 
 def _instances(ec2: Any, regional: RegionalAmi) -> list[str]:
     ids: list[str] = []
-    token: str | None = None
-    while True:
-        page = call(
-            f"list instances of {regional.ami} in {regional.region}",
-            ec2.describe_instances,
-            Filters=[{"Name": "image-id", "Values": [regional.ami]}],
-            **({"NextToken": token} if token else {}),
-        )
+    for page in pages(
+        f"list instances of {regional.ami} in {regional.region}",
+        ec2.describe_instances,
+        Filters=[{"Name": "image-id", "Values": [regional.ami]}],
+    ):
         for reservation in page.get("Reservations", []):
             for instance in reservation.get("Instances", []):
                 if instance.get("State", {}).get("Name") != "terminated":
                     ids.append(str(instance["InstanceId"]))
-        token = page.get("NextToken")
-        if not token:
-            return sorted(ids)
+    return sorted(ids)

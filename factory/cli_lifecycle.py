@@ -17,9 +17,10 @@ from factory.run import run
 
 def _follow_in_aws(layout: Layout, catalog: Catalog, images: list[str]) -> None:
     """An AMI catalog changed: the SSM channel parameters follow it in the same command."""
-    if not aws_catalog.is_ami_catalog(catalog.load()):
+    doc = catalog.load()
+    if not aws_catalog.is_ami_catalog(doc):
         return
-    for line in aws_catalog.sync_channels(aws_catalog.context(layout), catalog, images):
+    for line in aws_catalog.sync_channels(aws_catalog.context(layout), catalog, images, doc=doc):
         print(f"ssm {line}")
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from factory.aws import AwsCallFailed, AwsTarget, NotImplementedByEndpoint, call, client
+from factory.aws import AwsCallFailed, AwsTarget, NotImplementedByEndpoint, call, client, pages
 from factory.errors import ConfigError, ExternalToolError
 
 SOURCE_AMI_TAG = "factory:source-ami"
@@ -258,15 +258,9 @@ def channel_history(
     name = parameter_name(prefix, image, channel)
     ssm = client(target, "ssm", region)
     entries: list[ChannelVersion] = []
-    token: str | None = None
-    while True:
-        page = call(
-            f"read the history of {name} in {region}",
-            ssm.get_parameter_history,
-            Name=name,
-            MaxResults=50,
-            **({"NextToken": token} if token else {}),
-        )
+    for page in pages(
+        f"read the history of {name} in {region}", ssm.get_parameter_history, Name=name, MaxResults=50
+    ):
         entries.extend(
             ChannelVersion(
                 version=int(p["Version"]),
@@ -276,9 +270,6 @@ def channel_history(
             )
             for p in page.get("Parameters", [])
         )
-        token = page.get("NextToken")
-        if not token:
-            break
     return tuple(sorted(entries, key=lambda e: e.version, reverse=True))
 
 

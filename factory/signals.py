@@ -82,11 +82,11 @@ def handle(layout: Layout, raw: bytes, *, source: str, actor: str) -> list[Actio
 
     actions = lifecycle.change(catalog, signer, actor, act)
     revoked = [(a.image, a.version) for a in actions if a.action == "revoke"]
-    if revoked and aws_catalog.is_ami_catalog(catalog.load()):
+    if revoked and aws_catalog.is_ami_catalog(doc := catalog.load()):
         # An AMI catalog: the SSM channel parameters follow the rollback in the same request,
         # and AWS is asked to deprecate the revoked AMIs (recorded, applied or not).
         ctx = aws_catalog.context(layout)
-        aws_catalog.sync_channels(ctx, catalog)  # descendants in other images were revoked too
+        aws_catalog.sync_channels(ctx, catalog, doc=doc)  # descendants in other images were revoked too
         aws_catalog.deprecate_versions(
             ctx,
             catalog,
