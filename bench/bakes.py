@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 GIT = ("git", "-c", "user.name=factory bench", "-c", "user.email=factory-bench@localhost")
-# factory.build.PACKER_ENV: the raw baseline gets exactly what the factory gives Packer.
+# factory.bake.packer.PACKER_ENV: the raw baseline gets exactly what the factory gives Packer.
 PACKER_ENV = {"PACKER_NO_COLOR": "1", "CHECKPOINT_DISABLE": "1"}
 PAIR = ("bench-a", "bench-b")  # two independent children of base, copies of images/nginx
 OVERHEAD_GOAL = 1.03
@@ -104,7 +104,7 @@ def make_scratch(dest: Path) -> Scratch:
 
 
 def manifest_artifact(path: Path) -> str:
-    """The artifact of the last run recorded by the manifest post-processor (as factory.build)."""
+    """The artifact of the last run recorded by the manifest post-processor (as factory.bake.packer)."""
     data = json.loads(path.read_text(encoding="utf-8"))
     build = next(b for b in data["builds"] if b["packer_run_uuid"] == data["last_run_uuid"])
     return str(build["artifact_id"])

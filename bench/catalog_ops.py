@@ -4,8 +4,8 @@ The catalogs come from bench/query_scale.py's generator (its `--build` child: 20
 entries and history, published in one transaction). For each size a measuring child (this file,
 `measure`) imports the factory once and then times, alternating run by run:
 
-- resolve: factory.resolve.resolve(img-00, latest), as `factory resolve` calls it;
-- promote: `factory promote img-00 VERSION --to dev` through factory.cli.main_inner in-process
+- resolve: factory.catalog.resolve.resolve(img-00, latest), as `factory resolve` calls it;
+- promote: `factory promote img-00 VERSION --to dev` through factory.cli.main.main_inner in-process
   (argument parsing, settings, the locked, signed transaction; no interpreter start);
 - rollback: `factory rollback img-00 --channel dev` the same way (back to the version before);
 - yardstick: a fixed piece of pure-Python work (bench/plan_scale.py's TOML parsing, in-process),
@@ -72,11 +72,11 @@ def timed(fn: Callable[[], object]) -> float:
 
 
 def measure(checkout: Path, repeat: int, profile: bool) -> dict[str, Any]:
-    from factory import catalog as catalog_module  # noqa: PLC0415
-    from factory import resolve  # noqa: PLC0415 -- the child only
-    from factory.catalog import Catalog, now_utc  # noqa: PLC0415
-    from factory.cli import main_inner  # noqa: PLC0415
-    from factory.config import Layout, load_settings  # noqa: PLC0415
+    from factory.catalog import resolve  # noqa: PLC0415 -- the child only
+    from factory.catalog.store import Catalog, now_utc  # noqa: PLC0415
+    from factory.catalog import store as catalog_module  # noqa: PLC0415
+    from factory.cli.main import main_inner  # noqa: PLC0415
+    from factory.core.config import Layout, load_settings  # noqa: PLC0415
 
     layout = Layout.discover(checkout)
     order = load_settings(layout).channels

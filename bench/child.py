@@ -1,6 +1,6 @@
 """Children of the benchmark: wall time, peak RSS, both streams. Standard library only.
 
-Not factory.run: it streams and logs the child's output, which would be timed too, and a
+Not factory.core.run: it streams and logs the child's output, which would be timed too, and a
 child's own peak RSS needs wait4 (getrusage(RUSAGE_CHILDREN) is the maximum over all children).
 """
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# /usr/bin before anything else, as factory.run.SYSTEM_PATH: podman's docker shim, not a real one.
+# /usr/bin before anything else, as factory.core.run.SYSTEM_PATH: podman's docker shim, not a real one.
 SYSTEM_PATH = ("/usr/sbin", "/usr/bin", "/sbin", "/bin")
 
 # `python -m factory ARGS` that also writes its own peak RSS (KiB, RUSAGE_SELF: this process
@@ -55,7 +55,7 @@ class Child:
 
 
 def tool_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """A small explicit environment, PATH as factory.run.tool_path builds it."""
+    """A small explicit environment, PATH as factory.core.run.tool_path builds it."""
     venv = [str(Path(sys.executable).parent)]
     parts = [*venv, *SYSTEM_PATH, *os.environ.get("PATH", "").split(os.pathsep)]
     env = {

@@ -95,7 +95,7 @@ class Run:
 def run_timed(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -> Run:
     """Wall time and peak RSS of one child.
 
-    Not factory.run: it streams and logs the child's output, which would be timed too, and
+    Not factory.core.run: it streams and logs the child's output, which would be timed too, and
     per-child peak RSS needs wait4 (getrusage(RUSAGE_CHILDREN) is the maximum over all children).
     """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:

@@ -106,8 +106,11 @@ def build_world(root: Path, images: int, versions: int, packages: int) -> dict[s
     if __package__ in (None, ""):  # run as a script (the world child): bench.world must import
         sys.path.insert(0, str(REPO))
     from bench.world import add_version  # noqa: PLC0415 -- the child only
-    from factory import lifecycle, trust  # noqa: PLC0415
-    from factory.catalog import Catalog  # noqa: PLC0415
+    from factory.catalog import (  # noqa: PLC0415
+        lifecycle,
+        trust,
+    )
+    from factory.catalog.store import Catalog  # noqa: PLC0415
 
     checkout = root / "checkout"
     for folder in ("images", "roles", "inventory", "tests/images"):
@@ -169,8 +172,11 @@ def build_world(root: Path, images: int, versions: int, packages: int) -> dict[s
 
 def publish_one(checkout: Path, key: Path) -> None:
     """One more version of img-00, through lifecycle.publish as `factory bake` would."""
-    from factory import lifecycle, trust  # noqa: PLC0415 -- the child only
-    from factory.catalog import Catalog  # noqa: PLC0415
+    from factory.catalog import (  # noqa: PLC0415
+        lifecycle,
+        trust,
+    )
+    from factory.catalog.store import Catalog  # noqa: PLC0415
 
     catalog = Catalog(checkout / ".factory" / "catalog", checkout / "keys")
     newest = catalog.versions("img-00")[0]
@@ -195,7 +201,7 @@ class Run:
 
 
 def run_timed(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -> Run:
-    """Wall time of one child (not factory.run: it would stream and log the output it times)."""
+    """Wall time of one child (not factory.core.run: it would stream and log the output it times)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         code = subprocess.call(list(argv), cwd=cwd, env=dict(env), stdout=out, stderr=err)

@@ -46,7 +46,7 @@ PLAN_SIZES = (50, 200, 1000)
 QUICK_PLAN_SIZES = (50, 200)
 CATALOG_SIZES = (100, 1000, 10000)
 
-# `✓ packer build (base FROM localhost/…) (45.2s)`: factory.log.step's closing line.
+# `✓ packer build (base FROM localhost/…) (45.2s)`: factory.core.log.step's closing line.
 STEP_LINE = re.compile(r"^\s*✓\s+(?P<title>.+?)\s+\((?P<seconds>\d+(?:\.\d+)?)s\)\s*$")
 
 

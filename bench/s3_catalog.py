@@ -1,9 +1,9 @@
-"""The catalog on S3 (factory/s3catalog.py) against a local S3 API: moto's server on loopback.
+"""The catalog on S3 (factory/catalog/s3.py) against a local S3 API: moto's server on loopback.
 
 Two things, each measured side by side in one run:
 
 - operations: `factory promote img-00 V --to dev` and `factory resolve img-00 --json` through
-  factory.cli.main_inner in one measuring child, alternating run by run between the local
+  factory.cli.main.main_inner in one measuring child, alternating run by run between the local
   directory catalog of a checkout and a copy of the same catalog under an S3 prefix
   (`--catalog s3://… --endpoint-url …`), at 100 and 1,000 versions (bench/query_scale.py's
   generator). The S3 figure is divided by the local one measured next to it. Both sides are
@@ -19,7 +19,7 @@ Two things, each measured side by side in one run:
   history in order, the catalog audits clean). A lost update is a measurement failure (exit 2).
 
 Only loopback traffic: the server listens on 127.0.0.1, the factory refuses any other endpoint
-(factory.aws.AwsTarget) and the children get fake credentials and no proxy settings.
+(factory.core.awsapi.AwsTarget) and the children get fake credentials and no proxy settings.
 
     .venv/bin/python bench/run.py --only s3
 """
@@ -66,7 +66,7 @@ WRITERS = 4
 PER_WRITER = 8  # versions each writer publishes and promotes: 2 updates each
 ORDER = ("dev", "staging", "prod")
 START = datetime(2026, 11, 1, tzinfo=UTC)
-# Catalog.update's note when a conditional put of the index lost (factory/catalog.py).
+# Catalog.update's note when a conditional put of the index lost (factory/catalog/store.py).
 REAPPLY_NOTE = "another writer updated the index first; re-applying"
 REAPPLY_ATTEMPT = re.compile(re.escape(REAPPLY_NOTE) + r" \((?P<attempt>\d+)\)")
 # Catalog.update sleeps uniform(0.05, 0.25) x attempt seconds after a lost race: 0.15 on average.
@@ -277,7 +277,8 @@ def writer_image(writer: int) -> str:
 
 def upload(catalog_dir: Path, url: str, endpoint: str) -> int:
     """Copy a local catalog's files under an S3 prefix (the index last); returns how many."""
-    from factory import aws, s3catalog  # noqa: PLC0415 -- the child only
+    from factory.catalog import s3 as s3catalog  # noqa: PLC0415 -- the child only
+    from factory.core import awsapi as aws  # noqa: PLC0415
 
     bucket, prefix = s3catalog.split(url)
     s3: Any = aws.client(aws.AwsTarget(endpoint), "s3", s3catalog.region())
@@ -293,9 +294,9 @@ def upload(catalog_dir: Path, url: str, endpoint: str) -> int:
 
 def measure(checkout: Path, url: str, endpoint: str, repeat: int) -> dict[str, Any]:
     """Promote and `resolve --json`, local and S3 in turn, through the CLI in-process."""
-    from factory.catalog import Catalog  # noqa: PLC0415 -- the child only
-    from factory.cli import main_inner  # noqa: PLC0415
-    from factory.config import Layout  # noqa: PLC0415
+    from factory.catalog.store import Catalog  # noqa: PLC0415 -- the child only
+    from factory.cli.main import main_inner  # noqa: PLC0415
+    from factory.core.config import Layout  # noqa: PLC0415
 
     layout = Layout.discover(checkout)
     uploaded = upload(layout.catalog, url, endpoint)
@@ -334,9 +335,13 @@ def measure(checkout: Path, url: str, endpoint: str, repeat: int) -> dict[str, A
 
 def write(args: argparse.Namespace) -> dict[str, float]:
     """One writer: publish and promote each of its versions, after the go file appears."""
-    from factory import aws, lifecycle, trust  # noqa: PLC0415 -- the child only
-    from factory.catalog import Txn  # noqa: PLC0415
-    from factory.s3catalog import open_catalog  # noqa: PLC0415
+    from factory.catalog import (  # noqa: PLC0415
+        lifecycle,
+        trust,
+    )
+    from factory.catalog.s3 import open_catalog  # noqa: PLC0415
+    from factory.catalog.store import Txn  # noqa: PLC0415
+    from factory.core import awsapi as aws  # noqa: PLC0415
 
     catalog = open_catalog(args.url, args.keys, aws.AwsTarget(args.endpoint))
     signer = trust.load_signer(args.key)
@@ -362,8 +367,9 @@ def write(args: argparse.Namespace) -> dict[str, float]:
 
 def check(url: str, keys: Path, endpoint: str, writers: int, count: int) -> dict[str, Any]:
     """What the catalog shows after a race, against what the writers did."""
-    from factory import audit, aws  # noqa: PLC0415 -- the child only
-    from factory.s3catalog import open_catalog  # noqa: PLC0415
+    from factory.catalog import audit  # noqa: PLC0415
+    from factory.catalog.s3 import open_catalog  # noqa: PLC0415
+    from factory.core import awsapi as aws  # noqa: PLC0415 -- the child only
 
     catalog = open_catalog(url, keys, aws.AwsTarget(endpoint))
     doc = catalog.load()

@@ -27,12 +27,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from factory import lifecycle, provenance, trust
-from factory.catalog import Catalog, Txn, dumps, image_doc
-from factory.config import ImageSpec, Layout, build_order, load_images
-from factory.inputs import HashCache, fingerprint, input_hashes, parent_identity
-from factory.render import structural_sha256
-from factory.trust import sign
+from factory.bake.inputs import HashCache, fingerprint, input_hashes, parent_identity
+from factory.bake.render import structural_sha256
+from factory.catalog import lifecycle, provenance, trust
+from factory.catalog.store import Catalog, Txn, dumps, image_doc
+from factory.catalog.trust import sign
+from factory.core.config import ImageSpec, Layout, build_order, load_images
 
 REPO = Path(__file__).resolve().parents[1]
 TREE_DIRS = ("images", "roles", "inventory", "tests/images")

@@ -6,9 +6,9 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from factory import log
-from factory.cli import main_inner
-from factory.errors import FactoryError
+from factory.cli.main import main_inner
+from factory.core import log
+from factory.core.errors import FactoryError
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from factory import lifecycle, trust
 from factory.__main__ import main
-from factory.catalog import Catalog
+from factory.catalog import lifecycle, trust
+from factory.catalog.store import Catalog
 
 from .conftest import REPO
 

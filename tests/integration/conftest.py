@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from factory.config import Layout
+from factory.core.config import Layout
 
 REPO = Path(__file__).resolve().parents[2]
 GIT_ID = ["-c", "user.name=factory tests", "-c", "user.email=factory-tests@localhost"]

@@ -11,9 +11,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from factory import aws, lifecycle, trust
-from factory.catalog import Txn
-from factory.s3catalog import open_catalog
+from factory.catalog import lifecycle, trust
+from factory.catalog.s3 import open_catalog
+from factory.catalog.store import Txn
+from factory.core import awsapi as aws
 
 from .catalog_fixture import entry, publish_one
 

@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 
-from factory.aws import AwsTarget, NotImplementedByEndpoint, call, client
-from factory.distribute import (
+from factory.aws.distribute import (
     SOURCE_AMI_TAG,
     SOURCE_REGION_TAG,
     Distribution,
@@ -28,7 +27,8 @@ from factory.distribute import (
     read_channel,
     write_channel,
 )
-from factory.errors import ConfigError, ExternalToolError
+from factory.core.awsapi import AwsTarget, NotImplementedByEndpoint, call, client
+from factory.core.errors import ConfigError, ExternalToolError
 from tests.aws_server import AwsServer, amazon_image, aws, aws_env, aws_server  # noqa: F401
 
 pytestmark = pytest.mark.integration

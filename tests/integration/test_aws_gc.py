@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from factory.aws import AwsTarget
-from factory.aws_gc import Candidate, Decision, apply, plan
-from factory.distribute import Distribution, RegionalAmi, distribute, write_channel
+from factory.aws.distribute import Distribution, RegionalAmi, distribute, write_channel
+from factory.aws.gc import Candidate, Decision, apply, plan
+from factory.core.awsapi import AwsTarget
 from tests.aws_server import AwsServer, amazon_image, aws, aws_env, aws_server  # noqa: F401
 
 pytestmark = pytest.mark.integration

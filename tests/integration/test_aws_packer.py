@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from factory import build
-from factory.aws_config import AmiSource
-from factory.config import Layout, Target, load_images
-from factory.render import AwsBuild, BuildContext, ParentRef, Rendered, render
+from factory.bake import packer as build
+from factory.bake.render import AwsBuild, BuildContext, ParentRef, Rendered, render
+from factory.core.aws_config import AmiSource
+from factory.core.config import Layout, Target, load_images
 from tests.aws_server import AwsServer, aws, aws_server  # noqa: F401
 
 pytestmark = pytest.mark.integration

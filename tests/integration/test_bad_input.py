@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from factory import trust
+from factory.catalog import trust
 
 from .catalog_fixture import populate
 from .conftest import Scratch, make_scratch, tree_digest

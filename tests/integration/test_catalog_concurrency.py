@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from factory import audit, state
-from factory.catalog import Catalog, now_utc
+from factory.catalog import audit, state
+from factory.catalog.store import Catalog, now_utc
 
 from .catalog_fixture import factory_argv, make_layout, populate, run_op
 

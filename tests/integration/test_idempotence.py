@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from factory.bootstrap import ensure_base
-from factory.config import Layout, load_images
+from factory.bake.bootstrap import ensure_base
+from factory.core.config import Layout, load_images
 
 from .conftest import REPO, podman
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from factory import lifecycle, trust
-from factory.catalog import Catalog
+from factory.catalog import lifecycle, trust
+from factory.catalog.store import Catalog
 
 from .conftest import Scratch, make_scratch, podman
 

@@ -25,13 +25,13 @@ from typing import Any
 import pytest
 import yaml
 
-from factory import build
-from factory.config import Layout, Target, load_images
-from factory.errors import ExternalToolError
-from factory.remote_gate import read_evidence
-from factory.render import AwsBuild, BuildContext, ParentRef, Rendered, playbook, render
-from factory.run import run
-from factory.verify import parse_junit
+from factory.aws.remote_gate import read_evidence
+from factory.bake import packer as build
+from factory.bake.render import AwsBuild, BuildContext, ParentRef, Rendered, playbook, render
+from factory.bake.verify import parse_junit
+from factory.core.config import Layout, Target, load_images
+from factory.core.errors import ExternalToolError
+from factory.core.run import run
 
 from .conftest import make_scratch
 

@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
-from factory import audit, aws, lifecycle, state, trust
-from factory.catalog import Catalog, Txn
-from factory.errors import CatalogError, ConfigError
-from factory.s3catalog import S3Catalog, open_catalog, split
+from factory.catalog import audit, lifecycle, state, trust
+from factory.catalog.s3 import S3Catalog, open_catalog, split
+from factory.catalog.store import Catalog, Txn
+from factory.core import awsapi as aws
+from factory.core.errors import CatalogError, ConfigError
 from tests.aws_server import AwsServer, aws_server  # noqa: F401 -- the session fixture
 
 from .catalog_fixture import entry, make_layout, publish_one

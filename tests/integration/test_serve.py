@@ -21,9 +21,9 @@ from typing import IO, Any
 
 import pytest
 
-from factory import lifecycle, trust
-from factory.catalog import Catalog, now_utc
-from factory.config import Layout, load_settings
+from factory.catalog import lifecycle, trust
+from factory.catalog.store import Catalog, now_utc
+from factory.core.config import Layout, load_settings
 
 from .catalog_fixture import make_layout, populate
 

@@ -20,10 +20,11 @@ from typing import Any, NoReturn
 import pytest
 from rich.console import Console
 
-from factory import lifecycle, log, state, trust
-from factory.catalog import Catalog, Txn
-from factory.config import Layout, load_settings
-from factory.trust import Signer
+from factory.catalog import lifecycle, state, trust
+from factory.catalog.store import Catalog, Txn
+from factory.catalog.trust import Signer
+from factory.core import log
+from factory.core.config import Layout, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -148,7 +149,7 @@ def make_entry(
     created: str | None = None,
     parent: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A catalog entry before publication, as factory.pipeline.bake() hands it to lifecycle.publish
+    """A catalog entry before publication, as factory.bake.pipeline.bake() hands it to lifecycle.publish
     (catalog_entry(), plus the input fingerprint when the schema knows it): valid for the v2 schema
     once lifecycle.publish has added tests.junit_sha256, the manifest and the envelope."""
     return {
@@ -208,7 +209,7 @@ def publish(
     *,
     actor: str = ACTOR,
 ) -> dict[str, Any]:
-    """Publish one version through factory.lifecycle.publish, with its own JUnit file and a valid
+    """Publish one version through factory.catalog.lifecycle.publish, with its own JUnit file and a valid
     manifest; ``parent`` is the published entry it was built FROM (None: bootstrapped)."""
     junit = catalog.root.parent / "junit-src" / image / f"{version}.xml"
     junit.parent.mkdir(parents=True, exist_ok=True)

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from factory import aws_catalog, provenance
-from factory.catalog import Catalog
-from factory.distribute import RegionalAmi
-from factory.errors import ConfigError
+from factory.aws import hooks as aws_catalog
+from factory.aws.distribute import RegionalAmi
+from factory.catalog import provenance
+from factory.catalog.store import Catalog
+from factory.core.errors import ConfigError
 
 AMI_ENTRY: dict[str, Any] = {
     "image": "base",

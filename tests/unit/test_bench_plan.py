@@ -10,9 +10,10 @@ import pytest
 
 from bench import plan_scale
 from bench.world import World, build_world
-from factory import audit, plan
-from factory.catalog import Catalog
-from factory.config import load_images
+from factory.catalog import audit
+from factory.catalog.store import Catalog
+from factory.core.config import load_images
+from factory.loop import plan
 
 IMAGES = 5  # base, nginx and a generated chain of three: gen-0002 <- gen-0001 <- gen-0000 <- base
 

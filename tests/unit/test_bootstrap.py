@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from factory.bootstrap import AptSource, host_apt_sources, mirrors_for, sources_for_image
-from factory.errors import ConfigError
+from factory.bake.bootstrap import AptSource, host_apt_sources, mirrors_for, sources_for_image
+from factory.core.errors import ConfigError
 
 DEB822 = """\
 # Debian mirrors of this host

@@ -1,4 +1,4 @@
-"""The Packer stage: reading its manifest, and python-packer driven through factory.run."""
+"""The Packer stage: reading its manifest, and python-packer driven through factory.core.run."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-import factory.build
-from factory.build import PACKER_ENV, Artifact, read_manifest
-from factory.errors import ConfigError, ExternalToolError, ToolNotFound
-from factory.render import Rendered
-from factory.run import Result
+import factory.bake.packer
+from factory.bake.packer import PACKER_ENV, Artifact, read_manifest
+from factory.bake.render import Rendered
+from factory.core.errors import ConfigError, ExternalToolError, ToolNotFound
+from factory.core.run import Result
 
 OLD_ID = "sha256:" + "1" * 64
 NEW_HEX = "2" * 64
@@ -97,7 +97,7 @@ def test_read_manifest_unusable(tmp_path: Path, text: str) -> None:
 
 
 class FakeRun:
-    """Stands in for factory.run.run: records each call, answers with a fixed exit code."""
+    """Stands in for factory.core.run.run: records each call, answers with a fixed exit code."""
 
     def __init__(self, returncode: int = 0, tail: tuple[str, ...] = ()) -> None:
         self.returncode = returncode
@@ -133,37 +133,37 @@ def rendered(template: Path) -> Rendered:
 
 def _fake(monkeypatch: pytest.MonkeyPatch, returncode: int = 0, tail: tuple[str, ...] = ()) -> FakeRun:
     fake = FakeRun(returncode, tail)
-    monkeypatch.setattr(factory.build, "run", fake)
+    monkeypatch.setattr(factory.bake.packer, "run", fake)
     return fake
 
 
 def test_build_argv_has_no_parallel_flag(monkeypatch: pytest.MonkeyPatch, template: Path) -> None:
     fake = _fake(monkeypatch)
-    factory.build.client(template).build(parallel=False)
+    factory.bake.packer.client(template).build(parallel=False)
     assert fake.calls[0][0] == ["packer", "build", str(template)]
 
 
 def test_build_runs_in_template_dir(monkeypatch: pytest.MonkeyPatch, template: Path) -> None:
     fake = _fake(monkeypatch)
-    factory.build.client(template).build(parallel=False)
+    factory.bake.packer.client(template).build(parallel=False)
     assert fake.calls[0][1]["cwd"] == template.parent
 
 
 def test_build_env_disables_colour_and_checkpoint(monkeypatch: pytest.MonkeyPatch, template: Path) -> None:
     fake = _fake(monkeypatch)
-    factory.build.client(template).build(parallel=False)
+    factory.bake.packer.client(template).build(parallel=False)
     assert fake.calls[0][1]["env"] == PACKER_ENV
 
 
 def test_client_passes_python_packer_options(monkeypatch: pytest.MonkeyPatch, template: Path) -> None:
     fake = _fake(monkeypatch)
-    factory.build.client(template, only=["docker"], vars={"a": "1"}).build(parallel=False)
+    factory.bake.packer.client(template, only=["docker"], vars={"a": "1"}).build(parallel=False)
     assert fake.calls[0][0] == ["packer", "build", "-only=docker", "-var", "a=1", str(template)]
 
 
 def test_one_call_per_command(monkeypatch: pytest.MonkeyPatch, template: Path) -> None:
     fake = _fake(monkeypatch)
-    factory.build.client(template).build(parallel=False)
+    factory.bake.packer.client(template).build(parallel=False)
     assert len(fake.calls) == 1
 
 
@@ -172,40 +172,40 @@ def test_build_stage_returns_manifest_artifact(monkeypatch: pytest.MonkeyPatch, 
         _write_manifest(rendered.packer_manifest, [_build("r", NEW_HEX)], "r")
         return Result(cmd=tuple(cmd), returncode=0, stdout="", tail=())
 
-    monkeypatch.setattr(factory.build, "run", packer)
-    assert factory.build.build(rendered).id == f"sha256:{NEW_HEX}"
+    monkeypatch.setattr(factory.bake.packer, "run", packer)
+    assert factory.bake.packer.build(rendered).id == f"sha256:{NEW_HEX}"
 
 
 def test_build_stage_ignores_stale_manifest(monkeypatch: pytest.MonkeyPatch, rendered: Rendered) -> None:
     _write_manifest(rendered.packer_manifest, [_build("old", OLD_ID)], "old")
     _fake(monkeypatch)
     with pytest.raises(ExternalToolError):
-        factory.build.build(rendered)
+        factory.bake.packer.build(rendered)
 
 
 def test_validate_argv(monkeypatch: pytest.MonkeyPatch, rendered: Rendered) -> None:
     fake = _fake(monkeypatch)
-    factory.build.validate(rendered)
+    factory.bake.packer.validate(rendered)
     assert fake.calls[0][0] == ["packer", "validate", str(rendered.template)]
 
 
 def test_validate_allows_exit_1(monkeypatch: pytest.MonkeyPatch, rendered: Rendered) -> None:
     fake = _fake(monkeypatch)
-    factory.build.validate(rendered)
+    factory.bake.packer.validate(rendered)
     assert tuple(fake.calls[0][1]["ok_codes"]) == (0, 1)
 
 
 def test_rejected_template_is_a_config_error(monkeypatch: pytest.MonkeyPatch, rendered: Rendered) -> None:
     _fake(monkeypatch, returncode=1)
     with pytest.raises(ConfigError) as caught:
-        factory.build.validate(rendered)
+        factory.bake.packer.validate(rendered)
     assert caught.value.exit_code == 2
 
 
 def test_rejected_template_error_quotes_packer(monkeypatch: pytest.MonkeyPatch, rendered: Rendered) -> None:
     _fake(monkeypatch, returncode=1, tail=("* unknown configuration key: 'pul'",))
     with pytest.raises(ConfigError, match="unknown configuration key: 'pul'"):
-        factory.build.validate(rendered)
+        factory.bake.packer.validate(rendered)
 
 
 def test_validate_without_packer_is_tool_not_found(
@@ -214,14 +214,14 @@ def test_validate_without_packer_is_tool_not_found(
     def missing(cmd: Sequence[str], **kwargs: Any) -> Result:
         raise ToolNotFound("packer")
 
-    monkeypatch.setattr(factory.build, "run", missing)
+    monkeypatch.setattr(factory.bake.packer, "run", missing)
     with pytest.raises(ToolNotFound):
-        factory.build.validate(rendered)
+        factory.bake.packer.validate(rendered)
 
 
 def test_client_without_packer_on_path_is_tool_not_found(
     monkeypatch: pytest.MonkeyPatch, template: Path, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(factory.build, "tool_path", lambda: str(tmp_path))
+    monkeypatch.setattr(factory.bake.packer, "tool_path", lambda: str(tmp_path))
     with pytest.raises(ToolNotFound):
-        factory.build.client(template)
+        factory.bake.packer.client(template)

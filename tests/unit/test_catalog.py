@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from factory import lifecycle, state
-from factory.catalog import SCHEMA_VERSION, Catalog, atomic_write, dumps
-from factory.errors import CatalogError, ConfigError
-from factory.trust import Signer
+from factory.catalog import lifecycle, state
+from factory.catalog.store import SCHEMA_VERSION, Catalog, atomic_write, dumps
+from factory.catalog.trust import Signer
+from factory.core.errors import CatalogError, ConfigError
 from tests.unit.conftest import ACTOR, JUNIT, KeyPair, make_entry, make_manifest, publish, version_id
 
 V1 = version_id(0)

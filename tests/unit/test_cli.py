@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 
 import factory.__main__
-import factory.cli
-from factory import lifecycle
+import factory.cli.main
 from factory.__main__ import main
-from factory.catalog import now_utc
-from factory.cli import EXAMPLES, Verb, find_root, parse_args
-from factory.config import Layout
-from factory.errors import ConfigError
-from factory.trust import Signer
+from factory.catalog import lifecycle
+from factory.catalog.store import now_utc
+from factory.catalog.trust import Signer
+from factory.cli.main import EXAMPLES, Verb, find_root, parse_args
+from factory.core.config import Layout
+from factory.core.errors import ConfigError
 from tests.unit.conftest import KeyPair, World, version_id
 
 
@@ -275,7 +275,7 @@ def test_interrupt_exits_130(monkeypatch: pytest.MonkeyPatch, console: io.String
     def interrupted(argv: Any) -> int:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(factory.cli, "main_inner", interrupted)
+    monkeypatch.setattr(factory.cli.main, "main_inner", interrupted)
     monkeypatch.setattr(factory.__main__, "main_inner", interrupted, raising=False)
     assert main(["list"]) == 130
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from factory.config import ImageSpec, Layout, build_order, lineage, load_image, load_images
-from factory.errors import ConfigError
+from factory.core.config import ImageSpec, Layout, build_order, lineage, load_image, load_images
+from factory.core.errors import ConfigError
 
 WriteImage = Callable[[str, str], Path]
 

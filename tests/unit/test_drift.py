@@ -14,12 +14,14 @@ from typing import Any
 import pytest
 import yaml
 
-from factory import drift, lifecycle, verify
-from factory.catalog import Catalog
-from factory.cli_drift import cmd_drift
-from factory.config import Layout, RoleRef, load_image, load_images
-from factory.errors import ConfigError, ExternalToolError
-from factory.trust import Signer
+from factory.bake import verify
+from factory.catalog import lifecycle
+from factory.catalog.store import Catalog
+from factory.catalog.trust import Signer
+from factory.cli.drift import cmd_drift
+from factory.core.config import Layout, RoleRef, load_image, load_images
+from factory.core.errors import ConfigError, ExternalToolError
+from factory.loop import drift
 
 from .conftest import ACTOR, REPO_ROOT, VERSION, WriteImage, make_entry, make_manifest
 

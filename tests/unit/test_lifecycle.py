@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from factory import audit, gc, lifecycle, state
-from factory.catalog import LATEST, now_utc
-from factory.errors import ConfigError
+from factory.catalog import audit, gc, lifecycle, state
+from factory.catalog.store import LATEST, now_utc
+from factory.core.errors import ConfigError
 from tests.unit.conftest import DAY, ORDER, World, version_id
 
 

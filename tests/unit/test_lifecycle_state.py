@@ -15,9 +15,9 @@ from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from factory import audit, lifecycle, state
-from factory.catalog import LATEST, Txn, now_utc
-from factory.errors import ConfigError
+from factory.catalog import audit, lifecycle, state
+from factory.catalog.store import LATEST, Txn, now_utc
+from factory.core.errors import ConfigError
 from tests.unit.conftest import ACTOR, ORDER, World
 
 Doc = dict[str, Any]

@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 
-from factory import lifecycle, plan, trust
-from factory.catalog import Catalog
-from factory.config import Layout, load_images
-from factory.diff import diff
-from factory.inputs import fingerprint, input_hashes, parent_identity
-from factory.render import structural_sha256
+from factory.bake.inputs import fingerprint, input_hashes, parent_identity
+from factory.bake.render import structural_sha256
+from factory.catalog import lifecycle, trust
+from factory.catalog.diff import diff
+from factory.catalog.store import Catalog
+from factory.core.config import Layout, load_images
+from factory.loop import plan
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)

@@ -1,5 +1,5 @@
 """`factory query`: which published versions and channels ship a package, from a real signed
-catalog and the package index derived from it (factory/query.py)."""
+catalog and the package index derived from it (factory/catalog/query.py)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from factory import lifecycle, query
 from factory.__main__ import main
-from factory.catalog import Catalog, now_utc
-from factory.config import Layout
-from factory.errors import CatalogError, ConfigError
-from factory.trust import Signer
+from factory.catalog import lifecycle, query
+from factory.catalog.store import Catalog, now_utc
+from factory.catalog.trust import Signer
+from factory.core.config import Layout
+from factory.core.errors import CatalogError, ConfigError
 from tests.unit.conftest import ACTOR, JUNIT, ORDER, KeyPair, make_entry, make_manifest, version_id
 
 # openssl in each version, oldest first

@@ -12,10 +12,10 @@ import jinja2
 import pytest
 import yaml
 
-import factory.render
-from factory.config import ImageSpec, Layout, load_images
-from factory.errors import ConfigError
-from factory.render import BuildContext, ParentRef, extra_vars, playbook, render, render_template
+import factory.bake.render
+from factory.bake.render import BuildContext, ParentRef, extra_vars, playbook, render, render_template
+from factory.core.config import ImageSpec, Layout, load_images
+from factory.core.errors import ConfigError
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 VERSION = "20261129.084512-0123456789ab"
@@ -165,13 +165,13 @@ def test_quotes_in_description_stay_json(specs: dict[str, ImageSpec], tmp_path: 
 
 def _with_templates(monkeypatch: pytest.MonkeyPatch, templates: dict[str, str]) -> None:
     """Keep the factory's Environment (its ``undefined`` policy included), swap only its templates."""
-    real = factory.render._environment
+    real = factory.bake.render._environment
 
     def environment() -> jinja2.Environment:
         # An overlay: the real environment is shared by the whole process and must stay untouched.
         return real().overlay(loader=jinja2.DictLoader(templates))
 
-    monkeypatch.setattr(factory.render, "_environment", environment)
+    monkeypatch.setattr(factory.bake.render, "_environment", environment)
 
 
 def test_undefined_name_is_a_config_error(
@@ -260,48 +260,50 @@ def test_extra_vars_carry_role_vars(specs: dict[str, ImageSpec]) -> None:
 
 
 @pytest.fixture
-def rendered(layout: Layout) -> factory.render.Rendered:
+def rendered(layout: Layout) -> factory.bake.render.Rendered:
     return render(_context(load_images(layout)["nginx"]), layout)
 
 
-def test_render_writes_into_build_image_version(layout: Layout, rendered: factory.render.Rendered) -> None:
+def test_render_writes_into_build_image_version(
+    layout: Layout, rendered: factory.bake.render.Rendered
+) -> None:
     assert rendered.build_dir == layout.build / "nginx" / VERSION
 
 
 @pytest.mark.parametrize("name", ["packer.json", "playbook.yml", "vars.json", "context.json", "inventory"])
-def test_render_writes_file(rendered: factory.render.Rendered, name: str) -> None:
+def test_render_writes_file(rendered: factory.bake.render.Rendered, name: str) -> None:
     assert (rendered.build_dir / name).exists()
 
 
-def test_rendered_template_sha256(rendered: factory.render.Rendered) -> None:
+def test_rendered_template_sha256(rendered: factory.bake.render.Rendered) -> None:
     assert rendered.template_sha256 == hashlib.sha256(rendered.template.read_bytes()).hexdigest()
 
 
-def test_rendered_template_points_at_build_dir(rendered: factory.render.Rendered) -> None:
+def test_rendered_template_points_at_build_dir(rendered: factory.bake.render.Rendered) -> None:
     data = json.loads(rendered.template.read_text(encoding="utf-8"))
     assert data["provisioners"][0]["playbook_file"] == str(rendered.playbook)
 
 
-def test_rendered_vars_file_is_extra_vars(layout: Layout, rendered: factory.render.Rendered) -> None:
+def test_rendered_vars_file_is_extra_vars(layout: Layout, rendered: factory.bake.render.Rendered) -> None:
     expected = extra_vars(_context(load_images(layout)["nginx"]))
     assert json.loads(rendered.vars_file.read_text(encoding="utf-8")) == expected
 
 
-def test_rendered_playbook_is_yaml(rendered: factory.render.Rendered) -> None:
+def test_rendered_playbook_is_yaml(rendered: factory.bake.render.Rendered) -> None:
     book = yaml.safe_load(rendered.playbook.read_text(encoding="utf-8"))
     assert [r["role"] for r in book[0]["roles"]] == ["common", "nginx", "hardening", "sanitize"]
 
 
-def test_rendered_inventory_is_a_copy(layout: Layout, rendered: factory.render.Rendered) -> None:
+def test_rendered_inventory_is_a_copy(layout: Layout, rendered: factory.bake.render.Rendered) -> None:
     copied = rendered.build_dir / "inventory" / "group_vars" / "build.yml"
     assert copied.read_bytes() == (layout.inventory / "group_vars" / "build.yml").read_bytes()
 
 
-def test_render_replaces_previous_output(layout: Layout, rendered: factory.render.Rendered) -> None:
+def test_render_replaces_previous_output(layout: Layout, rendered: factory.bake.render.Rendered) -> None:
     (rendered.build_dir / "stale.txt").write_text("old", encoding="utf-8")
     render(_context(load_images(layout)["nginx"]), layout)
     assert not (rendered.build_dir / "stale.txt").exists()
 
 
-def test_packer_manifest_path(rendered: factory.render.Rendered) -> None:
+def test_packer_manifest_path(rendered: factory.bake.render.Rendered) -> None:
     assert rendered.packer_manifest == rendered.build_dir / "packer-manifest.json"

@@ -13,13 +13,9 @@ from typing import Any
 
 import pytest
 
-import factory.build
-import factory.remote_gate
-from factory.aws_config import AmiSource
-from factory.build import PACKER_ENV, AmiArtifact, aws_env, build_ami, read_ami_manifest
-from factory.config import ImageSpec, Layout, Target, load_images
-from factory.errors import CommandFailed, ConfigError, ExternalToolError
-from factory.remote_gate import (
+import factory.aws.remote_gate
+import factory.bake.packer
+from factory.aws.remote_gate import (
     GateCall,
     load_settings,
     parse_call,
@@ -28,7 +24,8 @@ from factory.remote_gate import (
     read_evidence,
     remote_command,
 )
-from factory.render import (
+from factory.bake.packer import PACKER_ENV, AmiArtifact, aws_env, build_ami, read_ami_manifest
+from factory.bake.render import (
     AwsBuild,
     BuildContext,
     ParentRef,
@@ -38,8 +35,11 @@ from factory.render import (
     render_template,
     structural_sha256,
 )
-from factory.run import Result
-from factory.verify import DPKG_QUERY, checksum_command, tracked_paths
+from factory.bake.verify import DPKG_QUERY, checksum_command, tracked_paths
+from factory.core.aws_config import AmiSource
+from factory.core.config import ImageSpec, Layout, Target, load_images
+from factory.core.errors import CommandFailed, ConfigError, ExternalToolError
+from factory.core.run import Result
 
 WriteImage = Callable[[str, str], Path]
 
@@ -478,7 +478,7 @@ def test_render_writes_the_gate(layout: Layout) -> None:
     }
     shim = rendered.build_dir / "remote-gate"
     assert shim.stat().st_mode & stat.S_IXUSR
-    assert "from factory.remote_gate import main" in shim.read_text(encoding="utf-8")
+    assert "from factory.aws.remote_gate import main" in shim.read_text(encoding="utf-8")
 
 
 def test_gate_tracks_what_verify_tracks(layout: Layout) -> None:
@@ -569,8 +569,8 @@ def test_build_ami_passes_credentials_to_packer_only(
         _manifest(rendered.packer_manifest, "us-east-1:ami-0123abcd")
         return Result(cmd=tuple(cmd), returncode=0, stdout="", tail=())
 
-    monkeypatch.setattr(factory.build, "run", packer)
-    monkeypatch.setattr("factory.build.shutil.which", lambda *_a, **_k: "/usr/bin/packer")
+    monkeypatch.setattr(factory.bake.packer, "run", packer)
+    monkeypatch.setattr("factory.bake.packer.shutil.which", lambda *_a, **_k: "/usr/bin/packer")
     artifact = build_ami(rendered, env={"AWS_SECRET_ACCESS_KEY": SECRET, "PATH": "/evil"})
     assert artifact.ami_id == "ami-0123abcd"
     (cmd, kwargs) = calls[0]
@@ -578,7 +578,7 @@ def test_build_ami_passes_credentials_to_packer_only(
     assert kwargs["env"] == {**PACKER_ENV, "AWS_SECRET_ACCESS_KEY": SECRET}
 
 
-# -- factory.remote_gate -------------------------------------------------------------------
+# -- factory.aws.remote_gate -------------------------------------------------------------------
 
 INVENTORY = """\
 default ansible_host=127.0.0.1 ansible_user=admin ansible_port=40211
@@ -666,7 +666,7 @@ def _gate_settings(tmp_path: Path) -> dict[str, Any]:
 
 
 class FakeInstance:
-    """factory.run.run for the gate: pytest exits ``pytest_code``; ssh answers dpkg-query and find."""
+    """factory.core.run.run for the gate: pytest exits ``pytest_code``; ssh answers dpkg-query and find."""
 
     def __init__(self, pytest_code: int = 0, ssh_error: bool = False) -> None:
         self.pytest_code = pytest_code
@@ -691,8 +691,8 @@ class FakeInstance:
 
 def _run_gate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fake: FakeInstance) -> int:
     (tmp_path / "gate.json").write_text(json.dumps(_gate_settings(tmp_path)), encoding="utf-8")
-    monkeypatch.setattr(factory.remote_gate, "run", fake)
-    return factory.remote_gate.main(_packer_argv(tmp_path))
+    monkeypatch.setattr(factory.aws.remote_gate, "run", fake)
+    return factory.aws.remote_gate.main(_packer_argv(tmp_path))
 
 
 def test_gate_runs_pytest_over_the_adapter(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -805,5 +805,5 @@ def test_read_evidence_needs_gate_settings(tmp_path: Path, text: str | None) -> 
 
 
 def test_gate_reports_bad_input_as_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert factory.remote_gate.main([]) == ConfigError.exit_code
+    assert factory.aws.remote_gate.main([]) == ConfigError.exit_code
     assert "remote gate:" in capsys.readouterr().err

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from factory.errors import CommandFailed, ToolNotFound
-from factory.run import base_env, run, tool_path
+from factory.core.errors import CommandFailed, ToolNotFound
+from factory.core.run import base_env, run, tool_path
 
 MISSING = "factory-no-such-tool-5c1d"
 
@@ -99,7 +99,7 @@ def test_tool_path_usr_bin_first_without_venv(monkeypatch: pytest.MonkeyPatch) -
 
 
 class FakePopen:
-    """Just enough of subprocess.Popen for factory.run.run; records how it was called."""
+    """Just enough of subprocess.Popen for factory.core.run.run; records how it was called."""
 
     calls: list[tuple[tuple[str, ...], dict[str, Any]]]
     returncode = 0

@@ -14,10 +14,10 @@ import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
-from factory import audit, lifecycle, provenance, sbom, site
-from factory.catalog import Catalog, dumps, image_doc, now_utc
-from factory.config import schema_errors
-from factory.trust import Signer, open_envelope, sign
+from factory.catalog import audit, lifecycle, provenance, sbom, site
+from factory.catalog.store import Catalog, dumps, image_doc, now_utc
+from factory.catalog.trust import Signer, open_envelope, sign
+from factory.core.config import schema_errors
 from tests.unit.conftest import ACTOR, REPO_ROOT, VERSION, World, make_entry, make_manifest, publish
 
 Doc = dict[str, Any]

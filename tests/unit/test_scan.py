@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from factory import audit, history, lifecycle, plan, rebuild, scan, trust
-from factory.catalog import Catalog
-from factory.config import Layout, load_images
-from factory.errors import ConfigError
+from factory.catalog import audit, history, lifecycle, trust
+from factory.catalog.store import Catalog
+from factory.core.config import Layout, load_images
+from factory.core.errors import ConfigError
+from factory.loop import plan, rebuild, scan
 
 from .test_plan import BASE_V, NGINX_V, NOW, make_world
 

@@ -1,4 +1,4 @@
-"""factory.serve: the pure checks (token, body size, site paths), then the service in-process on
+"""factory.loop.serve: the pure checks (token, body size, site paths), then the service in-process on
 127.0.0.1 with a free port (threads, no process); the real `factory serve` is in tests/integration."""
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from typing import Any
 
 import pytest
 
-from factory import http_checks, resolve, serve, signals
-from factory.catalog import now_utc
-from factory.config import Layout
-from factory.errors import CatalogError, ConfigError, Refused
+from factory.catalog import resolve
+from factory.catalog.store import now_utc
+from factory.core.config import Layout
+from factory.core.errors import CatalogError, ConfigError, Refused
+from factory.loop import http_checks, serve, signals
 
 from .conftest import ORDER, World
 

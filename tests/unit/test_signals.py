@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from factory import lifecycle, plan, signals, trust
-from factory.catalog import Catalog
-from factory.config import Layout, load_images, load_settings
-from factory.errors import ConfigError
+from factory.catalog import lifecycle, trust
+from factory.catalog.store import Catalog
+from factory.core.config import Layout, load_images, load_settings
+from factory.core.errors import ConfigError
+from factory.loop import plan, signals
 
 from .test_plan import BASE_V, NGINX_V, NOW, make_world
 
@@ -193,7 +194,7 @@ def test_a_severity_without_policy_is_ignored_and_writes_nothing(world: Gen) -> 
 
 
 def test_the_audit_replays_signal_records(world: Gen) -> None:
-    from factory import audit  # noqa: PLC0415 -- the audit is the subject
+    from factory.catalog import audit  # noqa: PLC0415 -- the audit is the subject
 
     send(world, payload(alert(severity="warning")))
     send(world, payload(alert(fingerprint="c0ffee")))

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from factory.errors import ConfigError
-from factory.tag import SourceState, check_version, image_ref, new_version, rejected_ref
+from factory.core.errors import ConfigError
+from factory.core.source import SourceState, check_version, image_ref, new_version, rejected_ref
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 NOW = datetime(2026, 11, 29, 8, 45, 12, tzinfo=UTC)

@@ -1,7 +1,7 @@
 """Tampering: every signed field, changed in index.json (or a file on disk), is caught.
 
-For each change, two properties: ``factory.audit.audit`` reports a problem naming the changed entry,
-and ``factory.resolve.resolve`` (through ``audit.trusted``) refuses the catalog with a CatalogError.
+For each change, two properties: ``factory.catalog.audit.audit`` reports a problem naming the changed entry,
+and ``factory.catalog.resolve.resolve`` (through ``audit.trusted``) refuses the catalog with a CatalogError.
 The audit gets the raw JSON, so that a change the schema would refuse is still named.
 """
 
@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from factory import audit, history, lifecycle, resolve
-from factory.catalog import INDEX, Catalog, dumps, now_utc, snapshot_digest
-from factory.errors import CatalogError
-from factory.trust import Signer, sign, statement
+from factory.catalog import audit, history, lifecycle, resolve
+from factory.catalog.store import INDEX, Catalog, dumps, now_utc, snapshot_digest
+from factory.catalog.trust import Signer, sign, statement
+from factory.core.errors import CatalogError
 from tests.unit.conftest import ENTRY_SCHEMA_FIELDS, ORDER, World, make_entry, new_key, publish, version_id
 
 Doc = dict[str, Any]

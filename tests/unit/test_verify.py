@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from factory import verify
-from factory.errors import ExternalToolError
-from factory.verify import parse_junit
+from factory.bake import verify
+from factory.bake.verify import parse_junit
+from factory.core.errors import ExternalToolError
 
 SUITE = """\
 <testsuite name="pytest" errors="1" failures="1" skipped="1" tests="6" time="1.25">

@@ -18,14 +18,14 @@ import pytest
 import yaml
 from jsonschema.validators import validator_for
 
-from factory import plan
-from factory.config import Layout, load_images
+from factory.core.config import Layout, load_images
+from factory.loop import plan
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOW = REPO / ".github" / "workflows" / "nightly.yml"
 RUNNER = ["self-hosted", "linux", "image-factory"]
 UPLOAD = "actions/upload-artifact@"
-JUNIT = "build/*/*/junit.xml"  # factory/verify.py: build/<image>/<version>/junit.xml
+JUNIT = "build/*/*/junit.xml"  # factory/bake/verify.py: build/<image>/<version>/junit.xml
 BOOL = "tag:yaml.org,2002:bool"
 INSTALL_KEY = "Install the signing key"
 SETUP = "Set up (system packages, venv, trusted keys)"
@@ -332,7 +332,7 @@ def test_matrix_step_outputs(
 
 
 def test_matrix_step_reads_what_factory_plan_emits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The contract with factory/plan.py: its real JSON, for this repo's images, goes through."""
+    """The contract with factory/loop/plan.py: its real JSON, for this repo's images, goes through."""
     specs = load_images(Layout.discover(REPO))
     decisions = [plan.Decision(image=name, action="rebuild", current=None) for name in ("base", "nginx")]
     doc = plan.as_json(decisions, specs)

@@ -1,0 +1,1 @@
+"""One bake: render, Packer, the Testinfra gate, bootstrap, inputs, the pipeline."""

@@ -1,0 +1,153 @@
+"""The files a build reads, with their hashes, and the input fingerprint built from them.
+
+The fingerprint says whether a rebuild could produce something different: it covers the rendered
+template (with the per-build values held fixed), every file of every role used (dependencies
+included), the role variables, the inventory, the Testinfra files, the parent (its version, or
+for a bootstrapped base the suite and mirror) and the factory's own version. File hashes are
+cached by path, mtime and size, so a fingerprint costs milliseconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from factory import __version__
+from factory.catalog.trust import digest
+from factory.core.config import ImageSpec, Layout
+
+
+def role_closure(layout: Layout, roles: list[str], memo: Memo | None = None) -> list[str]:
+    """``roles`` plus every role they depend on (``meta/main.yml`` dependencies), in first-seen order."""
+    memo = memo if memo is not None else Memo()
+    seen: list[str] = []
+    queue = list(roles)
+    while queue:
+        name = queue.pop(0)
+        if name in seen:
+            continue
+        seen.append(name)
+        queue.extend(memo.dependencies(layout.roles / name))
+    return seen
+
+
+def input_files(spec: ImageSpec, layout: Layout, memo: Memo | None = None) -> list[Path]:
+    memo = memo if memo is not None else Memo()
+    files: list[Path] = [spec.definition, layout.root / "ansible.cfg"]
+    templates = Path(str(resources.files("factory").joinpath("templates")))
+    files.extend(templates / f"{target.value}.json.j2" for target in spec.targets)
+    for role in role_closure(layout, [r.name for r in spec.roles], memo):
+        files.extend(memo.files(layout.roles / role))
+    files.extend(memo.files(layout.inventory))
+    conftest = layout.image_tests / "conftest.py"
+    if conftest.is_file():
+        files.append(conftest)
+    files.extend(layout.image_tests / t for t in spec.tests)
+    return sorted(set(files))
+
+
+class Memo:
+    """Directory listings and role dependencies, read once per plan instead of once per image.
+
+    Scoped to one plan or one bake (it lives in a HashCache), never to the process: a tree that
+    changes between two plans is read again.
+    """
+
+    def __init__(self) -> None:
+        self._files: dict[Path, list[Path]] = {}
+        self._deps: dict[Path, list[str]] = {}
+
+    def files(self, folder: Path) -> list[Path]:
+        if folder not in self._files:
+            self._files[folder] = [p for p in folder.rglob("*") if p.is_file()]
+        return self._files[folder]
+
+    def dependencies(self, role: Path) -> list[str]:
+        if role not in self._deps:
+            meta = role / "meta" / "main.yml"
+            data = yaml.safe_load(meta.read_text(encoding="utf-8")) or {} if meta.is_file() else {}
+            deps = data.get("dependencies") or []
+            self._deps[role] = [d["role"] if isinstance(d, dict) else str(d) for d in deps]
+        return self._deps[role]
+
+
+class HashCache:
+    """sha256 of files, remembered by (mtime_ns, size) in ``<cache>/file-hashes.json``."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self.entries: dict[str, list[Any]] = {}
+        self.dirty = False
+        self.memo = Memo()
+        if path is not None and path.is_file():
+            try:
+                self.entries = json.loads(path.read_text())
+            except ValueError:
+                self.entries = {}  # a damaged cache is only a slower run
+
+    def sha256(self, file: Path) -> str:
+        stat = file.stat()
+        key = str(file)
+        known = self.entries.get(key)
+        if known and known[0] == stat.st_mtime_ns and known[1] == stat.st_size:
+            return str(known[2])
+        digest = hashlib.sha256(file.read_bytes()).hexdigest()
+        self.entries[key] = [stat.st_mtime_ns, stat.st_size, digest]
+        self.dirty = True
+        return digest
+
+    def save(self) -> None:
+        if self.path is not None and self.dirty:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.entries, sort_keys=True))
+            tmp.replace(self.path)
+            self.dirty = False
+
+
+def input_hashes(spec: ImageSpec, layout: Layout, cache: HashCache | None = None) -> dict[str, str]:
+    """Repository-relative path (or ``factory/…`` for the package's own files) → sha256."""
+    package = Path(str(resources.files("factory"))).parent
+    cache = cache or HashCache()
+    hashes = {}
+    for path in input_files(spec, layout, cache.memo):
+        if "__pycache__" in path.parts:
+            continue
+        base = layout.root if path.is_relative_to(layout.root) else package
+        hashes[str(path.relative_to(base))] = cache.sha256(path)
+    return hashes
+
+
+def parent_identity(record: Mapping[str, Any]) -> dict[str, Any]:
+    """What of a parent record shapes the child: the parent version, or the bootstrap source."""
+    if "image" in record:
+        return {"image": record["image"], "version": record["version"]}
+    boot = record.get("bootstrap", {})
+    keys = ("suite", "variant", "include", "mirror", "security_mirror")
+    return {"bootstrap": {k: boot.get(k) for k in keys}}
+
+
+def fingerprint(
+    spec: ImageSpec,
+    inputs: Mapping[str, str],
+    *,
+    parent: Mapping[str, Any],
+    template_sha256: str,
+) -> str:
+    """One sha256 over everything that shapes the image (see the module docstring)."""
+    role_vars = [[role.name, dict(role.vars)] for role in spec.roles]
+    return digest(
+        {
+            "template": template_sha256,
+            "inputs": dict(inputs),
+            "role_vars": role_vars,
+            "parent": dict(parent),
+            "factory": __version__,
+        }
+    )

@@ -1,0 +1,358 @@
+"""The bake, as a table of contents: render → validate → build → verify → tag → publish."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from factory import __version__
+from factory.aws import hooks as aws_catalog
+from factory.bake import bootstrap, verify
+from factory.bake import packer as build
+from factory.bake.inputs import HashCache, fingerprint, input_hashes, parent_identity
+from factory.bake.render import AwsBuild, BuildContext, ParentRef, Rendered, render, structural_sha256
+from factory.catalog import audit, lifecycle, state, trust
+from factory.catalog.store import LATEST, Catalog, catalog_of
+from factory.core import log
+from factory.core import source as tag
+from factory.core.config import ImageSpec, Layout, Target, load_image
+from factory.core.errors import ConfigError, DirtyTree, ExternalToolError, VerificationFailed
+from factory.core.run import run
+
+
+@dataclass(frozen=True, kw_only=True)
+class BakeResult:
+    image: str
+    version: str
+    ref: str
+    artifact_id: str
+    published: bool
+    entry: dict[str, Any] | None
+    unchanged_from: str | None = None  # the published version this build turned out identical to
+    verified: verify.Verified | None = None  # what the Testinfra gate found (None: not built here)
+
+    def as_json(self) -> dict[str, Any]:
+        status = "published" if self.published else "unchanged" if self.unchanged_from else "built"
+        return {
+            "image": self.image,
+            "version": self.version,
+            "ref": self.ref,
+            "artifact_id": self.artifact_id,
+            "status": status,
+            "unchanged_from": self.unchanged_from,
+        }
+
+
+def bake(layout: Layout, name: str, *, publish: bool = True, if_changed: bool = False) -> BakeResult:
+    """Build, verify, tag and publish one image.
+
+    With ``if_changed``, a build whose packages and input fingerprint equal the newest published
+    version's is not published: the run is recorded as ``unchanged`` and the artifact removed.
+    """
+    spec = load_image(layout, name)
+    catalog = catalog_of(layout)
+    doc = audit.trusted(catalog)  # a broken or tampered catalog fails before the build, not after
+    if publish:
+        aws_catalog.require_target(catalog, doc, "podman-image")
+    signer = catalog.check_signer(trust.load_signer()) if publish else None
+    state = tag.source_state(layout.root)
+    if state.dirty and publish:
+        raise DirtyTree(
+            f"{layout.root}: the tree has uncommitted changes; a dirty build is never published",
+            hint="commit or stash first, or pass --no-publish to build for local iteration",
+        )
+    tools = tool_versions()
+    parent = resolve_parent(spec, layout, catalog, doc, build_missing=True)
+    ctx = new_context(spec, state, parent)
+    inputs, fingerprint_sha256 = record_inputs(spec, layout, parent)  # before the build reads them
+    with log.step(f"Rendering {spec.name} {ctx.version}"):
+        rendered = render(ctx, layout)
+    with log.step("packer validate"):
+        build.validate(rendered)
+    with log.step(f"packer build ({spec.name} FROM {parent.ref})"):
+        artifact = build.build(rendered)
+    with log.step(f"Testinfra gate ({', '.join(spec.tests)})"):
+        verified = gate(spec, layout, artifact.id, rendered, ctx)
+    ref = tag.image_ref(spec.name, ctx.version)
+    with log.step(f"Tagging {ref}"):
+        tag.tag_artifact(artifact.id, ref)
+    built = BakeResult(
+        image=spec.name,
+        version=ctx.version,
+        ref=ref,
+        artifact_id=artifact.id,
+        published=False,
+        entry=None,
+        verified=verified,
+    )
+    if publish and if_changed:
+        same = identical_version(catalog, spec.name, fingerprint_sha256, verified.packages)
+        if same is not None:
+            assert signer is not None
+            with log.step(f"Nothing changed since {spec.name} {same}: recording the run, not publishing"):
+                lifecycle.record_unchanged(
+                    catalog,
+                    spec.name,
+                    same,
+                    built=ctx.version,
+                    fingerprint=fingerprint_sha256,
+                    signer=signer,
+                    actor=tag.actor(layout.root),
+                )
+                run(["podman", "rmi", ref])
+            return replace(built, unchanged_from=same)
+    if not publish:
+        log.note(f"built {ref} ({artifact.id}); not published (--no-publish)")
+        return built
+    with log.step(f"Publishing {spec.name} {ctx.version} to {layout.catalog}"):
+        assert signer is not None
+        entry = lifecycle.publish(
+            catalog,
+            catalog_entry(
+                ctx,
+                rendered=rendered,
+                artifact_id=artifact.id,
+                ref=ref,
+                verified=verified,
+                tools=tools,
+                input_fingerprint=fingerprint_sha256,
+            ),
+            version_manifest(ctx, inputs, verified),
+            verified.report.junit,
+            signer=signer,
+            actor=tag.actor(layout.root),
+        )
+    return replace(built, published=True, entry=entry)
+
+
+def identical_version(
+    catalog: Catalog, image: str, input_fingerprint: str, packages: Sequence[tuple[str, str]]
+) -> str | None:
+    """The newest published version with this fingerprint and exactly these packages, if any."""
+    doc = audit.trusted(catalog)  # read again: a bake takes minutes and others may have published
+    newest = state.current(doc, image, LATEST)
+    if newest is None:
+        return None
+    entry = catalog.find(image, newest, doc)
+    if entry.get("fingerprint") != input_fingerprint:
+        return None
+    recorded = {(p["name"], p["version"]) for p in catalog.manifest(entry)["packages"]}
+    return newest if recorded == set(packages) else None
+
+
+def render_only(
+    layout: Layout, name: str, *, target: Target = Target.DOCKER, source_ami: str | None = None
+) -> tuple[BuildContext, Rendered]:
+    """Render and ``packer validate`` without building; an unpublished parent gets a placeholder."""
+    spec = load_image(layout, name)
+    state = tag.source_state(layout.root)
+    if target is Target.AWS:
+        if Target.AWS not in spec.targets:
+            raise ConfigError(f"{spec.definition}: targets: {name} has no aws target", hint='add "aws"')
+        parent = ParentRef(ref=f"ami:{source_ami or 'filter'}", artifact_id=source_ami or "", record={})
+        ctx = replace(
+            new_context(spec, state, parent),
+            target=target,
+            aws=AwsBuild(source_ami=source_ami, endpoint_url=layout.aws_endpoint),
+        )
+    else:
+        catalog = catalog_of(layout)
+        parent = resolve_parent(spec, layout, catalog, audit.trusted(catalog), build_missing=False)
+        ctx = new_context(spec, state, parent)
+    with log.step(f"Rendering {spec.name} ({target.value})"):
+        rendered = render(ctx, layout)
+    with log.step("packer validate"):
+        build.validate(rendered)
+    return ctx, rendered
+
+
+def reverify(layout: Layout, name: str, version: str | None) -> verify.TestReport:
+    """Run the Testinfra suite again against a published version; the catalog is not changed."""
+    spec = load_image(layout, name)
+    catalog = catalog_of(layout)
+    doc = audit.trusted(catalog)
+    if version is None:
+        version = state.current(doc, name, LATEST)
+    entry = catalog.find(name, tag.check_version(version), doc) if version else None
+    if entry is None:
+        raise ConfigError(
+            f"{layout.catalog / 'index.json'}: images: no published versions of {name!r}",
+            hint=f"bake it first: factory bake {name}",
+        )
+    if entry["artifact"]["type"] != "podman-image":
+        raise ConfigError(
+            f"{catalog.where}: images.{name}.{entry['version']}: an AMI cannot be verified again here",
+            hint="its gate ran in the build (or, emulated, in its podman stand-in: artifact.standin_id)",
+        )
+    junit = layout.build / name / entry["version"] / f"reverify-{datetime.now(UTC):%Y%m%dT%H%M%S}.xml"
+    with log.step(f"Testinfra against {entry['artifact']['ref']}"):
+        verified = verify.verify(
+            spec, layout, entry["artifact"]["id"], junit, version=entry["version"], commit=entry["commit"]
+        )
+    return verified.report
+
+
+def record_inputs(spec: ImageSpec, layout: Layout, parent: ParentRef) -> tuple[dict[str, str], str]:
+    """Every input file's hash, and the fingerprint over them, the template and the parent."""
+    cache = HashCache(layout.cache / "file-hashes.json")
+    inputs = input_hashes(spec, layout, cache)
+    cache.save()
+    identity = parent_identity(parent.record)
+    return inputs, fingerprint(spec, inputs, parent=identity, template_sha256=structural_sha256(spec))
+
+
+def new_context(spec: ImageSpec, state: tag.SourceState, parent: ParentRef) -> BuildContext:
+    now = datetime.now(UTC)
+    return BuildContext(
+        image=spec,
+        version=tag.new_version(state, now),
+        commit=state.commit,
+        created=now.isoformat(timespec="seconds"),
+        source=state.source,
+        parent=parent,
+    )
+
+
+def resolve_parent(
+    spec: ImageSpec, layout: Layout, catalog: Catalog, doc: dict[str, Any], *, build_missing: bool
+) -> ParentRef:
+    if spec.bootstrap is not None:
+        base = (
+            bootstrap.ensure_base(spec.bootstrap, layout.cache)
+            if build_missing
+            else bootstrap.existing_base(spec.bootstrap)
+        )
+        if base is None:
+            log.note(
+                f"(the {spec.bootstrap.suite} base is not bootstrapped yet; validating with a placeholder)"
+            )
+            return ParentRef(
+                ref="localhost/factory-bootstrap:unbuilt",
+                artifact_id="localhost/factory-bootstrap:unbuilt",
+                record={},
+            )
+        return ParentRef(ref=base.ref, artifact_id=base.image_id, record=base.as_record())
+    assert spec.parent_image is not None
+    # FROM the parent's `latest`: its newest version that is not revoked, obsolete or collected.
+    newest_version = state.current(doc, spec.parent_image, LATEST)
+    newest = catalog.find(spec.parent_image, newest_version, doc) if newest_version else None
+    if newest is not None:
+        catalog.verify_entry(newest)
+    if newest is None:
+        if not build_missing:
+            log.note(f"({spec.parent_image} has no published version yet; validating with a placeholder)")
+            ref = f"localhost/{spec.parent_image}:unpublished"
+            return ParentRef(ref=ref, artifact_id=ref, record={})
+        raise ConfigError(
+            f"{spec.definition}: parent.image: {spec.parent_image!r} has no published version "
+            f"in {catalog.where}",
+            hint=f"bake the parent first: factory bake {spec.parent_image}",
+        )
+    artifact_id, ref = newest["artifact"]["id"], newest["artifact"]["ref"]
+    if newest["artifact"]["type"] == "ami":
+        # An emulated AMI catalog: the child's stand-in is built FROM the parent's stand-in
+        # (factory.aws.bake); a real AMI has no local image to build FROM.
+        if "standin_id" not in newest["artifact"]:
+            raise ConfigError(
+                f"{catalog.where}: images.{spec.parent_image}.{newest['version']}: a real AMI has no "
+                "podman stand-in to build FROM",
+                hint="bake the child for the aws target (its source AMI is the parent's AMI)",
+            )
+        artifact_id = ref = newest["artifact"]["standin_id"]
+    if run(["podman", "image", "exists", artifact_id], ok_codes=(0, 1)).returncode != 0:
+        raise ExternalToolError(
+            f"the artifact of {spec.parent_image} {newest['version']} ({artifact_id}) "
+            "is not in local podman storage",
+            hint=f"the catalog records it but this machine lacks it: factory bake {spec.parent_image}",
+        )
+    return ParentRef(
+        ref=ref,
+        artifact_id=artifact_id,
+        record={"image": spec.parent_image, "version": newest["version"], "artifact_id": artifact_id},
+    )
+
+
+def gate(
+    spec: ImageSpec, layout: Layout, artifact_id: str, rendered: Rendered, ctx: BuildContext
+) -> verify.Verified:
+    """Verification; a rejected artifact is tagged ``…-rejected`` so it never looks like a good one."""
+    try:
+        return verify.verify(
+            spec,
+            layout,
+            artifact_id,
+            rendered.build_dir / "junit.xml",
+            version=ctx.version,
+            commit=ctx.commit,
+        )
+    except VerificationFailed:
+        tag.tag_artifact(artifact_id, tag.rejected_ref(spec.name, ctx.version))
+        raise
+
+
+def tool_versions() -> dict[str, str]:
+    ansible = run(["ansible-playbook", "--version"], capture=True).stdout
+    match = re.search(r"core ([0-9][^\]\s]*)", ansible)
+    return {
+        "packer": build.version(),
+        "ansible": match.group(1) if match else ansible.splitlines()[0],
+        "factory": __version__,
+    }
+
+
+def catalog_entry(
+    ctx: BuildContext,
+    *,
+    rendered: Rendered,
+    artifact_id: str,
+    ref: str,
+    verified: verify.Verified,
+    tools: dict[str, str],
+    input_fingerprint: str,
+) -> dict[str, Any]:
+    report = verified.report
+    return {
+        "image": ctx.image.name,
+        "version": ctx.version,
+        "commit": ctx.commit,
+        "dirty": False,
+        "created": ctx.created,
+        "source": ctx.source,
+        "artifact": {"type": "podman-image", "id": artifact_id, "ref": ref},
+        "parent": dict(ctx.parent.record),
+        "template_sha256": rendered.template_sha256,
+        "tools": tools,
+        "tests": {
+            "passed": report.passed,
+            "failed": report.failed,
+            "skipped": report.skipped,
+            "errors": report.errors,
+            "duration_s": report.duration_s,
+            "junit": str(report.junit),
+        },
+        "package_count": len(verified.packages),
+        "fingerprint": input_fingerprint,
+        "manifest": {"path": "", "sha256": "0" * 64},  # filled in by lifecycle.publish
+    }
+
+
+def version_manifest(ctx: BuildContext, inputs: dict[str, str], verified: verify.Verified) -> dict[str, Any]:
+    report = verified.report
+    return {
+        "schema_version": 1,
+        "image": ctx.image.name,
+        "version": ctx.version,
+        "commit": ctx.commit,
+        "inputs": inputs,
+        "packages": [{"name": n, "version": v} for n, v in verified.packages],
+        "files": dict(verified.files),
+        "tests": {
+            "files": list(ctx.image.tests),
+            "passed": report.passed,
+            "failed": report.failed,
+            "skipped": report.skipped,
+        },
+    }

@@ -1,0 +1,286 @@
+"""Verification: the Testinfra gate.
+
+A container is started from the freshly built artifact, the image's Testinfra files run
+against it over ``podman://``, and the JUnit XML is kept as evidence. The container is removed
+afterwards whatever happens, Ctrl-C included. Once the gate passed, the same container gives the
+package list and the sha256 of the configuration files `factory drift` later compares hosts with.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from factory.core.config import ImageSpec, Layout, lineage, load_images
+from factory.core.errors import ConfigError, ExternalToolError, VerificationFailed
+from factory.core.run import run
+
+# ${db:Status-Abbrev} is "ii " for an installed package; a removed one whose configuration files
+# remain ("rc") is still listed by dpkg-query -W and must not count as installed.
+DPKG_QUERY = ("dpkg-query", "-W", "-f", "${db:Status-Abbrev}\t${Package}\t${Version}\n")
+
+# Configuration whose drift matters whatever the roles do: sshd, kernel parameters, sudo, login
+# policy. A directory stands for the regular files directly in it.
+TRACKED_PATHS = (
+    "/etc/ssh/sshd_config",
+    "/etc/ssh/sshd_config.d",
+    "/etc/sysctl.conf",
+    "/etc/sysctl.d",
+    "/etc/sudoers",
+    "/etc/sudoers.d",
+    "/etc/login.defs",
+)
+# Written by a role, yet different on every machine by design: sanitize empties machine-id so
+# that each instance generates its own at first boot.
+PER_MACHINE = frozenset({"/etc/machine-id"})
+# Modules that write a file's content, and the argument naming the file (first one present).
+WRITING_MODULES: Mapping[str, tuple[str, ...]] = {
+    "template": ("dest",),
+    "copy": ("dest",),
+    "lineinfile": ("path", "dest"),
+    "blockinfile": ("path", "dest"),
+    "replace": ("path", "dest"),
+}
+_CHECKSUM_EACH = ("-exec", "sha256sum", "--", "{}", "+")
+_SHA256_LINE = re.compile(r"^([0-9a-f]{64}) [ *](/.*)$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TestReport:
+    passed: int
+    failed: int
+    skipped: int
+    errors: int
+    duration_s: float
+    junit: Path
+    failed_tests: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and self.errors == 0 and self.passed > 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Verified:
+    report: TestReport
+    packages: tuple[tuple[str, str], ...]  # (name, version), sorted
+    files: tuple[tuple[str, str], ...] = ()  # (path, sha256), sorted: what `factory drift` compares
+
+
+@contextmanager
+def container(artifact_id: str, command: tuple[str, ...], *, name_hint: str) -> Iterator[str]:
+    """A running container of ``artifact_id``, removed on the way out."""
+    name = f"factory-verify-{name_hint}-{secrets.token_hex(4)}"
+    run(["podman", "run", "--detach", "--name", name, artifact_id, *command], capture=True)
+    try:
+        yield name
+    finally:
+        run(["podman", "rm", "--force", "--time", "0", name], capture=True, ok_codes=(0, 1, 125))
+
+
+def installed_packages(container_name: str) -> tuple[tuple[str, str], ...]:
+    return parse_packages(run(["podman", "exec", container_name, *DPKG_QUERY], capture=True).stdout)
+
+
+def parse_packages(out: str) -> tuple[tuple[str, str], ...]:
+    """``DPKG_QUERY``'s output as sorted (name, version) pairs of the installed packages."""
+    rows = (line.split("\t") for line in out.splitlines())
+    return tuple(sorted((r[1], r[2]) for r in rows if len(r) == 3 and r[0][1:2] == "i"))
+
+
+def checksum_command(paths: Iterable[str]) -> tuple[str, ...]:
+    """sha256 of each path that is a regular file and of the regular files directly in each path
+    that is a directory. Missing paths are skipped (find then exits 1, naming them on stderr)."""
+    return ("find", *sorted(set(paths)), "-maxdepth", "1", "-type", "f", *_CHECKSUM_EACH)
+
+
+def parse_checksums(out: str) -> dict[str, str]:
+    """sha256sum's output as {path: sha256}, per-machine files left out."""
+    found = (_SHA256_LINE.match(line) for line in out.splitlines())
+    return {m[2]: m[1] for m in found if m is not None and m[2] not in PER_MACHINE}
+
+
+def recorded_files(container_name: str, paths: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    out = run(["podman", "exec", container_name, *checksum_command(paths)], capture=True, ok_codes=(0, 1))
+    return tuple(sorted(parse_checksums(out.stdout).items()))
+
+
+def tracked_paths(spec: ImageSpec, layout: Layout) -> tuple[str, ...]:
+    """What the image's checksums cover: ``TRACKED_PATHS`` and every file its roles, and its
+    parents' roles, write."""
+    specs = {**load_images(layout), spec.name: spec}
+    written = {
+        path for name in lineage(specs, spec.name) for path in role_written_files(specs[name], layout)
+    }
+    return tuple(sorted({*TRACKED_PATHS, *written} - PER_MACHINE))
+
+
+def role_written_files(spec: ImageSpec, layout: Layout) -> tuple[str, ...]:
+    """The file each template/copy/lineinfile/blockinfile/replace task of the image's roles writes,
+    with variables resolved as the build resolves them: role defaults, group_vars, image vars."""
+    group_vars = _yaml(layout.inventory / "group_vars" / "build.yml") or {}
+    image_vars: dict[str, Any] = {}
+    for role in spec.roles:
+        image_vars.update(role.vars)
+    found: set[str] = set()
+    for role in spec.roles:
+        defaults = _yaml(layout.roles / role.name / "defaults" / "main.yml") or {}
+        context = {**defaults, **group_vars, **image_vars}
+        for task_file in sorted((layout.roles / role.name / "tasks").glob("*.yml")):
+            for raw in written_paths(_yaml(task_file)):
+                found.add(_resolve(raw, context, where=task_file))
+    return tuple(sorted(found))
+
+
+def written_paths(tasks: Any) -> Iterator[str]:
+    """The raw (unrendered) destination of each file-writing task, blocks included."""
+    for task in tasks if isinstance(tasks, list) else []:
+        if not isinstance(task, dict):
+            continue
+        for section in ("block", "rescue", "always"):
+            yield from written_paths(task.get(section))
+        for key, args in task.items():
+            module = key.removeprefix("ansible.builtin.").removeprefix("ansible.legacy.")
+            if module not in WRITING_MODULES:
+                continue
+            names = WRITING_MODULES[module]
+            dest = next((args[n] for n in names if isinstance(args, dict) and n in args), None)
+            if not isinstance(dest, str):
+                raise ConfigError(
+                    f"task {task.get('name', key)!r}: {key} without a {' or '.join(names)} argument",
+                    hint="write module arguments as a mapping, not as a key=value string",
+                )
+            yield dest
+
+
+def _resolve(raw: str, context: Mapping[str, Any], *, where: Path) -> str:
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)  # noqa: S701 -- paths, not HTML
+    value = raw
+    for _ in range(5):  # a default may itself refer to other variables
+        if "{{" not in value:
+            break
+        try:
+            value = env.from_string(value).render(context)
+        except jinja2.TemplateError as exc:
+            raise ConfigError(
+                f"{where}: cannot resolve the destination {raw!r}: {exc}",
+                hint="`factory drift` records the files roles write; their paths must come from role "
+                "defaults or image vars",
+            ) from None
+    if not value.startswith("/") or "{{" in value:
+        raise ConfigError(f"{where}: destination {raw!r} does not resolve to an absolute path ({value!r})")
+    return value
+
+
+def _yaml(path: Path) -> Any:
+    """The YAML document in ``path``; None when the file is missing or empty."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+
+
+def run_tests(
+    spec: ImageSpec, layout: Layout, container_name: str, junit: Path, *, version: str, commit: str
+) -> TestReport:
+    """pytest + Testinfra against the container. Exit 1 means tests failed; other codes are tool errors."""
+    junit.parent.mkdir(parents=True, exist_ok=True)
+    junit.unlink(missing_ok=True)
+    files = [layout.image_tests / test for test in spec.tests]
+    started = time.monotonic()
+    result = run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            *files,
+            f"--hosts=podman://{container_name}",
+            f"--junitxml={junit}",
+            f"--image-name={spec.name}",
+            f"--image-version={version}",
+            f"--image-commit={commit}",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "addopts=",
+            "-q",
+        ],
+        cwd=layout.root,
+        ok_codes=(0, 1),
+    )
+    duration = time.monotonic() - started
+    if not junit.is_file():
+        raise ExternalToolError(f"pytest wrote no JUnit report at {junit}", hint="run with --verbose")
+    report = parse_junit(junit, duration)
+    if result.returncode == 1 and report.ok:
+        raise ExternalToolError("pytest exited 1 but its JUnit report shows no failure", hint=str(junit))
+    return report
+
+
+def parse_junit(path: Path, duration: float | None = None) -> TestReport:
+    try:
+        root = ET.parse(path).getroot()  # noqa: S314 -- written by our own pytest run
+    except (ET.ParseError, OSError) as exc:
+        raise ExternalToolError(f"{path}: unreadable JUnit report: {exc}") from None
+    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+    # Per test case, not the suite counters: pytest counts a test that fails and then errors in
+    # teardown once in tests= but in both failures= and errors=.
+    outcomes: dict[str, int] = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
+    failing: list[str] = []
+    for case in root.iter("testcase"):
+        if case.find("failure") is not None:
+            outcome = "failed"
+        elif case.find("error") is not None:
+            outcome = "errors"
+        elif case.find("skipped") is not None:
+            outcome = "skipped"
+        else:
+            outcome = "passed"
+        outcomes[outcome] += 1
+        if outcome in ("failed", "errors"):
+            failing.append(f"{case.get('classname', '')}::{case.get('name', '')}")
+    passed, failed, errors, skipped = (outcomes[k] for k in ("passed", "failed", "errors", "skipped"))
+    return TestReport(
+        passed=passed,
+        failed=failed,
+        skipped=skipped,
+        errors=errors,
+        duration_s=round(
+            duration if duration is not None else sum(float(s.get("time", 0)) for s in suites), 3
+        ),
+        junit=path,
+        failed_tests=tuple(failing),
+    )
+
+
+def verify(
+    spec: ImageSpec, layout: Layout, artifact_id: str, junit: Path, *, version: str, commit: str
+) -> Verified:
+    """Run the gate; raise ``VerificationFailed`` naming the failing tests."""
+    paths = tracked_paths(spec, layout)
+    with container(artifact_id, spec.container.verification_cmd, name_hint=spec.name) as name:
+        report = run_tests(spec, layout, name, junit, version=version, commit=commit)
+        packages = installed_packages(name) if report.ok else ()
+        files = recorded_files(name, paths) if report.ok else ()
+    if not report.ok:
+        listed = "\n".join(f"  FAILED {t}" for t in report.failed_tests) or "  (no test passed)"
+        raise VerificationFailed(
+            f"{spec.name} {version}: Testinfra gate failed: {report.failed} failed, {report.errors} errors, "
+            f"{report.passed} passed\n{listed}",
+            failed_tests=report.failed_tests,
+            hint=f"nothing was published; the JUnit report is {junit}",
+        )
+    return Verified(report=report, packages=packages, files=files)

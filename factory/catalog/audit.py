@@ -1,0 +1,134 @@
+"""Audit: every signature, the history chain, and the state derived from it, checked offline.
+
+`factory verify-catalog` prints every problem; `resolve` runs this only when the snapshot
+signature fails, to name the entry that was changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+from factory.catalog import history, provenance
+from factory.catalog.store import Catalog
+from factory.catalog.trust import BadSignature, digest, open_envelope
+from factory.core.errors import CatalogError
+
+
+def audit(catalog: Catalog, doc: Mapping[str, Any], *, files: bool = True) -> list[str]:
+    """Every problem found, each naming the entry; an empty list means the catalog is intact."""
+    problems: list[str] = []
+    snapshot = catalog.snapshot_problem(doc)
+    if snapshot:
+        problems.append(f"index.json: {snapshot}")
+    problems.extend(_versions(catalog, doc, files=files))
+    replay, published, chain_problems = _replay(catalog, doc)
+    problems.extend(chain_problems)
+    problems.extend(_derived(doc, replay, published))
+    return problems
+
+
+def _versions(catalog: Catalog, doc: Mapping[str, Any], *, files: bool) -> list[str]:
+    problems = []
+    for image, data in sorted(doc["images"].items()):
+        for entry in data["versions"]:
+            try:
+                catalog.verify_entry(entry)
+            except CatalogError as exc:
+                problems.append(exc.message.replace(f"{catalog.where}: ", ""))
+                continue
+            if not files:
+                continue
+            signed_files = [
+                (entry["manifest"]["path"], entry["manifest"]["sha256"]),
+                (entry["tests"]["junit"], entry["tests"]["junit_sha256"]),
+            ]
+            if "sbom" in entry:  # versions published before SBOMs have none
+                signed_files.append((entry["sbom"]["path"], entry["sbom"]["sha256"]))
+            for rel, expected in signed_files:
+                try:
+                    actual: str | None = hashlib.sha256(catalog.read_file(rel)).hexdigest()
+                except OSError:
+                    actual = None
+                if actual != expected:
+                    what = "missing" if actual is None else "changed after signing"
+                    problems.append(f"images.{image}.versions[{entry['version']}]: {rel} is {what}")
+    return problems
+
+
+def _replay(
+    catalog: Catalog, doc: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[tuple[str, str], str], list[str]]:
+    problems: list[str] = []
+    replay: dict[str, Any] = {"images": {}, "history": []}
+    published: dict[tuple[str, str], str] = {}
+    keys = catalog.keys()
+    prev = None
+    for index, rec in enumerate(doc["history"]):
+        subject = rec.get("version") or rec.get("channel")
+        where = f"history[{index}] ({rec.get('action')} {rec.get('image')} {subject})"
+        fields = history.fields_of(rec)
+        if rec["seq"] != index + 1:
+            problems.append(f"{where}: seq is {rec['seq']}, expected {index + 1}")
+        if rec["prev"] != prev:
+            problems.append(f"{where}: prev does not match the hash of the record before it (chain broken)")
+        if digest(fields) != rec["hash"]:
+            problems.append(f"{where}: fields changed after the record was hashed")
+        intact = digest(fields) == rec["hash"]
+        try:
+            signed = open_envelope(rec["envelope"], keys)["predicate"]
+            if signed != fields:
+                changed = sorted(k for k in fields if signed.get(k) != fields[k])
+                problems.append(f"{where}: fields changed after signing: {', '.join(changed)}")
+                intact = False
+        except BadSignature as exc:
+            problems.append(f"{where}: signature does not verify: {exc}")
+            intact = False
+        prev = rec["hash"]
+        if not intact:
+            continue  # a forged record is reported, never replayed
+        history.apply(replay, rec)
+        if rec["action"] == "publish":
+            published[(rec["image"], rec["version"])] = rec["details"].get("entry", "")
+    if doc["head"] != prev:
+        problems.append("index.json: head is not the hash of the last history record (records removed?)")
+    return replay, published, problems
+
+
+def _derived(
+    doc: Mapping[str, Any], replay: Mapping[str, Any], published: Mapping[tuple[str, str], str]
+) -> list[str]:
+    problems = []
+    for image in sorted(set(doc["images"]) | set(replay["images"])):
+        have = doc["images"].get(image, {"versions": [], "channels": {}, "states": {}})
+        want = replay["images"].get(image, {"channels": {}, "states": {}})
+        for part in ("channels", "states"):
+            for key in sorted(set(have[part]) | set(want[part]), key=str):
+                if have[part].get(key) != want[part].get(key):
+                    problems.append(f"images.{image}.{part}.{key}: does not match the signed history")
+        for entry in have["versions"]:
+            recorded = published.get((image, entry["version"]))
+            if recorded is None:
+                problems.append(f"images.{image}.versions[{entry['version']}]: no publish record in history")
+            elif recorded != provenance.entry_digest(entry):
+                problems.append(
+                    f"images.{image}.versions[{entry['version']}]: differs from its publish record"
+                )
+        listed = {e["version"] for e in have["versions"]}
+        for name, version in published:
+            if name == image and version not in listed:
+                problems.append(f"images.{image}.versions[{version}]: published in history but missing")
+    return problems
+
+
+def trusted(catalog: Catalog) -> dict[str, Any]:
+    """The index, refused (naming what changed) unless a trusted key signed exactly this."""
+    doc = catalog.load()
+    if catalog.snapshot_problem(doc):
+        problems = audit(catalog, doc, files=False) or ["index.json: the index differs from what was signed"]
+        raise CatalogError(
+            f"{catalog.where}: the catalog does not verify:\n" + "\n".join(f"  {p}" for p in problems),
+            hint="restore index.json from backup; `factory verify-catalog` lists every problem",
+        )
+    return doc

@@ -1,0 +1,39 @@
+"""What changed between two versions of an image: packages, input files, test counts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from factory.catalog.store import Catalog
+from factory.loop.plan import changed_files
+
+
+def diff(catalog: Catalog, doc: Mapping[str, Any], image: str, old: str, new: str) -> dict[str, Any]:
+    before, after = catalog.find(image, old, doc), catalog.find(image, new, doc)
+    catalog.verify_entry(before)
+    catalog.verify_entry(after)
+    m1, m2 = catalog.manifest(before), catalog.manifest(after)
+    p1 = {p["name"]: p["version"] for p in m1["packages"]}
+    p2 = {p["name"]: p["version"] for p in m2["packages"]}
+    return {
+        "image": image,
+        "from": old,
+        "to": new,
+        "packages": {
+            "added": {name: p2[name] for name in sorted(set(p2) - set(p1))},
+            "removed": {name: p1[name] for name in sorted(set(p1) - set(p2))},
+            "changed": {
+                name: {"from": p1[name], "to": p2[name]}
+                for name in sorted(set(p1) & set(p2))
+                if p1[name] != p2[name]
+            },
+        },
+        "inputs_changed": changed_files(m1["inputs"], m2["inputs"]),
+        "commits": {"from": before["commit"], "to": after["commit"]},
+        "tests": {old: _counts(before), new: _counts(after)},
+    }
+
+
+def _counts(entry: Mapping[str, Any]) -> dict[str, int]:
+    return {k: int(entry["tests"][k]) for k in ("passed", "failed", "skipped", "errors")}

@@ -1,0 +1,87 @@
+"""Garbage collection of local artifacts, aware of every reference: channels, parents of kept
+versions, the newest N. The catalog records a removal before the artifact is deleted."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from factory.catalog.state import parse_time
+from factory.catalog.store import Txn
+
+
+@dataclass(frozen=True, kw_only=True)
+class GcDecision:
+    image: str
+    version: str
+    remove: bool
+    reason: str
+    artifact_id: str
+
+
+def plan(
+    doc: Mapping[str, Any], *, keep: int, older_than_days: float | None, now: datetime
+) -> list[GcDecision]:
+    """Which versions' local artifacts may go, and why each one stays or goes."""
+    parents_of_kept: set[tuple[str, str]] = set()
+    decisions: list[GcDecision] = []
+    pointed = {(name, p["version"]) for name, d in doc["images"].items() for p in d["channels"].values()}
+    # Children first so that a kept child protects its parent.
+    for name in sorted(doc["images"], key=lambda n: -_depth(doc, n)):
+        data = doc["images"][name]
+        # Collected versions are gone already: they neither count towards nor take a place in the newest N.
+        ordered = sorted(
+            (e for e in data["versions"] if not data["states"].get(e["version"], {}).get("collected")),
+            key=lambda e: (e["created"], e["version"]),
+            reverse=True,
+        )
+        for rank, entry in enumerate(ordered):
+            version = entry["version"]
+            why_keep = None
+            if (name, version) in pointed:
+                why_keep = "a channel points to it"
+            elif (name, version) in parents_of_kept:
+                why_keep = "parent of a kept version"
+            elif rank < keep:
+                why_keep = f"among the newest {keep}"
+            elif older_than_days is not None and parse_time(entry["created"]) > now - timedelta(
+                days=older_than_days
+            ):
+                why_keep = f"younger than {older_than_days:g} days"
+            if why_keep:
+                parent = entry["parent"]
+                if "image" in parent:
+                    parents_of_kept.add((parent["image"], parent["version"]))
+            decisions.append(
+                GcDecision(
+                    image=name,
+                    version=version,
+                    remove=why_keep is None,
+                    reason=why_keep or f"older than the newest {keep} and unreferenced",
+                    artifact_id=entry["artifact"]["id"],
+                )
+            )
+    return decisions
+
+
+def _depth(doc: Mapping[str, Any], image: str) -> int:
+    depth = 0
+    for entry in doc["images"][image]["versions"]:
+        parent = entry["parent"]
+        if "image" in parent and parent["image"] in doc["images"] and parent["image"] != image:
+            depth = max(depth, 1 + _depth(doc, parent["image"]))
+    return depth
+
+
+def record(txn: Txn, decisions: Sequence[GcDecision]) -> None:
+    for decision in decisions:
+        if decision.remove:
+            txn.record(
+                "gc",
+                decision.image,
+                version=decision.version,
+                reason=decision.reason,
+                details={"artifact_id": decision.artifact_id},
+            )

@@ -1,0 +1,154 @@
+"""History: the append-only, hash-chained, signed record of every catalog change.
+
+Each record carries the hash of the one before it (``prev``), its own hash over its fields, and a
+DSSE envelope whose in-toto Statement has those fields as predicate. Channel pointers and
+version states in the index are *derived* from the records by :func:`apply`, the same function
+the audit replays, so the materialised state and the history cannot disagree unnoticed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from factory.catalog.trust import Signer, digest, sign, statement
+
+RECORD_TYPE = "https://image-factory.invalid/catalog-record/v1"
+FIELDS = (
+    "seq",
+    "prev",
+    "at",
+    "actor",
+    "action",
+    "image",
+    "version",
+    "channel",
+    "from",
+    "to",
+    "reason",
+    "details",
+)
+ACTIONS = (
+    "publish",
+    "promote",
+    "rollback",
+    "revoke",
+    "restore",
+    "deprecate",
+    "gc",
+    "scan",
+    "unchanged",
+    "signal",
+    "distribute",
+    "ami-deprecation",
+)
+# Records that are evidence about a version and change no channel or state. `distribute` records
+# where an AMI's copies are (region -> AMI, snapshots), `ami-deprecation` whether AWS applied one.
+OBSERVATIONS = ("publish", "scan", "unchanged", "distribute", "ami-deprecation")
+
+
+def fields_of(record: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: record[k] for k in FIELDS}
+
+
+def make_record(
+    doc: Mapping[str, Any],
+    signer: Signer,
+    *,
+    action: str,
+    image: str,
+    version: str | None,
+    channel: str | None,
+    source: str | None,
+    to: str | None,
+    reason: str | None,
+    details: dict[str, Any],
+    actor: str,
+    at: str,
+) -> dict[str, Any]:
+    assert action in ACTIONS, action
+    chain = doc["history"]
+    fields = {
+        "seq": len(chain) + 1,
+        "prev": chain[-1]["hash"] if chain else None,
+        "at": at,
+        "actor": actor,
+        "action": action,
+        "image": image,
+        "version": version,
+        "channel": channel,
+        "from": source,
+        "to": to,
+        "reason": reason,
+        "details": details,
+    }
+    record_hash = digest(fields)
+    envelope = sign(
+        signer,
+        statement(
+            [{"name": f"record-{fields['seq']}", "digest": {"sha256": record_hash}}], RECORD_TYPE, fields
+        ),
+    )
+    return {**fields, "hash": record_hash, "envelope": envelope}
+
+
+def apply(doc: dict[str, Any], record: Mapping[str, Any]) -> None:
+    """Append ``record`` and carry out its effect on channels and states."""
+    doc["history"].append(dict(record))
+    image = doc["images"].setdefault(record["image"], {"versions": [], "channels": {}, "states": {}})
+    effect(image, record)
+
+
+def effect(image: dict[str, Any], record: Mapping[str, Any]) -> None:
+    """What one record does to one image's channels and version states."""
+    action, version, details = record["action"], record["version"], record["details"]
+    states: dict[str, Any] = image["states"]
+    if action in ("promote", "rollback"):
+        if record["to"] is None:
+            image["channels"].pop(record["channel"], None)
+        else:
+            image["channels"][record["channel"]] = {"version": record["to"], "record": record["hash"]}
+        return
+    if action in OBSERVATIONS:  # a published entry is added by the publisher itself
+        return
+    old = states.get(version, {})
+    if action == "signal":
+        _signal(states, record)
+        return
+    if action == "revoke":
+        new = {"status": "revoked", "reason": record["reason"], "at": details.get("effective", record["at"])}
+        if "inherited_from" in details:
+            new["inherited_from"] = details["inherited_from"]
+    elif action == "restore":
+        new = {"status": "active", "reason": record["reason"], "at": record["at"]}
+    elif action == "deprecate":
+        new = {"status": details["state"], "reason": record["reason"], "at": record["at"]}
+        if details.get("replacement"):
+            new["replacement"] = details["replacement"]
+    else:
+        assert action == "gc", action
+        new = {"status": "active", **{k: v for k, v in old.items() if k != "record"}, "collected": True}
+    if old.get("collected"):
+        new["collected"] = True
+    new["record"] = record["hash"]
+    states[version] = new
+
+
+def _signal(states: dict[str, Any], record: Mapping[str, Any]) -> None:
+    """A production alert: `suspect` marks the version, `clear` unmarks it. A revocation that an
+    alert causes has its own `revoke` records; the signal record is then only evidence."""
+    details = record["details"]
+    if details["action"] not in ("suspect", "clear"):
+        return
+    old = states.get(record["version"], {})
+    new = {k: v for k, v in old.items() if k != "suspect"} or {"status": "active"}
+    if details["action"] == "suspect":
+        new["suspect"] = {"reason": record["reason"], "alert": details["fingerprint"], "at": record["at"]}
+    new["record"] = record["hash"]
+    states[record["version"]] = new
+
+
+def records(doc: Mapping[str, Any], image: str, channel: str | None = None) -> Iterator[Mapping[str, Any]]:
+    for rec in doc["history"]:
+        if rec["image"] == image and (channel is None or rec["channel"] == channel):
+            yield rec

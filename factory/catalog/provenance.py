@@ -1,0 +1,85 @@
+"""Provenance: the signed statement of one version, close to SLSA provenance v1.
+
+Subject: the artifact (podman image id). Predicate: how it was built (the commit, the parent,
+every input hash) and what vouched for it (the test evidence). The whole catalog entry is in
+``internalParameters.entry``, so any later change to any field of the entry is detectable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+from factory import __version__
+from factory.catalog.trust import digest, statement
+
+PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
+BUILD_TYPE = "https://image-factory.invalid/buildtypes/packer-docker/v1"
+
+
+def signed_fields(entry: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in entry.items() if k != "envelope"}
+
+
+def entry_digest(entry: Mapping[str, Any]) -> str:
+    return digest(signed_fields(entry))
+
+
+def statement_for(entry: Mapping[str, Any]) -> dict[str, Any]:
+    fields = signed_fields(entry)
+    artifact = fields["artifact"]
+    parent = fields["parent"]
+    byproducts = [
+        {"name": fields["tests"]["junit"], "digest": {"sha256": fields["tests"]["junit_sha256"]}},
+        {"name": fields["manifest"]["path"], "digest": {"sha256": fields["manifest"]["sha256"]}},
+    ]
+    if "sbom" in fields:
+        byproducts.append({"name": fields["sbom"]["path"], "digest": {"sha256": fields["sbom"]["sha256"]}})
+    dependencies: list[dict[str, Any]] = [
+        {"uri": f"git+{fields.get('source', '')}", "digest": {"gitCommit": fields["commit"]}}
+    ]
+    if parent.get("artifact_id") or parent.get("bootstrap", {}).get("artifact_id"):
+        parent_id = parent.get("artifact_id") or parent["bootstrap"]["artifact_id"]
+        name = f"{parent['image']}:{parent['version']}" if "image" in parent else parent["bootstrap"]["ref"]
+        dependencies.append({"name": name, "digest": {"sha256": parent_id.removeprefix("sha256:")}})
+    return statement(
+        [{"name": artifact["ref"], "digest": {"sha256": subject_digest(artifact)}}],
+        PREDICATE_TYPE,
+        {
+            "buildDefinition": {
+                "buildType": BUILD_TYPE,
+                "externalParameters": {"image": fields["image"], "version": fields["version"]},
+                "internalParameters": {"entry": fields},
+                "resolvedDependencies": dependencies,
+            },
+            "runDetails": {
+                "builder": {"id": f"https://image-factory.invalid/factory@{__version__}"},
+                "metadata": {"invocationId": fields["version"], "startedOn": fields["created"]},
+                "byproducts": byproducts,
+            },
+        },
+    )
+
+
+def subject_digest(artifact: Mapping[str, Any]) -> str:
+    """A podman image is named by its content digest. An AMI id is not a digest: the subject is
+    the sha256 of ``REGION:AMI-ID`` (the entry, signed whole, holds the rest)."""
+    if artifact.get("type") == "ami":
+        return hashlib.sha256(str(artifact.get("ref", "")).encode()).hexdigest()
+    return str(artifact.get("id", "")).removeprefix("sha256:")
+
+
+def differences(stmt: Mapping[str, Any], entry: Mapping[str, Any]) -> list[str]:
+    """Top-level entry fields whose value differs from the signed one (or the subject)."""
+    try:
+        signed = stmt["predicate"]["buildDefinition"]["internalParameters"]["entry"]
+        subject = stmt["subject"][0]["digest"]["sha256"]
+    except (KeyError, IndexError, TypeError):
+        return ["(statement is not a factory provenance)"]
+    current = signed_fields(entry)
+    names = sorted(set(signed) | set(current))
+    changed = [name for name in names if signed.get(name) != current.get(name)]
+    if subject != subject_digest(current.get("artifact", {})) and "artifact" not in changed:
+        changed.append("artifact")
+    return changed

@@ -1,0 +1,133 @@
+"""State queries over a catalog index: what a version is now, what a channel points to and held.
+
+Pure functions of the index (and the time); the lifecycle operations and every reader use them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from factory.catalog import history
+from factory.catalog.store import Catalog
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def status(doc: Mapping[str, Any], image: str, version: str, now: datetime) -> str:
+    """active, revoked, revoke-scheduled, deprecated, obsolete; `collected` is reported separately."""
+    state = doc["images"].get(image, {}).get("states", {}).get(version, {})
+    current = str(state.get("status", "active"))
+    if current == "revoked" and parse_time(state["at"]) > now:
+        return "revoke-scheduled"
+    return current
+
+
+def is_good(doc: Mapping[str, Any], image: str, version: str, now: datetime) -> bool:
+    """Fit to be pointed at: not revoked (now), not obsolete, artifact not collected."""
+    state = doc["images"].get(image, {}).get("states", {}).get(version, {})
+    return status(doc, image, version, now) not in ("revoked", "obsolete") and not state.get("collected")
+
+
+def entry_of(doc: Mapping[str, Any], image: str, version: str) -> dict[str, Any] | None:
+    for entry in doc["images"].get(image, {}).get("versions", []):
+        if entry["version"] == version:
+            return dict(entry)
+    return None
+
+
+def require_entry(catalog: Catalog, doc: Mapping[str, Any], image: str, version: str) -> dict[str, Any]:
+    entry = entry_of(doc, image, version)
+    if entry is None:
+        catalog.find(image, version, doc)  # raises the precise "no such image/version" error
+        raise AssertionError("unreachable")
+    return entry
+
+
+def last_record(doc: Mapping[str, Any], image: str, version: str, action: str) -> Mapping[str, Any] | None:
+    """The newest ``action`` record about one version (e.g. its latest security scan)."""
+    found = None
+    for rec in history.records(doc, image):
+        if rec["action"] == action and rec["version"] == version:
+            found = rec
+    return found
+
+
+def queued_signals(doc: Mapping[str, Any], image: str) -> list[Mapping[str, Any]]:
+    """Production signals that queued ``image`` for rebuild since its last publication."""
+    found: list[Mapping[str, Any]] = []
+    for rec in history.records(doc, image):
+        if rec["action"] == "publish":
+            found = []
+        elif rec["action"] == "signal" and rec["details"].get("queue"):
+            found.append(rec)
+    return found
+
+
+def current(doc: Mapping[str, Any], image: str, channel: str) -> str | None:
+    pointer = doc["images"].get(image, {}).get("channels", {}).get(channel)
+    return None if pointer is None else str(pointer["version"])
+
+
+def held(doc: Mapping[str, Any], image: str, channel: str) -> list[str]:
+    """The channel's stack of versions, oldest first: a promotion pushes, a rollback pops back to
+    its target, so that rolling back twice goes two steps back, never forward again."""
+    stack: list[str] = []
+    for rec in history.records(doc, image, channel):
+        if rec["to"] is None:
+            stack.clear()
+        elif rec["action"] == "rollback":
+            while stack and stack[-1] != rec["to"]:
+                stack.pop()
+            if not stack:
+                stack.append(rec["to"])
+        else:
+            stack.append(rec["to"])
+    return stack
+
+
+def previous_good(
+    doc: Mapping[str, Any], image: str, channel: str, now: datetime, *, skip: Sequence[str] = ()
+) -> str | None:
+    """The newest version below the current one on the channel's stack that is still good."""
+    here = current(doc, image, channel)
+    stack = held(doc, image, channel)
+    if stack and stack[-1] == here:
+        stack.pop()
+    for version in reversed(stack):
+        if version != here and version not in skip and is_good(doc, image, version, now):
+            return version
+    return None
+
+
+def newest_good(doc: Mapping[str, Any], image: str, now: datetime) -> str | None:
+    entries = sorted(
+        doc["images"].get(image, {}).get("versions", []), key=lambda e: (e["created"], e["version"])
+    )
+    for entry in reversed(entries):
+        if is_good(doc, image, entry["version"], now):
+            return str(entry["version"])
+    return None
+
+
+def channels_held(doc: Mapping[str, Any], image: str, version: str) -> set[str]:
+    return {r["channel"] for r in history.records(doc, image) if r["to"] == version and r["channel"]}
+
+
+def descendants(doc: Mapping[str, Any], image: str, version: str) -> list[tuple[str, str]]:
+    """(image, version) of every version built on this one, transitively, parents first."""
+    found: list[tuple[str, str]] = []
+    frontier = [(image, version)]
+    while frontier:
+        parent = frontier.pop(0)
+        for name, data in sorted(doc["images"].items()):
+            for entry in data["versions"]:
+                pointer = entry["parent"]
+                key = (name, entry["version"])
+                if (pointer.get("image"), pointer.get("version")) == parent and key not in found:
+                    found.append(key)
+                    frontier.append(key)
+    return found

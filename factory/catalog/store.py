@@ -1,0 +1,452 @@
+"""The catalog deployments read: signed versions, channels, lifecycle states and a hash-chained
+history, stored as files that are replaced atomically.
+
+Layout of a catalog directory::
+
+    index.json                         versions, channels, states, history, signed snapshot
+    manifests/<image>/<version>.json   inputs and packages of one version (sha256 in the index)
+    evidence/<image>/<version>/junit.xml
+    sbom/<image>/<version>.cdx.json    CycloneDX SBOM of the packages (sha256 in the index; catalog.sbom)
+    .lock                              flock(2) taken by every writer
+
+Writers take the lock, check the generation they read, write new files first and the index last,
+each as temp file → fsync → rename → fsync(dir). A crash at any moment leaves the previous index
+intact; at worst an unreferenced manifest stays behind.
+
+The same layout can live under an S3 prefix (factory.catalog.s3): there a conditional put of the
+index (If-Match on the ETag read) takes the place of the lock, and a writer that loses the race
+re-reads and re-applies its change (``Catalog.update``).
+"""
+
+from __future__ import annotations
+
+import copy
+import fcntl
+import hashlib
+import json
+import os
+import random
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from factory.catalog import history, provenance
+from factory.catalog.trust import BadSignature, Signer, digest, open_envelope, sign, statement, trusted_keys
+from factory.core import log
+from factory.core.config import Layout, check_schema
+from factory.core.errors import CatalogError, ConfigError
+
+SCHEMA_VERSION = 2  # Bump when the index format changes incompatibly.
+INDEX = "index.json"
+LATEST = "latest"
+T = TypeVar("T")
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def empty_index() -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "generation": 0,
+        "updated": iso(now_utc()),
+        "images": {},
+        "history": [],
+        "head": None,
+        "snapshot": None,
+    }
+
+
+# Digests of index bytes this process has already checked against the schema. A command reads the
+# index several times (the audit, the lock, the generation check): the same bytes pass or fail the
+# same schema, and checking a large index is most of the time of a small write.
+_SCHEMA_CHECKED: dict[bytes, None] = {}
+
+
+def _remember_checked(seen: bytes) -> None:
+    _SCHEMA_CHECKED[seen] = None
+    while len(_SCHEMA_CHECKED) > 16:
+        del _SCHEMA_CHECKED[next(iter(_SCHEMA_CHECKED))]
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that readers see the old bytes or the new, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        # mkstemp makes 0600; the catalog and the site are for every reader on the machine.
+        os.fchmod(fd, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def dumps(data: Any) -> bytes:
+    return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+
+
+def image_doc(doc: dict[str, Any], image: str) -> dict[str, Any]:
+    found: dict[str, Any] = doc["images"].setdefault(image, {"versions": [], "channels": {}, "states": {}})
+    return found
+
+
+def snapshot_digest(doc: Mapping[str, Any]) -> str:
+    return digest({k: v for k, v in doc.items() if k != "snapshot"})
+
+
+class Txn:
+    """One locked change of the catalog: records are signed, chained and applied as they are added."""
+
+    def __init__(self, doc: dict[str, Any], signer: Signer, actor: str, now: datetime) -> None:
+        self.doc = doc
+        self.signer = signer
+        self.actor = actor
+        self.now = now
+        self.added: list[dict[str, Any]] = []
+
+    def record(
+        self,
+        action: str,
+        image: str,
+        *,
+        version: str | None = None,
+        channel: str | None = None,
+        source: str | None = None,
+        to: str | None = None,
+        reason: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        rec = history.make_record(
+            self.doc,
+            self.signer,
+            action=action,
+            image=image,
+            version=version,
+            channel=channel,
+            source=source,
+            to=to,
+            reason=reason,
+            details=dict(details or {}),
+            actor=self.actor,
+            at=iso(self.now),
+        )
+        history.apply(self.doc, rec)
+        self.added.append(rec)
+        return rec
+
+
+class Conflict(Exception):
+    """Another writer replaced the index between this writer's read and its write."""
+
+
+class Catalog:
+    """A catalog in a local directory. :class:`factory.catalog.s3.S3Catalog` keeps the same files in S3.
+
+    Storage goes through a few primitives (``_read_index``, ``read_file``, ``write_file``,
+    ``_replace_index``, ``locked``); everything else is the same for every place a catalog lives.
+    """
+
+    # How often a writer re-reads and re-applies its change after losing a race for the index.
+    # Here flock(2) serialises writers, so a lost race means a writer that bypassed the lock.
+    attempts = 1
+
+    def __init__(self, root: Path, keys_root: Path) -> None:
+        self.root = root
+        self.keys_root = keys_root
+
+    @property
+    def index_path(self) -> Path:
+        return self.root / INDEX
+
+    @property
+    def where(self) -> str:
+        """The index's location, for messages: a path or an s3:// URL."""
+        return str(self.index_path)
+
+    @property
+    def location(self) -> str:
+        """The catalog's own location: a directory or an s3:// prefix."""
+        return str(self.root.resolve())
+
+    def describe(self, rel: str | Path) -> str:
+        return str(self.root / rel)
+
+    # -- storage primitives ----------------------------------------------------------------
+
+    def _read_index(self) -> tuple[bytes | None, str | None]:
+        """The index bytes (None when there is no index yet) and a token for a conditional write."""
+        try:
+            return self.index_path.read_bytes(), None
+        except FileNotFoundError:
+            return None, None
+        except OSError as exc:
+            raise CatalogError(
+                f"{self.where}: not a readable JSON catalog: {exc}",
+                hint="restore it from backup; the factory never writes a partial index",
+            ) from None
+
+    def read_file(self, rel: str | Path) -> bytes:
+        """A file the index refers to; OSError when it is missing."""
+        return (self.root / rel).read_bytes()
+
+    def write_file(self, rel: str | Path, data: bytes) -> None:
+        atomic_write(self.root / rel, data)
+
+    def _replace_index(self, data: bytes, generation: int, token: str | None) -> None:
+        del token  # the lock and the generation check guard a local index
+        current = self.load()["generation"] if self.exists() else 0
+        if current != generation:
+            raise CatalogError(
+                f"{self.where}: generation moved from {generation} to {current} during this update",
+                hint="another writer did not take the lock; retry",
+            )
+        atomic_write(self.index_path, data)
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / ".lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                # Only writers make temp files, and only under this lock: any left now was a
+                # writer killed mid-write, and is garbage.
+                for stale in self.root.glob(f".{INDEX}.*.tmp"):
+                    stale.unlink(missing_ok=True)
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return self.index_path.exists()
+
+    def index_bytes(self) -> bytes | None:
+        return self._read_index()[0]
+
+    def load(self) -> dict[str, Any]:
+        """The schema-checked index; an absent catalog is an empty one. Signatures: see verify_snapshot."""
+        return self._parse(self._read_index()[0])
+
+    def _parse(self, raw: bytes | None) -> dict[str, Any]:
+        if raw is None:
+            return empty_index()
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise CatalogError(
+                f"{self.where}: not a readable JSON catalog: {exc}",
+                hint="restore it from backup; the factory never writes a partial index",
+            ) from None
+        if isinstance(data, dict) and data.get("schema_version") != SCHEMA_VERSION:
+            raise CatalogError(
+                f"{self.where}: schema_version: {data.get('schema_version')!r} is not supported "
+                f"(this factory reads {SCHEMA_VERSION})",
+                hint="use the factory version that wrote it",
+            )
+        seen = hashlib.sha256(raw).digest()
+        if seen not in _SCHEMA_CHECKED:
+            check_schema(
+                data,
+                "catalog.schema.json",
+                source=Path(self.where),
+                what="catalog index",
+                error=CatalogError,
+            )
+            _remember_checked(seen)
+        return data  # type: ignore[no-any-return]
+
+    def keys(self) -> list[Any]:
+        return trusted_keys(self.keys_root)
+
+    def snapshot_problem(self, doc: Mapping[str, Any]) -> str | None:
+        """Why the index is not exactly what a trusted key signed last, or None when it is."""
+        if doc["generation"] == 0 and not doc["history"] and not doc["images"]:
+            return None  # a catalog nobody has written to yet: nothing to trust or distrust
+        try:
+            stmt = open_envelope(doc["snapshot"] or {}, self.keys())
+            signed = stmt["subject"][0]["digest"]["sha256"]
+        except (BadSignature, KeyError, IndexError, TypeError) as exc:
+            return f"snapshot: signature does not verify against {self.keys_root} ({exc})"
+        if signed != snapshot_digest(doc):
+            return "snapshot: the index differs from what was signed"
+        return None
+
+    def check_signer(self, signer: Signer) -> Signer:
+        """A key that keys/ does not trust would lock every reader out of what it signs."""
+        if signer.keyid not in {key.keyid for key in self.keys()}:
+            raise ConfigError(
+                f"signing key {signer.keyid[:16]} is not among the trusted keys in {self.keys_root}",
+                hint="`factory keygen --local --if-missing` adds this machine's key to keys/local/",
+            )
+        return signer
+
+    def versions(self, image: str, doc: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Versions of ``image``, newest first."""
+        data = doc if doc is not None else self.load()
+        entries = data["images"].get(image, {}).get("versions", [])
+        return sorted(entries, key=lambda e: (e["created"], e["version"]), reverse=True)
+
+    def find(self, image: str, version: str, doc: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        data = doc if doc is not None else self.load()
+        for entry in data["images"].get(image, {}).get("versions", []):
+            if entry["version"] == version:
+                return dict(entry)
+        if image not in data["images"]:
+            raise ConfigError(
+                f"{self.where}: images: no published versions of {image!r}",
+                hint=f"images in the catalog: {', '.join(sorted(data['images'])) or '(none)'}",
+            )
+        raise ConfigError(
+            f"{self.where}: images.{image}: no version {version!r}",
+            hint=f"`factory catalog {image}` lists its versions",
+        )
+
+    def _signed_file(self, entry: Mapping[str, Any], field: str, what: str) -> tuple[str, bytes]:
+        """The bytes of the file ``entry[field]`` names, refused unless they have its sha256."""
+        path = self.describe(entry[field]["path"])
+        try:
+            raw = self.read_file(entry[field]["path"])
+        except OSError as exc:
+            raise CatalogError(
+                f"{path}: {what} of {entry['image']} {entry['version']} missing: {exc}"
+            ) from None
+        if hashlib.sha256(raw).hexdigest() != entry[field]["sha256"]:
+            raise CatalogError(
+                f"{path}: sha256 does not match images.{entry['image']}.{entry['version']}.{field}.sha256",
+                hint=f"the {what} was changed after publication",
+            )
+        return path, raw
+
+    def manifest(self, entry: Mapping[str, Any]) -> dict[str, Any]:
+        path, raw = self._signed_file(entry, "manifest", "manifest")
+        data = json.loads(raw)
+        check_schema(
+            data, "manifest.schema.json", source=Path(path), what="version manifest", error=CatalogError
+        )
+        return data  # type: ignore[no-any-return]
+
+    def sbom(self, entry: Mapping[str, Any]) -> bytes | None:
+        """The SBOM file of a version as published; None for versions published before SBOMs."""
+        if "sbom" not in entry:
+            return None
+        return self._signed_file(entry, "sbom", "SBOM")[1]
+
+    def verify_entry(self, entry: Mapping[str, Any]) -> str:
+        """The entry is exactly what a trusted key signed at publication; returns the keyid."""
+        where = f"{self.where}: images.{entry.get('image')}.versions[{entry.get('version')}]"
+        try:
+            stmt = open_envelope(entry.get("envelope") or {}, self.keys())
+        except BadSignature as exc:
+            raise CatalogError(f"{where}: signature does not verify: {exc}") from None
+        differs = provenance.differences(stmt, entry)
+        if differs:
+            raise CatalogError(
+                f"{where}: fields changed after signing: {', '.join(differs)}",
+                hint="restore index.json from backup; this version cannot be trusted as it stands",
+            )
+        return str(entry["envelope"]["signatures"][0]["keyid"])
+
+    # -- writing ---------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self, signer: Signer, actor: str, *, now: datetime | None = None) -> Iterator[Txn]:
+        """One attempt: read the index, let the caller add records, then sign and write it once.
+
+        Raises :class:`Conflict` when another writer replaced the index in the meantime (the write
+        is conditional on what was read); nothing is written then. ``update`` retries.
+        """
+        with self.locked():
+            raw, token = self._read_index()
+            doc = self._parse(raw)
+            problem = self.snapshot_problem(doc)
+            if problem:
+                raise CatalogError(
+                    f"{self.where}: {problem}",
+                    hint="`factory verify-catalog` names every changed entry; restore index.json",
+                )
+            self.check_signer(signer)
+            txn = Txn(copy.deepcopy(doc), signer, actor, now or now_utc())
+            yield txn
+            if txn.added:
+                self._commit(txn, doc["generation"], token)
+
+    def update(
+        self,
+        signer: Signer,
+        actor: str,
+        body: Callable[[Txn], T],
+        *,
+        now: datetime | None = None,
+        prepare: Callable[[Txn], object] | None = None,
+    ) -> T:
+        """A transaction around ``body``; on a :class:`Conflict`, read again and run ``body`` again.
+
+        A change is re-applied to the state that won the race, never written over it, up to
+        ``attempts`` times.
+        """
+        for attempt in range(1, self.attempts + 1):
+            try:
+                with self.transaction(signer, actor, now=now) as txn:
+                    if prepare is not None:
+                        prepare(txn)
+                    result = body(txn)
+            except Conflict:
+                log.note(f"{self.where}: another writer updated the index first; re-applying ({attempt})")
+                time.sleep(random.uniform(0.05, 0.25) * attempt)  # noqa: S311 -- jitter, not crypto
+                continue
+            return result
+        raise CatalogError(
+            f"{self.where}: the index changed under this update {self.attempts} times in a row",
+            hint="other factories are writing this catalog heavily; run the command again",
+        )
+
+    def _commit(self, txn: Txn, generation: int, token: str | None) -> None:
+        doc = txn.doc
+        doc["generation"] = generation + 1
+        doc["updated"] = iso(txn.now)
+        doc["head"] = doc["history"][-1]["hash"] if doc["history"] else None
+        doc["snapshot"] = None
+        doc["snapshot"] = sign(
+            txn.signer,
+            statement(
+                [{"name": INDEX, "digest": {"sha256": snapshot_digest(doc)}}],
+                "https://image-factory.invalid/catalog-snapshot/v1",
+                {"generation": doc["generation"], "head": doc["head"]},
+            ),
+        )
+        check_schema(
+            doc, "catalog.schema.json", source=Path(self.where), what="catalog index (about to write)"
+        )
+        data = dumps(doc)
+        self._replace_index(data, generation, token)
+        _remember_checked(hashlib.sha256(data).digest())  # checked just above, before the write
+
+
+def catalog_of(layout: Layout) -> Catalog:
+    """The catalog this command works on: a local directory or an S3 prefix (``--catalog s3://…``)."""
+    if layout.remote_catalog is None:
+        return Catalog(layout.catalog, layout.keys)
+    from factory.catalog import s3 as s3catalog  # noqa: PLC0415 -- boto3 loads only for an S3 catalog
+    from factory.core import awsapi as aws  # noqa: PLC0415
+
+    return s3catalog.S3Catalog(layout.remote_catalog, layout.keys, aws.AwsTarget(layout.aws_endpoint))

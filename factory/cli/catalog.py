@@ -1,0 +1,255 @@
+"""The catalog verbs: what app teams and deployments run. Handlers only; cli.py parses."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from factory.catalog import audit, diff, history, resolve, site, state, trust
+from factory.catalog import s3 as s3catalog
+from factory.catalog.store import LATEST, Catalog, catalog_of, now_utc
+from factory.core import awsapi as aws
+from factory.core import log
+from factory.core import source as tag
+from factory.core.config import Layout, load_images, load_settings, require_image
+from factory.core.errors import CatalogError
+from factory.loop import plan
+
+
+def emit(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def _catalog(layout: Layout) -> Catalog:
+    return catalog_of(layout)
+
+
+def _actor(args: argparse.Namespace, layout: Layout) -> str:
+    return str(args.actor) if getattr(args, "actor", None) else tag.actor(layout.root)
+
+
+def _version(text: str) -> str:
+    return tag.check_version(text)
+
+
+def _preflight(catalog: Catalog, image: str, *versions: str | None) -> None:
+    """Refuse bad arguments from a read-only look, before the lock file or any byte is written."""
+    doc = audit.trusted(catalog)
+    for version in versions:
+        if version is not None:
+            state.require_entry(catalog, doc, image, version)
+    if not versions and image not in doc["images"]:
+        catalog.find(image, "", doc)
+
+
+def cmd_catalog(args: argparse.Namespace, layout: Layout) -> int:
+    catalog = _catalog(layout)
+    doc = audit.trusted(catalog)
+    if args.image and args.image not in doc["images"]:
+        require_image(layout, args.image)
+    images = [args.image] if args.image else sorted(doc["images"])
+    now = now_utc()
+    listing: dict[str, dict[str, Any]] = {}
+    for name in images:
+        data: dict[str, Any] = doc["images"].get(name, {"channels": {}, "states": {}})
+        rows = []
+        for entry in catalog.versions(name, doc):
+            row = {k: v for k, v in entry.items() if k != "envelope"}
+            row["status"] = state.status(doc, name, entry["version"], now)
+            row["state"] = data["states"].get(entry["version"], {"status": "active"})
+            row["channels"] = sorted(
+                c for c, p in data["channels"].items() if p["version"] == entry["version"]
+            )
+            rows.append(row)
+        listing[name] = {
+            "channels": {c: p["version"] for c, p in data["channels"].items()},
+            "versions": rows,
+        }
+    if args.json:
+        emit(listing[args.image] if args.image else listing)
+        return 0
+    for name, body in listing.items():
+        channels = ", ".join(f"{c}={v}" for c, v in sorted(body["channels"].items())) or "(none)"
+        print(f"{name}: {len(body['versions'])} version(s); channels: {channels}")
+        for row in body["versions"]:
+            t = row["tests"]
+            parent = row["parent"].get("version") or row["parent"].get("bootstrap", {}).get("suite", "")
+            marks = " ".join(f"[{c}]" for c in row["channels"])
+            print(
+                f"  {row['version']}  {row['status']:<16} tests {t['passed']}/{t['failed']} failed  "
+                f"{row['package_count']} pkgs  parent {parent} {marks}".rstrip()
+            )
+    return 0
+
+
+def cmd_resolve(args: argparse.Namespace, layout: Layout) -> int:
+    settings = load_settings(layout)
+    catalog = _catalog(layout)
+    if not catalog.exists():
+        require_image(layout, args.image)
+    found = resolve.resolve(catalog, settings.channels, args.image, args.channel, now_utc())
+    for warning in found.warnings:
+        log.warn(warning)
+    entry = found.entry
+    if args.format:
+        fields = {
+            "ref": entry["artifact"]["ref"],
+            "id": entry["artifact"]["id"],
+            "digest": entry["artifact"]["id"],
+            "version": entry["version"],
+        }
+        print(fields[args.format])
+    elif args.json:
+        emit(found.as_json())
+    else:
+        print(
+            f"{entry['image']} {entry['version']} {entry['artifact']['ref']} commit {entry['commit']} "
+            f"(channel {found.channel}, {found.state['status']}, signature verified)"
+        )
+    return 0
+
+
+def cmd_history(args: argparse.Namespace, layout: Layout) -> int:
+    catalog = _catalog(layout)
+    doc = audit.trusted(catalog)
+    if args.image not in doc["images"]:
+        require_image(layout, args.image)
+    rows = [
+        {k: r[k] for k in (*history.FIELDS, "hash")}
+        for r in doc["history"]
+        if r["image"] == args.image and (args.channel is None or r["channel"] == args.channel)
+    ]
+    if args.json:
+        emit(rows)
+        return 0
+    emulated = {
+        e["version"]
+        for e in doc["images"].get(args.image, {}).get("versions", [])
+        if e["artifact"].get("emulated")
+    }
+    for r in rows:
+        what = (
+            f"{r['channel']}: {r['from'] or '(none)'} -> {r['to'] or '(none)'}"
+            if r["channel"]
+            else r["version"]
+        )
+        print(
+            f"{r['seq']:>5} {r['at']}  {r['action']:<9} {what}  by {r['actor']}"
+            + (f"  ({r['reason']})" if r["reason"] else "")
+            + ("  [EMULATED]" if r["version"] in emulated or r["to"] in emulated else "")
+        )
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace, layout: Layout) -> int:
+    keys_dir = layout.keys / "local" if args.local else layout.keys
+    private, public, created = trust.keygen(trust.private_key_path(), keys_dir, if_missing=args.if_missing)
+    print(f"{'created' if created else 'kept'} {private} (private, 0600); public key {public}")
+    return 0
+
+
+def cmd_verify_catalog(args: argparse.Namespace, layout: Layout) -> int:
+    catalog = _catalog(layout)
+    doc = catalog.load()
+    problems = audit.audit(catalog, doc)
+    versions = sum(len(d["versions"]) for d in doc["images"].values())
+    if args.json:
+        emit(
+            {"ok": not problems, "problems": problems, "versions": versions, "records": len(doc["history"])}
+        )
+    if problems:
+        raise CatalogError(
+            f"{catalog.where}: {len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems),
+            hint="restore the catalog from backup; the entries named above cannot be trusted",
+        )
+    if not args.json:
+        print(
+            f"{catalog.where}: {versions} versions, {len(doc['history'])} history records, "
+            f"generation {doc['generation']}: every signature and the history chain verify"
+        )
+    return 0
+
+
+def cmd_site(args: argparse.Namespace, layout: Layout) -> int:
+    catalog = _catalog(layout)
+    doc = audit.trusted(catalog)
+    if not s3catalog.is_s3(args.outdir):
+        written = site.write_site(catalog, doc, Path(args.outdir), now_utc())
+        print(f"wrote {', '.join(str(p) for p in written)}")
+        return 0
+    bucket, prefix = s3catalog.split(args.outdir, field="site")
+    with tempfile.TemporaryDirectory(prefix="factory-site-") as tmp:
+        files = site.write_site(catalog, doc, Path(tmp), now_utc())  # SBOMs, then index.json, index.html
+        urls = s3catalog.upload(
+            {p.relative_to(tmp).as_posix(): p.read_bytes() for p in files},
+            bucket=bucket,
+            prefix=prefix,
+            target=aws.AwsTarget(layout.aws_endpoint),
+        )
+    print(f"wrote {', '.join(urls)}")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace, layout: Layout) -> int:
+    specs = load_images(layout)
+    for name in args.images:
+        require_image(layout, name)
+    catalog = _catalog(layout)
+    decisions = plan.plan(
+        layout,
+        catalog,
+        audit.trusted(catalog),
+        specs,
+        only=args.images,
+        force=args.force,
+        security_only=args.security_only,
+        now=now_utc(),
+    )
+    if args.json:
+        emit(plan.as_json(decisions, specs))
+        return 0
+    for d in decisions:
+        print(f"{d.action:<8} {d.image:<16} (now {d.current or 'unpublished'})")
+        for reason in d.reasons:
+            details = reason.details()
+            print(f"         - {reason.text}" + (f": {', '.join(details)}" if details else ""))
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace, layout: Layout) -> int:
+    catalog = _catalog(layout)
+    found = diff.diff(catalog, audit.trusted(catalog), args.image, _version(args.old), _version(args.new))
+    if args.json:
+        emit(found)
+        return 0
+    pk = found["packages"]
+    print(f"{args.image} {args.old} -> {args.new}")
+    for name, version in pk["added"].items():
+        print(f"  + {name} {version}")
+    for name, version in pk["removed"].items():
+        print(f"  - {name} {version}")
+    for name, change in pk["changed"].items():
+        print(f"  ~ {name} {change['from']} -> {change['to']}")
+    for path in found["inputs_changed"]:
+        print(f"  input changed: {path}")
+    for version, counts in found["tests"].items():
+        passed, failed, skipped = counts["passed"], counts["failed"], counts["skipped"]
+        print(f"  tests {version}: {passed} passed, {failed} failed, {skipped} skipped")
+    return 0
+
+
+HANDLERS = {
+    "catalog": cmd_catalog,
+    "resolve": cmd_resolve,
+    "history": cmd_history,
+    "keygen": cmd_keygen,
+    "verify-catalog": cmd_verify_catalog,
+    "site": cmd_site,
+    "plan": cmd_plan,
+    "diff": cmd_diff,
+}
+__all__ = ["HANDLERS", "LATEST"]

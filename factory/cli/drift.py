@@ -1,0 +1,24 @@
+"""Command line for `factory drift`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from factory.core.config import Layout
+from factory.loop import drift
+
+
+def cmd_drift(args: argparse.Namespace, layout: Layout) -> int:
+    """Exit 0: every host matches its image; 1: drift (a finding, not an error)."""
+    target = drift.parse_target(args.target)
+    found = drift.check(layout, target)
+    if args.json:
+        # One object per host; an inventory group answers with a list even when it has one host.
+        data = [d.as_json() for d in found] if target.scheme == "ansible" else found[0].as_json()
+        sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    else:
+        for report in found:
+            print("\n".join(drift.report_lines(report)))
+    return 1 if any(d.drifted for d in found) else 0

@@ -1,0 +1,51 @@
+"""Command line for `factory query`. Handler only; the logic and the package index are in
+factory/catalog/query.py."""
+
+from __future__ import annotations
+
+import argparse
+
+from factory.catalog import query
+from factory.catalog.store import catalog_of, now_utc
+from factory.cli.catalog import emit
+from factory.core import log
+from factory.core.config import Layout, load_settings
+
+COLUMNS = ("IMAGE", "VERSION", "PACKAGE VERSION", "STATE", "CHANNELS")
+
+
+def cmd_query(args: argparse.Namespace, layout: Layout) -> int:
+    below = query.parse_below(args.below)
+    query.check_channel(args.channel, load_settings(layout).channels)
+    answer = query.query(
+        catalog_of(layout),
+        layout.cache,
+        args.package,
+        below=below,
+        channel=args.channel,
+        now=now_utc(),
+    )
+    if not answer.shipped_by:
+        similar = f" (similar: {', '.join(answer.similar)})" if answer.similar else ""
+        log.note(f"no published version ships a package named {args.package!r}{similar}")
+    elif not answer.hits:
+        log.note(f"{answer.shipped_by} version(s) ship {args.package}; none match --below/--channel")
+    if args.json:
+        emit([h.as_json() for h in answer.hits])
+        return 0
+    if not answer.hits:
+        return 0
+    rows = [
+        (
+            h.image,
+            h.version,
+            h.package_version,
+            h.state + (" (collected)" if h.collected else ""),
+            ", ".join(h.channels),
+        )
+        for h in answer.hits
+    ]
+    widths = [max(len(r[i]) for r in [COLUMNS, *rows]) for i in range(len(COLUMNS))]
+    for row in [COLUMNS, *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0

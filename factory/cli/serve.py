@@ -1,0 +1,44 @@
+"""Command line for `factory serve`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+
+from factory.catalog import trust
+from factory.catalog.store import catalog_of
+from factory.core import log
+from factory.core.config import Layout, load_settings
+from factory.loop import http_checks, serve
+
+
+def cmd_serve(args: argparse.Namespace, layout: Layout) -> int:
+    service = serve.Service(
+        layout=layout, channels=load_settings(layout).channels, token=http_checks.load_token(os.environ)
+    )
+    if service.token is None:
+        log.warn(
+            f"POST {http_checks.SIGNAL_PATH} answers 503: no token configured "
+            f"(set {http_checks.TOKEN_FILE_ENV} or {http_checks.TOKEN_ENV})"
+        )
+    else:
+        # A webhook that cannot sign would lose alerts: refuse to start rather than fail each one.
+        catalog_of(layout).check_signer(trust.load_signer())
+        source = (
+            http_checks.TOKEN_FILE_ENV
+            if os.environ.get(http_checks.TOKEN_FILE_ENV)
+            else http_checks.TOKEN_ENV
+        )
+        log.note(
+            f"POST {http_checks.SIGNAL_PATH} accepts Alertmanager webhooks (bearer token from ${source})"
+        )
+    server = serve.bind(service, args.host, args.port)
+    log.note(f"catalog {layout.catalog}; read afresh, signatures checked, on every request")
+    # stdout, one line, flushed: the bound URL (with the port picked for --port 0) for scripts.
+    print(f"serving {server.url}", flush=True)
+    caught = serve.run(server)
+    log.note(f"stopped ({caught.name})")
+    if caught == signal.SIGINT:
+        raise KeyboardInterrupt
+    return 0

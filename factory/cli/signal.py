@@ -1,0 +1,38 @@
+"""Command line for `factory signal`: an Alertmanager payload from a file or stdin."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from factory.core import source as tag
+from factory.core.config import Layout
+from factory.core.errors import ConfigError
+from factory.loop import signals
+
+MAX_PAYLOAD = 1 << 20  # the same limit as the webhook
+
+
+def cmd_signal(args: argparse.Namespace, layout: Layout) -> int:
+    source = "<stdin>" if args.payload == "-" else args.payload
+    try:
+        raw = sys.stdin.buffer.read(MAX_PAYLOAD + 1) if args.payload == "-" else _read(Path(args.payload))
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read: {exc.strerror}") from None
+    if len(raw) > MAX_PAYLOAD:
+        raise ConfigError(f"{source}: larger than {MAX_PAYLOAD} bytes; not an Alertmanager payload")
+    actor = args.actor or tag.actor(layout.root)
+    actions = signals.handle(layout, raw, source=source, actor=actor)
+    if args.json:
+        sys.stdout.write(json.dumps([a.as_json() for a in actions], indent=2) + "\n")
+    else:
+        for a in actions:
+            print(f"{a.action:<9} {a.image} {a.version} (alert {a.alert}): {a.detail}")
+    return 0
+
+
+def _read(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        return handle.read(MAX_PAYLOAD + 1)

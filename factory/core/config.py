@@ -1,0 +1,427 @@
+"""Configuration: the repository layout and image definitions, parsed once into frozen dataclasses.
+
+Image definitions (``images/<name>/image.toml``) are data only. They are checked against
+``schemas/image.schema.json``, their role variables against each role's
+``meta/argument_specs.yml``, and their parents against the other definitions, so that a bad
+definition fails here, naming the file and the field, before any tool runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from factory.core import aws_config
+from factory.core.aws_config import AwsSettings
+from factory.core.errors import ConfigError
+
+SANITIZE_ROLE = "sanitize"
+
+
+class Target(StrEnum):
+    DOCKER = "docker"
+    AWS = "aws"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Layout:
+    """Where everything lives. Generated output stays in gitignored folders."""
+
+    root: Path
+    catalog: Path
+    cache: Path
+    # s3://BUCKET/PREFIX when the catalog lives in S3 (factory.catalog.s3); ``catalog`` is then unused.
+    remote_catalog: str | None = None
+    # A local AWS API (moto) for emulated runs; None means real AWS. Loopback only (factory.core.awsapi).
+    aws_endpoint: str | None = None
+
+    @classmethod
+    def discover(
+        cls,
+        root: Path,
+        *,
+        catalog: str | None = None,
+        cache: str | None = None,
+        aws_endpoint: str | None = None,
+    ) -> Layout:
+        root = root.resolve()
+        catalog = catalog or os.environ.get("FACTORY_CATALOG") or str(root / ".factory" / "catalog")
+        cache = cache or os.environ.get("FACTORY_CACHE") or str(root / ".cache")
+        remote = catalog if catalog.startswith("s3://") else None
+        return cls(
+            root=root,
+            catalog=root / ".factory" / "catalog" if remote else Path(catalog).resolve(),
+            cache=Path(cache).resolve(),
+            remote_catalog=remote,
+            aws_endpoint=aws_endpoint or os.environ.get("FACTORY_AWS_ENDPOINT_URL") or None,
+        )
+
+    @property
+    def catalog_location(self) -> str:
+        return self.remote_catalog or str(self.catalog)
+
+    @property
+    def images(self) -> Path:
+        return self.root / "images"
+
+    @property
+    def roles(self) -> Path:
+        return self.root / "roles"
+
+    @property
+    def image_tests(self) -> Path:
+        return self.root / "tests" / "images"
+
+    @property
+    def inventory(self) -> Path:
+        return self.root / "inventory"
+
+    @property
+    def build(self) -> Path:
+        return self.root / "build"
+
+    @property
+    def keys(self) -> Path:
+        """Trusted public keys: keys/*.pub (committed) and keys/local/*.pub (this machine's)."""
+        return self.root / "keys"
+
+    @property
+    def settings(self) -> Path:
+        return self.root / "factory.toml"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """factory.toml: what is the same for every image."""
+
+    channels: tuple[str, ...]
+    # Alertmanager severity -> revoke | suspect | ignore (factory signal)
+    signal_actions: Mapping[str, str] = field(default_factory=dict)
+    # SSM parameters /<prefix>/<image>/<channel> that the aws target keeps pointing at the AMIs
+    aws_ssm_prefix: str = "/golden-images"
+
+
+def load_settings(layout: Layout) -> Settings:
+    path = layout.settings
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: missing", hint="the checkout's factory.toml sets the channel order"
+        ) from None
+    except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    check_schema(data, "settings.schema.json", source=path, what="factory settings")
+    return Settings(
+        channels=tuple(data["channels"]["order"]),
+        signal_actions=dict(data.get("signals", {}).get("severity", {})),
+        aws_ssm_prefix=data.get("aws", {}).get("ssm_prefix", "/golden-images"),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bootstrap:
+    suite: str
+    variant: str = "minbase"
+    include: tuple[str, ...] = ("python3",)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoleRef:
+    name: str
+    vars: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContainerSettings:
+    cmd: tuple[str, ...] = ("/bin/bash",)
+    verify_cmd: tuple[str, ...] | None = None
+    expose: tuple[int, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def verification_cmd(self) -> tuple[str, ...]:
+        return self.verify_cmd or self.cmd
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageSpec:
+    name: str
+    path: Path
+    description: str
+    parent_image: str | None
+    bootstrap: Bootstrap | None
+    roles: tuple[RoleRef, ...]
+    targets: tuple[Target, ...]
+    container: ContainerSettings
+    tests: tuple[str, ...]
+    # (channel, "any" | "security"), in channel order: where a passing rebuild goes by itself
+    auto_promote: tuple[tuple[str, str], ...] = ()
+    aws: AwsSettings | None = None
+
+    @property
+    def definition(self) -> Path:
+        return self.path / "image.toml"
+
+
+@cache
+def _schema(name: str) -> dict[str, Any]:
+    text = resources.files("factory").joinpath("schemas", name).read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def schema_errors(instance: Any, schema: Mapping[str, Any]) -> list[str]:
+    """Every violation as ``field.path: message``, sorted by path."""
+    validator = jsonschema.Draft202012Validator(schema)
+    found = sorted(validator.iter_errors(instance), key=lambda e: [str(p) for p in e.absolute_path])
+    messages = []
+    for err in found:
+        where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        messages.append(f"{where}: {err.message}")
+    return messages
+
+
+def check_schema(
+    instance: Any, schema_name: str, *, source: Path, what: str, error: type[ConfigError] = ConfigError
+) -> None:
+    """Raise ``error`` (a ``ConfigError``) naming ``source`` and each failing field."""
+    errors = schema_errors(instance, _schema(schema_name))
+    if errors:
+        raise error(
+            f"{source}: invalid {what}:\n" + "\n".join(f"  {e}" for e in errors),
+            hint=f"the schema is factory/schemas/{schema_name}",
+        )
+
+
+IMAGE_NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,62}")
+
+
+def image_names(layout: Layout) -> list[str]:
+    if not layout.images.is_dir():
+        raise ConfigError(f"{layout.images}: no images directory", hint="run from the factory checkout")
+    names = sorted(p.parent.name for p in layout.images.glob("*/image.toml"))
+    for name in names:
+        if not IMAGE_NAME_RE.fullmatch(name):
+            raise ConfigError(
+                f"{layout.images / name}: image name {name!r} is not a valid image name",
+                hint="image directories are named like podman repositories: lower case, digits and '-'",
+            )
+    return names
+
+
+def require_image(layout: Layout, name: str) -> None:
+    """``name`` is a defined image (cheap: no definition is parsed)."""
+    names = image_names(layout)
+    if name not in names:
+        raise ConfigError(
+            f"unknown image {name!r} (no {layout.images / name / 'image.toml'})",
+            hint=f"defined images: {', '.join(names) or '(none)'}",
+        )
+
+
+def load_images(layout: Layout) -> dict[str, ImageSpec]:
+    """Every image definition, checked as a whole: schema, roles, parents, no cycles."""
+    specs = {name: _load_one(layout, name) for name in image_names(layout)}
+    for spec in specs.values():
+        if spec.parent_image is not None and spec.parent_image not in specs:
+            raise ConfigError(
+                f"{spec.definition}: parent.image: unknown image {spec.parent_image!r}",
+                hint=f"defined images: {', '.join(sorted(specs))}",
+            )
+    for name in specs:
+        _check_no_cycle(specs, name)
+    return specs
+
+
+def load_image(layout: Layout, name: str) -> ImageSpec:
+    specs = load_images(layout)
+    if name not in specs:
+        raise ConfigError(
+            f"unknown image {name!r}: there is no {layout.images / name / 'image.toml'}",
+            hint=f"defined images: {', '.join(sorted(specs)) or '(none)'}",
+        )
+    return specs[name]
+
+
+def build_order(specs: Mapping[str, ImageSpec]) -> list[str]:
+    """Image names with every parent before its children (alphabetical among equals)."""
+    ordered: list[str] = []
+    for name in sorted(specs):
+        for ancestor in reversed(lineage(specs, name)):
+            if ancestor not in ordered:
+                ordered.append(ancestor)
+    return ordered
+
+
+def lineage(specs: Mapping[str, ImageSpec], name: str) -> list[str]:
+    """``name`` and its ancestors, nearest first."""
+    chain = [name]
+    while (parent := specs[chain[-1]].parent_image) is not None:
+        chain.append(parent)
+    return chain
+
+
+def _check_no_cycle(specs: Mapping[str, ImageSpec], name: str) -> None:
+    seen = [name]
+    current = specs[name].parent_image
+    while current is not None:
+        if current in seen:
+            cycle = " -> ".join([*seen[seen.index(current) :], current])
+            raise ConfigError(
+                f"{specs[name].definition}: parent.image: images form a cycle: {cycle}",
+                hint="every chain of parents must end in a bootstrapped image",
+            )
+        seen.append(current)
+        current = specs[current].parent_image
+
+
+def _load_one(layout: Layout, name: str) -> ImageSpec:
+    path = layout.images / name / "image.toml"
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    check_schema(data, "image.schema.json", source=path, what="image definition")
+
+    roles = tuple(RoleRef(name=r["name"], vars=r.get("vars", {})) for r in data["roles"])
+    _check_roles(layout, path, roles)
+    tests = tuple(data.get("tests", [f"test_{name.replace('-', '_')}.py"]))
+    for index, test in enumerate(tests):
+        if not (layout.image_tests / test).is_file():
+            raise ConfigError(
+                f"{path}: tests.{index}: {layout.image_tests / test} does not exist",
+                hint="Testinfra files live in tests/images/",
+            )
+
+    parent = data["parent"]
+    boot = parent.get("bootstrap")
+    container = data.get("container", {})
+    targets = tuple(Target(t) for t in data.get("targets", ["docker"]))
+    return ImageSpec(
+        name=name,
+        path=path.parent,
+        description=data["description"],
+        parent_image=parent.get("image"),
+        bootstrap=None
+        if boot is None
+        else Bootstrap(
+            suite=boot["suite"],
+            variant=boot.get("variant", "minbase"),
+            include=tuple(boot.get("include", ["python3"])),
+        ),
+        roles=roles,
+        targets=targets,
+        container=ContainerSettings(
+            cmd=tuple(container.get("cmd", ["/bin/bash"])),
+            verify_cmd=tuple(container["verify_cmd"]) if "verify_cmd" in container else None,
+            expose=tuple(container.get("expose", [])),
+            env=dict(container.get("env", {})),
+        ),
+        tests=tests,
+        auto_promote=_auto_promote(layout, path, data.get("policy", {}).get("auto_promote", {})),
+        aws=aws_config.parse(path, data, required=Target.AWS in targets),
+    )
+
+
+def _auto_promote(layout: Layout, path: Path, policy: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The policy in channel order; the last channel (prod) always needs an explicit promote."""
+    if not policy:
+        return ()
+    order = load_settings(layout).channels
+    for channel, when in policy.items():
+        where = f"{path}: policy.auto_promote.{channel}"
+        if channel not in order:
+            raise ConfigError(f"{where}: unknown channel", hint=f"channels: {', '.join(order)}")
+        index = order.index(channel)
+        if index == len(order) - 1:
+            raise ConfigError(
+                f"{where}: {channel!r} is the last channel; it always needs an explicit promote",
+                hint=f"factory promote IMAGE VERSION --to {channel}",
+            )
+        before = order[index - 1] if index else None
+        if before is not None and policy.get(before) not in ("any", when):
+            raise ConfigError(
+                f"{where}: {when!r} rebuilds cannot reach {channel!r} without passing {before!r}",
+                hint=f'add {before} = "{when}" (or "any") to [policy.auto_promote]',
+            )
+    return tuple((channel, policy[channel]) for channel in order if channel in policy)
+
+
+def _check_roles(layout: Layout, path: Path, roles: Sequence[RoleRef]) -> None:
+    names = [r.name for r in roles]
+    if names[-1] != SANITIZE_ROLE:
+        raise ConfigError(
+            f"{path}: roles: the last role must be {SANITIZE_ROLE!r}, not {names[-1]!r}",
+            hint="sanitize removes host keys, machine-id, caches and build credentials; it always runs last",
+        )
+    for index, role in enumerate(roles):
+        if names.count(role.name) > 1:
+            raise ConfigError(f"{path}: roles.{index}.name: role {role.name!r} is listed twice")
+        spec_file = layout.roles / role.name / "meta" / "argument_specs.yml"
+        if not (layout.roles / role.name / "tasks" / "main.yml").is_file():
+            known = sorted(p.name for p in layout.roles.iterdir() if p.is_dir())
+            raise ConfigError(
+                f"{path}: roles.{index}.name: unknown role {role.name!r}",
+                hint=f"roles in {layout.roles}: {', '.join(known)}",
+            )
+        schema = role_vars_schema(spec_file)
+        errors = schema_errors(dict(role.vars), schema)
+        if errors:
+            raise ConfigError(
+                f"{path}: roles.{index}.vars: variables do not match {spec_file}:\n"
+                + "\n".join(f"  {e}" for e in errors)
+            )
+
+
+_ARG_TYPES: dict[str, dict[str, Any]] = {
+    "str": {"type": "string"},
+    "path": {"type": "string"},
+    "int": {"type": "integer"},
+    "float": {"type": "number"},
+    "bool": {"type": "boolean"},
+    "list": {"type": "array"},
+    "dict": {"type": "object"},
+    "raw": {},
+}
+
+
+@cache
+def role_vars_schema(spec_file: Path) -> dict[str, Any]:
+    """The JSON Schema equivalent of a role's ``main`` argument spec (types, choices, elements)."""
+    try:
+        specs = yaml.safe_load(spec_file.read_text(encoding="utf-8"))
+        options = specs["argument_specs"]["main"].get("options", {})
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{spec_file}: unreadable argument spec: {exc}") from None
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {name: _option_schema(opt) for name, opt in options.items()},
+    }
+
+
+def _option_schema(option: Mapping[str, Any]) -> dict[str, Any]:
+    schema = dict(_ARG_TYPES.get(option.get("type", "str"), {}))
+    if "choices" in option:
+        schema["enum"] = list(option["choices"])
+    if schema.get("type") == "array" and "elements" in option:
+        schema["items"] = _ARG_TYPES.get(option["elements"], {})
+    if schema.get("type") == "object" and "options" in option:
+        schema["properties"] = {k: _option_schema(v) for k, v in option["options"].items()}
+        schema["additionalProperties"] = False
+    return schema

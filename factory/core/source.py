@@ -1,0 +1,80 @@
+"""Tagging: where an artifact came from (the git commit) and what it is called (its version)."""
+
+from __future__ import annotations
+
+import getpass
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from factory.core.errors import ConfigError, ExternalToolError
+from factory.core.run import run
+
+COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+SHORT = 12
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceState:
+    commit: str  # the full 40-hex commit
+    dirty: bool
+    source: str  # where the definitions live (remote URL, or the checkout path)
+
+    @property
+    def short(self) -> str:
+        return self.commit[:SHORT]
+
+
+def source_state(root: Path) -> SourceState:
+    """The commit the tree is at and whether it has uncommitted changes."""
+    head = run(["git", "rev-parse", "--verify", "HEAD"], cwd=root, capture=True, ok_codes=(0, 128))
+    commit = head.stdout.strip()
+    if head.returncode != 0 or not COMMIT_RE.fullmatch(commit):
+        raise ExternalToolError(
+            f"{root}: not a git checkout with at least one commit",
+            hint="images are built from versioned source: git init && git commit first",
+        )
+    status = run(["git", "status", "--porcelain", "--untracked-files=normal"], cwd=root, capture=True)
+    remote = run(["git", "remote", "get-url", "origin"], cwd=root, capture=True, ok_codes=(0, 2, 128))
+    source = remote.stdout.strip() if remote.returncode == 0 and remote.stdout.strip() else str(root)
+    return SourceState(commit=commit, dirty=bool(status.stdout.strip()), source=source)
+
+
+def actor(root: Path) -> str:
+    """Who acts on the catalog: git's user.name <user.email>, else the login name."""
+    name = run(["git", "config", "user.name"], cwd=root, capture=True, ok_codes=(0, 1)).stdout.strip()
+    email = run(["git", "config", "user.email"], cwd=root, capture=True, ok_codes=(0, 1)).stdout.strip()
+    if name:
+        return f"{name} <{email}>" if email else name
+    return getpass.getuser()
+
+
+def new_version(state: SourceState, now: datetime | None = None) -> str:
+    """A sortable version id that carries the short commit: ``20261129.084512-0123456789ab``."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d.%H%M%S")
+    return f"{stamp}-{state.short}" + ("-dirty" if state.dirty else "")
+
+
+VERSION_RE = re.compile(r"^\d{8}\.\d{6}-[0-9a-f]{12}(-dirty)?$")
+
+
+def check_version(version: str) -> str:
+    if not VERSION_RE.fullmatch(version):
+        raise ConfigError(
+            f"version {version!r} is not a factory version id",
+            hint="version ids look like 20261129.084512-0123456789ab; `factory catalog IMAGE` lists them",
+        )
+    return version
+
+
+def image_ref(image: str, version: str) -> str:
+    return f"localhost/{image}:{version}"
+
+
+def rejected_ref(image: str, version: str) -> str:
+    return f"localhost/{image}:{version}-rejected"
+
+
+def tag_artifact(artifact_id: str, ref: str) -> None:
+    run(["podman", "tag", artifact_id, ref], capture=True)

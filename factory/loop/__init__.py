@@ -1,0 +1,1 @@
+"""The feedback loop: plan, scan, rebuild, signals, drift, the catalog service."""

@@ -1,0 +1,212 @@
+"""Signals: a production alert acts on the catalog, as factory.toml's [signals] policy says.
+
+A firing alert names a version (``image`` + ``image_version`` labels, or ``artifact_id``) and has a
+``severity``. ``revoke`` revokes the version and its descendants, rolls back every channel that
+pointed at them and queues the image for rebuild (the plan's "production signal"); ``suspect``
+blocks its promotion until the alert resolves. Each alert acts once: a signal record keyed on its
+fingerprint and status says it was handled. The whole payload is checked, then carried out in one
+locked, signed transaction, so a bad payload changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from factory.aws import hooks as aws_catalog
+from factory.catalog import audit, history, lifecycle, state, trust
+from factory.catalog.store import Catalog, Txn, catalog_of, now_utc
+from factory.core.config import Layout, check_schema, load_settings
+from factory.core.errors import ConfigError
+
+ACTIONS = ("revoke", "suspect", "ignore")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Alert:
+    index: int
+    fingerprint: str
+    status: str  # firing | resolved
+    alertname: str
+    severity: str
+    image: str
+    version: str
+    summary: str
+
+    def reason(self) -> str:
+        text = f"production signal: {self.alertname} ({self.severity}, alert {self.fingerprint})"
+        return f"{text}: {self.summary}" if self.summary else text
+
+    def details(self, action: str) -> dict[str, Any]:
+        return {
+            "fingerprint": self.fingerprint,
+            "status": self.status,
+            "severity": self.severity,
+            "alertname": self.alertname,
+            "action": action,
+        }
+
+    def outcome(self, action: str, detail: str) -> Action:
+        return Action(
+            alert=self.fingerprint, image=self.image, version=self.version, action=action, detail=detail
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Action:
+    alert: str
+    image: str
+    version: str
+    action: str  # revoke | suspect | clear | ignore | duplicate | none
+    detail: str
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def handle(layout: Layout, raw: bytes, *, source: str, actor: str) -> list[Action]:
+    """Check ``raw`` (the webhook body) whole, then act on each alert, once; exit 2 if it is bad."""
+    payload = parse(raw, source)
+    policy = load_settings(layout).signal_actions
+    catalog = catalog_of(layout)
+    doc = audit.trusted(catalog)
+    for index, raw_alert in enumerate(payload["alerts"]):  # before the lock: a bad payload writes nothing
+        _alert(doc, source, index, raw_alert)
+    signer = catalog.check_signer(trust.load_signer())
+
+    def act(txn: Txn) -> list[Action]:
+        alerts = [_alert(txn.doc, source, i, a) for i, a in enumerate(payload["alerts"])]
+        return [_act(txn, catalog, alert, policy) for alert in alerts]
+
+    actions = lifecycle.change(catalog, signer, actor, act)
+    revoked = [(a.image, a.version) for a in actions if a.action == "revoke"]
+    if revoked and aws_catalog.is_ami_catalog(doc := catalog.load()):
+        # An AMI catalog: the SSM channel parameters follow the rollback in the same request,
+        # and AWS is asked to deprecate the revoked AMIs (recorded, applied or not).
+        ctx = aws_catalog.context(layout)
+        aws_catalog.sync_channels(ctx, catalog, doc=doc)  # descendants in other images were revoked too
+        aws_catalog.deprecate_versions(
+            ctx,
+            catalog,
+            revoked,
+            at=now_utc(),
+            reason="revoked by a production signal",
+            signer=signer,
+            actor=actor,
+        )
+    return actions
+
+
+def parse(raw: bytes, source: str) -> dict[str, Any]:
+    try:
+        payload = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{source}: not a JSON document: {exc}") from None
+    check_schema(payload, "alertmanager.schema.json", source=Path(source), what="Alertmanager payload")
+    data: dict[str, Any] = payload
+    return data
+
+
+def _alert(doc: Mapping[str, Any], source: str, index: int, raw: Mapping[str, Any]) -> Alert:
+    labels = raw["labels"]
+    where = f"{source}: alerts.{index}.labels"
+    if "image" in labels:
+        image, version = labels["image"], labels["image_version"]
+        if image not in doc["images"]:
+            known = ", ".join(sorted(doc["images"])) or "(none)"
+            raise ConfigError(
+                f"{where}.image: unknown image {image!r}", hint=f"images in the catalog: {known}"
+            )
+        if state.entry_of(doc, image, version) is None:
+            raise ConfigError(f"{where}.image_version: {image} has no published version {version!r}")
+    else:
+        found = _by_artifact(doc, labels["artifact_id"])
+        if found is None:
+            raise ConfigError(
+                f"{where}.artifact_id: no published version has artifact {labels['artifact_id']!r}"
+            )
+        image, version = found
+    return Alert(
+        index=index,
+        fingerprint=raw["fingerprint"],
+        status=raw["status"],
+        alertname=labels["alertname"],
+        severity=labels["severity"],
+        image=image,
+        version=version,
+        summary=str(raw.get("annotations", {}).get("summary", ""))[:500],
+    )
+
+
+def _by_artifact(doc: Mapping[str, Any], artifact_id: str) -> tuple[str, str] | None:
+    wanted = artifact_id if artifact_id.startswith("sha256:") else f"sha256:{artifact_id}"
+    for image, data in doc["images"].items():
+        for entry in data["versions"]:
+            if entry["artifact"]["id"] == wanted:
+                return image, entry["version"]
+    return None
+
+
+def handled(doc: Mapping[str, Any], alert: Alert) -> Mapping[str, Any] | None:
+    """The signal record that already acted on this alert in this status, if any."""
+    for rec in history.records(doc, alert.image):
+        details = rec["details"]
+        if (
+            rec["action"] == "signal"
+            and rec["version"] == alert.version
+            and details.get("fingerprint") == alert.fingerprint
+            and details.get("status") == alert.status
+        ):
+            return rec
+    return None
+
+
+def _act(txn: Txn, catalog: Catalog, alert: Alert, policy: Mapping[str, str]) -> Action:
+    earlier = handled(txn.doc, alert)
+    if earlier is not None:
+        return alert.outcome(
+            "duplicate", f"already handled by history record {earlier['seq']} ({earlier['at']})"
+        )
+    suspect = txn.doc["images"][alert.image]["states"].get(alert.version, {}).get("suspect")
+    if alert.status == "resolved":
+        if not suspect:
+            return alert.outcome(
+                "none", "resolved; nothing to clear (a revocation stays until `factory restore`)"
+            )
+        _record(txn, alert, alert.details("clear"))
+        return alert.outcome("clear", "suspect cleared: it may be promoted again")
+    action = policy.get(alert.severity, "ignore")
+    if action == "ignore":
+        return alert.outcome(
+            "ignore", f"severity {alert.severity!r} has no action in factory.toml [signals]"
+        )
+    if action == "suspect":
+        _record(txn, alert, alert.details("suspect"))
+        return alert.outcome("suspect", "marked suspect: no promotion until the alert resolves")
+    return _revoke(txn, catalog, alert)
+
+
+def _record(txn: Txn, alert: Alert, details: dict[str, Any]) -> None:
+    txn.record("signal", alert.image, version=alert.version, reason=alert.reason(), details=details)
+
+
+def _revoke(txn: Txn, catalog: Catalog, alert: Alert) -> Action:
+    moves: Sequence[lifecycle.Move] = []
+    revoked: Sequence[tuple[str, str]] = []
+    if state.status(txn.doc, alert.image, alert.version, txn.now) == "revoked":
+        detail = "already revoked; queued for rebuild"
+    else:
+        revoked, moves = lifecycle.revoke(txn, catalog, alert.image, alert.version, reason=alert.reason())
+        rolled = ", ".join(f"{m.image}/{m.channel} -> {m.to or '(none)'}" for m in moves) or "no channel"
+        detail = f"revoked {len(revoked)} version(s); rolled back {rolled}; queued for rebuild"
+    details = alert.details("revoke")
+    details["queue"] = True
+    details["revoked"] = [list(r) for r in revoked]
+    details["moves"] = [
+        {"image": m.image, "channel": m.channel, "from": m.source, "to": m.to} for m in moves
+    ]
+    _record(txn, alert, details)
+    return alert.outcome("revoke", detail)
