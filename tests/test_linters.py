@@ -18,6 +18,8 @@ LINTERS = {
     "mypy-bench": [str(BIN / "mypy"), "--strict", "bench"],
     "yamllint": [str(BIN / "yamllint"), "-s", "roles", "inventory", "images", ".github", ".yamllint"],
     "ansible-lint": [str(BIN / "ansible-lint"), "roles"],
+    # The layering of factory/ (contracts in pyproject.toml [tool.importlinter]).
+    "import-linter": [str(BIN / "lint-imports"), "--no-cache"],
 }
 
 

@@ -26,7 +26,7 @@ from factory.bake import pipeline
 from factory.bake.inputs import HashCache, fingerprint, input_hashes, parent_identity
 from factory.bake.render import AwsBuild, ParentRef, Rendered, render, structural_sha256
 from factory.bake.verify import Verified, parse_junit
-from factory.catalog import audit, lifecycle, state, trust
+from factory.catalog import audit, lifecycle, state, targets, trust
 from factory.catalog.store import LATEST, Catalog, catalog_of
 from factory.core import awsapi as aws
 from factory.core import log
@@ -53,7 +53,7 @@ def bake(layout: Layout, name: str, *, source_ami: str | None = None) -> pipelin
     target = aws.AwsTarget(layout.aws_endpoint)
     catalog = catalog_of(layout)
     doc = audit.trusted(catalog)
-    aws_catalog.require_target(catalog, doc, aws_catalog.AMI)
+    targets.require_target(catalog, doc, targets.AMI)
     signer = catalog.check_signer(trust.load_signer())
     source = tag.source_state(layout.root)
     if source.dirty:
@@ -97,7 +97,7 @@ def bake(layout: Layout, name: str, *, source_ami: str | None = None) -> pipelin
         input_fingerprint=fingerprint_sha256,
     )
     entry["artifact"] = {
-        "type": aws_catalog.AMI,
+        "type": targets.AMI,
         "id": ami.ami_id,
         "ref": ami.id,
         "region": ami.region,
@@ -161,7 +161,7 @@ def parent_ami(
         )
     entry = catalog.find(spec.parent_image, version, doc)
     catalog.verify_entry(entry)
-    in_region = [a for a in aws_catalog.regional_amis(doc, entry) if a.region == settings.region]
+    in_region = [a for a in targets.regional_amis(doc, entry) if a.region == settings.region]
     if not in_region:
         raise ConfigError(
             f"{spec.definition}: aws.region: {spec.parent_image} {version} has no AMI in {settings.region}",

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from factory.catalog.targets import RegionalAmi
 from factory.core.awsapi import AwsCallFailed, AwsTarget, NotImplementedByEndpoint, call, client, pages
 from factory.core.errors import ConfigError, ExternalToolError
 
@@ -55,13 +56,6 @@ class Distribution:
         for arn in self.organizational_units:
             if not arn.startswith("arn:aws") or ":ou/" not in arn:
                 raise ConfigError(f"distribution: {arn!r} is not an organizational unit ARN")
-
-
-@dataclass(frozen=True)
-class RegionalAmi:
-    region: str
-    ami: str
-    snapshots: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

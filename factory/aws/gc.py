@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from factory.aws.distribute import RegionalAmi, parameter_name
+from factory.aws.distribute import parameter_name
+from factory.catalog.targets import RegionalAmi
 from factory.core.awsapi import AwsCallFailed, AwsTarget, call, client, pages
 
 # What EC2 says about an AMI id that no longer (or never) existed.

@@ -1,10 +1,12 @@
 """The catalog's AMIs in AWS: distribution records, SSM channel parameters, deprecation, retention.
 
-The catalog is the source of truth; AWS follows it. After every change of an AMI catalog the
-channel parameters ``/<prefix>/<image>/<channel>`` are reconciled in every region of the image
+The catalog is the source of truth; AWS follows it. :func:`register` adds :func:`follow` to the
+catalog's hooks (factory.catalog.hooks), so after every change of an AMI catalog the channel
+parameters ``/<prefix>/<image>/<channel>`` are reconciled in every region of the image
 (``sync_channels``): what a channel points to is written, what no longer points anywhere is
-deleted. A crash between the catalog write and the reconciliation is repaired by the next one
-(``factory distribute`` runs it too). Boto3 calls live in factory.aws.distribute and factory.aws.gc.
+deleted; revoked or deprecated AMIs are deprecated in AWS. A crash between the catalog write and
+the reconciliation is repaired by the next one (``factory distribute`` runs it too). Boto3 calls
+live in factory.aws.distribute and factory.aws.gc.
 """
 
 from __future__ import annotations
@@ -16,17 +18,17 @@ from typing import Any
 
 from factory.aws import distribute
 from factory.aws import gc as aws_gc
-from factory.catalog import gc, lifecycle
+from factory.catalog import gc, lifecycle, trust
+from factory.catalog import hooks as catalog_hooks
 from factory.catalog.state import current
-from factory.catalog.store import LATEST, Catalog, Txn
+from factory.catalog.store import LATEST, Catalog, Txn, now_utc
+from factory.catalog.targets import AMI, RegionalAmi, is_ami_catalog, regional_amis
 from factory.catalog.trust import Signer
 from factory.core import awsapi as aws
 from factory.core import log
 from factory.core.aws_config import AwsSettings
 from factory.core.config import ImageSpec, Layout, load_images, load_settings
 from factory.core.errors import ConfigError
-
-AMI = "ami"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,41 +60,9 @@ def context(layout: Layout) -> Aws:
     )
 
 
-def is_ami_catalog(doc: Mapping[str, Any]) -> bool:
-    return any(e["artifact"]["type"] == AMI for img in doc["images"].values() for e in img["versions"])
-
-
-def require_target(catalog: Catalog, doc: Mapping[str, Any], artifact_type: str) -> None:
-    """A catalog holds one kind of artifact: podman images or AMIs, never both."""
-    for image, data in doc["images"].items():
-        for entry in data["versions"]:
-            if entry["artifact"]["type"] != artifact_type:
-                raise ConfigError(
-                    f"{catalog.where}: images.{image}: holds {entry['artifact']['type']} artifacts, "
-                    f"and this command works on {artifact_type} artifacts",
-                    hint="give each target its own catalog: --catalog DIR|s3://BUCKET/PREFIX",
-                )
-
-
-def regional_amis(doc: Mapping[str, Any], entry: Mapping[str, Any]) -> tuple[distribute.RegionalAmi, ...]:
-    """Where a version's AMIs are: its newest `distribute` record, else only the build region."""
-    for record in reversed(doc["history"]):
-        if (
-            record["action"] == "distribute"
-            and record["image"] == entry["image"]
-            and record["version"] == entry["version"]
-        ):
-            return tuple(
-                distribute.RegionalAmi(region=r["region"], ami=r["ami"], snapshots=tuple(r["snapshots"]))
-                for r in record["details"]["regions"]
-            )
-    artifact = entry["artifact"]
-    return (distribute.RegionalAmi(region=artifact["region"], ami=artifact["id"]),)
-
-
 def distribute_version(
     ctx: Aws, catalog: Catalog, image: str, version: str, *, signer: Signer, actor: str
-) -> tuple[distribute.RegionalAmi, ...]:
+) -> tuple[RegionalAmi, ...]:
     """Copy, tag and share a version's AMI to every region of its image, and record where."""
     doc = catalog.load()
     entry = catalog.find(image, version, doc)
@@ -110,7 +80,7 @@ def distribute_version(
     with log.step(f"Distributing {image} {version} to {', '.join(settings.regions)}"):
         amis = distribute.distribute(
             ctx.target,
-            source=distribute.RegionalAmi(region=artifact["region"], ami=artifact["id"]),
+            source=RegionalAmi(region=artifact["region"], ami=artifact["id"]),
             name=artifact.get("name", f"{image}-{version}"),
             dist=dist,
             tags=provenance_tags(entry),
@@ -277,3 +247,23 @@ def collect(
     if fully:
         lifecycle.change(catalog, signer, actor, record)
     return done
+
+
+def follow(change: catalog_hooks.Change) -> list[str]:
+    """The AWS follow-up of one catalog change: channel parameters, then AMI deprecation."""
+    doc = change.catalog.load() if change.doc is None else change.doc
+    if not is_ami_catalog(doc):
+        return []
+    ctx = context(change.layout)
+    lines = [f"ssm {line}" for line in sync_channels(ctx, change.catalog, change.images, doc=doc)]
+    if change.retired:
+        deprecate_versions(
+            ctx, change.catalog, change.retired, at=change.retired_at or now_utc(), reason=change.reason,
+            signer=change.signer or trust.load_signer(), actor=change.actor,
+        )  # fmt: skip
+    return lines
+
+
+def register() -> None:
+    """Make every catalog change of this process follow in AWS (idempotent)."""
+    catalog_hooks.register("aws", follow)

@@ -9,12 +9,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from factory import __version__
-from factory.aws import hooks as aws_catalog
 from factory.bake import bootstrap, verify
 from factory.bake import packer as build
 from factory.bake.inputs import HashCache, fingerprint, input_hashes, parent_identity
 from factory.bake.render import AwsBuild, BuildContext, ParentRef, Rendered, render, structural_sha256
-from factory.catalog import audit, lifecycle, state, trust
+from factory.catalog import audit, lifecycle, state, targets, trust
 from factory.catalog.store import LATEST, Catalog, catalog_of
 from factory.core import log
 from factory.core import source as tag
@@ -56,7 +55,7 @@ def bake(layout: Layout, name: str, *, publish: bool = True, if_changed: bool = 
     catalog = catalog_of(layout)
     doc = audit.trusted(catalog)  # a broken or tampered catalog fails before the build, not after
     if publish:
-        aws_catalog.require_target(catalog, doc, "podman-image")
+        targets.require_target(catalog, doc, targets.PODMAN_IMAGE)
     signer = catalog.check_signer(trust.load_signer()) if publish else None
     state = tag.source_state(layout.root)
     if state.dirty and publish:

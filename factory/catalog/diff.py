@@ -6,7 +6,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from factory.catalog.store import Catalog
-from factory.loop.plan import changed_files
+
+
+def changed_files(recorded: Mapping[str, str], now: Mapping[str, str]) -> list[str]:
+    """Input paths whose hash differs between two fingerprints (added, removed or changed)."""
+    return sorted(path for path in set(recorded) | set(now) if recorded.get(path) != now.get(path))
 
 
 def diff(catalog: Catalog, doc: Mapping[str, Any], image: str, old: str, new: str) -> dict[str, Any]:

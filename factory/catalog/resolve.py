@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from factory.aws import hooks as aws_catalog
-from factory.catalog import audit, lifecycle, state
+from factory.catalog import audit, lifecycle, state, targets
 from factory.catalog.store import LATEST, Catalog
 from factory.core.errors import ConfigError, Refused
 
@@ -80,7 +79,7 @@ def resolve(catalog: Catalog, order: Sequence[str], image: str, channel: str, no
         warnings.append(f"{image} {version} will be revoked at {info['at']}: {info.get('reason')}")
     amis: dict[str, str] = {}
     if entry["artifact"]["type"] == "ami":
-        amis = {a.region: a.ami for a in aws_catalog.regional_amis(doc, entry)}
+        amis = {a.region: a.ami for a in targets.regional_amis(doc, entry)}
         if entry["artifact"].get("emulated"):
             warnings.append(f"{image} {version} is EMULATED: built against a local AWS API, no real AMI")
     return Resolution(

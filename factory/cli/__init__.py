@@ -1,1 +1,21 @@
-"""The command line: one module per verb group, each registering its own subparsers."""
+"""The command line. Each verb module declares its verbs (``VERBS``: help, arguments, handler) and
+this package collects them; factory.cli.main builds the parser from that list. A verb lives in
+exactly one module, and verb modules share only factory.cli.common."""
+
+from __future__ import annotations
+
+from factory.cli import build, catalog, drift, lifecycle, query, rebuild, serve, signal
+from factory.cli.common import Verb
+
+MODULES = (build, catalog, lifecycle, rebuild, query, drift, signal, serve)
+
+
+def verbs() -> dict[str, Verb]:
+    """Every verb by name, in the order `factory --help` lists them."""
+    found: dict[str, Verb] = {}
+    for module in MODULES:
+        for verb in module.VERBS:
+            if verb.name in found:
+                raise RuntimeError(f"factory.cli: verb {verb.name!r} is declared twice")
+            found[verb.name] = verb
+    return found

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from factory.aws import bake as aws_bake
 from factory.bake import pipeline
 from factory.catalog.store import atomic_write
-from factory.cli.catalog import emit
+from factory.cli.common import Verb, emit, json_flag
 from factory.core.config import Layout, Target, build_order, load_images, require_image
 from factory.core.errors import ConfigError
 
@@ -93,4 +94,72 @@ def cmd_verify(args: argparse.Namespace, layout: Layout) -> int:
     return 0
 
 
-HANDLERS = {"list": cmd_list, "render": cmd_render, "bake": cmd_bake, "verify": cmd_verify}
+def _list_args(parser: argparse.ArgumentParser) -> None:
+    json_flag(parser)
+    parser.add_argument("--names", action="store_true", help="names only, parents before children")
+
+
+def _target_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("image")
+    parser.add_argument(
+        "--target", choices=["docker", "aws"], default="docker", help="what to build (default: docker)"
+    )
+    parser.add_argument(
+        "--source-ami", metavar="AMI", help="aws: start from this AMI (default: [aws.source] of the image)"
+    )
+
+
+def _render_args(parser: argparse.ArgumentParser) -> None:
+    _target_args(parser)
+    json_flag(parser)
+
+
+def _bake_args(parser: argparse.ArgumentParser) -> None:
+    _target_args(parser)
+    parser.add_argument(
+        "--no-publish", action="store_true", help="build, verify and tag locally; do not publish"
+    )
+    parser.add_argument(
+        "--if-changed",
+        action="store_true",
+        help="publish only if packages or inputs differ from the newest version; else record `unchanged`",
+    )
+    parser.add_argument("--result-file", type=Path, metavar="PATH", help="write the outcome as JSON to PATH")
+
+
+def _verify_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("image")
+    parser.add_argument("version", nargs="?")
+
+
+VERBS = (
+    Verb(
+        name="list",
+        summary="List the image definitions under images/, parents before children.",
+        example="factory list --json",
+        handler=cmd_list,
+        arguments=_list_args,
+    ),
+    Verb(
+        name="render",
+        summary="Render an image's Packer template into build/ and run `packer validate` on it.",
+        example="factory render nginx --json",
+        handler=cmd_render,
+        arguments=_render_args,
+    ),
+    Verb(
+        name="bake",
+        summary="Bake an image: render, packer build, verify with Testinfra, tag with the commit, publish.",
+        details="Exit codes: 0 ok, 2 bad input, 3 tests failed, 4 an external tool failed.",
+        example="factory bake base\n  factory bake nginx --no-publish   # dirty tree, local iteration",
+        handler=cmd_bake,
+        arguments=_bake_args,
+    ),
+    Verb(
+        name="verify",
+        summary="Run the Testinfra suite again against a published version (latest by default).",
+        example="factory verify base 20261129.084512-0123456789ab",
+        handler=cmd_verify,
+        arguments=_verify_args,
+    ),
+)

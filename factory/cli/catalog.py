@@ -1,53 +1,25 @@
-"""The catalog verbs: what app teams and deployments run. Handlers only; cli.py parses."""
+"""The catalog verbs that read: what app teams and deployments run (catalog, resolve, history,
+verify-catalog, site, diff) and keygen."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from factory.catalog import audit, diff, history, resolve, site, state, trust
 from factory.catalog import s3 as s3catalog
-from factory.catalog.store import LATEST, Catalog, catalog_of, now_utc
+from factory.catalog.store import now_utc
+from factory.cli.common import Verb, emit, json_flag, open_catalog, version_arg
 from factory.core import awsapi as aws
 from factory.core import log
-from factory.core import source as tag
-from factory.core.config import Layout, load_images, load_settings, require_image
+from factory.core.config import Layout, load_settings, require_image
 from factory.core.errors import CatalogError
-from factory.loop import plan
-
-
-def emit(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def _catalog(layout: Layout) -> Catalog:
-    return catalog_of(layout)
-
-
-def _actor(args: argparse.Namespace, layout: Layout) -> str:
-    return str(args.actor) if getattr(args, "actor", None) else tag.actor(layout.root)
-
-
-def _version(text: str) -> str:
-    return tag.check_version(text)
-
-
-def _preflight(catalog: Catalog, image: str, *versions: str | None) -> None:
-    """Refuse bad arguments from a read-only look, before the lock file or any byte is written."""
-    doc = audit.trusted(catalog)
-    for version in versions:
-        if version is not None:
-            state.require_entry(catalog, doc, image, version)
-    if not versions and image not in doc["images"]:
-        catalog.find(image, "", doc)
 
 
 def cmd_catalog(args: argparse.Namespace, layout: Layout) -> int:
-    catalog = _catalog(layout)
+    catalog = open_catalog(layout)
     doc = audit.trusted(catalog)
     if args.image and args.image not in doc["images"]:
         require_image(layout, args.image)
@@ -88,7 +60,7 @@ def cmd_catalog(args: argparse.Namespace, layout: Layout) -> int:
 
 def cmd_resolve(args: argparse.Namespace, layout: Layout) -> int:
     settings = load_settings(layout)
-    catalog = _catalog(layout)
+    catalog = open_catalog(layout)
     if not catalog.exists():
         require_image(layout, args.image)
     found = resolve.resolve(catalog, settings.channels, args.image, args.channel, now_utc())
@@ -114,7 +86,7 @@ def cmd_resolve(args: argparse.Namespace, layout: Layout) -> int:
 
 
 def cmd_history(args: argparse.Namespace, layout: Layout) -> int:
-    catalog = _catalog(layout)
+    catalog = open_catalog(layout)
     doc = audit.trusted(catalog)
     if args.image not in doc["images"]:
         require_image(layout, args.image)
@@ -153,7 +125,7 @@ def cmd_keygen(args: argparse.Namespace, layout: Layout) -> int:
 
 
 def cmd_verify_catalog(args: argparse.Namespace, layout: Layout) -> int:
-    catalog = _catalog(layout)
+    catalog = open_catalog(layout)
     doc = catalog.load()
     problems = audit.audit(catalog, doc)
     versions = sum(len(d["versions"]) for d in doc["images"].values())
@@ -175,7 +147,7 @@ def cmd_verify_catalog(args: argparse.Namespace, layout: Layout) -> int:
 
 
 def cmd_site(args: argparse.Namespace, layout: Layout) -> int:
-    catalog = _catalog(layout)
+    catalog = open_catalog(layout)
     doc = audit.trusted(catalog)
     if not s3catalog.is_s3(args.outdir):
         written = site.write_site(catalog, doc, Path(args.outdir), now_utc())
@@ -194,35 +166,11 @@ def cmd_site(args: argparse.Namespace, layout: Layout) -> int:
     return 0
 
 
-def cmd_plan(args: argparse.Namespace, layout: Layout) -> int:
-    specs = load_images(layout)
-    for name in args.images:
-        require_image(layout, name)
-    catalog = _catalog(layout)
-    decisions = plan.plan(
-        layout,
-        catalog,
-        audit.trusted(catalog),
-        specs,
-        only=args.images,
-        force=args.force,
-        security_only=args.security_only,
-        now=now_utc(),
-    )
-    if args.json:
-        emit(plan.as_json(decisions, specs))
-        return 0
-    for d in decisions:
-        print(f"{d.action:<8} {d.image:<16} (now {d.current or 'unpublished'})")
-        for reason in d.reasons:
-            details = reason.details()
-            print(f"         - {reason.text}" + (f": {', '.join(details)}" if details else ""))
-    return 0
-
-
 def cmd_diff(args: argparse.Namespace, layout: Layout) -> int:
-    catalog = _catalog(layout)
-    found = diff.diff(catalog, audit.trusted(catalog), args.image, _version(args.old), _version(args.new))
+    catalog = open_catalog(layout)
+    found = diff.diff(
+        catalog, audit.trusted(catalog), args.image, version_arg(args.old), version_arg(args.new)
+    )
     if args.json:
         emit(found)
         return 0
@@ -242,14 +190,99 @@ def cmd_diff(args: argparse.Namespace, layout: Layout) -> int:
     return 0
 
 
-HANDLERS = {
-    "catalog": cmd_catalog,
-    "resolve": cmd_resolve,
-    "history": cmd_history,
-    "keygen": cmd_keygen,
-    "verify-catalog": cmd_verify_catalog,
-    "site": cmd_site,
-    "plan": cmd_plan,
-    "diff": cmd_diff,
-}
-__all__ = ["HANDLERS", "LATEST"]
+def _image_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("image", nargs="?")
+    json_flag(parser)
+
+
+def _resolve_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("image")
+    parser.add_argument("--channel", default="latest", help="channel to resolve (default: latest)")
+    json_flag(parser)
+    parser.add_argument(
+        "--format",
+        choices=["ref", "id", "version", "digest"],
+        help="print only this field (for shell pipelines)",
+    )
+
+
+def _history_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("image")
+    parser.add_argument("--channel")
+    json_flag(parser)
+
+
+def _site_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("outdir", metavar="DIR|s3://BUCKET/PREFIX")
+
+
+def _diff_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("image")
+    parser.add_argument("old", metavar="V1")
+    parser.add_argument("new", metavar="V2")
+    json_flag(parser)
+
+
+def _keygen_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--local", action="store_true", help="public key to keys/local/ (gitignored) instead of keys/"
+    )
+    parser.add_argument("--if-missing", action="store_true", help="reuse an existing private key")
+
+
+V = "20261129.084512-0123456789ab"
+VERBS = (
+    Verb(
+        name="catalog",
+        summary="Show the published versions, newest first, with their channels and states.",
+        example="factory catalog base --json",
+        handler=cmd_catalog,
+        arguments=_image_args,
+    ),
+    Verb(
+        name="resolve",
+        summary="Say what a deployment gets for IMAGE on CHANNEL, after checking every signature.",
+        details="The default channel is latest. A revoked, obsolete or removed target is refused (exit 5)\n"
+        "with the version to use instead.",
+        example="factory resolve base --channel prod --json\n"
+        '  podman run --rm "$(factory resolve base --channel prod --format ref)"',
+        handler=cmd_resolve,
+        arguments=_resolve_args,
+    ),
+    Verb(
+        name="history",
+        summary="List every change of an image's channels and states: who, when, from, to and why.",
+        example="factory history base --channel prod --json",
+        handler=cmd_history,
+        arguments=_history_args,
+    ),
+    Verb(
+        name="verify-catalog",
+        summary="Check every signature, the history chain and the state derived from it.",
+        example="factory verify-catalog",
+        handler=cmd_verify_catalog,
+        arguments=json_flag,
+    ),
+    Verb(
+        name="site",
+        summary="Write the static catalog site (index.html and index.json) to a directory or to S3.",
+        example="factory site public/   |   factory site s3://golden-images/site",
+        handler=cmd_site,
+        arguments=_site_args,
+    ),
+    Verb(
+        name="diff",
+        summary="Compare two versions: packages, input files and test counts.",
+        example=f"factory diff base {V} 20261201.101010-89abcdef0123 --json",
+        handler=cmd_diff,
+        arguments=_diff_args,
+    ),
+    Verb(
+        name="keygen",
+        summary="Make an Ed25519 signing key, private outside the repository and public in keys/.",
+        details="The private key is written 0600.",
+        example="factory keygen --local --if-missing",
+        handler=cmd_keygen,
+        arguments=_keygen_args,
+    ),
+)

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from factory.cli.common import Verb, json_flag
 from factory.core.config import Layout
 from factory.loop import drift
 
@@ -22,3 +23,25 @@ def cmd_drift(args: argparse.Namespace, layout: Layout) -> int:
         for report in found:
             print("\n".join(drift.report_lines(report)))
     return 1 if any(d.drifted for d in found) else 0
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--target",
+        required=True,
+        metavar="URL",
+        help="podman://CONTAINER, ssh://HOST or ansible://INVENTORY_GROUP (Testinfra backends)",
+    )
+    json_flag(parser)
+
+
+VERBS = (
+    Verb(
+        name="drift",
+        summary="Compare a live host with the image version it says it runs: packages and recorded files.",
+        details="Exit 0: no drift; 1: drift (redeploy from the image, never patch the host).",
+        example="factory drift --target podman://web-1 --json",
+        handler=cmd_drift,
+        arguments=_arguments,
+    ),
+)

@@ -1,6 +1,7 @@
 """Command line for the lifecycle verbs, the ones that change channels and states: promote,
 rollback, revoke, restore, deprecate, gc and distribute. In an AMI catalog each of them also
-brings the SSM channel parameters in line with the catalog (factory.aws.hooks)."""
+lets every registered target follow the change (factory.catalog.hooks; in an AMI catalog the SSM
+channel parameters and AMI deprecation, factory.aws.hooks)."""
 
 from __future__ import annotations
 
@@ -8,57 +9,51 @@ import argparse
 from datetime import datetime
 
 from factory.aws import hooks as aws_catalog
-from factory.catalog import audit, gc, lifecycle, trust
+from factory.catalog import audit, gc, hooks, lifecycle, targets, trust
 from factory.catalog.store import Catalog, Txn, now_utc
-from factory.cli.catalog import _actor, _catalog, _preflight, _version
+from factory.cli.common import Verb, actor_of, open_catalog, preflight, version_arg
 from factory.core import log
 from factory.core.config import Layout, load_settings
 from factory.core.errors import ConfigError
 from factory.core.run import run
 
 
-def _follow_in_aws(layout: Layout, catalog: Catalog, images: list[str]) -> None:
-    """An AMI catalog changed: the SSM channel parameters follow it in the same command."""
-    doc = catalog.load()
-    if not aws_catalog.is_ami_catalog(doc):
-        return
-    for line in aws_catalog.sync_channels(aws_catalog.context(layout), catalog, images, doc=doc):
-        print(f"ssm {line}")
-
-
-def _deprecate_in_aws(
+def _follow(
     layout: Layout,
     catalog: Catalog,
-    versions: list[tuple[str, str]],
+    images: list[str],
     *,
-    at: datetime,
-    reason: str,
-    actor: str,
+    retired: list[tuple[str, str]] | None = None,
+    at: datetime | None = None,
+    reason: str = "",
+    actor: str = "",
 ) -> None:
-    if not aws_catalog.is_ami_catalog(catalog.load()):
-        return
-    aws_catalog.deprecate_versions(
-        aws_catalog.context(layout), catalog, versions, at=at, reason=reason,
-        signer=trust.load_signer(), actor=actor,
+    """The catalog changed: every registered target (AWS SSM parameters, AMI deprecation) follows
+    it in the same command, and says what it applied."""
+    change = hooks.Change(
+        layout=layout, catalog=catalog, images=tuple(images), retired=tuple(retired or ()),
+        retired_at=at, reason=reason, actor=actor,
     )  # fmt: skip
+    for line in hooks.follow(change):
+        print(line)
 
 
 def cmd_promote(args: argparse.Namespace, layout: Layout) -> int:
     settings = load_settings(layout)
-    catalog = _catalog(layout)
+    catalog = open_catalog(layout)
     lifecycle.check_channel(catalog, settings.channels, args.to)
-    _preflight(catalog, args.image, _version(args.version))
+    preflight(catalog, args.image, version_arg(args.version))
     signer = trust.load_signer()
     move = lifecycle.change(
         catalog,
         signer,
-        _actor(args, layout),
+        actor_of(args, layout),
         lambda txn: lifecycle.promote(
             txn,
             catalog,
             settings.channels,
             image=args.image,
-            version=_version(args.version),
+            version=version_arg(args.version),
             channel=args.to,
             skip_order=args.skip_order,
             reason=args.reason,
@@ -68,41 +63,41 @@ def cmd_promote(args: argparse.Namespace, layout: Layout) -> int:
         print(f"{args.image}: {args.to} already points to {args.version}")
     else:
         print(f"{args.image}: {args.to} {move.source or '(none)'} -> {move.to}")
-    _follow_in_aws(layout, catalog, [args.image])
+    _follow(layout, catalog, [args.image])
     return 0
 
 
 def cmd_rollback(args: argparse.Namespace, layout: Layout) -> int:
     settings = load_settings(layout)
-    catalog = _catalog(layout)
+    catalog = open_catalog(layout)
     lifecycle.check_channel(catalog, settings.channels, args.channel)
-    to = _version(args.to) if args.to else None
-    _preflight(catalog, args.image, to)
+    to = version_arg(args.to) if args.to else None
+    preflight(catalog, args.image, to)
     signer = trust.load_signer()
     move = lifecycle.change(
         catalog,
         signer,
-        _actor(args, layout),
+        actor_of(args, layout),
         lambda txn: lifecycle.rollback(
             txn, catalog, settings.channels, args.image, args.channel, to=to, reason=args.reason
         ),
     )
     print(f"{args.image}: {args.channel} {move.source} -> {move.to}")
-    _follow_in_aws(layout, catalog, [args.image])
+    _follow(layout, catalog, [args.image])
     return 0
 
 
 def cmd_revoke(args: argparse.Namespace, layout: Layout) -> int:
-    catalog = _catalog(layout)
+    catalog = open_catalog(layout)
     at = _when(args.at) if args.at else None
-    _preflight(catalog, args.image, _version(args.version))
+    preflight(catalog, args.image, version_arg(args.version))
     signer = trust.load_signer()
     revoked, moves = lifecycle.change(
         catalog,
         signer,
-        _actor(args, layout),
+        actor_of(args, layout),
         lambda txn: lifecycle.revoke(
-            txn, catalog, args.image, _version(args.version), reason=args.reason, at=at
+            txn, catalog, args.image, version_arg(args.version), reason=args.reason, at=at
         ),
     )
     when = f"from {at.isoformat()}" if at and at > now_utc() else "now"
@@ -110,10 +105,9 @@ def cmd_revoke(args: argparse.Namespace, layout: Layout) -> int:
         print(f"revoked {image} {version} ({when})")
     for move in moves:
         print(f"moved {move.image} {move.channel}: {move.source} -> {move.to or '(no good version left)'}")
-    _follow_in_aws(layout, catalog, sorted({image for image, _ in revoked}))
-    _deprecate_in_aws(
-        layout, catalog, list(revoked), at=at or now_utc(), reason=f"revoked: {args.reason}",
-        actor=_actor(args, layout),
+    _follow(
+        layout, catalog, sorted({image for image, _ in revoked}), retired=list(revoked),
+        at=at or now_utc(), reason=f"revoked: {args.reason}", actor=actor_of(args, layout),
     )  # fmt: skip
     return 0
 
@@ -131,36 +125,38 @@ def _when(text: str) -> datetime:
 
 
 def cmd_restore(args: argparse.Namespace, layout: Layout) -> int:
-    catalog = _catalog(layout)
-    _preflight(catalog, args.image, _version(args.version))
+    catalog = open_catalog(layout)
+    preflight(catalog, args.image, version_arg(args.version))
     signer = trust.load_signer()
     restored = lifecycle.change(
         catalog,
         signer,
-        _actor(args, layout),
-        lambda txn: lifecycle.restore(txn, catalog, args.image, _version(args.version), reason=args.reason),
+        actor_of(args, layout),
+        lambda txn: lifecycle.restore(
+            txn, catalog, args.image, version_arg(args.version), reason=args.reason
+        ),
     )
     for name in restored:
         print(f"restored {name}")
     print("channels were not moved back; promote explicitly if you want them there")
-    _follow_in_aws(layout, catalog, [args.image])
+    _follow(layout, catalog, [args.image])
     return 0
 
 
 def cmd_deprecate(args: argparse.Namespace, layout: Layout) -> int:
-    catalog = _catalog(layout)
-    replacement = _version(args.replacement) if args.replacement else None
-    _preflight(catalog, args.image, _version(args.version), replacement)
+    catalog = open_catalog(layout)
+    replacement = version_arg(args.replacement) if args.replacement else None
+    preflight(catalog, args.image, version_arg(args.version), replacement)
     signer = trust.load_signer()
     lifecycle.change(
         catalog,
         signer,
-        _actor(args, layout),
+        actor_of(args, layout),
         lambda txn: lifecycle.deprecate(
             txn,
             catalog,
             image=args.image,
-            version=_version(args.version),
+            version=version_arg(args.version),
             state=args.state,
             replacement=replacement,
             reason=args.reason,
@@ -170,23 +166,22 @@ def cmd_deprecate(args: argparse.Namespace, layout: Layout) -> int:
         f"{args.image} {args.version}: {args.state}"
         + (f", replacement {replacement}" if replacement else "")
     )
-    _follow_in_aws(layout, catalog, [args.image])
-    if args.state != "active":
-        _deprecate_in_aws(
-            layout, catalog, [(args.image, _version(args.version))], at=now_utc(),
-            reason=f"{args.state}: {args.reason}", actor=_actor(args, layout),
-        )  # fmt: skip
+    retired = [(args.image, version_arg(args.version))] if args.state != "active" else []
+    _follow(
+        layout, catalog, [args.image], retired=retired, at=now_utc(),
+        reason=f"{args.state}: {args.reason}", actor=actor_of(args, layout),
+    )  # fmt: skip
     return 0
 
 
 def cmd_gc(args: argparse.Namespace, layout: Layout) -> int:
     if args.keep < 1:
         raise ConfigError(f"--keep: {args.keep} must be at least 1")
-    catalog = _catalog(layout)
+    catalog = open_catalog(layout)
     now = now_utc()
     if args.target == "aws":
         return _gc_aws(args, layout, catalog, now)
-    aws_catalog.require_target(catalog, audit.trusted(catalog), "podman-image")
+    targets.require_target(catalog, audit.trusted(catalog), targets.PODMAN_IMAGE)
     if args.dry_run:
         plan = gc.plan(audit.trusted(catalog), keep=args.keep, older_than_days=args.older_than, now=now)
     else:
@@ -196,7 +191,7 @@ def cmd_gc(args: argparse.Namespace, layout: Layout) -> int:
             gc.record(txn, decided)
             return decided
 
-        plan = lifecycle.change(catalog, trust.load_signer(), _actor(args, layout), collect, now=now)
+        plan = lifecycle.change(catalog, trust.load_signer(), actor_of(args, layout), collect, now=now)
         # The catalog says "collected" first: a crash here leaves an image to remove, never a
         # catalog entry whose artifact is gone.
         for decision in plan:
@@ -218,11 +213,11 @@ def cmd_gc(args: argparse.Namespace, layout: Layout) -> int:
 def _gc_aws(args: argparse.Namespace, layout: Layout, catalog: Catalog, now: datetime) -> int:
     """Retention of AMIs: deregister and delete snapshots in every region, unless referenced."""
     doc = audit.trusted(catalog)
-    aws_catalog.require_target(catalog, doc, aws_catalog.AMI)
+    targets.require_target(catalog, doc, targets.AMI)
     decisions = aws_catalog.collect(
         aws_catalog.context(layout), catalog, keep=args.keep, older_than_days=args.older_than, now=now,
         dry_run=args.dry_run, signer=None if args.dry_run else trust.load_signer(),
-        actor=_actor(args, layout),
+        actor=actor_of(args, layout),
     )  # fmt: skip
     verbs = {"keep": "keep  ", "delete": "would delete" if args.dry_run else "delete", "gone": "gone  "}
     for d in decisions:
@@ -234,18 +229,18 @@ def _gc_aws(args: argparse.Namespace, layout: Layout, catalog: Catalog, now: dat
 
 
 def cmd_distribute(args: argparse.Namespace, layout: Layout) -> int:
-    catalog = _catalog(layout)
+    catalog = open_catalog(layout)
     doc = audit.trusted(catalog)
-    _preflight(catalog, args.image, _version(args.version))
-    aws_catalog.require_target(catalog, doc, aws_catalog.AMI)
+    preflight(catalog, args.image, version_arg(args.version))
+    targets.require_target(catalog, doc, targets.AMI)
     ctx = aws_catalog.context(layout)
     amis = aws_catalog.distribute_version(
         ctx,
         catalog,
         args.image,
-        _version(args.version),
+        version_arg(args.version),
         signer=trust.load_signer(),
-        actor=_actor(args, layout),
+        actor=actor_of(args, layout),
     )
     for ami in amis:
         print(
@@ -256,12 +251,129 @@ def cmd_distribute(args: argparse.Namespace, layout: Layout) -> int:
     return 0
 
 
-HANDLERS = {
-    "promote": cmd_promote,
-    "rollback": cmd_rollback,
-    "revoke": cmd_revoke,
-    "restore": cmd_restore,
-    "deprecate": cmd_deprecate,
-    "gc": cmd_gc,
-    "distribute": cmd_distribute,
-}
+def _promote_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("image")
+    parser.add_argument("version")
+    parser.add_argument("--to", required=True, metavar="CHANNEL", help="target channel")
+    parser.add_argument(
+        "--skip-order", action="store_true", help="allow skipping a channel (needs --reason)"
+    )
+    parser.add_argument("--reason", help="why (recorded in history)")
+
+
+def _rollback_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("image")
+    parser.add_argument("--channel", required=True)
+    parser.add_argument("--to", metavar="VERSION", help="a specific earlier version")
+    parser.add_argument("--reason", help="why (recorded in history)")
+
+
+def _revoke_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("image")
+    parser.add_argument("version")
+    parser.add_argument("--reason", required=True, help="why (shown to everyone who resolves it)")
+    parser.add_argument("--at", metavar="TIME", help="ISO 8601 time at which the revocation takes effect")
+
+
+def _restore_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("image")
+    parser.add_argument("version")
+    parser.add_argument("--reason", help="why (recorded in history)")
+
+
+def _deprecate_args(parser: argparse.ArgumentParser) -> None:
+    _restore_args(parser)
+    parser.add_argument("--replacement", metavar="VERSION", help="the version to use instead")
+    parser.add_argument("--state", choices=["deprecated", "obsolete", "active"], default="deprecated")
+
+
+def _distribute_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("image")
+    parser.add_argument("version")
+
+
+def _gc_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--target", choices=["docker", "aws"], default="docker", help="whose artifacts to collect"
+    )
+    parser.add_argument(
+        "--keep", type=int, required=True, metavar="N", help="keep the newest N versions of each image"
+    )
+    parser.add_argument(
+        "--older-than", type=float, metavar="DAYS", help="only remove versions older than DAYS"
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="list each decision and its reason; change nothing"
+    )
+
+
+V = "20261129.084512-0123456789ab"
+VERBS = (
+    Verb(
+        name="promote",
+        summary="Point a channel at an existing version.",
+        details="Refused (exit 2) without passing evidence, for a dirty, revoked or obsolete version, or\n"
+        "out of channel order (unless --skip-order --reason).",
+        example=f"factory promote base {V} --to staging",
+        handler=cmd_promote,
+        arguments=_promote_args,
+        actor=True,
+    ),
+    Verb(
+        name="rollback",
+        summary="Move a channel back to the version it held before, skipping revoked ones.",
+        details="--to VERSION picks an earlier version instead.",
+        example="factory rollback base --channel prod",
+        handler=cmd_rollback,
+        arguments=_rollback_args,
+        actor=True,
+    ),
+    Verb(
+        name="revoke",
+        summary="Revoke a version and every version built on it.",
+        details="Channels on them move back to their previous good version in the same write.\n"
+        "--at schedules the revocation.",
+        example=f'factory revoke base {V} --reason "CVE-2026-1234 in openssl"',
+        handler=cmd_revoke,
+        arguments=_revoke_args,
+        actor=True,
+    ),
+    Verb(
+        name="restore",
+        summary="Undo a revocation, and the revocations its descendants inherited.",
+        example=f"factory restore base {V}",
+        handler=cmd_restore,
+        arguments=_restore_args,
+        actor=True,
+    ),
+    Verb(
+        name="deprecate",
+        summary="Mark a version deprecated or obsolete, naming its replacement.",
+        details="A deprecated version still resolves, with a warning; an obsolete one is refused;\n"
+        "--state active clears it.",
+        example=f"factory deprecate base {V} --replacement 20261201.101010-89abcdef0123 --state obsolete",
+        handler=cmd_deprecate,
+        arguments=_deprecate_args,
+        actor=True,
+    ),
+    Verb(
+        name="gc",
+        summary="Remove old artifacts that no channel, kept child or newest-N rule still needs.",
+        details="Never one a channel points to, the parent of a kept version, or one of the newest N of\n"
+        "its image; --target aws deletes AMIs and their snapshots unless something references them.",
+        example="factory gc --keep 3 --older-than 30 --dry-run",
+        handler=cmd_gc,
+        arguments=_gc_args,
+        actor=True,
+    ),
+    Verb(
+        name="distribute",
+        summary="Copy, tag and share a published AMI to every region of its image (idempotent).",
+        details="Then brings the SSM channel parameters /<prefix>/<image>/<channel> in line with the\n"
+        "catalog.",
+        example="factory distribute base 20261129.120034-8e1eeac7fb8f --catalog s3://golden/catalog",
+        handler=cmd_distribute,
+        arguments=_distribute_args,
+        actor=True,
+    ),
+)

@@ -7,7 +7,7 @@ import argparse
 
 from factory.catalog import query
 from factory.catalog.store import catalog_of, now_utc
-from factory.cli.catalog import emit
+from factory.cli.common import Verb, emit, json_flag
 from factory.core import log
 from factory.core.config import Layout, load_settings
 
@@ -49,3 +49,22 @@ def cmd_query(args: argparse.Namespace, layout: Layout) -> int:
     for row in [COLUMNS, *rows]:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     return 0
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--package", required=True, metavar="NAME", help="Debian package name")
+    parser.add_argument("--below", metavar="VERSION", help="only versions shipping it below VERSION")
+    parser.add_argument("--channel", help="only versions a channel points to")
+    json_flag(parser)
+
+
+VERBS = (
+    Verb(
+        name="query",
+        summary="Say which published versions, and which channels, ship a package.",
+        details="Versions compare in Debian's ordering.",
+        example="factory query --package openssl --below 3.0.17-1~deb12u2 --json",
+        handler=cmd_query,
+        arguments=_arguments,
+    ),
+)

@@ -8,6 +8,7 @@ import signal
 
 from factory.catalog import trust
 from factory.catalog.store import catalog_of
+from factory.cli.common import Verb
 from factory.core import log
 from factory.core.config import Layout, load_settings
 from factory.loop import http_checks, serve
@@ -42,3 +43,21 @@ def cmd_serve(args: argparse.Namespace, layout: Layout) -> int:
     if caught == signal.SIGINT:
         raise KeyboardInterrupt
     return 0
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
+
+
+VERBS = (
+    Verb(
+        name="serve",
+        summary="Serve the catalog read-only over HTTP and accept Alertmanager webhooks.",
+        details="GET /v1/images and the site; POST the webhook with a bearer token read from\n"
+        "FACTORY_SIGNAL_TOKEN_FILE or FACTORY_SIGNAL_TOKEN.",
+        example="factory serve --port 8080",
+        handler=cmd_serve,
+        arguments=_arguments,
+    ),
+)

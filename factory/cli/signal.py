@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from factory.cli.common import Verb, json_flag
 from factory.core import source as tag
 from factory.core.config import Layout
 from factory.core.errors import ConfigError
@@ -36,3 +37,22 @@ def cmd_signal(args: argparse.Namespace, layout: Layout) -> int:
 def _read(path: Path) -> bytes:
     with path.open("rb") as handle:
         return handle.read(MAX_PAYLOAD + 1)
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("payload", metavar="FILE", help="Alertmanager webhook JSON; - for stdin")
+    json_flag(parser, "what was done, as JSON")
+
+
+VERBS = (
+    Verb(
+        name="signal",
+        summary="Act on a Prometheus Alertmanager webhook payload (version 4), once per alert.",
+        details="critical revokes, rolls back and queues a rebuild; warning marks the version suspect;\n"
+        "resolved clears it.",
+        example="factory signal alert.json\n  factory signal - < alert.json",
+        handler=cmd_signal,
+        arguments=_arguments,
+        actor=True,
+    ),
+)

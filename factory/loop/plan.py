@@ -14,6 +14,7 @@ from typing import Any
 from factory.bake.inputs import HashCache, fingerprint, input_hashes, parent_identity
 from factory.bake.render import structural_sha256
 from factory.catalog import state
+from factory.catalog.diff import changed_files
 from factory.catalog.store import LATEST, Catalog
 from factory.core.config import ImageSpec, Layout, build_order
 from factory.core.errors import CatalogError
@@ -69,10 +70,6 @@ def as_json(decisions: Sequence[Decision], specs: Mapping[str, ImageSpec]) -> di
         "images": [d.as_json() for d in decisions],
         "branches": branches(decisions, specs),
     }
-
-
-def changed_files(recorded: Mapping[str, str], now: Mapping[str, str]) -> list[str]:
-    return sorted(path for path in set(recorded) | set(now) if recorded.get(path) != now.get(path))
 
 
 @dataclass(frozen=True, kw_only=True)

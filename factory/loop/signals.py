@@ -16,8 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from factory.aws import hooks as aws_catalog
-from factory.catalog import audit, history, lifecycle, state, trust
+from factory.catalog import audit, history, hooks, lifecycle, state, trust
 from factory.catalog.store import Catalog, Txn, catalog_of, now_utc
 from factory.core.config import Layout, check_schema, load_settings
 from factory.core.errors import ConfigError
@@ -83,20 +82,16 @@ def handle(layout: Layout, raw: bytes, *, source: str, actor: str) -> list[Actio
 
     actions = lifecycle.change(catalog, signer, actor, act)
     revoked = [(a.image, a.version) for a in actions if a.action == "revoke"]
-    if revoked and aws_catalog.is_ami_catalog(doc := catalog.load()):
-        # An AMI catalog: the SSM channel parameters follow the rollback in the same request,
-        # and AWS is asked to deprecate the revoked AMIs (recorded, applied or not).
-        ctx = aws_catalog.context(layout)
-        aws_catalog.sync_channels(ctx, catalog, doc=doc)  # descendants in other images were revoked too
-        aws_catalog.deprecate_versions(
-            ctx,
-            catalog,
-            revoked,
-            at=now_utc(),
-            reason="revoked by a production signal",
-            signer=signer,
-            actor=actor,
-        )
+    if revoked:
+        # The targets follow the rollback in the same request (an AMI catalog: the SSM channel
+        # parameters of every image, since descendants were revoked too, and AWS deprecates the
+        # revoked AMIs, recorded applied or not).
+        hooks.follow(
+            hooks.Change(
+                layout=layout, catalog=catalog, images=None, retired=tuple(revoked), retired_at=now_utc(),
+                reason="revoked by a production signal", actor=actor, signer=signer,
+            )
+        )  # fmt: skip
     return actions
 
 

@@ -17,7 +17,6 @@ from factory.aws.distribute import (
     SOURCE_AMI_TAG,
     SOURCE_REGION_TAG,
     Distribution,
-    RegionalAmi,
     channel_history,
     delete_channel,
     deprecate,
@@ -27,6 +26,7 @@ from factory.aws.distribute import (
     read_channel,
     write_channel,
 )
+from factory.catalog.targets import RegionalAmi
 from factory.core.awsapi import AwsTarget, NotImplementedByEndpoint, call, client
 from factory.core.errors import ConfigError, ExternalToolError
 from tests.aws_server import AwsServer, amazon_image, aws, aws_env, aws_server  # noqa: F401

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from factory.aws.distribute import Distribution, RegionalAmi, distribute, write_channel
+from factory.aws.distribute import Distribution, distribute, write_channel
 from factory.aws.gc import Candidate, Decision, apply, plan
+from factory.catalog.targets import RegionalAmi
 from factory.core.awsapi import AwsTarget
 from tests.aws_server import AwsServer, amazon_image, aws, aws_env, aws_server  # noqa: F401
 

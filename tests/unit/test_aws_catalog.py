@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from factory.aws import hooks as aws_catalog
-from factory.aws.distribute import RegionalAmi
-from factory.catalog import provenance
+from factory.catalog import provenance, targets
 from factory.catalog.store import Catalog
+from factory.catalog.targets import RegionalAmi
 from factory.core.errors import ConfigError
 
 AMI_ENTRY: dict[str, Any] = {
@@ -41,14 +41,14 @@ def doc(*history: dict[str, Any], entries: tuple[dict[str, Any], ...] = (AMI_ENT
 
 
 def test_undistributed_version_is_only_in_its_build_region() -> None:
-    assert aws_catalog.regional_amis(doc(), AMI_ENTRY) == (
+    assert targets.regional_amis(doc(), AMI_ENTRY) == (
         RegionalAmi(region="us-east-1", ami="ami-0123456789abcdef0"),
     )
 
 
 def test_the_newest_distribute_record_wins() -> None:
     v = AMI_ENTRY["version"]
-    found = aws_catalog.regional_amis(
+    found = targets.regional_amis(
         doc(
             record("distribute", v, regions(("us-east-1", "ami-1111111111111111a"))),
             record("distribute", v, regions(("us-east-1", "ami-1111111111111111a"), ("us-west-2", "ami-2"))),
@@ -64,23 +64,23 @@ def test_the_newest_distribute_record_wins() -> None:
 
 def test_other_versions_records_do_not_count() -> None:
     other = record("distribute", "20261128.000000-0123456789ab", regions(("us-west-2", "ami-3")))
-    assert [a.region for a in aws_catalog.regional_amis(doc(other), AMI_ENTRY)] == ["us-east-1"]
+    assert [a.region for a in targets.regional_amis(doc(other), AMI_ENTRY)] == ["us-east-1"]
 
 
 def test_an_ami_catalog_is_recognised() -> None:
-    assert aws_catalog.is_ami_catalog(doc())
+    assert targets.is_ami_catalog(doc())
     podman = {**AMI_ENTRY, "artifact": {"type": "podman-image", "id": "sha256:" + "0" * 64, "ref": "x"}}
-    assert not aws_catalog.is_ami_catalog(doc(entries=(podman,)))
-    assert not aws_catalog.is_ami_catalog({"images": {}, "history": []})
+    assert not targets.is_ami_catalog(doc(entries=(podman,)))
+    assert not targets.is_ami_catalog({"images": {}, "history": []})
 
 
 def test_a_catalog_holds_one_kind_of_artifact(tmp_path: Path) -> None:
     catalog = Catalog(tmp_path / "catalog", tmp_path / "keys")
-    aws_catalog.require_target(catalog, doc(), "ami")
+    targets.require_target(catalog, doc(), "ami")
     with pytest.raises(
         ConfigError, match=r"images\.base: holds ami artifacts, and this command works on podman-image"
     ):
-        aws_catalog.require_target(catalog, doc(), "podman-image")
+        targets.require_target(catalog, doc(), "podman-image")
 
 
 def test_provenance_tags_carry_the_full_commit_and_emulation() -> None:

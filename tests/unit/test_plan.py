@@ -12,7 +12,7 @@ import pytest
 from factory.bake.inputs import fingerprint, input_hashes, parent_identity
 from factory.bake.render import structural_sha256
 from factory.catalog import lifecycle, trust
-from factory.catalog.diff import diff
+from factory.catalog.diff import changed_files, diff
 from factory.catalog.store import Catalog
 from factory.core.config import Layout, load_images
 from factory.loop import plan
@@ -170,7 +170,7 @@ def test_unpublished_image_is_rebuilt(world: tuple[Layout, Catalog]) -> None:
 
 
 def test_changed_files_lists_added_removed_and_changed() -> None:
-    assert plan.changed_files({"a": "1", "b": "2"}, {"b": "3", "c": "4"}) == ["a", "b", "c"]
+    assert changed_files({"a": "1", "b": "2"}, {"b": "3", "c": "4"}) == ["a", "b", "c"]
 
 
 def test_diff_of_a_version_with_itself_is_empty(world: tuple[Layout, Catalog]) -> None:
@@ -184,7 +184,7 @@ def test_diff_lists_changed_inputs_between_images(world: tuple[Layout, Catalog])
     doc = catalog.load()
     base_inputs = catalog.manifest(catalog.find("base", BASE_V, doc))["inputs"]
     nginx_inputs = catalog.manifest(catalog.find("nginx", NGINX_V, doc))["inputs"]
-    assert "roles/nginx/tasks/site.yml" in plan.changed_files(base_inputs, nginx_inputs)
+    assert "roles/nginx/tasks/site.yml" in changed_files(base_inputs, nginx_inputs)
 
 
 def _decision(image: str, action: str) -> plan.Decision:

@@ -1,0 +1,55 @@
+"""What kind of artifact a catalog holds (podman images or AMIs), and where a version's AMIs are.
+
+This is catalog data: the bake, resolve and the lifecycle read it without talking to AWS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from factory.catalog.store import Catalog
+from factory.core.errors import ConfigError
+
+AMI = "ami"
+PODMAN_IMAGE = "podman-image"
+
+
+@dataclass(frozen=True)
+class RegionalAmi:
+    region: str
+    ami: str
+    snapshots: tuple[str, ...] = ()
+
+
+def is_ami_catalog(doc: Mapping[str, Any]) -> bool:
+    return any(e["artifact"]["type"] == AMI for img in doc["images"].values() for e in img["versions"])
+
+
+def require_target(catalog: Catalog, doc: Mapping[str, Any], artifact_type: str) -> None:
+    """A catalog holds one kind of artifact: podman images or AMIs, never both."""
+    for image, data in doc["images"].items():
+        for entry in data["versions"]:
+            if entry["artifact"]["type"] != artifact_type:
+                raise ConfigError(
+                    f"{catalog.where}: images.{image}: holds {entry['artifact']['type']} artifacts, "
+                    f"and this command works on {artifact_type} artifacts",
+                    hint="give each target its own catalog: --catalog DIR|s3://BUCKET/PREFIX",
+                )
+
+
+def regional_amis(doc: Mapping[str, Any], entry: Mapping[str, Any]) -> tuple[RegionalAmi, ...]:
+    """Where a version's AMIs are: its newest `distribute` record, else only the build region."""
+    for record in reversed(doc["history"]):
+        if (
+            record["action"] == "distribute"
+            and record["image"] == entry["image"]
+            and record["version"] == entry["version"]
+        ):
+            return tuple(
+                RegionalAmi(region=r["region"], ami=r["ami"], snapshots=tuple(r["snapshots"]))
+                for r in record["details"]["regions"]
+            )
+    artifact = entry["artifact"]
+    return (RegionalAmi(region=artifact["region"], ami=artifact["id"]),)

@@ -1,0 +1,117 @@
+"""The shape of factory/: stage packages, one-way layers, verbs that live in one module each."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from factory.catalog import hooks
+from factory.catalog.store import Catalog
+from factory.cli import MODULES, verbs
+from factory.core.config import Layout
+
+FACTORY = Path(__file__).resolve().parents[2] / "factory"
+MODULE_FILES = sorted(p for p in FACTORY.rglob("*.py") if "__pycache__" not in p.parts)
+STAGES = {"core", "catalog", "bake", "aws", "loop", "cli"}
+
+
+def _rel(path: Path) -> str:
+    return path.relative_to(FACTORY.parent).as_posix()
+
+
+def _imports(path: Path) -> list[ast.ImportFrom]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [
+        n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("factory")
+    ]
+
+
+def test_factory_holds_only_stage_packages() -> None:
+    flat = {p.name for p in FACTORY.glob("*.py")}
+    assert flat == {"__init__.py", "__main__.py"}
+
+
+@pytest.mark.parametrize("package", sorted(STAGES))
+def test_every_stage_is_a_package(package: str) -> None:
+    assert (FACTORY / package / "__init__.py").is_file()
+
+
+@pytest.mark.parametrize("path", MODULE_FILES, ids=_rel)
+def test_no_module_imports_another_modules_private_names(path: Path) -> None:
+    private = [
+        f"{node.module}.{alias.name}"
+        for node in _imports(path)
+        for alias in node.names
+        if alias.name.startswith("_") and not alias.name.startswith("__")
+    ]
+    assert private == []
+
+
+@pytest.mark.parametrize("path", sorted((FACTORY / "cli").glob("*.py")), ids=_rel)
+def test_verb_modules_share_only_cli_common(path: Path) -> None:
+    shared = {
+        f"{node.module}:{alias.name}"
+        for node in _imports(path)
+        for alias in node.names
+        if (node.module or "").startswith("factory.cli")
+    }
+    allowed = re.compile(r"^factory\.cli\.common:|^factory\.cli:(verbs|common|\w+)$")
+    if path.name != "__init__.py" and path.name != "main.py":
+        allowed = re.compile(r"^factory\.cli\.common:")
+    assert {s for s in shared if not allowed.match(s)} == set()
+
+
+@pytest.mark.parametrize("name", sorted(verbs()))
+def test_every_summary_is_one_whole_sentence(name: str) -> None:
+    summary = verbs()[name].summary
+    assert summary[0].isupper() and summary.endswith(".") and "\n" not in summary
+
+
+@pytest.mark.parametrize("name", sorted(verbs()))
+def test_every_summary_fits_the_help_listing(name: str) -> None:
+    # argparse wraps, never cuts; a summary longer than two lines of `factory --help` reads badly.
+    assert len(verbs()[name].summary) <= 100
+
+
+def test_a_verb_lives_in_exactly_one_module() -> None:
+    names = [verb.name for module in MODULES for verb in module.VERBS]
+    assert len(names) == len(set(names))
+
+
+def test_followers_see_each_change(tmp_path: Path) -> None:
+    seen: list[hooks.Change] = []
+
+    def follower(change: hooks.Change) -> list[str]:
+        seen.append(change)
+        return [f"followed {','.join(change.images or ())}"]
+
+    hooks.register("test-follower", follower)
+    try:
+        change = hooks.Change(
+            layout=Layout.discover(tmp_path), catalog=Catalog(tmp_path, tmp_path), images=("base",)
+        )
+        assert "followed base" in hooks.follow(change)
+        assert seen == [change]
+    finally:
+        hooks.unregister("test-follower")
+
+
+def test_registering_twice_keeps_one_follower(tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    def follower(change: hooks.Change) -> list[str]:
+        calls.append("x")
+        return []
+
+    hooks.register("twice", follower)
+    hooks.register("twice", follower)
+    try:
+        hooks.follow(
+            hooks.Change(layout=Layout.discover(tmp_path), catalog=Catalog(tmp_path, tmp_path), images=None)
+        )
+        assert calls == ["x"]
+    finally:
+        hooks.unregister("twice")
