@@ -43,7 +43,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -105,7 +105,7 @@ def packages_of(image: int, index: int, names: Sequence[str]) -> list[dict[str, 
 def build_world(root: Path, images: int, versions: int, packages: int) -> dict[str, Any]:
     if __package__ in (None, ""):  # run as a script (the world child): bench.world must import
         sys.path.insert(0, str(REPO))
-    from bench.world import add_version  # noqa: PLC0415 -- the child only
+    from bench.world import add_version, sample_entry  # noqa: PLC0415 -- the child only
     from factory.catalog import (  # noqa: PLC0415
         lifecycle,
         trust,
@@ -140,52 +140,35 @@ def build_world(root: Path, images: int, versions: int, packages: int) -> dict[s
                     "packages": shipped,
                     "tests": {"files": ["test_base.py"], "passed": 1, "failed": 0, "skipped": 0},
                 }
-                entry: dict[str, Any] = {
-                    "image": name,
-                    "version": version,
-                    "commit": commit,
-                    "dirty": False,
-                    "created": created.isoformat(timespec="seconds"),
-                    "source": "https://example.invalid/factory.git",
-                    "artifact": {
-                        "type": "podman-image",
-                        "id": "sha256:" + hashlib.sha256(f"{name}:{version}".encode()).hexdigest(),
-                        "ref": f"localhost/{name}:{version}",
-                    },
-                    "parent": {"bootstrap": {"suite": "bookworm"}},
-                    "template_sha256": "1" * 64,
-                    "tools": {"packer": "1.6.6", "ansible": "2.19", "factory": "0.1.0"},
-                    "tests": {
-                        "passed": 1,
-                        "failed": 0,
-                        "skipped": 0,
-                        "errors": 0,
-                        "duration_s": 1.0,
-                        "junit": "",
-                    },
-                    "package_count": len(shipped),
-                    "manifest": {"path": "", "sha256": "0" * 64},  # filled in by add_version
-                }
+                entry = sample_entry(
+                    name,
+                    version,
+                    commit=commit,
+                    created=created.isoformat(timespec="seconds"),
+                    parent={"bootstrap": {"suite": "bookworm"}},
+                    package_count=len(shipped),
+                )
                 add_version(catalog, txn, entry, manifest)
     return {"checkout": str(checkout), "key": str(key), "versions": images * versions}
 
 
 def publish_one(checkout: Path, key: Path) -> None:
     """One more version of img-00, through lifecycle.publish as `factory bake` would."""
-    from factory.catalog import (  # noqa: PLC0415
-        lifecycle,
-        trust,
-    )
+    from factory.catalog import lifecycle, model, trust  # noqa: PLC0415
     from factory.catalog.store import Catalog  # noqa: PLC0415
 
     catalog = Catalog(checkout / ".factory" / "catalog", checkout / "keys")
     newest = catalog.versions("img-00")[0]
-    entry = {k: v for k, v in newest.items() if k not in ("envelope", "sbom")}
-    created = datetime.fromisoformat(entry["created"]) + timedelta(days=365)
-    entry["version"] = f"{created:%Y%m%d.%H%M%S}-{entry['commit'][:12]}"
-    entry["created"] = created.isoformat(timespec="seconds")
-    entry["artifact"] = {**entry["artifact"], "ref": f"localhost/img-00:{entry['version']}"}
-    manifest = catalog.manifest(newest) | {"version": entry["version"]}
+    last = model.Entry.from_json(newest)
+    created = datetime.fromisoformat(last.created) + timedelta(days=365)
+    version = f"{created:%Y%m%d.%H%M%S}-{last.commit[:12]}"
+    entry = replace(
+        last,
+        version=version,
+        created=created.isoformat(timespec="seconds"),
+        artifact=replace(last.artifact, ref=f"localhost/img-00:{version}"),
+    )
+    manifest = catalog.manifest(newest) | {"version": version}
     junit = checkout.parent / "junit.xml"
     junit.write_bytes(JUNIT)
     lifecycle.publish(catalog, entry, manifest, junit, signer=trust.load_signer(key), actor=ACTOR)

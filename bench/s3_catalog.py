@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import io
 import json
 import os
@@ -43,7 +42,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,9 +50,11 @@ if __package__ in (None, ""):  # run as a script (a child)
 
 from bench.child import BenchError, log, spawn, tool_env
 from bench.run import Row, Summary, summarize
+from bench.world import indexed_entry
 
 if TYPE_CHECKING:
     from bench.run import Report
+    from factory.catalog import model
 
 BENCH = Path(__file__).resolve().parent
 SIZES = (100, 1000)
@@ -65,7 +65,6 @@ BUCKET = "bench-catalog"
 WRITERS = 4
 PER_WRITER = 8  # versions each writer publishes and promotes: 2 updates each
 ORDER = ("dev", "staging", "prod")
-START = datetime(2026, 11, 1, tzinfo=UTC)
 # Catalog.update's note when a conditional put of the index lost (factory/catalog/store.py).
 REAPPLY_NOTE = "another writer updated the index first; re-applying"
 REAPPLY_ATTEMPT = re.compile(re.escape(REAPPLY_NOTE) + r" \((?P<attempt>\d+)\)")
@@ -224,44 +223,12 @@ def race_rows(
 # -- entries the writers publish (as tests/integration/catalog_fixture.py's) ------------------
 
 
-def entry(image: str, index: int) -> dict[str, Any]:
-    created = START + timedelta(minutes=index)
-    commit = hashlib.sha1(f"{image}{index}".encode()).hexdigest()  # noqa: S324 -- an id, not security
-    version = f"{created:%Y%m%d.%H%M%S}-{commit[:12]}"
-    artifact = hashlib.sha256(f"{image}:{version}".encode()).hexdigest()
-    return {
-        "image": image,
-        "version": version,
-        "commit": commit,
-        "dirty": False,
-        "created": created.isoformat(timespec="seconds"),
-        "source": "https://example.invalid/factory.git",
-        "artifact": {
-            "type": "podman-image",
-            "id": f"sha256:{artifact}",
-            "ref": f"localhost/{image}:{version}",
-        },
-        "parent": {
-            "bootstrap": {
-                "suite": "bookworm",
-                "artifact_id": "sha256:" + "0" * 64,
-                "ref": "localhost/factory-bootstrap:bookworm",
-            }
-        },
-        "template_sha256": "1" * 64,
-        "tools": {"packer": "1.6.6", "ansible": "2.19", "factory": "0.1.0"},
-        "tests": {"passed": 1, "failed": 0, "skipped": 0, "errors": 0, "duration_s": 1.0, "junit": ""},
-        "package_count": 1,
-        "manifest": {"path": "", "sha256": "0" * 64},
-    }
-
-
-def manifest(data: Mapping[str, Any]) -> dict[str, Any]:
+def manifest(data: model.Entry) -> dict[str, Any]:
     return {
         "schema_version": 1,
-        "image": data["image"],
-        "version": data["version"],
-        "commit": data["commit"],
+        "image": data.image,
+        "version": data.version,
+        "commit": data.commit,
         "inputs": {},
         "packages": [{"name": "openssl", "version": "3.0.15-1~deb12u1"}],
         "tests": {"files": ["test_base.py"], "passed": 1, "failed": 0, "skipped": 0},
@@ -355,10 +322,10 @@ def write(args: argparse.Namespace) -> dict[str, float]:
     for index in range(1, args.count + 1):
         for writer in writers:  # one writer: its own image; in turn: round robin over all
             image, actor = writer_image(writer), f"writer{writer}"
-            data = entry(image, index)
+            data = indexed_entry(image, index)
             lifecycle.publish(catalog, data, manifest(data), junit, signer=signer, actor=actor)
 
-            def promote(txn: Txn, image: str = image, version: str = data["version"]) -> None:
+            def promote(txn: Txn, image: str = image, version: str = data.version) -> None:
                 lifecycle.promote(txn, catalog, ORDER, image=image, version=version, channel="dev")
 
             lifecycle.change(catalog, signer, actor, promote)
@@ -377,7 +344,7 @@ def check(url: str, keys: Path, endpoint: str, writers: int, count: int) -> dict
     missing_promotions: list[str] = []
     for writer in range(writers):
         image = writer_image(writer)
-        wanted = [entry(image, n)["version"] for n in range(1, count + 1)]
+        wanted = [indexed_entry(image, n).version for n in range(1, count + 1)]
         have = {e["version"] for e in doc["images"].get(image, {}).get("versions", [])}
         missing_versions += [f"{image} {v}" for v in wanted if v not in have]
         promoted = [

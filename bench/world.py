@@ -16,7 +16,6 @@ so that its own memory does not count towards the peak RSS of the processes it m
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import shutil
@@ -29,7 +28,7 @@ from typing import Any
 
 from factory.bake.inputs import HashCache, fingerprint, input_hashes, parent_identity
 from factory.bake.render import structural_sha256
-from factory.catalog import lifecycle, provenance, trust
+from factory.catalog import lifecycle, model, provenance, trust
 from factory.catalog.store import Catalog, Txn, dumps, image_doc
 from factory.catalog.trust import sign
 from factory.core.config import ImageSpec, Layout, build_order, load_images
@@ -52,6 +51,58 @@ BOOTSTRAP: dict[str, Any] = {
         "artifact_id": "sha256:" + "0" * 64,
     }
 }
+
+
+def sample_entry(
+    image: str,
+    version: str,
+    *,
+    commit: str,
+    created: str,
+    parent: Mapping[str, Any] | None = None,
+    source: str = "https://example.invalid/factory.git",
+    template_sha256: str = "1" * 64,
+    tools: Mapping[str, str] | None = None,
+    passed: int = 1,
+    skipped: int = 0,
+    duration_s: float = 1.0,
+    junit: str = "",
+    package_count: int = 1,
+    fingerprint: str | None = None,
+) -> model.Entry:
+    """The one builder of made-up catalog entries (bench, unit and integration tests): a podman
+    image whose id is derived from image and version, with passing tests, as a bake would hand it
+    to lifecycle.publish."""
+    return model.Entry(
+        image=image,
+        version=version,
+        commit=commit,
+        created=created,
+        source=source,
+        artifact=model.PodmanImage(
+            id="sha256:" + hashlib.sha256(f"{image}:{version}".encode()).hexdigest(),
+            ref=f"localhost/{image}:{version}",
+        ),
+        parent=dict(parent) if parent is not None else dict(BOOTSTRAP),
+        template_sha256=template_sha256,
+        tools=dict(tools or {"packer": "1.6.6", "ansible": "2.19", "factory": "0.1.0"}),
+        tests=model.TestCounts(
+            passed=passed, failed=0, skipped=skipped, errors=0, duration_s=duration_s, junit=junit
+        ),
+        package_count=package_count,
+        fingerprint=fingerprint,
+    )
+
+
+def indexed_entry(image: str, index: int, *, passed: int = 1) -> model.Entry:
+    """The ``index``-th made-up version of ``image``: ``index`` minutes after START, with a commit
+    derived from both (the S3 writers and the integration catalogs)."""
+    created = START + timedelta(minutes=index)
+    commit = hashlib.sha1(f"{image}{index}".encode()).hexdigest()  # noqa: S324 -- an id, not security
+    version = f"{created:%Y%m%d.%H%M%S}-{commit[:12]}"
+    return sample_entry(
+        image, version, commit=commit, created=created.isoformat(timespec="seconds"), passed=passed
+    )
 
 
 def generated_name(index: int) -> str:
@@ -106,33 +157,23 @@ def make_tree(root: Path, images: int) -> Layout:
 
 def new_version(
     layout: Layout, spec: ImageSpec, index: int, parent: Mapping[str, Any], hashes: HashCache
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[model.Entry, dict[str, Any]]:
     """The entry and manifest a bake of ``spec`` on ``parent`` would publish, inputs as they are now."""
     created = START + timedelta(minutes=index)
     commit = hashlib.sha256(spec.name.encode()).hexdigest()[:40]
     version = f"{created:%Y%m%d.%H%M%S}-{commit[:12]}"
     inputs = input_hashes(spec, layout, hashes)
     template = structural_sha256(spec)
-    entry = {
-        "image": spec.name,
-        "version": version,
-        "commit": commit,
-        "dirty": False,
-        "created": created.isoformat(timespec="seconds"),
-        "source": "https://example.invalid/factory.git",
-        "artifact": {
-            "type": "podman-image",
-            "id": "sha256:" + hashlib.sha256(f"{spec.name}:{version}".encode()).hexdigest(),
-            "ref": f"localhost/{spec.name}:{version}",
-        },
-        "parent": dict(parent),
-        "template_sha256": template,
-        "tools": {"packer": "1.6.6", "ansible": "2.19", "factory": "0.1.0"},
-        "tests": {"passed": 1, "failed": 0, "skipped": 0, "errors": 0, "duration_s": 1.0, "junit": ""},
-        "package_count": 0,
-        "manifest": {"path": "", "sha256": "0" * 64},
-        "fingerprint": fingerprint(spec, inputs, parent=parent_identity(parent), template_sha256=template),
-    }
+    entry = sample_entry(
+        spec.name,
+        version,
+        commit=commit,
+        created=created.isoformat(timespec="seconds"),
+        parent=parent,
+        template_sha256=template,
+        package_count=0,
+        fingerprint=fingerprint(spec, inputs, parent=parent_identity(parent), template_sha256=template),
+    )
     manifest = {
         "schema_version": 1,
         "image": spec.name,
@@ -145,20 +186,18 @@ def new_version(
     return entry, manifest
 
 
-def add_version(
-    catalog: Catalog, txn: Txn, entry: dict[str, Any], manifest: dict[str, Any]
-) -> dict[str, Any]:
+def add_version(catalog: Catalog, txn: Txn, built: model.Entry, manifest: dict[str, Any]) -> dict[str, Any]:
     """What lifecycle.publish does, inside a transaction the caller holds.
 
     One transaction for every image: publishing one at a time re-reads, re-checks and re-signs
     the whole index each time (quadratic). The evidence and manifest files are written plainly
     (no fsync): the catalog is scratch.
     """
-    image, version = entry["image"], entry["version"]
+    image, version = built.image, built.version
     evidence = Path("evidence") / image / version / "junit.xml"
     manifest_rel = Path("manifests") / image / f"{version}.json"
     manifest_bytes = dumps(manifest)
-    entry = copy.deepcopy(entry)
+    entry: dict[str, Any] = built.to_json()
     entry["tests"]["junit"] = str(evidence)
     entry["tests"]["junit_sha256"] = hashlib.sha256(JUNIT).hexdigest()
     entry["manifest"] = {"path": str(manifest_rel), "sha256": hashlib.sha256(manifest_bytes).hexdigest()}

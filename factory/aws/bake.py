@@ -26,7 +26,7 @@ from factory.bake import pipeline
 from factory.bake.inputs import HashCache, fingerprint, input_hashes, parent_identity
 from factory.bake.render import AwsBuild, ParentRef, Rendered, render, structural_sha256
 from factory.bake.verify import Verified, parse_junit
-from factory.catalog import audit, lifecycle, state, targets, trust
+from factory.catalog import audit, lifecycle, model, state, targets, trust
 from factory.catalog.store import LATEST, Catalog, catalog_of
 from factory.core import awsapi as aws
 from factory.core import log
@@ -90,21 +90,18 @@ def bake(layout: Layout, name: str, *, source_ami: str | None = None) -> pipelin
     entry = pipeline.catalog_entry(
         ctx,
         rendered=rendered,
-        artifact_id=ami.ami_id,
-        ref=ami.id,
+        artifact=model.Ami(
+            id=ami.ami_id,
+            ref=ami.id,
+            region=ami.region,
+            name=f"{spec.name}-{ctx.version}",
+            emulated=target.emulated,
+            standin_id=evidence.standin_id,
+        ),
         verified=evidence.verified,
         tools=tools,
         input_fingerprint=fingerprint_sha256,
     )
-    entry["artifact"] = {
-        "type": targets.AMI,
-        "id": ami.ami_id,
-        "ref": ami.id,
-        "region": ami.region,
-        "name": f"{spec.name}-{ctx.version}",
-        "emulated": target.emulated,
-        **({"standin_id": evidence.standin_id} if evidence.standin_id else {}),
-    }
     actor = tag.actor(layout.root)
     with log.step(f"Publishing {spec.name} {ctx.version} ({ami.id}) to {catalog.location}"):
         published = lifecycle.publish(

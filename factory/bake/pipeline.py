@@ -13,7 +13,7 @@ from factory.bake import bootstrap, verify
 from factory.bake import packer as build
 from factory.bake.inputs import HashCache, fingerprint, input_hashes, parent_identity
 from factory.bake.render import AwsBuild, BuildContext, ParentRef, Rendered, render, structural_sha256
-from factory.catalog import audit, lifecycle, state, targets, trust
+from factory.catalog import audit, lifecycle, model, state, targets, trust
 from factory.catalog.store import LATEST, Catalog, catalog_of
 from factory.core import log
 from factory.core import source as tag
@@ -113,8 +113,7 @@ def bake(layout: Layout, name: str, *, publish: bool = True, if_changed: bool = 
             catalog_entry(
                 ctx,
                 rendered=rendered,
-                artifact_id=artifact.id,
-                ref=ref,
+                artifact=model.PodmanImage(id=artifact.id, ref=ref),
                 verified=verified,
                 tools=tools,
                 input_fingerprint=fingerprint_sha256,
@@ -306,36 +305,33 @@ def catalog_entry(
     ctx: BuildContext,
     *,
     rendered: Rendered,
-    artifact_id: str,
-    ref: str,
+    artifact: model.Artifact,
     verified: verify.Verified,
     tools: dict[str, str],
     input_fingerprint: str,
-) -> dict[str, Any]:
+) -> model.Entry:
     report = verified.report
-    return {
-        "image": ctx.image.name,
-        "version": ctx.version,
-        "commit": ctx.commit,
-        "dirty": False,
-        "created": ctx.created,
-        "source": ctx.source,
-        "artifact": {"type": "podman-image", "id": artifact_id, "ref": ref},
-        "parent": dict(ctx.parent.record),
-        "template_sha256": rendered.template_sha256,
-        "tools": tools,
-        "tests": {
-            "passed": report.passed,
-            "failed": report.failed,
-            "skipped": report.skipped,
-            "errors": report.errors,
-            "duration_s": report.duration_s,
-            "junit": str(report.junit),
-        },
-        "package_count": len(verified.packages),
-        "fingerprint": input_fingerprint,
-        "manifest": {"path": "", "sha256": "0" * 64},  # filled in by lifecycle.publish
-    }
+    return model.Entry(
+        image=ctx.image.name,
+        version=ctx.version,
+        commit=ctx.commit,
+        created=ctx.created,
+        source=ctx.source,
+        artifact=artifact,
+        parent=dict(ctx.parent.record),
+        template_sha256=rendered.template_sha256,
+        tools=tools,
+        tests=model.TestCounts(
+            passed=report.passed,
+            failed=report.failed,
+            skipped=report.skipped,
+            errors=report.errors,
+            duration_s=report.duration_s,
+            junit=str(report.junit),
+        ),
+        package_count=len(verified.packages),
+        fingerprint=input_fingerprint,
+    )
 
 
 def version_manifest(ctx: BuildContext, inputs: dict[str, str], verified: verify.Verified) -> dict[str, Any]:

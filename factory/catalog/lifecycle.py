@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from factory.catalog import provenance, sbom
+from factory.catalog.model import Entry
 from factory.catalog.state import (
     channels_held,
     current,
@@ -74,7 +75,7 @@ def transaction(
 
 def publish(
     catalog: Catalog,
-    entry: dict[str, Any],
+    built: Entry,
     manifest: dict[str, Any],
     junit: Path,
     *,
@@ -82,13 +83,13 @@ def publish(
     actor: str,
 ) -> dict[str, Any]:
     """Add one verified version, signed, and point `latest` at it."""
-    image, version = entry["image"], entry["version"]
+    image, version = built.image, built.version
     evidence = Path("evidence") / image / version / "junit.xml"
     manifest_rel = Path("manifests") / image / f"{version}.json"
     sbom_rel = sbom.path_of(image, version)
     manifest_bytes = dumps(manifest)
     junit_bytes = junit.read_bytes()
-    entry = copy.deepcopy(entry)
+    entry: dict[str, Any] = built.to_json()
     entry["tests"]["junit"] = str(evidence)
     entry["tests"]["junit_sha256"] = hashlib.sha256(junit_bytes).hexdigest()
     entry["manifest"] = {"path": str(manifest_rel), "sha256": hashlib.sha256(manifest_bytes).hexdigest()}

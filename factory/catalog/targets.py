@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from factory.catalog.store import Catalog
 from factory.core.errors import ConfigError
 
-AMI = "ami"
-PODMAN_IMAGE = "podman-image"
+AMI: Final = "ami"
+PODMAN_IMAGE: Final = "podman-image"
 
 
 @dataclass(frozen=True)

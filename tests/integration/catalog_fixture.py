@@ -3,21 +3,19 @@ the subject is the catalog code, not the artifacts."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bench.world import indexed_entry
 from factory.__main__ import main
-from factory.catalog import lifecycle, trust
+from factory.catalog import lifecycle, model, trust
 from factory.catalog.store import Catalog
 
 from .conftest import REPO
-
-START = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def make_layout(root: Path) -> tuple[Path, Path]:
@@ -30,37 +28,9 @@ def make_layout(root: Path) -> tuple[Path, Path]:
     return root, key
 
 
-def entry(image: str, index: int, parent: dict[str, Any] | None = None) -> dict[str, Any]:
-    created = START + timedelta(minutes=index)
-    commit = hashlib.sha1(f"{image}{index}".encode()).hexdigest()
-    version = f"{created:%Y%m%d.%H%M%S}-{commit[:12]}"
-    artifact = hashlib.sha256(f"{image}:{version}".encode()).hexdigest()
-    return {
-        "image": image,
-        "version": version,
-        "commit": commit,
-        "dirty": False,
-        "created": created.isoformat(timespec="seconds"),
-        "source": "https://example.invalid/factory.git",
-        "artifact": {
-            "type": "podman-image",
-            "id": f"sha256:{artifact}",
-            "ref": f"localhost/{image}:{version}",
-        },
-        "parent": parent
-        or {
-            "bootstrap": {
-                "suite": "bookworm",
-                "artifact_id": "sha256:" + "0" * 64,
-                "ref": "localhost/factory-bootstrap:bookworm",
-            }
-        },
-        "template_sha256": "1" * 64,
-        "tools": {"packer": "1.6.6", "ansible": "2.19", "factory": "0.1.0"},
-        "tests": {"passed": 10, "failed": 0, "skipped": 0, "errors": 0, "duration_s": 1.0, "junit": ""},
-        "package_count": 1,
-        "manifest": {"path": "", "sha256": "0" * 64},
-    }
+def entry(image: str, index: int, parent: dict[str, Any] | None = None) -> model.Entry:
+    made = indexed_entry(image, index, passed=10)
+    return made if parent is None else replace(made, parent=parent)
 
 
 def publish_one(
@@ -81,8 +51,8 @@ def publish_one(
     manifest = {
         "schema_version": 1,
         "image": image,
-        "version": data["version"],
-        "commit": data["commit"],
+        "version": data.version,
+        "commit": data.commit,
         "inputs": {},
         "packages": [{"name": "openssl", "version": "3.0.15-1~deb12u1"}],
         "tests": {"files": ["test_base.py"], "passed": 10, "failed": 0, "skipped": 0},

@@ -28,7 +28,7 @@ def main(argv: list[str]) -> int:
     image, actor = f"w{writer}", f"writer{writer}"
     for index in range(1, int(count) + 1):
         publish_one(catalog, signer, image, index, actor=actor, scratch=Path(scratch))
-        version = entry(image, index)["version"]
+        version = entry(image, index).version
 
         def promote(txn: Txn, version: str = version) -> None:
             lifecycle.promote(txn, catalog, ORDER, image=image, version=version, channel="dev")

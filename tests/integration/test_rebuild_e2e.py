@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from factory.catalog import lifecycle, trust
+from factory.catalog import lifecycle, model, trust
 from factory.catalog.store import Catalog
 
 from .conftest import Scratch, make_scratch, podman
@@ -125,12 +126,13 @@ def _stale_openssl(night: Scratch, tmp_path: Path) -> str:
     version = f"{moment:%Y%m%d.%H%M%S}{current[15:]}"
     ref = f"localhost/base:{version}"
     podman("tag", stale_id, ref)
-    entry = {
-        **entry,
-        "version": version,
-        "created": moment.isoformat(timespec="seconds"),
-        "artifact": {**entry["artifact"], "id": stale_id, "ref": ref},
-    }
+    published = model.Entry.from_json(entry)
+    stale = replace(
+        published,
+        version=version,
+        created=moment.isoformat(timespec="seconds"),
+        artifact=model.PodmanImage(id=stale_id, ref=ref),
+    )
     manifest = {
         **manifest,
         "version": version,
@@ -139,7 +141,7 @@ def _stale_openssl(night: Scratch, tmp_path: Path) -> str:
         ],
     }
     junit = night.catalog / entry["tests"]["junit"]
-    lifecycle.publish(catalog, entry, manifest, junit, signer=trust.load_signer(), actor="a DSA")
+    lifecycle.publish(catalog, stale, manifest, junit, signer=trust.load_signer(), actor="a DSA")
     return version
 
 

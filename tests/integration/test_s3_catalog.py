@@ -100,7 +100,7 @@ def test_every_writer_succeeds(race: Race) -> None:
 @pytest.mark.parametrize("i", range(WRITERS))
 def test_no_publish_is_lost(race: Race, i: int) -> None:
     versions = {e["version"] for e in race.doc["images"][f"w{i}"]["versions"]}
-    assert versions == {entry(f"w{i}", n)["version"] for n in range(1, PER_WRITER + 1)}
+    assert versions == {entry(f"w{i}", n).version for n in range(1, PER_WRITER + 1)}
 
 
 @pytest.mark.parametrize("i", range(WRITERS))
@@ -110,12 +110,12 @@ def test_no_promotion_is_lost(race: Race, i: int) -> None:
         for r in race.doc["history"]
         if r["actor"] == f"writer{i}" and r["action"] == "promote" and r["channel"] == "dev"
     ]
-    assert promoted == [entry(f"w{i}", n)["version"] for n in range(1, PER_WRITER + 1)]
+    assert promoted == [entry(f"w{i}", n).version for n in range(1, PER_WRITER + 1)]
 
 
 @pytest.mark.parametrize("i", range(WRITERS))
 def test_each_channel_ends_on_the_last_promotion(race: Race, i: int) -> None:
-    assert state.current(race.doc, f"w{i}", "dev") == entry(f"w{i}", PER_WRITER)["version"]
+    assert state.current(race.doc, f"w{i}", "dev") == entry(f"w{i}", PER_WRITER).version
 
 
 def test_generation_counts_every_update(race: Race) -> None:
@@ -139,7 +139,7 @@ def test_lost_race_is_reapplied_on_the_winner(shared: Shared, tmp_path: Path) ->
     ours, theirs = shared.catalog(), shared.catalog()
     publish_one(ours, signer, "race", 1, actor="setup", scratch=tmp_path)
     publish_one(ours, signer, "race", 2, actor="setup", scratch=tmp_path)
-    v1, v2 = entry("race", 1)["version"], entry("race", 2)["version"]
+    v1, v2 = entry("race", 1).version, entry("race", 2).version
     runs: list[int] = []
 
     def promote(txn: Txn) -> None:
@@ -165,7 +165,7 @@ def test_endless_races_fail_clearly(shared: Shared, tmp_path: Path) -> None:
     signer = trust.load_signer(shared.key)
     ours, theirs = shared.catalog(), shared.catalog()
     publish_one(ours, signer, "endless", 1, actor="setup", scratch=tmp_path)
-    version = entry("endless", 1)["version"]
+    version = entry("endless", 1).version
     before = ours.index_bytes()
 
     def always_beaten(txn: Txn) -> None:

@@ -20,7 +20,8 @@ from typing import Any, NoReturn
 import pytest
 from rich.console import Console
 
-from factory.catalog import lifecycle, state, trust
+from bench.world import sample_entry
+from factory.catalog import lifecycle, model, state, trust
 from factory.catalog.store import Catalog, Txn
 from factory.catalog.trust import Signer
 from factory.core import log
@@ -115,7 +116,6 @@ VERSION = "20261129.084512-0123456789ab"
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 ACTOR = "unit tests <tests@localhost>"
 
-MakeEntry = Callable[..., dict[str, Any]]
 ENTRY_SCHEMA_FIELDS = frozenset(
     json.loads((REPO_ROOT / "factory" / "schemas" / "catalog.schema.json").read_text(encoding="utf-8"))[
         "$defs"
@@ -148,36 +148,32 @@ def make_entry(
     version: str = VERSION,
     created: str | None = None,
     parent: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> model.Entry:
     """A catalog entry before publication, as factory.bake.pipeline.bake() hands it to lifecycle.publish
     (catalog_entry(), plus the input fingerprint when the schema knows it): valid for the v2 schema
     once lifecycle.publish has added tests.junit_sha256, the manifest and the envelope."""
-    return {
-        "image": image,
-        "version": version,
-        "commit": version[-12:] + COMMIT[12:],
-        "dirty": False,
-        "created": created or created_of(version),
-        "source": "https://git.example.invalid/image-factory.git",
-        "artifact": {
-            "type": "podman-image",
-            "id": artifact_id(image, version),
-            "ref": f"localhost/{image}:{version}",
-        },
-        "parent": dict(parent) if parent is not None else {"bootstrap": {"suite": "bookworm"}},
-        "template_sha256": "b" * 64,
-        "tools": {"packer": "1.6.6", "ansible": "2.19.14", "factory": "0.1.0"},
-        "tests": {
-            "passed": 3,
-            "failed": 0,
-            "skipped": 1,
-            "errors": 0,
-            "duration_s": 1.5,
-            "junit": f"build/{image}/{version}/junit.xml",
-        },
-        "package_count": 120,
-        "manifest": {"path": "", "sha256": "0" * 64},
-    } | ({"fingerprint": "d" * 64} if "fingerprint" in ENTRY_SCHEMA_FIELDS else {})
+    return sample_entry(
+        image,
+        version,
+        commit=version[-12:] + COMMIT[12:],
+        created=created or created_of(version),
+        parent=parent if parent is not None else {"bootstrap": {"suite": "bookworm"}},
+        source="https://git.example.invalid/image-factory.git",
+        template_sha256="b" * 64,
+        tools={"packer": "1.6.6", "ansible": "2.19.14", "factory": "0.1.0"},
+        passed=3,
+        skipped=1,
+        duration_s=1.5,
+        junit=f"build/{image}/{version}/junit.xml",
+        package_count=120,
+        fingerprint="d" * 64 if "fingerprint" in ENTRY_SCHEMA_FIELDS else None,
+    )
+
+
+def entry_json(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """make_entry as the JSON object publication starts from (for code that reads entries)."""
+    data: dict[str, Any] = make_entry(*args, **kwargs).to_json()
+    return data
 
 
 def make_manifest(image: str = "base", version: str = VERSION) -> dict[str, Any]:
@@ -218,16 +214,6 @@ def publish(
     return lifecycle.publish(
         catalog, entry, make_manifest(image, version), junit, signer=signer, actor=actor
     )
-
-
-@pytest.fixture(name="make_entry")
-def make_entry_fixture() -> MakeEntry:
-    return make_entry
-
-
-@pytest.fixture(name="make_manifest")
-def make_manifest_fixture() -> MakeEntry:
-    return make_manifest
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from bench import run, s3_catalog
-from bench.s3_catalog import RaceCheck, backoff_estimate_s, entry, lost_races, op_rows, race_rows, ratios
+from bench.s3_catalog import RaceCheck, backoff_estimate_s, lost_races, op_rows, race_rows, ratios
+from bench.world import indexed_entry
 
 WRITER_STDERR = """\
 s3://bench-catalog/race-0-concurrent/index.json: another writer updated the index first; re-applying (1)
@@ -143,10 +144,10 @@ def test_race_rows_name_the_number_of_updates() -> None:
 
 
 def test_entries_differ_per_image_and_grow_with_the_index() -> None:
-    a1, a2, b1 = entry("w0", 1), entry("w0", 2), entry("w1", 1)
-    assert a1["version"] < a2["version"]
-    assert a1["version"] != b1["version"]
-    assert a1["created"] < a2["created"]
+    a1, a2, b1 = indexed_entry("w0", 1), indexed_entry("w0", 2), indexed_entry("w1", 1)
+    assert a1.version < a2.version
+    assert a1.version != b1.version
+    assert a1.created < a2.created
 
 
 def test_s3_is_a_section_of_make_bench() -> None:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -193,15 +194,14 @@ def test_publishing_twice_leaves_index_unchanged(
 
 
 def test_failing_evidence_is_refused_naming_the_field(catalog: Catalog, signer: Signer, junit: Path) -> None:
-    entry = make_entry("base", V1)
-    entry["tests"]["failed"] = 1
+    built = make_entry("base", V1)
+    entry = replace(built, tests=replace(built.tests, failed=1))
     with pytest.raises(ConfigError, match=r"images\.base\.versions\.0\.tests\.failed"):
         lifecycle.publish(catalog, entry, make_manifest("base", V1), junit, signer=signer, actor=ACTOR)
 
 
 def test_invalid_entry_leaves_no_index(catalog: Catalog, signer: Signer, junit: Path) -> None:
-    entry = make_entry("base", V1)
-    entry["version"] = V1 + "-dirty"
+    entry = replace(make_entry("base", V1), version=V1 + "-dirty")
     with pytest.raises(ConfigError):
         lifecycle.publish(catalog, entry, make_manifest("base", V1), junit, signer=signer, actor=ACTOR)
     assert not catalog.index_path.exists()

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
+from bench.world import sample_entry
 from factory.bake.inputs import fingerprint, input_hashes, parent_identity
 from factory.bake.render import structural_sha256
-from factory.catalog import lifecycle, trust
+from factory.catalog import lifecycle, model, trust
 from factory.catalog.diff import changed_files, diff
 from factory.catalog.store import Catalog
 from factory.core.config import Layout, load_images
@@ -36,36 +37,26 @@ BOOT = {
 
 def _entry(
     layout: Layout, image: str, version: str, parent: dict[str, Any]
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[model.Entry, dict[str, Any]]:
     spec = load_images(layout)[image]
     inputs = input_hashes(spec, layout)
-    entry = {
-        "image": image,
-        "version": version,
-        "commit": "0123456789ab" + "0" * 28,
-        "dirty": False,
-        "created": f"2026-11-29T{version[9:11]}:{version[11:13]}:00+00:00",
-        "source": "x",
-        "artifact": {
-            "type": "podman-image",
-            "id": "sha256:" + version[-12:] * 5 + "0123",
-            "ref": f"localhost/{image}:{version}",
-        },
-        "parent": parent,
-        "template_sha256": "1" * 64,
-        "tools": {"packer": "1.6.6", "ansible": "2.19", "factory": "0.1.0"},
-        "tests": {"passed": 1, "failed": 0, "skipped": 0, "errors": 0, "duration_s": 1.0, "junit": ""},
-        "package_count": 0,
-        "manifest": {"path": "", "sha256": "0" * 64},
-        "fingerprint": fingerprint(
+    entry = sample_entry(
+        image,
+        version,
+        commit="0123456789ab" + "0" * 28,
+        created=f"2026-11-29T{version[9:11]}:{version[11:13]}:00+00:00",
+        parent=parent,
+        source="x",
+        package_count=0,
+        fingerprint=fingerprint(
             spec, inputs, parent=parent_identity(parent), template_sha256=structural_sha256(spec)
         ),
-    }
+    )
     manifest = {
         "schema_version": 1,
         "image": image,
         "version": version,
-        "commit": entry["commit"],
+        "commit": entry.commit,
         "inputs": inputs,
         "packages": [],
         "tests": {"files": [], "passed": 1, "failed": 0, "skipped": 0},
@@ -94,7 +85,7 @@ def make_world(tmp_path: Path) -> tuple[Layout, Catalog]:
     junit.write_text("<testsuite/>")
     base, base_manifest = _entry(layout, "base", BASE_V, BOOT)
     lifecycle.publish(catalog, base, base_manifest, junit, signer=signer, actor="t")
-    nginx_parent = {"image": "base", "version": BASE_V, "artifact_id": base["artifact"]["id"]}
+    nginx_parent = {"image": "base", "version": BASE_V, "artifact_id": base.artifact.id}
     nginx, nginx_manifest = _entry(layout, "nginx", NGINX_V, nginx_parent)
     lifecycle.publish(catalog, nginx, nginx_manifest, junit, signer=signer, actor="t")
     return layout, catalog

@@ -18,7 +18,7 @@ from factory.catalog import audit, lifecycle, provenance, sbom, site
 from factory.catalog.store import Catalog, dumps, image_doc, now_utc
 from factory.catalog.trust import Signer, open_envelope, sign
 from factory.core.config import schema_errors
-from tests.unit.conftest import ACTOR, REPO_ROOT, VERSION, World, make_entry, make_manifest, publish
+from tests.unit.conftest import ACTOR, REPO_ROOT, VERSION, World, entry_json, make_manifest, publish
 
 Doc = dict[str, Any]
 
@@ -34,7 +34,7 @@ def _manifest() -> Doc:
 
 
 def _raw(entry: Doc | None = None, manifest: Doc | None = None) -> bytes:
-    return sbom.document(entry or make_entry(), manifest or _manifest())
+    return sbom.document(entry or entry_json(), manifest or _manifest())
 
 
 def _doc(entry: Doc | None = None, manifest: Doc | None = None) -> Doc:
@@ -96,12 +96,12 @@ def test_serial_number_is_a_uuid5() -> None:
 
 @pytest.mark.parametrize("field", ["image", "version", "commit"])
 def test_serial_number_changes_with(field: str) -> None:
-    other = make_entry() | {field: "f" * 40 if field == "commit" else "other"}
+    other = entry_json() | {field: "f" * 40 if field == "commit" else "other"}
     assert _doc(other)["serialNumber"] != _doc()["serialNumber"]
 
 
 def test_timestamp_is_the_entry_created() -> None:
-    assert _doc()["metadata"]["timestamp"] == make_entry()["created"]
+    assert _doc()["metadata"]["timestamp"] == entry_json()["created"]
 
 
 def test_metadata_component_is_the_image() -> None:
@@ -110,17 +110,17 @@ def test_metadata_component_is_the_image() -> None:
 
 
 def test_names_the_commit() -> None:
-    assert _properties(_doc())["org.opencontainers.image.revision"] == make_entry()["commit"]
+    assert _properties(_doc())["org.opencontainers.image.revision"] == entry_json()["commit"]
 
 
 def test_names_the_artifact() -> None:
-    assert _properties(_doc())["image-factory:artifact:id"] == make_entry()["artifact"]["id"]
+    assert _properties(_doc())["image-factory:artifact:id"] == entry_json()["artifact"]["id"]
 
 
 def test_tools_name_the_factory() -> None:
     tools = _doc()["metadata"]["tools"]["components"]
     assert [(t["name"], t["version"]) for t in tools] == [
-        ("image-factory", make_entry()["tools"]["factory"])
+        ("image-factory", entry_json()["tools"]["factory"])
     ]
 
 
@@ -188,7 +188,7 @@ def test_catalog_reads_the_sbom_back(catalog: Catalog, published: Doc) -> None:
 @pytest.fixture
 def legacy(catalog: Catalog, signer: Signer, junit: Path) -> Doc:
     """A version published as the factory did before SBOMs: no ``sbom`` field and no file."""
-    entry = make_entry("base", VERSION)
+    entry = entry_json("base", VERSION)
     manifest_raw = dumps(make_manifest("base", VERSION))
     manifest_rel = Path("manifests") / "base" / f"{VERSION}.json"
     junit_rel = Path("evidence") / "base" / VERSION / "junit.xml"

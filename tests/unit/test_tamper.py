@@ -20,7 +20,7 @@ from factory.catalog import audit, history, lifecycle, resolve
 from factory.catalog.store import INDEX, Catalog, dumps, now_utc, snapshot_digest
 from factory.catalog.trust import Signer, sign, statement
 from factory.core.errors import CatalogError
-from tests.unit.conftest import ENTRY_SCHEMA_FIELDS, ORDER, World, make_entry, new_key, publish, version_id
+from tests.unit.conftest import ENTRY_SCHEMA_FIELDS, ORDER, World, entry_json, new_key, publish, version_id
 
 Doc = dict[str, Any]
 Path_ = tuple[str, ...]
@@ -149,7 +149,7 @@ def _flip(data: Any, path: Path_) -> None:
 
 def _published_shape() -> Doc:
     """The keys a published nginx entry has (values do not matter here)."""
-    entry = make_entry("nginx", version_id(0), parent={"image": "base", "version": "v", "artifact_id": "i"})
+    entry = entry_json("nginx", version_id(0), parent={"image": "base", "version": "v", "artifact_id": "i"})
     entry["tests"]["junit_sha256"] = ""
     entry["sbom"] = {"path": "", "sha256": "", "format": "", "spec_version": ""}
     entry["envelope"] = {"payload": "", "payloadType": "", "signatures": []}
