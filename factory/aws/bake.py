@@ -33,7 +33,7 @@ from factory.core import log
 from factory.core import source as tag
 from factory.core.aws_config import AwsSettings
 from factory.core.config import ImageSpec, Layout, Target, load_image
-from factory.core.errors import ConfigError, DirtyTree, ExternalToolError
+from factory.core.errors import ConfigError, ExternalToolError
 
 EMULATED_NOTE = (
     "EMULATED: the AWS API is a local emulator; no EC2 instance boots. The roles and the Testinfra "
@@ -49,18 +49,15 @@ class Evidence:
 
 def bake(layout: Layout, name: str, *, source_ami: str | None = None) -> pipeline.BakeResult:
     spec = load_image(layout, name)
-    settings = _aws_settings(spec)
+    settings = spec.aws_settings()
     target = aws.AwsTarget(layout.aws_endpoint)
     catalog = catalog_of(layout)
     doc = audit.trusted(catalog)
     targets.require_target(catalog, doc, targets.AMI)
     signer = catalog.check_signer(trust.load_signer())
-    source = tag.source_state(layout.root)
-    if source.dirty:
-        raise DirtyTree(
-            f"{layout.root}: the tree has uncommitted changes; a dirty build is never published",
-            hint="commit or stash first",
-        )
+    source = tag.require_clean(
+        tag.source_state(layout.root), layout.root, why="a dirty build is never published"
+    )
     parent = parent_ami(spec, settings, catalog, doc, source_ami=source_ami, target=target)
     standin = None
     if target.emulated:
@@ -219,15 +216,6 @@ def _inputs(spec: ImageSpec, layout: Layout, parent: ParentRef) -> tuple[dict[st
     return inputs, fingerprint(
         spec, inputs, parent=identity, template_sha256=structural_sha256(spec, Target.AWS)
     )
-
-
-def _aws_settings(spec: ImageSpec) -> AwsSettings:
-    if Target.AWS not in spec.targets or spec.aws is None:
-        raise ConfigError(
-            f"{spec.definition}: targets: {spec.name} has no aws target",
-            hint='add "aws" to targets and an [aws] table',
-        )
-    return spec.aws
 
 
 def _filter_text(settings: AwsSettings) -> str:

@@ -233,18 +233,6 @@ def write_channel(
     return versions
 
 
-def read_channel(
-    target: AwsTarget, *, prefix: str, image: str, channel: str, regions: Sequence[str]
-) -> dict[str, str | None]:
-    """region -> the AMI the channel parameter names there, or None where it does not exist."""
-    name = parameter_name(prefix, image, channel)
-    out: dict[str, str | None] = {}
-    for region in regions:
-        current = _get(client(target, "ssm", region), name, region)
-        out[region] = current[0] if current else None
-    return out
-
-
 def channel_history(
     target: AwsTarget, *, prefix: str, image: str, channel: str, region: str
 ) -> tuple[ChannelVersion, ...]:
@@ -265,15 +253,6 @@ def channel_history(
             for p in page.get("Parameters", [])
         )
     return tuple(sorted(entries, key=lambda e: e.version, reverse=True))
-
-
-def previous_value(target: AwsTarget, *, prefix: str, image: str, channel: str, region: str) -> str | None:
-    """The value the channel held before its current one (the rollback target), if any."""
-    seen: list[str] = []
-    for entry in channel_history(target, prefix=prefix, image=image, channel=channel, region=region):
-        if not seen or entry.value != seen[-1]:
-            seen.append(entry.value)
-    return seen[1] if len(seen) > 1 else None
 
 
 def delete_channel(

@@ -43,7 +43,7 @@ class Decision:
     snapshots: tuple[str, ...]
 
 
-def plan(target: AwsTarget, candidates: Sequence[Candidate], *, ssm_prefix: str) -> list[Decision]:
+def veto(target: AwsTarget, candidates: Sequence[Candidate], *, ssm_prefix: str) -> list[Decision]:
     """Keep or delete each regional AMI of each candidate, with the reason. Reads only."""
     parameter_name(ssm_prefix, "x", "x")  # validates the prefix before any traffic
     references: dict[str, dict[str, list[str]]] = {}  # region -> AMI -> parameter names

@@ -42,12 +42,12 @@ class Aws:
 
     def settings(self, image: str) -> AwsSettings:
         spec = self.specs.get(image)
-        if spec is None or spec.aws is None:
+        if spec is None:
             raise ConfigError(
-                f"{image}: no [aws] in images/{image}/image.toml",
-                hint="the catalog has AMIs of an image whose definition has no aws target",
+                f"{image}: no images/{image}/image.toml",
+                hint="the catalog has AMIs of an image that is no longer defined",
             )
-        return spec.aws
+        return spec.aws_settings()
 
 
 def context(layout: Layout) -> Aws:
@@ -216,7 +216,7 @@ def collect(
 ) -> list[aws_gc.Decision]:
     """Retention for AMIs: the catalog's gc policy picks candidates, AWS references veto them."""
     doc = catalog.load()
-    policy = gc.plan(doc, keep=keep, older_than_days=older_than_days, now=now)
+    policy = gc.retention(doc, keep=keep, older_than_days=older_than_days, now=now)
     kept = {(d.image, d.version): d.reason for d in policy if not d.remove}
     candidates = [
         aws_gc.Candidate(
@@ -228,7 +228,7 @@ def collect(
         for d in policy
         if catalog.find(d.image, d.version, doc)["artifact"]["type"] == AMI
     ]
-    decisions = aws_gc.plan(ctx.target, candidates, ssm_prefix=ctx.prefix)
+    decisions = aws_gc.veto(ctx.target, candidates, ssm_prefix=ctx.prefix)
     if dry_run:
         return decisions
     assert signer is not None

@@ -148,17 +148,8 @@ def build(rendered: Rendered) -> Artifact:
 
 
 def read_manifest(path: Path) -> Artifact:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        last = data["last_run_uuid"]
-        build = next(b for b in data["builds"] if b["packer_run_uuid"] == last)
-        artifact_id = str(build["artifact_id"])
-        builder = str(build["builder_type"])
-    except (OSError, ValueError, KeyError, TypeError, StopIteration) as exc:
-        raise ExternalToolError(
-            f"{path}: packer build finished without a usable manifest ({exc})",
-            hint="the manifest post-processor in factory/templates/ writes this file",
-        ) from None
+    """The docker artifact of the manifest's last run."""
+    builder, artifact_id = _last_build(path)
     # podman's commit prints the bare hex id where Docker prints sha256:<hex>.
     if re.fullmatch(r"[0-9a-f]{64}", artifact_id):
         artifact_id = f"sha256:{artifact_id}"

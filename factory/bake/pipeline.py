@@ -18,7 +18,7 @@ from factory.catalog.store import LATEST, Catalog, catalog_of
 from factory.core import log
 from factory.core import source as tag
 from factory.core.config import ImageSpec, Layout, Target, load_image
-from factory.core.errors import ConfigError, DirtyTree, ExternalToolError, VerificationFailed
+from factory.core.errors import ConfigError, ExternalToolError, VerificationFailed
 from factory.core.run import run
 
 
@@ -57,15 +57,15 @@ def bake(layout: Layout, name: str, *, publish: bool = True, if_changed: bool = 
     if publish:
         targets.require_target(catalog, doc, targets.PODMAN_IMAGE)
     signer = catalog.check_signer(trust.load_signer()) if publish else None
-    state = tag.source_state(layout.root)
-    if state.dirty and publish:
-        raise DirtyTree(
-            f"{layout.root}: the tree has uncommitted changes; a dirty build is never published",
-            hint="commit or stash first, or pass --no-publish to build for local iteration",
-        )
+    source = tag.source_state(layout.root)
+    if publish:
+        tag.require_clean(
+            source, layout.root, why="a dirty build is never published",
+            alternative="pass --no-publish to build for local iteration",
+        )  # fmt: skip
     tools = tool_versions()
     parent = resolve_parent(spec, layout, catalog, doc, build_missing=True)
-    ctx = new_context(spec, state, parent)
+    ctx = new_context(spec, source, parent)
     inputs, fingerprint_sha256 = record_inputs(spec, layout, parent)  # before the build reads them
     with log.step(f"Rendering {spec.name} {ctx.version}"):
         rendered = render(ctx, layout)
@@ -146,20 +146,19 @@ def render_only(
 ) -> tuple[BuildContext, Rendered]:
     """Render and ``packer validate`` without building; an unpublished parent gets a placeholder."""
     spec = load_image(layout, name)
-    state = tag.source_state(layout.root)
+    source = tag.source_state(layout.root)
     if target is Target.AWS:
-        if Target.AWS not in spec.targets:
-            raise ConfigError(f"{spec.definition}: targets: {name} has no aws target", hint='add "aws"')
+        spec.aws_settings()  # refuses an image without the aws target
         parent = ParentRef(ref=f"ami:{source_ami or 'filter'}", artifact_id=source_ami or "", record={})
         ctx = replace(
-            new_context(spec, state, parent),
+            new_context(spec, source, parent),
             target=target,
             aws=AwsBuild(source_ami=source_ami, endpoint_url=layout.aws_endpoint),
         )
     else:
         catalog = catalog_of(layout)
         parent = resolve_parent(spec, layout, catalog, audit.trusted(catalog), build_missing=False)
-        ctx = new_context(spec, state, parent)
+        ctx = new_context(spec, source, parent)
     with log.step(f"Rendering {spec.name} ({target.value})"):
         rendered = render(ctx, layout)
     with log.step("packer validate"):
@@ -202,14 +201,14 @@ def record_inputs(spec: ImageSpec, layout: Layout, parent: ParentRef) -> tuple[d
     return inputs, fingerprint(spec, inputs, parent=identity, template_sha256=structural_sha256(spec))
 
 
-def new_context(spec: ImageSpec, state: tag.SourceState, parent: ParentRef) -> BuildContext:
+def new_context(spec: ImageSpec, source: tag.SourceState, parent: ParentRef) -> BuildContext:
     now = datetime.now(UTC)
     return BuildContext(
         image=spec,
-        version=tag.new_version(state, now),
-        commit=state.commit,
+        version=tag.new_version(source, now),
+        commit=source.commit,
         created=now.isoformat(timespec="seconds"),
-        source=state.source,
+        source=source.source,
         parent=parent,
     )
 

@@ -16,13 +16,12 @@ from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import jinja2
 import yaml
 
 from factory.bake.verify import tracked_paths
-from factory.core.aws_config import AwsSettings
+from factory.core.awsapi import check_loopback
 from factory.core.config import ImageSpec, Layout, Target
 from factory.core.errors import ConfigError
 
@@ -36,7 +35,6 @@ class ParentRef:
     record: Mapping[str, Any]  # what the catalog keeps as this version's parent
 
 
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 AMI_ID_RE = re.compile(r"ami-[0-9a-f]{8,17}")
 # What EC2 accepts in an AMI name: 3 to 128 of letters, digits, ( ) [ ] space . / - ' @ _
 AMI_NAME_RE = re.compile(r"[A-Za-z0-9()\[\] ./'@_-]{3,128}")
@@ -137,7 +135,7 @@ def render_template(ctx: BuildContext, build_dir: Path, ansible_cfg: Path) -> st
 
 def ami_tags(ctx: BuildContext) -> dict[str, str]:
     """The tags of the AMI, its snapshots and the build instance: the factory's, then the user's."""
-    settings = _aws_settings(ctx)
+    settings = ctx.image.aws_settings()
     return {
         "Name": f"{ctx.image.name}-{ctx.version}",
         "factory:image": ctx.image.name,
@@ -148,37 +146,12 @@ def ami_tags(ctx: BuildContext) -> dict[str, str]:
     }
 
 
-def check_endpoint(url: str) -> str:
-    """``url`` if it is an http(s) URL of a loopback host; an emulated build talks to nothing else."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        _ = parts.port  # raises ValueError for a bad port
-    except ValueError as exc:
-        raise ConfigError(f"AWS endpoint {url!r} is not a valid URL: {exc}") from None
-    if parts.scheme not in ("http", "https") or host not in LOOPBACK_HOSTS:
-        raise ConfigError(
-            f"AWS endpoint {url!r}: an emulated build only talks to a loopback API",
-            hint=f"use http://127.0.0.1:PORT (allowed hosts: {', '.join(sorted(LOOPBACK_HOSTS))})",
-        )
-    return url
-
-
-def _aws_settings(ctx: BuildContext) -> AwsSettings:
-    if ctx.image.aws is None:
-        raise ConfigError(
-            f"{ctx.image.definition}: aws: the aws target needs an [aws] table",
-            hint="add [aws] with region, regions, instance_type, ssh_username and volume_size_gb",
-        )
-    return ctx.image.aws
-
-
 def _aws_vars(ctx: BuildContext) -> dict[str, Any]:
     """What aws.json.j2 needs beyond the common names; refuses what Packer must never see."""
-    settings = _aws_settings(ctx)
+    settings = ctx.image.aws_settings()
     build = ctx.aws or AwsBuild()
     if build.endpoint_url is not None:
-        check_endpoint(build.endpoint_url)
+        check_loopback(build.endpoint_url)
     if build.source_ami is not None:
         if not AMI_ID_RE.fullmatch(build.source_ami):
             raise ConfigError(f"{build.source_ami!r} is not an AMI id", hint="ami- and 8 or 17 hex digits")

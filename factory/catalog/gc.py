@@ -21,7 +21,7 @@ class GcDecision:
     artifact_id: str
 
 
-def plan(
+def retention(
     doc: Mapping[str, Any], *, keep: int, older_than_days: float | None, now: datetime
 ) -> list[GcDecision]:
     """Which versions' local artifacts may go, and why each one stays or goes."""

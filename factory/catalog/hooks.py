@@ -43,10 +43,6 @@ def register(name: str, follower: Follower) -> None:
     _FOLLOWERS[name] = follower
 
 
-def unregister(name: str) -> None:
-    _FOLLOWERS.pop(name, None)
-
-
 def follow(change: Change) -> list[str]:
     """Run every registered follower on ``change``, in registration order; what they applied."""
     return [line for follower in list(_FOLLOWERS.values()) for line in follower(change)]

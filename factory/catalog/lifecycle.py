@@ -31,8 +31,8 @@ from factory.catalog.state import (
 )
 from factory.catalog.store import LATEST, Catalog, Txn, dumps, image_doc, iso
 from factory.catalog.trust import Signer, sign
-from factory.core.config import check_schema
 from factory.core.errors import ConfigError
+from factory.core.schemas import check_schema
 
 GOOD_FOR_PROMOTION = ("active",)
 T = TypeVar("T")

@@ -37,8 +37,9 @@ from typing import Any, TypeVar
 from factory.catalog import history, provenance
 from factory.catalog.trust import BadSignature, Signer, digest, open_envelope, sign, statement, trusted_keys
 from factory.core import log
-from factory.core.config import Layout, check_schema
+from factory.core.config import Layout
 from factory.core.errors import CatalogError, ConfigError
+from factory.core.schemas import check_schema
 
 SCHEMA_VERSION = 2  # Bump when the index format changes incompatibly.
 INDEX = "index.json"

@@ -33,7 +33,7 @@ class AwsTarget:
 
     def __post_init__(self) -> None:
         if self.endpoint_url is not None:
-            _check_loopback(self.endpoint_url)
+            check_loopback(self.endpoint_url)
 
     @property
     def emulated(self) -> bool:
@@ -56,17 +56,21 @@ class NotImplementedByEndpoint(AwsCallFailed):
     """The API server does not implement this operation (typically a local emulator)."""
 
 
-def _check_loopback(url: str) -> None:
+def check_loopback(url: str) -> str:
+    """``url`` if it is an http(s) URL of a loopback host; anything else is refused (exit 2)."""
     try:
         parts = urlsplit(url)
         host = parts.hostname
+        _ = parts.port  # raises ValueError for a bad port
     except ValueError as exc:
-        raise ConfigError(f"AWS endpoint {url!r} is not a URL: {exc}") from None
+        raise ConfigError(f"AWS endpoint {url!r} is not a valid URL: {exc}") from None
     if parts.scheme not in {"http", "https"} or host not in LOOPBACK:
         raise ConfigError(
             f"AWS endpoint {url!r}: only a loopback endpoint is accepted (127.0.0.1, ::1, localhost)",
-            hint="leave the endpoint unset to use real AWS through the standard credential chain",
+            hint="use http://127.0.0.1:PORT for a local AWS API, or leave the endpoint unset to use "
+            "real AWS through the standard credential chain",
         )
+    return url
 
 
 def client(target: AwsTarget, service: str, region: str) -> Any:
@@ -76,7 +80,7 @@ def client(target: AwsTarget, service: str, region: str) -> Any:
 
     if target.endpoint_url is not None:
         # Checked again here: a target built with object.__setattr__ or a subclass must not slip by.
-        _check_loopback(target.endpoint_url)
+        check_loopback(target.endpoint_url)
         config = Config(
             # moto answers unimplemented calls with HTML 500s; retrying them only wastes time.
             retries={"max_attempts": 1},

@@ -8,7 +8,6 @@ definition fails here, naming the file and the field, before any tool runs.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tomllib
@@ -16,16 +15,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import yaml
 
 from factory.core import aws_config
 from factory.core.aws_config import AwsSettings
 from factory.core.errors import ConfigError
+from factory.core.schemas import check_schema, schema_errors
 
 SANITIZE_ROLE = "sanitize"
 
@@ -67,10 +65,6 @@ class Layout:
             remote_catalog=remote,
             aws_endpoint=aws_endpoint or os.environ.get("FACTORY_AWS_ENDPOINT_URL") or None,
         )
-
-    @property
-    def catalog_location(self) -> str:
-        return self.remote_catalog or str(self.catalog)
 
     @property
     def images(self) -> Path:
@@ -175,35 +169,18 @@ class ImageSpec:
     def definition(self) -> Path:
         return self.path / "image.toml"
 
-
-@cache
-def _schema(name: str) -> dict[str, Any]:
-    text = resources.files("factory").joinpath("schemas", name).read_text(encoding="utf-8")
-    schema: dict[str, Any] = json.loads(text)
-    return schema
-
-
-def schema_errors(instance: Any, schema: Mapping[str, Any]) -> list[str]:
-    """Every violation as ``field.path: message``, sorted by path."""
-    validator = jsonschema.Draft202012Validator(schema)
-    found = sorted(validator.iter_errors(instance), key=lambda e: [str(p) for p in e.absolute_path])
-    messages = []
-    for err in found:
-        where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
-        messages.append(f"{where}: {err.message}")
-    return messages
-
-
-def check_schema(
-    instance: Any, schema_name: str, *, source: Path, what: str, error: type[ConfigError] = ConfigError
-) -> None:
-    """Raise ``error`` (a ``ConfigError``) naming ``source`` and each failing field."""
-    errors = schema_errors(instance, _schema(schema_name))
-    if errors:
-        raise error(
-            f"{source}: invalid {what}:\n" + "\n".join(f"  {e}" for e in errors),
-            hint=f"the schema is factory/schemas/{schema_name}",
-        )
+    def aws_settings(self) -> AwsSettings:
+        """The [aws] table of an image that has the aws target; refused (exit 2) otherwise."""
+        if self.aws is None:
+            raise ConfigError(
+                f"{self.definition}: aws: the aws target needs an [aws] table",
+                hint="add [aws] with region, regions, instance_type, ssh_username and volume_size_gb",
+            )
+        if Target.AWS not in self.targets:
+            raise ConfigError(
+                f"{self.definition}: targets: {self.name} has no aws target", hint='add "aws" to targets'
+            )
+        return self.aws
 
 
 IMAGE_NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,62}")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from factory.core.errors import ConfigError, ExternalToolError
+from factory.core.errors import ConfigError, DirtyTree, ExternalToolError
 from factory.core.run import run
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -39,6 +39,17 @@ def source_state(root: Path) -> SourceState:
     remote = run(["git", "remote", "get-url", "origin"], cwd=root, capture=True, ok_codes=(0, 2, 128))
     source = remote.stdout.strip() if remote.returncode == 0 and remote.stdout.strip() else str(root)
     return SourceState(commit=commit, dirty=bool(status.stdout.strip()), source=source)
+
+
+def require_clean(state: SourceState, root: Path, *, why: str, alternative: str = "") -> SourceState:
+    """``state`` if the tree is clean; else refuse (exit 2): whatever publishes needs a clean tree,
+    so that the commit in every tag is the whole truth."""
+    if state.dirty:
+        raise DirtyTree(
+            f"{root}: the tree has uncommitted changes; {why}",
+            hint="commit or stash first" + (f", or {alternative}" if alternative else ""),
+        )
+    return state
 
 
 def actor(root: Path) -> str:

@@ -26,7 +26,7 @@ from factory.catalog.store import LATEST, Catalog, Txn, catalog_of
 from factory.core import log
 from factory.core import source as tag
 from factory.core.config import ImageSpec, Layout, build_order, load_images, load_settings
-from factory.core.errors import CommandFailed, ConfigError, DirtyTree
+from factory.core.errors import CommandFailed, ConfigError
 from factory.core.run import run
 from factory.loop import plan, scan
 
@@ -64,12 +64,9 @@ def rebuild(layout: Layout, request: Request, *, actor: str) -> list[Outcome]:
     catalog = catalog_of(layout)
     doc = audit.trusted(catalog)
     signer = catalog.check_signer(trust.load_signer())
-    if tag.source_state(layout.root).dirty:
-        raise DirtyTree(
-            f"{layout.root}: the tree has uncommitted changes; a rebuild publishes, so it needs a "
-            "clean tree",
-            hint="commit or stash first",
-        )
+    tag.require_clean(
+        tag.source_state(layout.root), layout.root, why="a rebuild publishes, so it needs a clean tree"
+    )
     wanted = plan.selected(specs, request.only)
     if request.scan:
         scans = scan_all(catalog, doc, [n for n in build_order(specs) if n in wanted], request.jobs)

@@ -18,8 +18,9 @@ from typing import Any
 
 from factory.catalog import audit, history, hooks, lifecycle, state, trust
 from factory.catalog.store import Catalog, Txn, catalog_of, now_utc
-from factory.core.config import Layout, check_schema, load_settings
+from factory.core.config import Layout, load_settings
 from factory.core.errors import ConfigError
+from factory.core.schemas import check_schema
 
 ACTIONS = ("revoke", "suspect", "ignore")
 

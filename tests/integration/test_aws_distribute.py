@@ -22,8 +22,7 @@ from factory.aws.distribute import (
     deprecate,
     distribute,
     parameter_label,
-    previous_value,
-    read_channel,
+    parameter_name,
     write_channel,
 )
 from factory.catalog.targets import RegionalAmi
@@ -44,6 +43,30 @@ PREFIX = "/factory/images"
 def target(aws_env: AwsServer) -> AwsTarget:  # noqa: F811
     """The factory's view of the server: the fake credentials reach it through the standard chain."""
     return AwsTarget(endpoint_url=aws_env.url)
+
+
+def read_channel(
+    target: AwsTarget, *, prefix: str, image: str, channel: str, regions: tuple[str, ...]
+) -> dict[str, str | None]:
+    """region -> the AMI the channel parameter names there, or None where it does not exist."""
+    name = parameter_name(prefix, image, channel)
+    out: dict[str, str | None] = {}
+    for region in regions:
+        ssm = client(target, "ssm", region)
+        try:
+            out[region] = str(ssm.get_parameter(Name=name)["Parameter"]["Value"])
+        except ssm.exceptions.ParameterNotFound:
+            out[region] = None
+    return out
+
+
+def previous_value(target: AwsTarget, *, prefix: str, image: str, channel: str, region: str) -> str | None:
+    """The value the channel held before its current one (the rollback target), if any."""
+    seen: list[str] = []
+    for entry in channel_history(target, prefix=prefix, image=image, channel=channel, region=region):
+        if not seen or entry.value != seen[-1]:
+            seen.append(entry.value)
+    return seen[1] if len(seen) > 1 else None
 
 
 def make_source(aws: AwsServer, name: str, region: str = "us-east-1") -> RegionalAmi:  # noqa: F811

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from factory.aws.distribute import Distribution, distribute, write_channel
-from factory.aws.gc import Candidate, Decision, apply, plan
+from factory.aws.gc import Candidate, Decision, apply, veto
 from factory.catalog.targets import RegionalAmi
 from factory.core.awsapi import AwsTarget
 from tests.aws_server import AwsServer, amazon_image, aws, aws_env, aws_server  # noqa: F401
@@ -95,7 +95,7 @@ def test_plan_spares_every_reference_and_changes_nothing(
     world: dict[str, tuple[RegionalAmi, ...]],
 ) -> None:
     before = inventory(aws)
-    decisions = by_key(plan(target, candidates(world), ssm_prefix=PREFIX))
+    decisions = by_key(veto(target, candidates(world), ssm_prefix=PREFIX))
 
     assert len(decisions) == 8
     for region in REGIONS:
@@ -120,7 +120,7 @@ def test_apply_deletes_unreferenced_amis_and_their_snapshots_in_every_region(
     target: AwsTarget,
     world: dict[str, tuple[RegionalAmi, ...]],
 ) -> None:
-    decisions = plan(target, candidates(world), ssm_prefix=PREFIX)
+    decisions = veto(target, candidates(world), ssm_prefix=PREFIX)
     done = apply(target, decisions)
 
     deleted = {(d.version, d.region) for d in done}
@@ -141,7 +141,7 @@ def test_apply_deletes_unreferenced_amis_and_their_snapshots_in_every_region(
     assert world["1.2.0"][0].ami in after["us-east-1"][0]
 
     # Once gone, a plan says so and an apply of the old decisions is harmless.
-    replanned = by_key(plan(target, candidates(world), ssm_prefix=PREFIX))
+    replanned = by_key(veto(target, candidates(world), ssm_prefix=PREFIX))
     assert replanned["1.3.0", "us-east-1"].action == "gone"
     assert replanned["1.3.0", "us-west-2"].action == "gone"
     again = apply(target, decisions)
@@ -154,7 +154,7 @@ def test_a_kept_version_whose_ami_vanished_is_reported_gone(
     target: AwsTarget,
 ) -> None:
     missing = RegionalAmi(region="us-east-1", ami="ami-0123456789abcdef0", snapshots=())
-    [decision] = plan(
+    [decision] = veto(
         target,
         [Candidate(image="base", version="0.9", amis=(missing,), kept_because="pinned")],
         ssm_prefix=PREFIX,

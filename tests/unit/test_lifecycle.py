@@ -641,7 +641,7 @@ def _now() -> datetime:
 
 def _plan(world: World, keep: int = 1, older_than: float | None = None) -> dict[tuple[str, str], str]:
     """(image, version) → the reason it stays, or "remove"."""
-    decisions = gc.plan(world.doc(), keep=keep, older_than_days=older_than, now=_now())
+    decisions = gc.retention(world.doc(), keep=keep, older_than_days=older_than, now=_now())
     return {(d.image, d.version): ("remove" if d.remove else d.reason) for d in decisions}
 
 
@@ -687,7 +687,7 @@ def test_gc_plan_changes_nothing(world: World) -> None:
 
 def _gc(world: World, keep: int = 1) -> None:
     with world.change(_now()) as txn:
-        gc.record(txn, gc.plan(txn.doc, keep=keep, older_than_days=None, now=txn.now))
+        gc.record(txn, gc.retention(txn.doc, keep=keep, older_than_days=None, now=txn.now))
 
 
 def test_gc_record_marks_active_versions_collected(world: World) -> None:

@@ -17,7 +17,7 @@ from cyclonedx.validation.json import JsonStrictValidator
 from factory.catalog import audit, lifecycle, provenance, sbom, site
 from factory.catalog.store import Catalog, dumps, image_doc, now_utc
 from factory.catalog.trust import Signer, open_envelope, sign
-from factory.core.config import schema_errors
+from factory.core.schemas import schema_errors
 from tests.unit.conftest import ACTOR, REPO_ROOT, VERSION, World, entry_json, make_manifest, publish
 
 Doc = dict[str, Any]
