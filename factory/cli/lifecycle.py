@@ -183,11 +183,11 @@ def cmd_gc(args: argparse.Namespace, layout: Layout) -> int:
         return _gc_aws(args, layout, catalog, now)
     targets.require_target(catalog, audit.trusted(catalog), targets.PODMAN_IMAGE)
     if args.dry_run:
-        plan = gc.plan(audit.trusted(catalog), keep=args.keep, older_than_days=args.older_than, now=now)
+        plan = gc.retention(audit.trusted(catalog), keep=args.keep, older_than_days=args.older_than, now=now)
     else:
 
         def collect(txn: Txn) -> list[gc.GcDecision]:
-            decided = gc.plan(txn.doc, keep=args.keep, older_than_days=args.older_than, now=now)
+            decided = gc.retention(txn.doc, keep=args.keep, older_than_days=args.older_than, now=now)
             gc.record(txn, decided)
             return decided
 
