@@ -74,8 +74,9 @@ def timed(fn: Callable[[], object]) -> float:
 def measure(checkout: Path, repeat: int, profile: bool) -> dict[str, Any]:
     from factory.catalog import resolve  # noqa: PLC0415 -- the child only
     from factory.catalog import store as catalog_module  # noqa: PLC0415
-    from factory.catalog.store import Catalog, now_utc  # noqa: PLC0415
+    from factory.catalog.store import Catalog  # noqa: PLC0415
     from factory.cli.main import main_inner  # noqa: PLC0415
+    from factory.core.clock import now_utc  # noqa: PLC0415
     from factory.core.config import Layout, load_settings  # noqa: PLC0415
 
     layout = Layout.discover(checkout)

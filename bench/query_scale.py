@@ -154,7 +154,7 @@ def build_world(root: Path, images: int, versions: int, packages: int) -> dict[s
 
 def publish_one(checkout: Path, key: Path) -> None:
     """One more version of img-00, through lifecycle.publish as `factory bake` would."""
-    from factory.catalog import lifecycle, model, trust  # noqa: PLC0415
+    from factory.catalog import model, publishing, trust  # noqa: PLC0415
     from factory.catalog.store import Catalog  # noqa: PLC0415
 
     catalog = Catalog(checkout / ".factory" / "catalog", checkout / "keys")
@@ -171,7 +171,7 @@ def publish_one(checkout: Path, key: Path) -> None:
     manifest = catalog.manifest(newest) | {"version": version}
     junit = checkout.parent / "junit.xml"
     junit.write_bytes(JUNIT)
-    lifecycle.publish(catalog, entry, manifest, junit, signer=trust.load_signer(key), actor=ACTOR)
+    publishing.publish(catalog, entry, manifest, junit, signer=trust.load_signer(key), actor=ACTOR)
 
 
 # -- measuring (this process: standard library only) ---------------------------------------

@@ -302,12 +302,9 @@ def measure(checkout: Path, url: str, endpoint: str, repeat: int) -> dict[str, A
 
 def write(args: argparse.Namespace) -> dict[str, float]:
     """One writer: publish and promote each of its versions, after the go file appears."""
-    from factory.catalog import (  # noqa: PLC0415
-        lifecycle,
-        trust,
-    )
+    from factory.catalog import lifecycle, publishing, trust  # noqa: PLC0415
     from factory.catalog.s3 import open_catalog  # noqa: PLC0415
-    from factory.catalog.store import Txn  # noqa: PLC0415
+    from factory.catalog.txn import Txn  # noqa: PLC0415
     from factory.core import awsapi as aws  # noqa: PLC0415
 
     catalog = open_catalog(args.url, args.keys, aws.AwsTarget(args.endpoint))
@@ -323,7 +320,7 @@ def write(args: argparse.Namespace) -> dict[str, float]:
         for writer in writers:  # one writer: its own image; in turn: round robin over all
             image, actor = writer_image(writer), f"writer{writer}"
             data = indexed_entry(image, index)
-            lifecycle.publish(catalog, data, manifest(data), junit, signer=signer, actor=actor)
+            publishing.publish(catalog, data, manifest(data), junit, signer=signer, actor=actor)
 
             def promote(txn: Txn, image: str = image, version: str = data.version) -> None:
                 lifecycle.promote(txn, catalog, ORDER, image=image, version=version, channel="dev")

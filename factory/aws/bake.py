@@ -26,7 +26,7 @@ from factory.bake import pipeline
 from factory.bake.inputs import HashCache, fingerprint, input_hashes, parent_identity
 from factory.bake.render import AwsBuild, ParentRef, Rendered, render, structural_sha256
 from factory.bake.verify import Verified, parse_junit
-from factory.catalog import audit, lifecycle, model, state, targets, trust
+from factory.catalog import audit, model, publishing, state, targets, trust
 from factory.catalog.store import LATEST, Catalog, catalog_of
 from factory.core import awsapi as aws
 from factory.core import log
@@ -101,7 +101,7 @@ def bake(layout: Layout, name: str, *, source_ami: str | None = None) -> pipelin
     )
     actor = tag.actor(layout.root)
     with log.step(f"Publishing {spec.name} {ctx.version} ({ami.id}) to {catalog.location}"):
-        published = lifecycle.publish(
+        published = publishing.publish(
             catalog,
             entry,
             pipeline.version_manifest(ctx, inputs, evidence.verified),

@@ -21,12 +21,14 @@ from factory.aws import gc as aws_gc
 from factory.catalog import gc, lifecycle, trust
 from factory.catalog import hooks as catalog_hooks
 from factory.catalog.state import current
-from factory.catalog.store import LATEST, Catalog, Txn, now_utc
+from factory.catalog.store import LATEST, Catalog
 from factory.catalog.targets import AMI, RegionalAmi, is_ami_catalog, regional_amis
 from factory.catalog.trust import Signer
+from factory.catalog.txn import Txn
 from factory.core import awsapi as aws
 from factory.core import log
 from factory.core.aws_config import AwsSettings
+from factory.core.clock import now_utc
 from factory.core.config import ImageSpec, Layout, load_images, load_settings
 from factory.core.errors import ConfigError
 

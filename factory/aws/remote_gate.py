@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from factory.bake.verify import DPKG_QUERY, checksum_command, parse_checksums, parse_packages
-from factory.catalog.store import atomic_write, dumps
 from factory.core import log
 from factory.core.errors import ConfigError, ExternalToolError, FactoryError
+from factory.core.files import atomic_write, dumps
 from factory.core.run import run
 
 Pairs = tuple[tuple[str, str], ...]  # sorted (name, version) or (path, sha256), as verify.Verified

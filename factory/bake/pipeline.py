@@ -13,7 +13,7 @@ from factory.bake import bootstrap, verify
 from factory.bake import packer as build
 from factory.bake.inputs import HashCache, fingerprint, input_hashes, parent_identity
 from factory.bake.render import AwsBuild, BuildContext, ParentRef, Rendered, render, structural_sha256
-from factory.catalog import audit, lifecycle, model, state, targets, trust
+from factory.catalog import audit, model, publishing, state, targets, trust
 from factory.catalog.store import LATEST, Catalog, catalog_of
 from factory.core import log
 from factory.core import source as tag
@@ -92,7 +92,7 @@ def bake(layout: Layout, name: str, *, publish: bool = True, if_changed: bool = 
         if same is not None:
             assert signer is not None
             with log.step(f"Nothing changed since {spec.name} {same}: recording the run, not publishing"):
-                lifecycle.record_unchanged(
+                publishing.record_unchanged(
                     catalog,
                     spec.name,
                     same,
@@ -108,7 +108,7 @@ def bake(layout: Layout, name: str, *, publish: bool = True, if_changed: bool = 
         return built
     with log.step(f"Publishing {spec.name} {ctx.version} to {layout.catalog}"):
         assert signer is not None
-        entry = lifecycle.publish(
+        entry = publishing.publish(
             catalog,
             catalog_entry(
                 ctx,

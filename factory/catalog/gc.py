@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from factory.catalog.state import parse_time
-from factory.catalog.store import Txn
+from factory.catalog.txn import Txn
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,4 +1,5 @@
-"""Lifecycle: publish, promote, rollback, revoke, restore, deprecate and gc, as catalog changes.
+"""Lifecycle: promote, rollback, revoke, restore and deprecate, as catalog changes
+(publication is factory.catalog.publishing).
 
 Every operation decides which history records to add; the records themselves change channels and
 states (factory.catalog.history.effect), inside one locked, signed, atomic transaction.
@@ -6,22 +7,16 @@ states (factory.catalog.history.effect), inside one locked, signed, atomic trans
 
 from __future__ import annotations
 
-import copy
-import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
-from factory.catalog import provenance, sbom
-from factory.catalog.model import Entry
 from factory.catalog.state import (
     channels_held,
     current,
     descendants,
-    entry_of,
     is_good,
     newest_good,
     parse_time,
@@ -29,10 +24,11 @@ from factory.catalog.state import (
     require_entry,
     status,
 )
-from factory.catalog.store import LATEST, Catalog, Txn, dumps, image_doc, iso
-from factory.catalog.trust import Signer, sign
+from factory.catalog.store import LATEST, Catalog
+from factory.catalog.trust import Signer
+from factory.catalog.txn import Txn
+from factory.core.clock import iso
 from factory.core.errors import ConfigError
-from factory.core.schemas import check_schema
 
 GOOD_FOR_PROMOTION = ("active",)
 T = TypeVar("T")
@@ -71,101 +67,6 @@ def transaction(
 
 
 # -- operations ------------------------------------------------------------------------------
-
-
-def publish(
-    catalog: Catalog,
-    built: Entry,
-    manifest: dict[str, Any],
-    junit: Path,
-    *,
-    signer: Signer,
-    actor: str,
-) -> dict[str, Any]:
-    """Add one verified version, signed, and point `latest` at it."""
-    image, version = built.image, built.version
-    evidence = Path("evidence") / image / version / "junit.xml"
-    manifest_rel = Path("manifests") / image / f"{version}.json"
-    sbom_rel = sbom.path_of(image, version)
-    manifest_bytes = dumps(manifest)
-    junit_bytes = junit.read_bytes()
-    entry: dict[str, Any] = built.to_json()
-    entry["tests"]["junit"] = str(evidence)
-    entry["tests"]["junit_sha256"] = hashlib.sha256(junit_bytes).hexdigest()
-    entry["manifest"] = {"path": str(manifest_rel), "sha256": hashlib.sha256(manifest_bytes).hexdigest()}
-    check_schema(
-        manifest,
-        "manifest.schema.json",
-        source=Path(catalog.describe(manifest_rel)),
-        what="version manifest",
-    )
-    sbom_bytes = sbom.document(entry, manifest)
-    entry["sbom"] = {
-        "path": str(sbom_rel),
-        "sha256": hashlib.sha256(sbom_bytes).hexdigest(),
-        "format": sbom.FORMAT,
-        "spec_version": sbom.SPEC_VERSION,
-    }
-    entry.pop("envelope", None)
-    entry["envelope"] = sign(signer, provenance.statement_for(entry))
-
-    def add(txn: Txn) -> None:
-        if entry_of(txn.doc, image, version) is not None:
-            raise ConfigError(f"{catalog.where}: images.{image}: version {version} is already published")
-        image_doc(txn.doc, image)["versions"].append(copy.deepcopy(entry))
-        txn.record("publish", image, version=version, details={"entry": provenance.entry_digest(entry)})
-        move_latest(txn, image)
-        catalog.write_file(evidence, junit_bytes)
-        catalog.write_file(manifest_rel, manifest_bytes)
-        catalog.write_file(sbom_rel, sbom_bytes)
-
-    change(catalog, signer, actor, add)
-    return entry
-
-
-def record_unchanged(
-    catalog: Catalog,
-    image: str,
-    version: str,
-    *,
-    built: str,
-    fingerprint: str,
-    signer: Signer,
-    actor: str,
-) -> None:
-    """A rebuild that produced nothing new: evidence that ``version`` is still current."""
-
-    def add(txn: Txn) -> None:
-        require_entry(catalog, txn.doc, image, version)
-        txn.record(
-            "unchanged",
-            image,
-            version=version,
-            reason=f"rebuild {built} has the same packages and input fingerprint",
-            details={"built": built, "fingerprint": fingerprint},
-        )
-
-    change(catalog, signer, actor, add)
-
-
-def record_scans(
-    catalog: Catalog, scans: Sequence[tuple[str, str, dict[str, Any]]], *, signer: Signer, actor: str
-) -> None:
-    """Security scans of published versions: (image, version, details) each, in one transaction."""
-
-    def add(txn: Txn) -> None:
-        for image, version, details in scans:
-            require_entry(catalog, txn.doc, image, version)
-            count = len(details["security"])
-            txn.record(
-                "scan",
-                image,
-                version=version,
-                reason=f"{count} pending security update(s)" if count else "no pending security updates",
-                details=details,
-            )
-
-    change(catalog, signer, actor, add)
 
 
 def move_latest(txn: Txn, image: str) -> Move | None:

@@ -12,8 +12,10 @@ from typing import Any
 import jinja2
 
 from factory.catalog import sbom, state
-from factory.catalog.store import Catalog, atomic_write, iso
+from factory.catalog.store import Catalog
+from factory.core.clock import iso
 from factory.core.errors import CatalogError, ConfigError
+from factory.core.files import atomic_write
 
 
 def _sbom(catalog: Catalog, entry: Mapping[str, Any]) -> tuple[dict[str, Any] | None, bytes | None]:

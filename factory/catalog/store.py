@@ -24,35 +24,28 @@ import copy
 import fcntl
 import hashlib
 import json
-import os
 import random
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from factory.catalog import history, provenance
+from factory.catalog import provenance
 from factory.catalog.trust import BadSignature, Signer, digest, open_envelope, sign, statement, trusted_keys
+from factory.catalog.txn import Txn
 from factory.core import log
+from factory.core.clock import iso, now_utc
 from factory.core.config import Layout
 from factory.core.errors import CatalogError, ConfigError
+from factory.core.files import atomic_write, dumps
 from factory.core.schemas import check_schema
 
 SCHEMA_VERSION = 2  # Bump when the index format changes incompatibly.
 INDEX = "index.json"
 LATEST = "latest"
 T = TypeVar("T")
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def empty_index() -> dict[str, Any]:
@@ -79,32 +72,6 @@ def _remember_checked(seen: bytes) -> None:
         del _SCHEMA_CHECKED[next(iter(_SCHEMA_CHECKED))]
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that readers see the old bytes or the new, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp makes 0600; the catalog and the site are for every reader on the machine.
-        os.fchmod(fd, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def dumps(data: Any) -> bytes:
-    return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
-
-
 def image_doc(doc: dict[str, Any], image: str) -> dict[str, Any]:
     found: dict[str, Any] = doc["images"].setdefault(image, {"versions": [], "channels": {}, "states": {}})
     return found
@@ -112,47 +79,6 @@ def image_doc(doc: dict[str, Any], image: str) -> dict[str, Any]:
 
 def snapshot_digest(doc: Mapping[str, Any]) -> str:
     return digest({k: v for k, v in doc.items() if k != "snapshot"})
-
-
-class Txn:
-    """One locked change of the catalog: records are signed, chained and applied as they are added."""
-
-    def __init__(self, doc: dict[str, Any], signer: Signer, actor: str, now: datetime) -> None:
-        self.doc = doc
-        self.signer = signer
-        self.actor = actor
-        self.now = now
-        self.added: list[dict[str, Any]] = []
-
-    def record(
-        self,
-        action: str,
-        image: str,
-        *,
-        version: str | None = None,
-        channel: str | None = None,
-        source: str | None = None,
-        to: str | None = None,
-        reason: str | None = None,
-        details: Mapping[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        rec = history.make_record(
-            self.doc,
-            self.signer,
-            action=action,
-            image=image,
-            version=version,
-            channel=channel,
-            source=source,
-            to=to,
-            reason=reason,
-            details=dict(details or {}),
-            actor=self.actor,
-            at=iso(self.now),
-        )
-        history.apply(self.doc, rec)
-        self.added.append(rec)
-        return rec
 
 
 class Conflict(Exception):

@@ -9,10 +9,10 @@ from typing import Any
 
 from factory.aws import bake as aws_bake
 from factory.bake import pipeline
-from factory.catalog.store import atomic_write
 from factory.cli.common import Verb, emit, json_flag
 from factory.core.config import Layout, Target, build_order, load_images, require_image
 from factory.core.errors import ConfigError
+from factory.core.files import atomic_write
 
 
 def cmd_list(args: argparse.Namespace, layout: Layout) -> int:

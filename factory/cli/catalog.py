@@ -10,10 +10,10 @@ from typing import Any
 
 from factory.catalog import audit, diff, history, resolve, site, state, trust
 from factory.catalog import s3 as s3catalog
-from factory.catalog.store import now_utc
 from factory.cli.common import Verb, emit, json_flag, open_catalog, version_arg
 from factory.core import awsapi as aws
 from factory.core import log
+from factory.core.clock import now_utc
 from factory.core.config import Layout, load_settings, require_image
 from factory.core.errors import CatalogError
 

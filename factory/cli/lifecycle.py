@@ -10,9 +10,11 @@ from datetime import datetime
 
 from factory.aws import hooks as aws_catalog
 from factory.catalog import audit, gc, hooks, lifecycle, targets, trust
-from factory.catalog.store import Catalog, Txn, now_utc
+from factory.catalog.store import Catalog
+from factory.catalog.txn import Txn
 from factory.cli.common import Verb, actor_of, open_catalog, preflight, version_arg
 from factory.core import log
+from factory.core.clock import now_utc
 from factory.core.config import Layout, load_settings
 from factory.core.errors import ConfigError
 from factory.core.run import run

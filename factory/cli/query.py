@@ -6,9 +6,10 @@ from __future__ import annotations
 import argparse
 
 from factory.catalog import query
-from factory.catalog.store import catalog_of, now_utc
+from factory.catalog.store import catalog_of
 from factory.cli.common import Verb, emit, json_flag
 from factory.core import log
+from factory.core.clock import now_utc
 from factory.core.config import Layout, load_settings
 
 COLUMNS = ("IMAGE", "VERSION", "PACKAGE VERSION", "STATE", "CHANNELS")

@@ -8,10 +8,11 @@ import sys
 
 from rich.table import Table
 
-from factory.catalog import audit, lifecycle, trust
-from factory.catalog.store import catalog_of, now_utc
+from factory.catalog import audit, publishing, trust
+from factory.catalog.store import catalog_of
 from factory.cli.common import Verb, actor_of, emit, jobs, json_flag, open_catalog
 from factory.core import log
+from factory.core.clock import now_utc
 from factory.core.config import Layout, build_order, load_images, require_image
 from factory.core.errors import FactoryError
 from factory.loop import plan, rebuild
@@ -60,7 +61,7 @@ def cmd_scan(args: argparse.Namespace, layout: Layout) -> int:
     scans = rebuild.scan_all(catalog, doc, [n for n in build_order(specs) if n in wanted], args.jobs)
     if scans:
         records = [(s.image, s.version, s.details()) for s in scans]
-        lifecycle.record_scans(catalog, records, signer=signer, actor=actor_of(args, layout))
+        publishing.record_scans(catalog, records, signer=signer, actor=actor_of(args, layout))
     if args.json:
         data = [{"image": s.image, "version": s.version, **s.details()} for s in scans]
         sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -11,21 +11,16 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from functools import cache
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from factory.core import aws_config
 from factory.core.aws_config import AwsSettings
 from factory.core.errors import ConfigError
-from factory.core.schemas import check_schema, schema_errors
-
-SANITIZE_ROLE = "sanitize"
+from factory.core.roles import RoleRef, check_roles
+from factory.core.schemas import check_schema
 
 
 class Target(StrEnum):
@@ -130,12 +125,6 @@ class Bootstrap:
     suite: str
     variant: str = "minbase"
     include: tuple[str, ...] = ("python3",)
-
-
-@dataclass(frozen=True, kw_only=True)
-class RoleRef:
-    name: str
-    vars: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -276,7 +265,7 @@ def _load_one(layout: Layout, name: str) -> ImageSpec:
     check_schema(data, "image.schema.json", source=path, what="image definition")
 
     roles = tuple(RoleRef(name=r["name"], vars=r.get("vars", {})) for r in data["roles"])
-    _check_roles(layout, path, roles)
+    check_roles(layout.roles, path, roles)
     tests = tuple(data.get("tests", [f"test_{name.replace('-', '_')}.py"]))
     for index, test in enumerate(tests):
         if not (layout.image_tests / test).is_file():
@@ -337,68 +326,3 @@ def _auto_promote(layout: Layout, path: Path, policy: Mapping[str, str]) -> tupl
                 hint=f'add {before} = "{when}" (or "any") to [policy.auto_promote]',
             )
     return tuple((channel, policy[channel]) for channel in order if channel in policy)
-
-
-def _check_roles(layout: Layout, path: Path, roles: Sequence[RoleRef]) -> None:
-    names = [r.name for r in roles]
-    if names[-1] != SANITIZE_ROLE:
-        raise ConfigError(
-            f"{path}: roles: the last role must be {SANITIZE_ROLE!r}, not {names[-1]!r}",
-            hint="sanitize removes host keys, machine-id, caches and build credentials; it always runs last",
-        )
-    for index, role in enumerate(roles):
-        if names.count(role.name) > 1:
-            raise ConfigError(f"{path}: roles.{index}.name: role {role.name!r} is listed twice")
-        spec_file = layout.roles / role.name / "meta" / "argument_specs.yml"
-        if not (layout.roles / role.name / "tasks" / "main.yml").is_file():
-            known = sorted(p.name for p in layout.roles.iterdir() if p.is_dir())
-            raise ConfigError(
-                f"{path}: roles.{index}.name: unknown role {role.name!r}",
-                hint=f"roles in {layout.roles}: {', '.join(known)}",
-            )
-        schema = role_vars_schema(spec_file)
-        errors = schema_errors(dict(role.vars), schema)
-        if errors:
-            raise ConfigError(
-                f"{path}: roles.{index}.vars: variables do not match {spec_file}:\n"
-                + "\n".join(f"  {e}" for e in errors)
-            )
-
-
-_ARG_TYPES: dict[str, dict[str, Any]] = {
-    "str": {"type": "string"},
-    "path": {"type": "string"},
-    "int": {"type": "integer"},
-    "float": {"type": "number"},
-    "bool": {"type": "boolean"},
-    "list": {"type": "array"},
-    "dict": {"type": "object"},
-    "raw": {},
-}
-
-
-@cache
-def role_vars_schema(spec_file: Path) -> dict[str, Any]:
-    """The JSON Schema equivalent of a role's ``main`` argument spec (types, choices, elements)."""
-    try:
-        specs = yaml.safe_load(spec_file.read_text(encoding="utf-8"))
-        options = specs["argument_specs"]["main"].get("options", {})
-    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{spec_file}: unreadable argument spec: {exc}") from None
-    return {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {name: _option_schema(opt) for name, opt in options.items()},
-    }
-
-
-def _option_schema(option: Mapping[str, Any]) -> dict[str, Any]:
-    schema = dict(_ARG_TYPES.get(option.get("type", "str"), {}))
-    if "choices" in option:
-        schema["enum"] = list(option["choices"])
-    if schema.get("type") == "array" and "elements" in option:
-        schema["items"] = _ARG_TYPES.get(option["elements"], {})
-    if schema.get("type") == "object" and "options" in option:
-        schema["properties"] = {k: _option_schema(v) for k, v in option["options"].items()}
-        schema["additionalProperties"] = False
-    return schema

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from factory.bake.inputs import HashCache
-from factory.catalog import audit, lifecycle, state, trust
-from factory.catalog.store import LATEST, Catalog, Txn, catalog_of
+from factory.catalog import audit, lifecycle, publishing, state, trust
+from factory.catalog.store import LATEST, Catalog, catalog_of
+from factory.catalog.txn import Txn
 from factory.core import log
 from factory.core import source as tag
 from factory.core.config import ImageSpec, Layout, build_order, load_images, load_settings
@@ -71,7 +72,7 @@ def rebuild(layout: Layout, request: Request, *, actor: str) -> list[Outcome]:
     if request.scan:
         scans = scan_all(catalog, doc, [n for n in build_order(specs) if n in wanted], request.jobs)
         if scans:
-            lifecycle.record_scans(
+            publishing.record_scans(
                 catalog, [(s.image, s.version, s.details()) for s in scans], signer=signer, actor=actor
             )
     run_dir = layout.build / "rebuild" / f"{datetime.now(UTC):%Y%m%dT%H%M%S}"

@@ -29,8 +29,9 @@ from urllib.parse import unquote, urlsplit
 
 from factory import __version__
 from factory.catalog import audit, resolve, site, state
-from factory.catalog.store import Catalog, catalog_of, now_utc
+from factory.catalog.store import Catalog, catalog_of
 from factory.core import log
+from factory.core.clock import now_utc
 from factory.core.config import Layout
 from factory.core.errors import CatalogError, ConfigError, FactoryError, Refused
 from factory.loop import signals

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from factory.catalog import audit, history, hooks, lifecycle, state, trust
-from factory.catalog.store import Catalog, Txn, catalog_of, now_utc
+from factory.catalog.store import Catalog, catalog_of
+from factory.catalog.txn import Txn
+from factory.core.clock import now_utc
 from factory.core.config import Layout, load_settings
 from factory.core.errors import ConfigError
 from factory.core.schemas import check_schema

@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.world import indexed_entry
 from factory.__main__ import main
-from factory.catalog import lifecycle, model, trust
+from factory.catalog import model, publishing, trust
 from factory.catalog.store import Catalog
 
 from .conftest import REPO
@@ -57,7 +57,7 @@ def publish_one(
         "packages": [{"name": "openssl", "version": "3.0.15-1~deb12u1"}],
         "tests": {"files": ["test_base.py"], "passed": 10, "failed": 0, "skipped": 0},
     }
-    lifecycle.publish(catalog, data, manifest, junit, signer=signer, actor=actor)
+    publishing.publish(catalog, data, manifest, junit, signer=signer, actor=actor)
 
 
 def populate(root: Path, key: Path, images: dict[str, int]) -> Catalog:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from factory.catalog import lifecycle, trust
 from factory.catalog.s3 import open_catalog
-from factory.catalog.store import Txn
+from factory.catalog.txn import Txn
 from factory.core import awsapi as aws
 
 from .catalog_fixture import entry, publish_one

@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 
 from factory.catalog import audit, state
-from factory.catalog.store import Catalog, now_utc
+from factory.catalog.store import Catalog
+from factory.core.clock import now_utc
 
 from .catalog_fixture import factory_argv, make_layout, populate, run_op
 

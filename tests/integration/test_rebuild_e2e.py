@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from factory.catalog import lifecycle, model, trust
+from factory.catalog import model, publishing, trust
 from factory.catalog.store import Catalog
 
 from .conftest import Scratch, make_scratch, podman
@@ -141,7 +141,7 @@ def _stale_openssl(night: Scratch, tmp_path: Path) -> str:
         ],
     }
     junit = night.catalog / entry["tests"]["junit"]
-    lifecycle.publish(catalog, stale, manifest, junit, signer=trust.load_signer(), actor="a DSA")
+    publishing.publish(catalog, stale, manifest, junit, signer=trust.load_signer(), actor="a DSA")
     return version
 
 

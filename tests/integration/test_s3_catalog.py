@@ -16,7 +16,8 @@ import pytest
 
 from factory.catalog import audit, lifecycle, state, trust
 from factory.catalog.s3 import S3Catalog, open_catalog, split
-from factory.catalog.store import Catalog, Txn
+from factory.catalog.store import Catalog
+from factory.catalog.txn import Txn
 from factory.core import awsapi as aws
 from factory.core.errors import CatalogError, ConfigError
 from tests.aws_server import AwsServer, aws_server  # noqa: F401 -- the session fixture

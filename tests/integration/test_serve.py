@@ -22,7 +22,8 @@ from typing import IO, Any
 import pytest
 
 from factory.catalog import lifecycle, trust
-from factory.catalog.store import Catalog, now_utc
+from factory.catalog.store import Catalog
+from factory.core.clock import now_utc
 from factory.core.config import Layout, load_settings
 
 from .catalog_fixture import make_layout, populate

@@ -21,9 +21,10 @@ import pytest
 from rich.console import Console
 
 from bench.world import sample_entry
-from factory.catalog import lifecycle, model, state, trust
-from factory.catalog.store import Catalog, Txn
+from factory.catalog import lifecycle, model, publishing, state, trust
+from factory.catalog.store import Catalog
 from factory.catalog.trust import Signer
+from factory.catalog.txn import Txn
 from factory.core import log
 from factory.core.config import Layout, load_settings
 
@@ -211,7 +212,7 @@ def publish(
     junit.parent.mkdir(parents=True, exist_ok=True)
     junit.write_text(JUNIT.format(image=image, version=version), encoding="utf-8")
     entry = make_entry(image, version, created, parent_pointer(parent) if parent is not None else None)
-    return lifecycle.publish(
+    return publishing.publish(
         catalog, entry, make_manifest(image, version), junit, signer=signer, actor=actor
     )
 

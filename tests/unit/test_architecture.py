@@ -135,3 +135,9 @@ def test_importing_the_factory_blocks_no_module() -> None:
     import factory.core.schemas  # noqa: F401, PLC0415
 
     assert [name for name, module in sys.modules.items() if module is None and "rfc3987" in name] == []
+
+
+@pytest.mark.parametrize("path", MODULE_FILES, ids=_rel)
+def test_modules_stay_small(path: Path) -> None:
+    # A module past ~400 lines holds more than one stage's worth: split it (see docs/architecture.md).
+    assert len(path.read_text(encoding="utf-8").splitlines()) <= 400

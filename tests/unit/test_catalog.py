@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from factory.catalog import lifecycle, state
-from factory.catalog.store import SCHEMA_VERSION, Catalog, atomic_write, dumps
+from factory.catalog import lifecycle, publishing, state
+from factory.catalog.store import SCHEMA_VERSION, Catalog
 from factory.catalog.trust import Signer
 from factory.core.errors import CatalogError, ConfigError
+from factory.core.files import atomic_write, dumps
 from tests.unit.conftest import ACTOR, JUNIT, KeyPair, make_entry, make_manifest, publish, version_id
 
 V1 = version_id(0)
@@ -106,7 +107,7 @@ def test_publish_records_evidence_sha256(catalog: Catalog, published: dict[str, 
 
 def test_publish_does_not_change_the_callers_entry(catalog: Catalog, signer: Signer, junit: Path) -> None:
     entry = make_entry("base", V1)
-    lifecycle.publish(catalog, entry, make_manifest("base", V1), junit, signer=signer, actor=ACTOR)
+    publishing.publish(catalog, entry, make_manifest("base", V1), junit, signer=signer, actor=ACTOR)
     assert entry == make_entry("base", V1)
 
 
@@ -197,13 +198,13 @@ def test_failing_evidence_is_refused_naming_the_field(catalog: Catalog, signer: 
     built = make_entry("base", V1)
     entry = replace(built, tests=replace(built.tests, failed=1))
     with pytest.raises(ConfigError, match=r"images\.base\.versions\.0\.tests\.failed"):
-        lifecycle.publish(catalog, entry, make_manifest("base", V1), junit, signer=signer, actor=ACTOR)
+        publishing.publish(catalog, entry, make_manifest("base", V1), junit, signer=signer, actor=ACTOR)
 
 
 def test_invalid_entry_leaves_no_index(catalog: Catalog, signer: Signer, junit: Path) -> None:
     entry = replace(make_entry("base", V1), version=V1 + "-dirty")
     with pytest.raises(ConfigError):
-        lifecycle.publish(catalog, entry, make_manifest("base", V1), junit, signer=signer, actor=ACTOR)
+        publishing.publish(catalog, entry, make_manifest("base", V1), junit, signer=signer, actor=ACTOR)
     assert not catalog.index_path.exists()
 
 
@@ -211,14 +212,14 @@ def test_invalid_manifest_is_refused(catalog: Catalog, signer: Signer, junit: Pa
     manifest = make_manifest("base", V1)
     del manifest["packages"]
     with pytest.raises(ConfigError, match="packages"):
-        lifecycle.publish(catalog, make_entry("base", V1), manifest, junit, signer=signer, actor=ACTOR)
+        publishing.publish(catalog, make_entry("base", V1), manifest, junit, signer=signer, actor=ACTOR)
 
 
 def test_invalid_manifest_leaves_no_catalog(catalog: Catalog, signer: Signer, junit: Path) -> None:
     manifest = make_manifest("base", V1)
     del manifest["packages"]
     with pytest.raises(ConfigError):
-        lifecycle.publish(catalog, make_entry("base", V1), manifest, junit, signer=signer, actor=ACTOR)
+        publishing.publish(catalog, make_entry("base", V1), manifest, junit, signer=signer, actor=ACTOR)
     assert not catalog.root.exists()
 
 

@@ -15,10 +15,10 @@ import factory.__main__
 import factory.cli.main
 from factory.__main__ import main
 from factory.catalog import lifecycle
-from factory.catalog.store import now_utc
 from factory.catalog.trust import Signer
 from factory.cli import verbs
 from factory.cli.main import find_root, parse_args
+from factory.core.clock import now_utc
 from factory.core.config import Layout
 from factory.core.errors import ConfigError
 from tests.unit.conftest import KeyPair, World, version_id

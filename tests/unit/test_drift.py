@@ -15,12 +15,13 @@ import pytest
 import yaml
 
 from factory.bake import verify
-from factory.catalog import lifecycle
+from factory.catalog import publishing
 from factory.catalog.store import Catalog
 from factory.catalog.trust import Signer
 from factory.cli.drift import cmd_drift
-from factory.core.config import Layout, RoleRef, load_image, load_images
+from factory.core.config import Layout, load_image, load_images
 from factory.core.errors import ConfigError, ExternalToolError
+from factory.core.roles import RoleRef
 from factory.loop import drift
 
 from .conftest import ACTOR, REPO_ROOT, VERSION, WriteImage, make_entry, make_manifest
@@ -273,7 +274,7 @@ def publish_base(catalog: Catalog, signer: Signer, junit: Path, files: dict[str,
     manifest["packages"] = [{"name": n, "version": v} for n, v in IMAGE_PACKAGES.items()]
     if files is not None:
         manifest["files"] = files
-    lifecycle.publish(catalog, make_entry("base", VERSION), manifest, junit, signer=signer, actor=ACTOR)
+    publishing.publish(catalog, make_entry("base", VERSION), manifest, junit, signer=signer, actor=ACTOR)
 
 
 def run_drift(

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from factory.catalog import audit, gc, lifecycle, state
-from factory.catalog.store import LATEST, now_utc
+from factory.catalog.store import LATEST
+from factory.core.clock import now_utc
 from factory.core.errors import ConfigError
 from tests.unit.conftest import DAY, ORDER, World, version_id
 

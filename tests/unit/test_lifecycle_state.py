@@ -16,7 +16,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from factory.catalog import audit, lifecycle, state
-from factory.catalog.store import LATEST, Txn, now_utc
+from factory.catalog.store import LATEST
+from factory.catalog.txn import Txn
+from factory.core.clock import now_utc
 from factory.core.errors import ConfigError
 from tests.unit.conftest import ACTOR, ORDER, World
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from factory.catalog import lifecycle, model
+from factory.catalog import model, publishing
 from factory.catalog.store import Catalog
 from factory.catalog.trust import Signer
 from factory.core.errors import CatalogError
@@ -39,7 +39,7 @@ def test_to_json_is_never_dirty() -> None:
 
 
 def test_a_published_entry_reads_back(catalog: Catalog, signer: Signer, junit: Path) -> None:
-    published = lifecycle.publish(catalog, make_entry(), make_manifest(), junit, signer=signer, actor=ACTOR)
+    published = publishing.publish(catalog, make_entry(), make_manifest(), junit, signer=signer, actor=ACTOR)
     back = model.Entry.from_json(published)
     assert back.artifact == make_entry().artifact
 

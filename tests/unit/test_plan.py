@@ -12,7 +12,7 @@ import pytest
 from bench.world import sample_entry
 from factory.bake.inputs import fingerprint, input_hashes, parent_identity
 from factory.bake.render import structural_sha256
-from factory.catalog import lifecycle, model, trust
+from factory.catalog import model, publishing, trust
 from factory.catalog.diff import changed_files, diff
 from factory.catalog.store import Catalog
 from factory.core.config import Layout, load_images
@@ -84,10 +84,10 @@ def make_world(tmp_path: Path) -> tuple[Layout, Catalog]:
     junit = tmp_path / "junit.xml"
     junit.write_text("<testsuite/>")
     base, base_manifest = _entry(layout, "base", BASE_V, BOOT)
-    lifecycle.publish(catalog, base, base_manifest, junit, signer=signer, actor="t")
+    publishing.publish(catalog, base, base_manifest, junit, signer=signer, actor="t")
     nginx_parent = {"image": "base", "version": BASE_V, "artifact_id": base.artifact.id}
     nginx, nginx_manifest = _entry(layout, "nginx", NGINX_V, nginx_parent)
-    lifecycle.publish(catalog, nginx, nginx_manifest, junit, signer=signer, actor="t")
+    publishing.publish(catalog, nginx, nginx_manifest, junit, signer=signer, actor="t")
     return layout, catalog
 
 

@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 
 from factory.__main__ import main
-from factory.catalog import lifecycle, query
-from factory.catalog.store import Catalog, now_utc
+from factory.catalog import lifecycle, publishing, query
+from factory.catalog.store import Catalog
 from factory.catalog.trust import Signer
+from factory.core.clock import now_utc
 from factory.core.config import Layout
 from factory.core.errors import CatalogError, ConfigError
 from tests.unit.conftest import ACTOR, JUNIT, ORDER, KeyPair, make_entry, make_manifest, version_id
@@ -37,7 +38,7 @@ def publish(catalog: Catalog, signer: Signer, image: str, n: int, packages: dict
     manifest = make_manifest(image, version) | {
         "packages": [{"name": k, "version": v} for k, v in sorted(packages.items())]
     }
-    lifecycle.publish(catalog, make_entry(image, version), manifest, junit, signer=signer, actor=ACTOR)
+    publishing.publish(catalog, make_entry(image, version), manifest, junit, signer=signer, actor=ACTOR)
     return version
 
 

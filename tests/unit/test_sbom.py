@@ -15,8 +15,10 @@ from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
 from factory.catalog import audit, lifecycle, provenance, sbom, site
-from factory.catalog.store import Catalog, dumps, image_doc, now_utc
+from factory.catalog.store import Catalog, image_doc
 from factory.catalog.trust import Signer, open_envelope, sign
+from factory.core.clock import now_utc
+from factory.core.files import dumps
 from factory.core.schemas import schema_errors
 from tests.unit.conftest import ACTOR, REPO_ROOT, VERSION, World, entry_json, make_manifest, publish
 

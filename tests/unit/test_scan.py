@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from factory.catalog import audit, history, lifecycle, trust
+from factory.catalog import audit, history, publishing, trust
 from factory.catalog.store import Catalog
 from factory.core.config import Layout, load_images
 from factory.core.errors import ConfigError
@@ -101,7 +101,7 @@ def _record_scan(world: Gen, image: str, version: str, simulation: str = SIMULAT
         artifact_id="sha256:x",
         pending=tuple(scan.parse_simulation(simulation)),
     )
-    lifecycle.record_scans(catalog, [(image, version, result.details())], signer=_signer(layout), actor="t")
+    publishing.record_scans(catalog, [(image, version, result.details())], signer=_signer(layout), actor="t")
 
 
 def _decide(world: Gen, *, security_only: bool = False) -> dict[str, plan.Decision]:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from factory.catalog import resolve
-from factory.catalog.store import now_utc
+from factory.core.clock import now_utc
 from factory.core.config import Layout
 from factory.core.errors import CatalogError, ConfigError, Refused
 from factory.loop import http_checks, serve, signals

@@ -17,9 +17,11 @@ from typing import Any
 import pytest
 
 from factory.catalog import audit, history, lifecycle, resolve
-from factory.catalog.store import INDEX, Catalog, dumps, now_utc, snapshot_digest
+from factory.catalog.store import INDEX, Catalog, snapshot_digest
 from factory.catalog.trust import Signer, sign, statement
+from factory.core.clock import now_utc
 from factory.core.errors import CatalogError
+from factory.core.files import dumps
 from tests.unit.conftest import ENTRY_SCHEMA_FIELDS, ORDER, World, entry_json, new_key, publish, version_id
 
 Doc = dict[str, Any]
