@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from factory.bake.inputs import HashCache
-from factory.catalog import audit, lifecycle, publishing, state, trust
+from factory.catalog import audit, hooks, lifecycle, publishing, state, trust
 from factory.catalog.store import LATEST, Catalog, catalog_of
 from factory.catalog.txn import Txn
 from factory.core import log
@@ -88,6 +88,10 @@ def rebuild(layout: Layout, request: Request, *, actor: str) -> list[Outcome]:
         else o
         for o in outcomes
     ]
+    promoted = tuple(o.image for o in outcomes if o.promoted)
+    if promoted:  # the targets (SSM parameters of an AMI catalog) follow the automatic promotions
+        for line in hooks.follow(hooks.Change(layout=layout, catalog=catalog, images=promoted, actor=actor)):
+            log.note(line)
     (run_dir / "summary.json").write_text(json.dumps([o.as_json() for o in outcomes], indent=2) + "\n")
     return outcomes
 
@@ -202,12 +206,10 @@ class _Runner:
         logfile = self.run_dir / f"{name}.log"
         result_file = self.run_dir / f"{name}.json"
         start = time.monotonic()
-        # The child is this factory again: same key, same cache (the catalog goes by --catalog).
         env = {k: os.environ[k] for k in ("FACTORY_SIGNING_KEY", "FACTORY_CACHE") if k in os.environ}
-        cmd = [sys.executable, "-m", "factory", "--root", str(self.layout.root)]
-        cmd += ["--catalog", str(self.layout.catalog), "bake", name, "--if-changed", "--result-file"]
+        cmd = [*child_command(self.layout), "bake", name, "--if-changed", "--result-file", str(result_file)]
         try:
-            run([*cmd, str(result_file)], env=env, log_file=logfile, cwd=self.layout.root)
+            run(cmd, env=env, log_file=logfile, cwd=self.layout.root)
         except CommandFailed as exc:
             what = BAKE_EXIT.get(exc.returncode, f"exit {exc.returncode}")
             last = next((line for line in reversed(exc.tail) if line.startswith("error:")), "")
@@ -234,6 +236,16 @@ class _Runner:
             seconds=seconds,
             log=str(logfile),
         )
+
+
+def child_command(layout: Layout) -> list[str]:
+    """This factory again, on the same checkout and the same catalog (an S3 catalog with its
+    endpoint): a child bake publishes where the rebuild reads. Same key and cache by environment."""
+    cmd = [sys.executable, "-m", "factory", "--root", str(layout.root)]
+    cmd += ["--catalog", layout.remote_catalog or str(layout.catalog)]
+    if layout.aws_endpoint:
+        cmd += ["--endpoint-url", layout.aws_endpoint]
+    return cmd
 
 
 def _kind(decision: plan.Decision, parent: Outcome | None) -> str:
