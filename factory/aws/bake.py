@@ -26,7 +26,7 @@ from factory.bake import pipeline
 from factory.bake.inputs import HashCache, fingerprint, input_hashes, parent_identity
 from factory.bake.render import AwsBuild, ParentRef, Rendered, render, structural_sha256
 from factory.bake.verify import Verified, parse_junit
-from factory.catalog import audit, model, publishing, state, targets, trust
+from factory.catalog import audit, hooks, model, publishing, state, targets, trust
 from factory.catalog.store import LATEST, Catalog, catalog_of
 from factory.core import awsapi as aws
 from factory.core import log
@@ -54,6 +54,7 @@ def bake(layout: Layout, name: str, *, source_ami: str | None = None) -> pipelin
     catalog = catalog_of(layout)
     doc = audit.trusted(catalog)
     targets.require_target(catalog, doc, targets.AMI)
+    aws_catalog.check_endpoint(catalog, doc, target)  # emulated and real AMIs never share a catalog
     signer = catalog.check_signer(trust.load_signer())
     source = tag.require_clean(
         tag.source_state(layout.root), layout.root, why="a dirty build is never published"
@@ -78,7 +79,8 @@ def bake(layout: Layout, name: str, *, source_ami: str | None = None) -> pipelin
     with log.step("packer validate"):
         build.validate(rendered)
     with log.step(f"packer build (amazon-ebs in {settings.region}, {mode})"):
-        ami = build.build_ami(rendered)
+        # An emulator gets dummy credentials, never the caller's (core.awsapi.EMULATOR_ENV).
+        ami = build.build_ami(rendered, env=aws.EMULATOR_ENV if target.emulated else None)
     evidence = (
         Evidence(verified=standin.verified, standin_id=standin.artifact_id)
         if standin is not None and standin.verified is not None
@@ -94,6 +96,7 @@ def bake(layout: Layout, name: str, *, source_ami: str | None = None) -> pipelin
             name=f"{spec.name}-{ctx.version}",
             emulated=target.emulated,
             standin_id=evidence.standin_id,
+            endpoint=target.endpoint_url,
         ),
         verified=evidence.verified,
         tools=tools,
@@ -109,9 +112,13 @@ def bake(layout: Layout, name: str, *, source_ami: str | None = None) -> pipelin
             signer=signer,
             actor=actor,
         )
-    actx = aws_catalog.context(layout)
-    aws_catalog.distribute_version(actx, catalog, spec.name, ctx.version, signer=signer, actor=actor)
-    for line in aws_catalog.sync_channels(actx, catalog, [spec.name]):
+    change = hooks.Change(layout=layout, catalog=catalog, images=(spec.name,), actor=actor, signer=signer)
+    try:
+        actx = aws_catalog.context(layout, catalog, catalog.load())
+        aws_catalog.distribute_version(actx, catalog, spec.name, ctx.version, signer=signer, actor=actor)
+    except ExternalToolError as exc:
+        hooks.fail(change, [spec.name], [f"aws: distribute {spec.name} {ctx.version}: {exc.message}"])
+    for line in hooks.follow(change):
         log.note(line)
     return pipeline.BakeResult(
         image=spec.name,

@@ -22,7 +22,7 @@ from factory.catalog import gc, lifecycle, trust
 from factory.catalog import hooks as catalog_hooks
 from factory.catalog.state import current
 from factory.catalog.store import LATEST, Catalog
-from factory.catalog.targets import AMI, RegionalAmi, is_ami_catalog, regional_amis
+from factory.catalog.targets import AMI, RegionalAmi, ami_home, is_ami_catalog, regional_amis
 from factory.catalog.trust import Signer
 from factory.catalog.txn import Txn
 from factory.core import awsapi as aws
@@ -52,10 +52,34 @@ class Aws:
         return spec.aws_settings()
 
 
-def context(layout: Layout) -> Aws:
+def check_endpoint(catalog: Catalog, doc: Mapping[str, Any], target: aws.AwsTarget) -> None:
+    """Refuse (exit 2, before any traffic) to act on a catalog's AMIs in another AWS than the one
+    they live in: emulated AMIs only through a loopback endpoint, real ones never through one."""
+    home = ami_home(catalog, doc)
+    if home is None or home.emulated == target.emulated:
+        return
+    if home.emulated:
+        raise ConfigError(
+            f"{catalog.where}: this catalog holds {home.describe()}; without an endpoint the "
+            "command would call real AWS",
+            hint="pass --endpoint-url or set FACTORY_AWS_ENDPOINT_URL"
+            + (f" ({home.endpoint})" if home.endpoint else ""),
+        )
+    raise ConfigError(
+        f"{catalog.where}: this catalog holds real AMIs; the emulator at {target.endpoint_url} "
+        "does not have them",
+        hint="unset --endpoint-url / FACTORY_AWS_ENDPOINT_URL to act in real AWS",
+    )
+
+
+def context(layout: Layout, catalog: Catalog, doc: Mapping[str, Any]) -> Aws:
+    """What an AWS operation on ``catalog`` needs, once its AMIs are known to live where the
+    endpoint points."""
+    target = aws.AwsTarget(layout.aws_endpoint)
+    check_endpoint(catalog, doc, target)
     settings = load_settings(layout)
     return Aws(
-        target=aws.AwsTarget(layout.aws_endpoint),
+        target=target,
         prefix=settings.aws_ssm_prefix,
         channels=(*settings.channels, LATEST),
         specs=load_images(layout),
@@ -256,7 +280,7 @@ def follow(change: catalog_hooks.Change) -> list[str]:
     doc = change.catalog.load() if change.doc is None else change.doc
     if not is_ami_catalog(doc):
         return []
-    ctx = context(change.layout)
+    ctx = context(change.layout, change.catalog, doc)
     lines = [f"ssm {line}" for line in sync_channels(ctx, change.catalog, change.images, doc=doc)]
     if change.retired:
         deprecate_versions(
@@ -266,6 +290,11 @@ def follow(change: catalog_hooks.Change) -> list[str]:
     return lines
 
 
+def check(layout: Layout, catalog: Catalog, doc: Mapping[str, Any]) -> None:
+    """Before a catalog change: refuse what AWS could not follow (emulated AMIs, no endpoint)."""
+    check_endpoint(catalog, doc, aws.AwsTarget(layout.aws_endpoint))
+
+
 def register() -> None:
     """Make every catalog change of this process follow in AWS (idempotent)."""
-    catalog_hooks.register("aws", follow)
+    catalog_hooks.register(catalog_hooks.Follower(name="aws", check=check, follow=follow))

@@ -41,10 +41,12 @@ ACTIONS = (
     "signal",
     "distribute",
     "ami-deprecation",
+    "follow-up",
 )
 # Records that are evidence about a version and change no channel or state. `distribute` records
 # where an AMI's copies are (region -> AMI, snapshots), `ami-deprecation` whether AWS applied one.
-OBSERVATIONS = ("publish", "scan", "unchanged", "distribute", "ami-deprecation")
+# `follow-up` says whether a target (AWS) has applied the catalog's last change of an image.
+OBSERVATIONS = ("publish", "scan", "unchanged", "distribute", "ami-deprecation", "follow-up")
 
 
 def fields_of(record: Mapping[str, Any]) -> dict[str, Any]:

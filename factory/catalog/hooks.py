@@ -1,22 +1,34 @@
 """Follow-ups after a catalog change, registered by the targets that mirror the catalog.
 
 The catalog is the source of truth; a target (AWS SSM parameters and AMI deprecation, later a
-registry's tags) follows it. The lifecycle verbs, signals and rebuilds describe what changed in a
-:class:`Change` and call :func:`follow`; each registered follower decides whether the change
-concerns it. Nothing below ``factory.cli`` imports a target: the target registers itself here
-(``factory.aws.hooks.register``), which keeps the layers one-way.
+registry's tags) follows it. Each target registers a :class:`Follower` here
+(``factory.aws.hooks.register``), so that nothing below ``factory.cli`` imports a target and the
+layers stay one-way. A command that changes the catalog:
+
+1. calls :func:`check` before it writes: a target refuses (exit 2) what it could not follow, such
+   as emulated AMIs without their local endpoint, so that nothing is recorded;
+2. records the change;
+3. calls :func:`follow`. A target that fails leaves a signed ``follow-up`` record with status
+   ``pending`` on each image concerned, and the command exits 6 (recorded, follow-up pending),
+   naming the command that re-applies it. The next follow-up of that image that succeeds
+   records ``applied``; ``factory catalog`` shows what is still pending.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
-from factory.catalog.store import Catalog
+from factory.catalog import lifecycle, trust
+from factory.catalog.store import LATEST, Catalog
 from factory.catalog.trust import Signer
+from factory.catalog.txn import Txn
 from factory.core.config import Layout
+from factory.core.errors import ExternalToolError, FactoryError, FollowUpPending
+
+FOLLOW_UP = "follow-up"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,15 +46,99 @@ class Change:
     doc: Mapping[str, Any] | None = None  # the catalog as just committed, when the caller has it
 
 
-Follower = Callable[[Change], list[str]]  # returns one line per thing it applied
+@dataclass(frozen=True, kw_only=True)
+class Follower:
+    name: str
+    # Before the change: raise ConfigError for what this target could not follow.
+    check: Callable[[Layout, Catalog, Mapping[str, Any]], None]
+    # After it: apply it, return one line per thing applied; ExternalToolError when it cannot.
+    follow: Callable[[Change], list[str]]
+
+
 _FOLLOWERS: dict[str, Follower] = {}
 
 
-def register(name: str, follower: Follower) -> None:
-    """Add (or replace) the follower called ``name``; registering twice is harmless."""
-    _FOLLOWERS[name] = follower
+def register(follower: Follower) -> None:
+    """Add (or replace) a follower by name; registering twice is harmless."""
+    _FOLLOWERS[follower.name] = follower
+
+
+def check(layout: Layout, catalog: Catalog, doc: Mapping[str, Any]) -> None:
+    """Every follower's refusals, before anything is written."""
+    for follower in list(_FOLLOWERS.values()):
+        follower.check(layout, catalog, doc)
 
 
 def follow(change: Change) -> list[str]:
-    """Run every registered follower on ``change``, in registration order; what they applied."""
-    return [line for follower in list(_FOLLOWERS.values()) for line in follower(change)]
+    """Run every registered follower on ``change``; what they applied. A failure is recorded as
+    pending on the images concerned and raised as :class:`FollowUpPending` (exit 6)."""
+    lines: list[str] = []
+    failed: list[str] = []
+    for follower in list(_FOLLOWERS.values()):
+        try:
+            lines += follower.follow(change)
+        except ExternalToolError as exc:
+            failed.append(f"{follower.name}: {exc.message}")
+    doc = change.catalog.load()
+    images = sorted(change.images if change.images is not None else doc["images"])
+    images = [name for name in images if name in doc["images"]]
+    if failed:
+        fail(change, images, failed)
+    if any(pending(doc, image) for image in images):
+        _record(change, [i for i in images if pending(doc, i)], status="applied", error="")
+    return lines
+
+
+def fail(change: Change, images: Sequence[str], failures: Sequence[str]) -> NoReturn:
+    """Record the follow-up of ``images`` as pending and raise :class:`FollowUpPending` (exit 6)."""
+    _record(change, images, status="pending", error="; ".join(failures))
+    doc = change.catalog.load()
+    raise FollowUpPending(
+        "the catalog change is recorded, but a target did not follow it:\n"
+        + "\n".join(f"  {line}" for line in failures),
+        hint="do not repeat the command; re-apply with "
+        + ", ".join(f"`{reapply(doc, image)}`" for image in images)
+        + " (`factory catalog` lists what is pending)",
+    )
+
+
+def reapply(doc: Mapping[str, Any], image: str) -> str:
+    """The command that makes the targets follow ``image`` again."""
+    latest = doc["images"][image]["channels"].get(LATEST, {}).get("version", "VERSION")
+    return f"factory distribute {image} {latest}"
+
+
+def pending(doc: Mapping[str, Any], image: str) -> Mapping[str, Any] | None:
+    """The newest follow-up record of ``image`` if it says pending, else None."""
+    for record in reversed(doc["history"]):
+        if record["image"] == image and record["action"] == FOLLOW_UP:
+            return record if record["details"].get("status") == "pending" else None
+    return None
+
+
+def _record(change: Change, images: Sequence[str], *, status: str, error: str) -> None:
+    def body(txn: Txn) -> None:
+        for image in images:
+            txn.record(
+                FOLLOW_UP,
+                image,
+                reason=error or "the targets follow the catalog again",
+                details={
+                    "status": status,
+                    "targets": sorted(_FOLLOWERS),
+                    "reapply": reapply(txn.doc, image),
+                },
+            )
+
+    try:
+        lifecycle.change(
+            change.catalog, change.signer or trust.load_signer(), change.actor or "factory", body
+        )
+    except FactoryError as exc:
+        if status == "pending":  # the failure itself is what the user must hear about
+            raise FollowUpPending(
+                f"the catalog change is recorded, a target did not follow it, and the pending marker "
+                f"could not be recorded either: {exc.message}",
+                hint="re-apply with " + ", ".join(f"`factory distribute {i} VERSION`" for i in images),
+            ) from None
+        raise

@@ -40,6 +40,7 @@ class Ami:
     emulated: bool
     name: str | None = None
     standin_id: str | None = None  # the podman stand-in that was verified (emulated bakes)
+    endpoint: str | None = None  # the loopback AWS API an emulated AMI was made against
     type: Literal["ami"] = AMI
 
     def to_json(self) -> JsonObject:
@@ -54,6 +55,8 @@ class Ami:
             data["name"] = self.name
         if self.standin_id is not None:
             data["standin_id"] = self.standin_id
+        if self.endpoint is not None:
+            data["endpoint"] = self.endpoint
         return data
 
 
@@ -135,6 +138,7 @@ class Entry:
                     emulated=bool(art["emulated"]),
                     name=str(art["name"]) if "name" in art else None,
                     standin_id=str(art["standin_id"]) if "standin_id" in art else None,
+                    endpoint=str(art["endpoint"]) if "endpoint" in art else None,
                 )
                 if art["type"] == AMI
                 else PodmanImage(id=str(art["id"]), ref=str(art["ref"]))

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from factory.catalog.store import Catalog
-from factory.core.errors import ConfigError
+from factory.core.errors import CatalogError, ConfigError
 
 AMI: Final = "ami"
 PODMAN_IMAGE: Final = "podman-image"
@@ -21,6 +21,35 @@ class RegionalAmi:
     region: str
     ami: str
     snapshots: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AmiHome:
+    """Where a catalog's AMIs live: in real AWS, or in a local AWS API (``endpoint`` when recorded)."""
+
+    emulated: bool
+    endpoint: str | None = None
+
+    def describe(self) -> str:
+        if not self.emulated:
+            return "real AMIs"
+        return f"emulated AMIs (made against {self.endpoint or 'a local AWS API'})"
+
+
+def ami_home(catalog: Catalog, doc: Mapping[str, Any]) -> AmiHome | None:
+    """Where this catalog's AMIs live; None when it holds none. A catalog never mixes the two."""
+    artifacts = [e["artifact"] for d in doc["images"].values() for e in d["versions"]]
+    amis = [a for a in artifacts if a["type"] == AMI]
+    if not amis:
+        return None
+    kinds = {bool(a.get("emulated")) for a in amis}
+    if len(kinds) > 1:
+        raise CatalogError(
+            f"{catalog.where}: holds both real and emulated AMIs",
+            hint="a catalog follows one AWS: give the emulator its own catalog (--catalog)",
+        )
+    endpoint = next((str(a["endpoint"]) for a in reversed(amis) if a.get("endpoint")), None)
+    return AmiHome(emulated=kinds.pop(), endpoint=endpoint)
 
 
 def is_ami_catalog(doc: Mapping[str, Any]) -> bool:

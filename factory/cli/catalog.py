@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from factory.catalog import audit, diff, history, resolve, site, state, trust
+from factory.catalog import audit, diff, history, hooks, resolve, site, state, trust
 from factory.catalog import s3 as s3catalog
 from factory.cli.common import Verb, emit, json_flag, open_catalog, version_arg
 from factory.core import awsapi as aws
@@ -37,9 +37,18 @@ def cmd_catalog(args: argparse.Namespace, layout: Layout) -> int:
                 c for c, p in data["channels"].items() if p["version"] == entry["version"]
             )
             rows.append(row)
+        marker = hooks.pending(doc, name)
         listing[name] = {
             "channels": {c: p["version"] for c, p in data["channels"].items()},
             "versions": rows,
+            # A change the targets (AWS) have not followed yet, and how to make them.
+            "follow_up_pending": None
+            if marker is None
+            else {
+                "since": marker["at"],
+                "reason": marker["reason"],
+                "reapply": marker["details"]["reapply"],
+            },
         }
     if args.json:
         emit(listing[args.image] if args.image else listing)
@@ -47,6 +56,12 @@ def cmd_catalog(args: argparse.Namespace, layout: Layout) -> int:
     for name, body in listing.items():
         channels = ", ".join(f"{c}={v}" for c, v in sorted(body["channels"].items())) or "(none)"
         print(f"{name}: {len(body['versions'])} version(s); channels: {channels}")
+        if body["follow_up_pending"]:
+            pending = body["follow_up_pending"]
+            print(
+                f"  follow-up pending since {pending['since']}: {pending['reason']}; "
+                f"re-apply: {pending['reapply']}"
+            )
         for row in body["versions"]:
             t = row["tests"]
             parent = row["parent"].get("version") or row["parent"].get("bootstrap", {}).get("suite", "")

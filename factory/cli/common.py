@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from factory.catalog import audit, state
+from factory.catalog import audit, hooks, state
 from factory.catalog.store import Catalog, catalog_of
 from factory.core import source
 from factory.core.config import Layout
@@ -70,9 +70,11 @@ def jobs(text: str) -> int:
     return value
 
 
-def preflight(catalog: Catalog, image: str, *versions: str | None) -> None:
-    """Refuse bad arguments from a read-only look, before the lock file or any byte is written."""
+def preflight(layout: Layout, catalog: Catalog, image: str, *versions: str | None) -> None:
+    """Refuse bad arguments, and changes a target could not follow, from a read-only look,
+    before the lock file or any byte is written."""
     doc = audit.trusted(catalog)
+    hooks.check(layout, catalog, doc)
     for wanted in versions:
         if wanted is not None:
             state.require_entry(catalog, doc, image, wanted)

@@ -44,7 +44,7 @@ def cmd_promote(args: argparse.Namespace, layout: Layout) -> int:
     settings = load_settings(layout)
     catalog = open_catalog(layout)
     lifecycle.check_channel(catalog, settings.channels, args.to)
-    preflight(catalog, args.image, version_arg(args.version))
+    preflight(layout, catalog, args.image, version_arg(args.version))
     signer = trust.load_signer()
     move = lifecycle.change(
         catalog,
@@ -74,7 +74,7 @@ def cmd_rollback(args: argparse.Namespace, layout: Layout) -> int:
     catalog = open_catalog(layout)
     lifecycle.check_channel(catalog, settings.channels, args.channel)
     to = version_arg(args.to) if args.to else None
-    preflight(catalog, args.image, to)
+    preflight(layout, catalog, args.image, to)
     signer = trust.load_signer()
     move = lifecycle.change(
         catalog,
@@ -92,7 +92,7 @@ def cmd_rollback(args: argparse.Namespace, layout: Layout) -> int:
 def cmd_revoke(args: argparse.Namespace, layout: Layout) -> int:
     catalog = open_catalog(layout)
     at = _when(args.at) if args.at else None
-    preflight(catalog, args.image, version_arg(args.version))
+    preflight(layout, catalog, args.image, version_arg(args.version))
     signer = trust.load_signer()
     revoked, moves = lifecycle.change(
         catalog,
@@ -128,7 +128,7 @@ def _when(text: str) -> datetime:
 
 def cmd_restore(args: argparse.Namespace, layout: Layout) -> int:
     catalog = open_catalog(layout)
-    preflight(catalog, args.image, version_arg(args.version))
+    preflight(layout, catalog, args.image, version_arg(args.version))
     signer = trust.load_signer()
     restored = lifecycle.change(
         catalog,
@@ -148,7 +148,7 @@ def cmd_restore(args: argparse.Namespace, layout: Layout) -> int:
 def cmd_deprecate(args: argparse.Namespace, layout: Layout) -> int:
     catalog = open_catalog(layout)
     replacement = version_arg(args.replacement) if args.replacement else None
-    preflight(catalog, args.image, version_arg(args.version), replacement)
+    preflight(layout, catalog, args.image, version_arg(args.version), replacement)
     signer = trust.load_signer()
     lifecycle.change(
         catalog,
@@ -216,8 +216,9 @@ def _gc_aws(args: argparse.Namespace, layout: Layout, catalog: Catalog, now: dat
     """Retention of AMIs: deregister and delete snapshots in every region, unless referenced."""
     doc = audit.trusted(catalog)
     targets.require_target(catalog, doc, targets.AMI)
+    ctx = aws_catalog.context(layout, catalog, doc)
     decisions = aws_catalog.collect(
-        aws_catalog.context(layout), catalog, keep=args.keep, older_than_days=args.older_than, now=now,
+        ctx, catalog, keep=args.keep, older_than_days=args.older_than, now=now,
         dry_run=args.dry_run, signer=None if args.dry_run else trust.load_signer(),
         actor=actor_of(args, layout),
     )  # fmt: skip
@@ -233,9 +234,9 @@ def _gc_aws(args: argparse.Namespace, layout: Layout, catalog: Catalog, now: dat
 def cmd_distribute(args: argparse.Namespace, layout: Layout) -> int:
     catalog = open_catalog(layout)
     doc = audit.trusted(catalog)
-    preflight(catalog, args.image, version_arg(args.version))
+    preflight(layout, catalog, args.image, version_arg(args.version))
     targets.require_target(catalog, doc, targets.AMI)
-    ctx = aws_catalog.context(layout)
+    ctx = aws_catalog.context(layout, catalog, doc)
     amis = aws_catalog.distribute_version(
         ctx,
         catalog,
@@ -248,8 +249,8 @@ def cmd_distribute(args: argparse.Namespace, layout: Layout) -> int:
         print(
             f"{args.image} {args.version} {ami.region} {ami.ami} snapshots {', '.join(ami.snapshots) or '-'}"
         )
-    for line in aws_catalog.sync_channels(ctx, catalog, [args.image]):
-        print(f"ssm {line}")
+    # The channel parameters follow as after any change; a pending follow-up is cleared.
+    _follow(layout, catalog, [args.image], actor=actor_of(args, layout))
     return 0
 
 

@@ -1,8 +1,9 @@
 """The one door to AWS: every boto3 client is made here and every call goes through ``call``.
 
-Credentials come only from the standard chain (environment, shared files, instance role);
-nothing here accepts or prints a key. An explicit endpoint is for local emulators (moto) and
-must be loopback, so that a typo can never send a test's traffic to a real account.
+Credentials for real AWS come only from the standard chain (environment, shared files, instance
+role); nothing here accepts or prints a key. An explicit endpoint is for local emulators (moto)
+and must be loopback, so that a typo can never send a test's traffic to a real account; an
+emulator is sent fixed dummy credentials, never the caller's.
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ from factory.core.errors import ConfigError, ExternalToolError
 T = TypeVar("T")
 
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+# What a local AWS API is sent instead of the caller's credentials: the caller's keys, whatever
+# they are, never leave for an emulator, and an emulator's URL never gets a real key.
+EMULATOR_KEY_ID = "AKIAFACTORYEMULATOR0"
+EMULATOR_SECRET = "factory-emulator-not-a-secret"  # noqa: S105 -- a public dummy, by design
+EMULATOR_ENV = {"AWS_ACCESS_KEY_ID": EMULATOR_KEY_ID, "AWS_SECRET_ACCESS_KEY": EMULATOR_SECRET}
 # Error codes with which API servers say "this operation does not exist here".
 NOT_IMPLEMENTED_CODES = frozenset({"NotImplemented", "InternalFailure"})
 # A local emulator answers at once; a wait longer than this means it is not answering at all.
@@ -74,7 +80,8 @@ def check_loopback(url: str) -> str:
 
 
 def client(target: AwsTarget, service: str, region: str) -> Any:
-    """A boto3 client for ``service`` in ``region``; credentials from the standard chain only."""
+    """A boto3 client for ``service`` in ``region``: real AWS with credentials from the standard
+    chain only, or a loopback emulator with fixed dummy credentials (never the caller's)."""
     import boto3  # noqa: PLC0415 -- boto3 takes ~0.3 s to import; only AWS commands pay for it
     from botocore.config import Config  # noqa: PLC0415
 
@@ -95,7 +102,12 @@ def client(target: AwsTarget, service: str, region: str) -> Any:
             # None means real AWS: an AWS_ENDPOINT_URL in the environment must not redirect it.
             ignore_configured_endpoint_urls=True,
         )
-    return boto3.client(service, region_name=region, endpoint_url=target.endpoint_url, config=config)
+    if target.endpoint_url is not None:
+        return boto3.client(
+            service, region_name=region, endpoint_url=target.endpoint_url, config=config,
+            aws_access_key_id=EMULATOR_KEY_ID, aws_secret_access_key=EMULATOR_SECRET,
+        )  # fmt: skip
+    return boto3.client(service, region_name=region, config=config)
 
 
 def call(what: str, fn: Callable[..., T], **kwargs: Any) -> T:

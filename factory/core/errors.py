@@ -1,7 +1,8 @@
 """One error hierarchy. Each class owns its exit code; only ``__main__`` catches them.
 
 Exit codes are part of the CLI contract (README): 0 ok, 2 bad input, 3 tests failed,
-4 an external tool failed.
+4 an external tool failed (nothing was recorded), 5 refused, 6 recorded in the catalog but a
+follow-up (AWS SSM parameters, AMI deprecation) is pending.
 """
 
 from __future__ import annotations
@@ -76,6 +77,13 @@ class CommandFailed(ExternalToolError):
             "\n".join(lines),
             hint="This error comes from a subprocess; the command above can be pasted to rerun it.",
         )
+
+
+class FollowUpPending(FactoryError):
+    """The catalog change was recorded; a target did not follow it (yet). Retrying the command
+    would record it twice: the message names what to run instead."""
+
+    exit_code = 6
 
 
 class Refused(FactoryError):

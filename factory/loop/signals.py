@@ -77,6 +77,7 @@ def handle(layout: Layout, raw: bytes, *, source: str, actor: str) -> list[Actio
     doc = audit.trusted(catalog)
     for index, raw_alert in enumerate(payload["alerts"]):  # before the lock: a bad payload writes nothing
         _alert(doc, source, index, raw_alert)
+    hooks.check(layout, catalog, doc)  # a target that could not follow refuses before the write
     signer = catalog.check_signer(trust.load_signer())
 
     def act(txn: Txn) -> list[Action]:

@@ -10,10 +10,8 @@ from pathlib import Path
 import pytest
 
 from factory.catalog import hooks
-from factory.catalog.store import Catalog
 from factory.cli import MODULES, verbs
 from factory.cli.main import main_inner
-from factory.core.config import Layout
 
 FACTORY = Path(__file__).resolve().parents[2] / "factory"
 MODULE_FILES = sorted(p for p in FACTORY.rglob("*.py") if "__pycache__" not in p.parts)
@@ -81,44 +79,6 @@ def test_every_summary_fits_the_help_listing(name: str) -> None:
 def test_a_verb_lives_in_exactly_one_module() -> None:
     names = [verb.name for module in MODULES for verb in module.VERBS]
     assert len(names) == len(set(names))
-
-
-@pytest.fixture
-def no_followers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """An empty registry for the test: nothing registered elsewhere (the AWS follower) runs."""
-    monkeypatch.setattr(hooks, "_FOLLOWERS", {})
-
-
-@pytest.mark.usefixtures("no_followers")
-def test_followers_see_each_change(tmp_path: Path) -> None:
-    seen: list[hooks.Change] = []
-
-    def follower(change: hooks.Change) -> list[str]:
-        seen.append(change)
-        return [f"followed {','.join(change.images or ())}"]
-
-    hooks.register("test-follower", follower)
-    change = hooks.Change(
-        layout=Layout.discover(tmp_path), catalog=Catalog(tmp_path, tmp_path), images=("base",)
-    )
-    assert hooks.follow(change) == ["followed base"]
-    assert seen == [change]
-
-
-@pytest.mark.usefixtures("no_followers")
-def test_registering_twice_keeps_one_follower(tmp_path: Path) -> None:
-    calls: list[str] = []
-
-    def follower(change: hooks.Change) -> list[str]:
-        calls.append("x")
-        return []
-
-    hooks.register("twice", follower)
-    hooks.register("twice", follower)
-    hooks.follow(
-        hooks.Change(layout=Layout.discover(tmp_path), catalog=Catalog(tmp_path, tmp_path), images=None)
-    )
-    assert calls == ["x"]
 
 
 def test_the_cli_registers_the_aws_follower(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

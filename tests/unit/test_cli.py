@@ -400,9 +400,16 @@ def test_resolve_deprecated_warns(
 def test_catalog_json_shape(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
     cli("catalog", "--json")
     assert {name: sorted(body) for name, body in _json(capsys).items()} == {
-        "base": ["channels", "versions"],
-        "nginx": ["channels", "versions"],
+        "base": ["channels", "follow_up_pending", "versions"],
+        "nginx": ["channels", "follow_up_pending", "versions"],
     }
+
+
+def test_catalog_json_has_no_pending_follow_up_by_default(
+    cli: Cli, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli("catalog", "--json")
+    assert _json(capsys)["base"]["follow_up_pending"] is None
 
 
 def test_catalog_json_channels(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
@@ -418,7 +425,7 @@ def test_catalog_json_versions_newest_first(cli: Cli, capsys: pytest.CaptureFixt
 
 def test_catalog_json_of_one_image(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
     cli("catalog", "base", "--json")
-    assert sorted(_json(capsys)) == ["channels", "versions"]
+    assert sorted(_json(capsys)) == ["channels", "follow_up_pending", "versions"]
 
 
 @pytest.mark.parametrize(
