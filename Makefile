@@ -58,6 +58,9 @@ test-unit: setup ## Unit tests only (no subprocesses)
 lint: setup ## ruff, mypy --strict, ansible-lint, yamllint (the list lives in tests/test_linters.py)
 	$(VENV)/bin/python -m pytest -q tests/test_linters.py
 
+role-docs: setup ## Regenerate roles/*/README.md from meta/argument_specs.yml
+	$(VENV)/bin/python -m factory.bake.roledoc
+
 ##@ Benchmarks (ratios measured in one run; see bench/README.md)
 bench: setup ## Every benchmark side by side (real bakes, S3 catalog on moto; ~28 min): bench/results/latest.{json,md}
 	$(VENV)/bin/python bench/run.py
@@ -72,4 +75,4 @@ bench-query: setup ## factory query over a generated 10,000-version catalog (col
 clean: ## Remove build output (keeps the catalog, the venv and the bootstrap cache)
 	rm -rf build
 
-.PHONY: help setup host bake bake-all nightly rebuild plan bench bench-plan bench-query test test-unit lint clean
+.PHONY: help setup host bake bake-all nightly rebuild plan bench bench-plan bench-query test test-unit lint role-docs clean
