@@ -49,11 +49,19 @@ bake-all: setup ## Bake every image, parents first
 	@set -e; for image in $$($(FACTORY) list --names); do $(FACTORY) bake $$image; done
 
 ##@ Quality
-test: setup ## Unit, integration (real packer/podman/ansible bakes) and linter tests
-	$(VENV)/bin/python -m pytest
+# Workers for `make test`. The integration modules that share the session's bakes stay on one
+# worker (--dist loadgroup, tests/integration/conftest.py); CI uses 1 until a fresh-clone run has
+# measured more workers on this 2-core machine (TEST_JOBS=3 make test to try).
+TEST_JOBS ?= 1
 
-test-unit: setup ## Unit tests only (no subprocesses)
-	$(VENV)/bin/python -m pytest tests/unit
+test: setup ## Unit, integration (real packer/podman/ansible bakes) and linter tests, on TEST_JOBS workers
+	$(VENV)/bin/python -m pytest -n $(TEST_JOBS) --dist loadgroup
+
+test-unit: setup ## Unit tests only (no subprocesses), on every core
+	$(VENV)/bin/python -m pytest -n auto tests/unit
+
+check: setup ## Lint and unit tests (no bakes; a couple of minutes): run before every push
+	$(VENV)/bin/python -m pytest -n auto -q tests/unit tests/test_linters.py
 
 lint: setup ## ruff, mypy --strict, ansible-lint, yamllint (the list lives in tests/test_linters.py)
 	$(VENV)/bin/python -m pytest -q tests/test_linters.py
@@ -75,4 +83,4 @@ bench-query: setup ## factory query over a generated 10,000-version catalog (col
 clean: ## Remove build output (keeps the catalog, the venv and the bootstrap cache)
 	rm -rf build
 
-.PHONY: help setup host bake bake-all nightly rebuild plan bench bench-plan bench-query test test-unit lint role-docs clean
+.PHONY: help setup host bake bake-all nightly rebuild plan bench bench-plan bench-query test test-unit check lint role-docs clean

@@ -1,7 +1,7 @@
 """Real bakes: the factory's overhead over raw Packer, and `rebuild -j 2` against `-j 1`.
 
-Both run in one scratch clone (tests/integration/conftest.py's make_scratch: the files git would
-check out, committed, this machine's key trusted), FACTORY_CACHE on the checkout's .cache so the
+Both run in one scratch clone (tests/fixtures/scratch.py: the files git would check out,
+committed, this machine's key trusted), FACTORY_CACHE on the checkout's .cache so the
 debootstrap base is reused. Every podman image the bakes made is removed at the end (cleanup).
 """
 
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from bench.child import REPO, BenchError, Child, factory, log, spawn, tool_env
 from bench.run import Row, parse_steps, step_seconds, summarize
+from tests.fixtures.scratch import clone_checkout
 
 if TYPE_CHECKING:
     from bench.run import Report
@@ -82,22 +83,11 @@ def scratch() -> Scratch:
 
 
 def make_scratch(dest: Path) -> Scratch:
-    """As tests/integration/conftest.py make_scratch: copy what git would check out, commit it."""
-    listed = subprocess.run(
-        [exe("git"), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO, capture_output=True, check=True,
-    ).stdout.decode().split("\0")  # fmt: skip
-    for rel in filter(None, listed):
-        src = REPO / rel
-        if src.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
+    """A scratch clone as the integration tests make theirs (tests/fixtures/scratch.py)."""
     # The debootstrap tarball is shared with the real checkout: bootstrapping again proves nothing.
     env = tool_env({"FACTORY_CACHE": str(REPO / ".cache"), "TERM": "dumb"})
+    clone_checkout(dest, env=env, git_id=GIT[1:])
     made = Scratch(root=dest, env=env)
-    made.git("init", "-q", "-b", "main")
-    made.git("add", "-A")
-    made.git("commit", "-q", "-m", "scratch copy for the benchmark")
     made.factory("keygen", "--local", "--if-missing")
     log(f"scratch clone: {dest}")
     return made

@@ -33,13 +33,10 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -363,43 +360,17 @@ def check(url: str, keys: Path, endpoint: str, writers: int, count: int) -> dict
 # -- the parent ------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def moto_server(log_path: Path) -> Iterator[str]:
-    """moto's S3 API on 127.0.0.1 (as tests/aws_server.py starts it); yields its URL."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with log_path.open("wb") as handle:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=handle, stderr=subprocess.STDOUT, env=tool_env(),
-        )  # fmt: skip
+    """moto's S3 API on 127.0.0.1, started as the tests start it (tests/aws_server.py); yields its URL."""
+    from tests import aws_server  # noqa: PLC0415 -- the parent only: the measuring child stays lean
+
+    with contextlib.ExitStack() as stack:
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                if proc.poll() is not None:
-                    text = log_path.read_text(errors="replace")[-2000:]
-                    raise BenchError(f"moto server exited {proc.returncode}: {text}")
-                try:
-                    with urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=2):  # noqa: S310 -- http://127.0.0.1
-                        break
-                except (urllib.error.URLError, ConnectionError, TimeoutError):
-                    if time.monotonic() > deadline:
-                        raise BenchError(f"moto server did not answer on {url} within 60 s") from None
-                    time.sleep(0.2)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            server = stack.enter_context(aws_server.moto_server(log_path, env=tool_env()))
+        except aws_server.ServerError as exc:
+            raise BenchError(str(exc)) from None
+        yield server.url
 
 
 def build(root: Path, versions: int) -> tuple[Path, Path, float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -9,20 +10,33 @@ from collections.abc import Sequence
 from factory.cli.main import main_inner
 from factory.core import log
 from factory.core.errors import FactoryError
+from factory.core.text import safe
+
+# 128 + SIGPIPE: what a coreutils tool's exit looks like when the reader of its output went away.
+BROKEN_PIPE = 141
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
-        return main_inner(argv)
+        code = main_inner(argv)
+        sys.stdout.flush()  # inside the try: a reader that is gone is found out here, not at exit
+        return code
+    except BrokenPipeError:
+        # `factory catalog | head`: stop quietly. Python would flush stdout again at exit and
+        # complain; point it at /dev/null first.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return BROKEN_PIPE
     except FactoryError as exc:
         if debug:
-            traceback.print_exc()
+            sys.stderr.write(safe(traceback.format_exc()))
         log.error(exc.message, exc.hint)
         return exc.exit_code
     except KeyboardInterrupt:
         if debug:
-            traceback.print_exc()
+            sys.stderr.write(safe(traceback.format_exc()))
         log.console.print("Interrupted")
         return 130
 

@@ -6,6 +6,7 @@ No ``mock_aws`` decorator: every call goes over HTTP to 127.0.0.1, as Packer's, 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import socket
@@ -14,7 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,48 +75,56 @@ class AwsServer:
         )
 
 
+class ServerError(RuntimeError):
+    """moto's server exited, or did not answer in time."""
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def start(log: Path) -> tuple[AwsServer, subprocess.Popen[bytes]]:
+@contextlib.contextmanager
+def moto_server(log: Path, env: Mapping[str, str] | None = None) -> Iterator[AwsServer]:
+    """moto's server on a free port of 127.0.0.1, its output in ``log``; stopped on exit. The one
+    way the tests (``aws_server``) and the benchmarks (bench/s3_catalog.py) start it."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    handle = log.open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=handle, stderr=subprocess.STDOUT,
-        env={**os.environ, "MOTO_CALL_RESET_API": "true"},
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"moto server exited {proc.returncode}: {log.read_text(errors='replace')[-2000:]}")
+    with log.open("wb") as handle:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=handle, stderr=subprocess.STDOUT,
+            env={**(os.environ if env is None else env), "MOTO_CALL_RESET_API": "true"},
+        )  # fmt: skip
         try:
-            with urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=2):
-                break
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            if time.monotonic() > deadline:
+            deadline = time.monotonic() + 60
+            while True:
+                if proc.poll() is not None:
+                    text = log.read_text(errors="replace")[-2000:]
+                    raise ServerError(f"moto server exited {proc.returncode}: {text}")
+                try:
+                    with urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=2):
+                        break
+                except (urllib.error.URLError, ConnectionError, TimeoutError):
+                    if time.monotonic() > deadline:
+                        raise ServerError(f"moto server did not answer on {url} within 60 s") from None
+                    time.sleep(0.2)
+            yield AwsServer(url=url, log=log)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
                 proc.kill()
-                pytest.fail(f"moto server did not answer on {url} within 60 s")
-            time.sleep(0.2)
-    return AwsServer(url=url, log=log), proc
+                proc.wait()
 
 
 @pytest.fixture(scope="session")
 def aws_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsServer]:
     """One moto server for the session; tests that need a clean account use ``aws``."""
-    server, proc = start(tmp_path_factory.mktemp("moto") / "moto.log")
-    try:
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as server:
         yield server
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture

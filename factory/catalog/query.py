@@ -37,6 +37,7 @@ answers stay those of the signed bytes. The cache itself has the trust of the di
 from __future__ import annotations
 
 import difflib
+import errno
 import hashlib
 import json
 import sqlite3
@@ -51,8 +52,10 @@ from debian.debian_support import Version
 
 from factory.catalog import audit, state
 from factory.catalog.store import LATEST, Catalog
+from factory.core import log
 from factory.core.errors import ConfigError
 
+_SQLITE_PERM, _SQLITE_READONLY, _SQLITE_CANTOPEN = 3, 8, 14  # primary result codes (sqlite3.h)
 INDEX_FORMAT = 1  # Bump when the tables change: an index of another format is rebuilt.
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -195,19 +198,61 @@ def index_path(catalog: Catalog, cache: Path) -> Path:
 
 @contextmanager
 def package_index(catalog: Catalog, cache: Path) -> Iterator[sqlite3.Connection]:
-    """The index of ``catalog``, brought up to date first when the catalog or the keys changed."""
+    """The index of ``catalog``, brought up to date first when the catalog or the keys changed.
+
+    A cache that cannot be written (a read-only mount, another user's directory) is no error: a
+    fresh index there is read as it is, and otherwise the index is built in memory for this query.
+    """
     path = index_path(catalog, cache)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        db = _open(path)
-        refresh(db, catalog)
-    except sqlite3.DatabaseError:
-        # Not a SQLite file, or a damaged one: it is only a cache.
-        path.unlink(missing_ok=True)
-        db = _open(path)
-        refresh(db, catalog)
+    db = _cached_index(path, catalog)
+    if db is None:
+        log.note(f"{path}: the query cache cannot be written; indexing in memory for this query")
+        db = sqlite3.connect(":memory:", isolation_level=None)
+        try:
+            refresh(db, catalog)
+        except BaseException:
+            db.close()
+            raise
     with closing(db):
         yield db
+
+
+def _cached_index(path: Path, catalog: Catalog) -> sqlite3.Connection | None:
+    """The index file at ``path`` brought up to date; None when the cache cannot be written."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return _refreshed(path, catalog)
+        except sqlite3.DatabaseError as exc:
+            if _unwritable(exc):
+                return None
+            # Not a SQLite file, or a damaged one: it is only a cache.
+            path.unlink(missing_ok=True)
+            return _refreshed(path, catalog)
+    except OSError as exc:
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return None
+        raise
+    except sqlite3.DatabaseError as exc:
+        if _unwritable(exc):
+            return None
+        raise
+
+
+def _refreshed(path: Path, catalog: Catalog) -> sqlite3.Connection:
+    db = _open(path)
+    try:
+        refresh(db, catalog)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _unwritable(exc: sqlite3.DatabaseError) -> bool:
+    """SQLite could not create, open for writing or write the file (SQLITE_READONLY, _CANTOPEN, _PERM)."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    return code in (_SQLITE_PERM, _SQLITE_READONLY, _SQLITE_CANTOPEN)
 
 
 def _open(path: Path) -> sqlite3.Connection:

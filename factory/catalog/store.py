@@ -21,9 +21,9 @@ re-reads and re-applies its change (``Catalog.update``).
 from __future__ import annotations
 
 import copy
+import errno
 import fcntl
 import hashlib
-import json
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 from factory.catalog import provenance
 from factory.catalog.trust import BadSignature, Signer, digest, open_envelope, sign, statement, trusted_keys
 from factory.catalog.txn import Txn
-from factory.core import log
+from factory.core import jsonio, log
 from factory.core.clock import iso, now_utc
 from factory.core.config import Layout
 from factory.core.errors import CatalogError, ConfigError
@@ -46,6 +46,8 @@ SCHEMA_VERSION = 2  # Bump when the index format changes incompatibly.
 INDEX = "index.json"
 LATEST = "latest"
 T = TypeVar("T")
+# What the file system answers a write to a read-only mount or a directory this user cannot write.
+_READ_ONLY = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 def empty_index() -> dict[str, Any]:
@@ -136,7 +138,23 @@ class Catalog:
         return (self.root / rel).read_bytes()
 
     def write_file(self, rel: str | Path, data: bytes) -> None:
-        atomic_write(self.root / rel, data)
+        with self._writing(self.root / rel):
+            atomic_write(self.root / rel, data)
+
+    @contextmanager
+    def _writing(self, path: Path) -> Iterator[None]:
+        """A write refused by the file system is bad input (a read-only catalog), not a crash."""
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno not in _READ_ONLY:
+                raise
+            raise CatalogError(
+                f"catalog {self.location} is read-only ({errno.errorcode[exc.errno]}): "
+                f"cannot write {exc.filename or path}: {exc.strerror}",
+                hint="readers (resolve, catalog, query, verify-catalog) need no write access; "
+                "writers need a writable catalog directory",
+            ) from None
 
     def _replace_index(self, data: bytes, generation: int, token: str | None) -> None:
         del token  # the lock and the generation check guard a local index
@@ -146,18 +164,22 @@ class Catalog:
                 f"{self.where}: generation moved from {generation} to {current} during this update",
                 hint="another writer did not take the lock; retry",
             )
-        atomic_write(self.index_path, data)
+        with self._writing(self.index_path):
+            atomic_write(self.index_path, data)
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with (self.root / ".lock").open("a") as handle:
+        with self._writing(self.root / ".lock"):
+            self.root.mkdir(parents=True, exist_ok=True)
+            handle = (self.root / ".lock").open("a")
+        with handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 # Only writers make temp files, and only under this lock: any left now was a
                 # writer killed mid-write, and is garbage.
-                for stale in self.root.glob(f".{INDEX}.*.tmp"):
-                    stale.unlink(missing_ok=True)
+                with self._writing(self.root):
+                    for stale in self.root.glob(f".{INDEX}.*.tmp"):
+                        stale.unlink(missing_ok=True)
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
@@ -178,12 +200,10 @@ class Catalog:
         if raw is None:
             return empty_index()
         try:
-            data = json.loads(raw)
-        except ValueError as exc:
-            raise CatalogError(
-                f"{self.where}: not a readable JSON catalog: {exc}",
-                hint="restore it from backup; the factory never writes a partial index",
-            ) from None
+            data = jsonio.loads(raw, source=self.where, what="a readable JSON catalog", error=CatalogError)
+        except CatalogError as exc:
+            exc.hint = exc.hint or "restore it from backup; the factory never writes a partial index"
+            raise
         if isinstance(data, dict) and data.get("schema_version") != SCHEMA_VERSION:
             raise CatalogError(
                 f"{self.where}: schema_version: {data.get('schema_version')!r} is not supported "
@@ -266,7 +286,7 @@ class Catalog:
 
     def manifest(self, entry: Mapping[str, Any]) -> dict[str, Any]:
         path, raw = self._signed_file(entry, "manifest", "manifest")
-        data = json.loads(raw)
+        data = jsonio.loads(raw, source=path, what="a readable JSON manifest", error=CatalogError)
         check_schema(
             data, "manifest.schema.json", source=Path(path), what="version manifest", error=CatalogError
         )

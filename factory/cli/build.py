@@ -9,7 +9,7 @@ from typing import Any
 
 from factory.aws import bake as aws_bake
 from factory.bake import pipeline
-from factory.cli.common import Verb, emit, json_flag
+from factory.cli.common import Verb, emit, image_type, json_flag, out, version_type
 from factory.core.config import Layout, Target, build_order, load_images, require_image
 from factory.core.errors import ConfigError
 from factory.core.files import atomic_write
@@ -32,10 +32,10 @@ def cmd_list(args: argparse.Namespace, layout: Layout) -> int:
     if args.json:
         emit(rows)
     elif args.names:
-        print("\n".join(order))
+        out("\n".join(order))
     else:
         for row in rows:
-            print(f"{row['name']:<16} FROM {row['parent']:<20} roles: {', '.join(row['roles'])}")
+            out(f"{row['name']:<16} FROM {row['parent']:<20} roles: {', '.join(row['roles'])}")
     return 0
 
 
@@ -59,7 +59,7 @@ def cmd_render(args: argparse.Namespace, layout: Layout) -> int:
     if args.json:
         emit(result)
     else:
-        print(f"{rendered.template} (validated)")
+        out(f"{rendered.template} (validated)")
     return 0
 
 
@@ -76,7 +76,7 @@ def cmd_bake(args: argparse.Namespace, layout: Layout) -> int:
     if args.result_file:
         atomic_write(args.result_file, (json.dumps(result.as_json(), indent=2) + "\n").encode())
     emulated = bool(result.entry and result.entry["artifact"].get("emulated"))
-    print(
+    out(
         f"{result.image} {result.version} {result.ref}"
         + ("" if result.published else " (not published)")
         + (" (EMULATED: no instance booted; verified in a podman stand-in)" if emulated else "")
@@ -87,7 +87,7 @@ def cmd_bake(args: argparse.Namespace, layout: Layout) -> int:
 def cmd_verify(args: argparse.Namespace, layout: Layout) -> int:
     require_image(layout, args.image)
     report = pipeline.reverify(layout, args.image, args.version)
-    print(
+    out(
         f"{args.image}: {report.passed} passed, {report.failed} failed, {report.skipped} skipped "
         f"in {report.duration_s:.1f}s ({report.junit})"
     )
@@ -100,7 +100,7 @@ def _list_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _target_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("image")
+    parser.add_argument("image", type=image_type())
     parser.add_argument(
         "--target", choices=["docker", "aws"], default="docker", help="what to build (default: docker)"
     )
@@ -128,8 +128,8 @@ def _bake_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _verify_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("image")
-    parser.add_argument("version", nargs="?")
+    parser.add_argument("image", type=image_type())
+    parser.add_argument("version", nargs="?", type=version_type())
 
 
 VERBS = (

@@ -10,7 +10,17 @@ from typing import Any
 
 from factory.catalog import audit, diff, history, hooks, resolve, site, state, trust
 from factory.catalog import s3 as s3catalog
-from factory.cli.common import Verb, emit, json_flag, open_catalog, version_arg
+from factory.cli.common import (
+    Verb,
+    channel_type,
+    emit,
+    field,
+    image_type,
+    json_flag,
+    open_catalog,
+    out,
+    version_type,
+)
 from factory.core import awsapi as aws
 from factory.core import log
 from factory.core.clock import now_utc
@@ -55,18 +65,18 @@ def cmd_catalog(args: argparse.Namespace, layout: Layout) -> int:
         return 0
     for name, body in listing.items():
         channels = ", ".join(f"{c}={v}" for c, v in sorted(body["channels"].items())) or "(none)"
-        print(f"{name}: {len(body['versions'])} version(s); channels: {channels}")
+        out(f"{name}: {len(body['versions'])} version(s); channels: {channels}")
         if body["follow_up_pending"]:
             pending = body["follow_up_pending"]
-            print(
-                f"  follow-up pending since {pending['since']}: {pending['reason']}; "
+            out(
+                f"  follow-up pending since {pending['since']}: {field(pending['reason'])}; "
                 f"re-apply: {pending['reapply']}"
             )
         for row in body["versions"]:
             t = row["tests"]
             parent = row["parent"].get("version") or row["parent"].get("bootstrap", {}).get("suite", "")
             marks = " ".join(f"[{c}]" for c in row["channels"])
-            print(
+            out(
                 f"  {row['version']}  {row['status']:<16} tests {t['passed']}/{t['failed']} failed  "
                 f"{row['package_count']} pkgs  parent {parent} {marks}".rstrip()
             )
@@ -89,11 +99,11 @@ def cmd_resolve(args: argparse.Namespace, layout: Layout) -> int:
             "digest": entry["artifact"]["id"],
             "version": entry["version"],
         }
-        print(fields[args.format])
+        out(fields[args.format])
     elif args.json:
         emit(found.as_json())
     else:
-        print(
+        out(
             f"{entry['image']} {entry['version']} {entry['artifact']['ref']} commit {entry['commit']} "
             f"(channel {found.channel}, {found.state['status']}, signature verified)"
         )
@@ -124,9 +134,9 @@ def cmd_history(args: argparse.Namespace, layout: Layout) -> int:
             if r["channel"]
             else r["version"]
         )
-        print(
-            f"{r['seq']:>5} {r['at']}  {r['action']:<9} {what}  by {r['actor']}"
-            + (f"  ({r['reason']})" if r["reason"] else "")
+        out(
+            f"{r['seq']:>5} {r['at']}  {r['action']:<9} {what}  by {field(r['actor'])}"
+            + (f"  ({field(r['reason'])})" if r["reason"] else "")
             + ("  [EMULATED]" if r["version"] in emulated or r["to"] in emulated else "")
         )
     return 0
@@ -135,7 +145,7 @@ def cmd_history(args: argparse.Namespace, layout: Layout) -> int:
 def cmd_keygen(args: argparse.Namespace, layout: Layout) -> int:
     keys_dir = layout.keys / "local" if args.local else layout.keys
     private, public, created = trust.keygen(trust.private_key_path(), keys_dir, if_missing=args.if_missing)
-    print(f"{'created' if created else 'kept'} {private} (private, 0600); public key {public}")
+    out(f"{'created' if created else 'kept'} {private} (private, 0600); public key {public}")
     return 0
 
 
@@ -154,7 +164,7 @@ def cmd_verify_catalog(args: argparse.Namespace, layout: Layout) -> int:
             hint="restore the catalog from backup; the entries named above cannot be trusted",
         )
     if not args.json:
-        print(
+        out(
             f"{catalog.where}: {versions} versions, {len(doc['history'])} history records, "
             f"generation {doc['generation']}: every signature and the history chain verify"
         )
@@ -166,7 +176,7 @@ def cmd_site(args: argparse.Namespace, layout: Layout) -> int:
     doc = audit.trusted(catalog)
     if not s3catalog.is_s3(args.outdir):
         written = site.write_site(catalog, doc, Path(args.outdir), now_utc())
-        print(f"wrote {', '.join(str(p) for p in written)}")
+        out(f"wrote {', '.join(str(p) for p in written)}")
         return 0
     bucket, prefix = s3catalog.split(args.outdir, field="site")
     with tempfile.TemporaryDirectory(prefix="factory-site-") as tmp:
@@ -177,42 +187,42 @@ def cmd_site(args: argparse.Namespace, layout: Layout) -> int:
             prefix=prefix,
             target=aws.AwsTarget(layout.aws_endpoint),
         )
-    print(f"wrote {', '.join(urls)}")
+    out(f"wrote {', '.join(urls)}")
     return 0
 
 
 def cmd_diff(args: argparse.Namespace, layout: Layout) -> int:
     catalog = open_catalog(layout)
-    found = diff.diff(
-        catalog, audit.trusted(catalog), args.image, version_arg(args.old), version_arg(args.new)
-    )
+    found = diff.diff(catalog, audit.trusted(catalog), args.image, args.old, args.new)
     if args.json:
         emit(found)
         return 0
     pk = found["packages"]
-    print(f"{args.image} {args.old} -> {args.new}")
+    out(f"{args.image} {args.old} -> {args.new}")
     for name, version in pk["added"].items():
-        print(f"  + {name} {version}")
+        out(f"  + {name} {version}")
     for name, version in pk["removed"].items():
-        print(f"  - {name} {version}")
+        out(f"  - {name} {version}")
     for name, change in pk["changed"].items():
-        print(f"  ~ {name} {change['from']} -> {change['to']}")
+        out(f"  ~ {name} {change['from']} -> {change['to']}")
     for path in found["inputs_changed"]:
-        print(f"  input changed: {path}")
+        out(f"  input changed: {path}")
     for version, counts in found["tests"].items():
         passed, failed, skipped = counts["passed"], counts["failed"], counts["skipped"]
-        print(f"  tests {version}: {passed} passed, {failed} failed, {skipped} skipped")
+        out(f"  tests {version}: {passed} passed, {failed} failed, {skipped} skipped")
     return 0
 
 
 def _image_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("image", nargs="?")
+    parser.add_argument("image", nargs="?", type=image_type())
     json_flag(parser)
 
 
 def _resolve_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("image")
-    parser.add_argument("--channel", default="latest", help="channel to resolve (default: latest)")
+    parser.add_argument("image", type=image_type())
+    parser.add_argument(
+        "--channel", default="latest", type=channel_type(), help="channel to resolve (default: latest)"
+    )
     json_flag(parser)
     parser.add_argument(
         "--format",
@@ -222,8 +232,8 @@ def _resolve_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _history_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("image")
-    parser.add_argument("--channel")
+    parser.add_argument("image", type=image_type())
+    parser.add_argument("--channel", type=channel_type())
     json_flag(parser)
 
 
@@ -232,9 +242,9 @@ def _site_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _diff_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("image")
-    parser.add_argument("old", metavar="V1")
-    parser.add_argument("new", metavar="V2")
+    parser.add_argument("image", type=image_type())
+    parser.add_argument("old", metavar="V1", type=version_type("V1"))
+    parser.add_argument("new", metavar="V2", type=version_type("V2"))
     json_flag(parser)
 
 

@@ -1,5 +1,6 @@
 """What every verb module shares: the Verb record it registers, the catalog it opens, the actor,
-the version argument and JSON output. Verb modules import from here, never from each other."""
+the checked name arguments, and output (text lines through the output rule, JSON). Verb modules
+import from here, never from each other."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from typing import Any
 
 from factory.catalog import audit, hooks, state
 from factory.catalog.store import Catalog, catalog_of
-from factory.core import source
+from factory.core import names, source
 from factory.core.config import Layout
+from factory.core.text import safe
 
 Handler = Callable[[argparse.Namespace, Layout], int]
 Arguments = Callable[[argparse.ArgumentParser], None]
@@ -36,9 +38,22 @@ class Verb:
     actor: bool = False  # takes --actor: the verb records who did it
 
 
-def emit(data: Any) -> None:
-    """--json output: one document on stdout, keys sorted."""
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+def emit(data: Any, *, sort_keys: bool = True) -> None:
+    """--json output: one document on stdout, keys sorted unless told otherwise. ensure_ascii:
+    every character outside printable ASCII (C0, DEL, C1, bidi overrides, lone surrogates) leaves
+    as a \\uXXXX escape, so no raw control byte can reach a terminal that shows the JSON."""
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=sort_keys, ensure_ascii=True) + "\n")
+
+
+def out(line: str = "") -> None:
+    """One line of text output on stdout, through the output rule (factory.core.text.safe)."""
+    sys.stdout.write(safe(line) + "\n")
+
+
+def field(text: str) -> str:
+    """An outside value inside one line of output (a reason, an actor): its line breaks are
+    escaped too, so that it cannot forge a line of its own."""
+    return safe(text, newlines=False)
 
 
 def json_flag(parser: argparse.ArgumentParser, text: str = "machine-readable output") -> None:
@@ -54,9 +69,32 @@ def actor_of(args: argparse.Namespace, layout: Layout) -> str:
     return str(args.actor) if getattr(args, "actor", None) else source.actor(layout.root)
 
 
-def version_arg(text: str) -> str:
-    """A VERSION argument, checked for shape before anything reads the catalog."""
-    return source.check_version(text)
+def image_type(what: str = "IMAGE") -> Callable[[str], str]:
+    """argparse ``type=`` of an image name argument. A bad one raises ConfigError (exit 2, the
+    argument named) from parse_args, before anything reads a file."""
+
+    def check(text: str) -> str:
+        return names.check_image(text, what=what)
+
+    return check
+
+
+def channel_type(what: str = "--channel") -> Callable[[str], str]:
+    """argparse ``type=`` of a channel name argument (see image_type)."""
+
+    def check(text: str) -> str:
+        return names.check_channel(text, what=what)
+
+    return check
+
+
+def version_type(what: str = "VERSION") -> Callable[[str], str]:
+    """argparse ``type=`` of a version id argument (see image_type)."""
+
+    def check(text: str) -> str:
+        return names.check_version(text, what=what)
+
+    return check
 
 
 def jobs(text: str) -> int:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 
-from factory.cli.common import Verb, json_flag
+from factory.cli.common import Verb, emit, json_flag, out
 from factory.core.config import Layout
 from factory.loop import drift
 
@@ -18,10 +16,10 @@ def cmd_drift(args: argparse.Namespace, layout: Layout) -> int:
     if args.json:
         # One object per host; an inventory group answers with a list even when it has one host.
         data = [d.as_json() for d in found] if target.scheme == "ansible" else found[0].as_json()
-        sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        emit(data)
     else:
         for report in found:
-            print("\n".join(drift.report_lines(report)))
+            out("\n".join(drift.report_lines(report)))
     return 1 if any(d.drifted for d in found) else 0
 
 

@@ -12,7 +12,16 @@ from factory.aws import hooks as aws_catalog
 from factory.catalog import audit, gc, hooks, lifecycle, targets, trust
 from factory.catalog.store import Catalog
 from factory.catalog.txn import Txn
-from factory.cli.common import Verb, actor_of, open_catalog, preflight, version_arg
+from factory.cli.common import (
+    Verb,
+    actor_of,
+    channel_type,
+    image_type,
+    open_catalog,
+    out,
+    preflight,
+    version_type,
+)
 from factory.core import log
 from factory.core.clock import now_utc
 from factory.core.config import Layout, load_settings
@@ -37,14 +46,14 @@ def _follow(
         retired_at=at, reason=reason, actor=actor,
     )  # fmt: skip
     for line in hooks.follow(change):
-        print(line)
+        out(line)
 
 
 def cmd_promote(args: argparse.Namespace, layout: Layout) -> int:
     settings = load_settings(layout)
     catalog = open_catalog(layout)
     lifecycle.check_channel(catalog, settings.channels, args.to)
-    preflight(layout, catalog, args.image, version_arg(args.version))
+    preflight(layout, catalog, args.image, args.version)
     signer = trust.load_signer()
     move = lifecycle.change(
         catalog,
@@ -55,16 +64,16 @@ def cmd_promote(args: argparse.Namespace, layout: Layout) -> int:
             catalog,
             settings.channels,
             image=args.image,
-            version=version_arg(args.version),
+            version=args.version,
             channel=args.to,
             skip_order=args.skip_order,
             reason=args.reason,
         ),
     )
     if move is None:
-        print(f"{args.image}: {args.to} already points to {args.version}")
+        out(f"{args.image}: {args.to} already points to {args.version}")
     else:
-        print(f"{args.image}: {args.to} {move.source or '(none)'} -> {move.to}")
+        out(f"{args.image}: {args.to} {move.source or '(none)'} -> {move.to}")
     _follow(layout, catalog, [args.image])
     return 0
 
@@ -73,7 +82,7 @@ def cmd_rollback(args: argparse.Namespace, layout: Layout) -> int:
     settings = load_settings(layout)
     catalog = open_catalog(layout)
     lifecycle.check_channel(catalog, settings.channels, args.channel)
-    to = version_arg(args.to) if args.to else None
+    to = args.to
     preflight(layout, catalog, args.image, to)
     signer = trust.load_signer()
     move = lifecycle.change(
@@ -84,7 +93,7 @@ def cmd_rollback(args: argparse.Namespace, layout: Layout) -> int:
             txn, catalog, settings.channels, args.image, args.channel, to=to, reason=args.reason
         ),
     )
-    print(f"{args.image}: {args.channel} {move.source} -> {move.to}")
+    out(f"{args.image}: {args.channel} {move.source} -> {move.to}")
     _follow(layout, catalog, [args.image])
     return 0
 
@@ -92,21 +101,19 @@ def cmd_rollback(args: argparse.Namespace, layout: Layout) -> int:
 def cmd_revoke(args: argparse.Namespace, layout: Layout) -> int:
     catalog = open_catalog(layout)
     at = _when(args.at) if args.at else None
-    preflight(layout, catalog, args.image, version_arg(args.version))
+    preflight(layout, catalog, args.image, args.version)
     signer = trust.load_signer()
     revoked, moves = lifecycle.change(
         catalog,
         signer,
         actor_of(args, layout),
-        lambda txn: lifecycle.revoke(
-            txn, catalog, args.image, version_arg(args.version), reason=args.reason, at=at
-        ),
+        lambda txn: lifecycle.revoke(txn, catalog, args.image, args.version, reason=args.reason, at=at),
     )
     when = f"from {at.isoformat()}" if at and at > now_utc() else "now"
     for image, version in revoked:
-        print(f"revoked {image} {version} ({when})")
+        out(f"revoked {image} {version} ({when})")
     for move in moves:
-        print(f"moved {move.image} {move.channel}: {move.source} -> {move.to or '(no good version left)'}")
+        out(f"moved {move.image} {move.channel}: {move.source} -> {move.to or '(no good version left)'}")
     _follow(
         layout, catalog, sorted({image for image, _ in revoked}), retired=list(revoked),
         at=at or now_utc(), reason=f"revoked: {args.reason}", actor=actor_of(args, layout),
@@ -128,27 +135,25 @@ def _when(text: str) -> datetime:
 
 def cmd_restore(args: argparse.Namespace, layout: Layout) -> int:
     catalog = open_catalog(layout)
-    preflight(layout, catalog, args.image, version_arg(args.version))
+    preflight(layout, catalog, args.image, args.version)
     signer = trust.load_signer()
     restored = lifecycle.change(
         catalog,
         signer,
         actor_of(args, layout),
-        lambda txn: lifecycle.restore(
-            txn, catalog, args.image, version_arg(args.version), reason=args.reason
-        ),
+        lambda txn: lifecycle.restore(txn, catalog, args.image, args.version, reason=args.reason),
     )
     for name in restored:
-        print(f"restored {name}")
-    print("channels were not moved back; promote explicitly if you want them there")
+        out(f"restored {name}")
+    out("channels were not moved back; promote explicitly if you want them there")
     _follow(layout, catalog, [args.image])
     return 0
 
 
 def cmd_deprecate(args: argparse.Namespace, layout: Layout) -> int:
     catalog = open_catalog(layout)
-    replacement = version_arg(args.replacement) if args.replacement else None
-    preflight(layout, catalog, args.image, version_arg(args.version), replacement)
+    replacement = args.replacement
+    preflight(layout, catalog, args.image, args.version, replacement)
     signer = trust.load_signer()
     lifecycle.change(
         catalog,
@@ -158,17 +163,17 @@ def cmd_deprecate(args: argparse.Namespace, layout: Layout) -> int:
             txn,
             catalog,
             image=args.image,
-            version=version_arg(args.version),
+            version=args.version,
             state=args.state,
             replacement=replacement,
             reason=args.reason,
         ),
     )
-    print(
+    out(
         f"{args.image} {args.version}: {args.state}"
         + (f", replacement {replacement}" if replacement else "")
     )
-    retired = [(args.image, version_arg(args.version))] if args.state != "active" else []
+    retired = [(args.image, args.version)] if args.state != "active" else []
     _follow(
         layout, catalog, [args.image], retired=retired, at=now_utc(),
         reason=f"{args.state}: {args.reason}", actor=actor_of(args, layout),
@@ -206,9 +211,9 @@ def cmd_gc(args: argparse.Namespace, layout: Layout) -> int:
                     f"({rmi.tail[-1] if rmi.tail else 'no reason given'}); run gc again later"
                 )
     for d in plan:
-        print(f"{'remove' if d.remove else 'keep  '} {d.image} {d.version}: {d.reason}")
+        out(f"{'remove' if d.remove else 'keep  '} {d.image} {d.version}: {d.reason}")
     removed = sum(d.remove for d in plan)
-    print(f"{removed} version(s) {'would be ' if args.dry_run else ''}removed, {len(plan) - removed} kept")
+    out(f"{removed} version(s) {'would be ' if args.dry_run else ''}removed, {len(plan) - removed} kept")
     return 0
 
 
@@ -225,28 +230,28 @@ def _gc_aws(args: argparse.Namespace, layout: Layout, catalog: Catalog, now: dat
     verbs = {"keep": "keep  ", "delete": "would delete" if args.dry_run else "delete", "gone": "gone  "}
     for d in decisions:
         snaps = f" + {', '.join(d.snapshots)}" if d.action == "delete" and d.snapshots else ""
-        print(f"{verbs[d.action]} {d.image} {d.version} {d.region} {d.ami}{snaps}: {d.reason}")
+        out(f"{verbs[d.action]} {d.image} {d.version} {d.region} {d.ami}{snaps}: {d.reason}")
     deleted = sum(d.action == "delete" for d in decisions)
-    print(f"{deleted} AMI(s) {'would be ' if args.dry_run else ''}deleted, {len(decisions) - deleted} not")
+    out(f"{deleted} AMI(s) {'would be ' if args.dry_run else ''}deleted, {len(decisions) - deleted} not")
     return 0
 
 
 def cmd_distribute(args: argparse.Namespace, layout: Layout) -> int:
     catalog = open_catalog(layout)
     doc = audit.trusted(catalog)
-    preflight(layout, catalog, args.image, version_arg(args.version))
+    preflight(layout, catalog, args.image, args.version)
     targets.require_target(catalog, doc, targets.AMI)
     ctx = aws_catalog.context(layout, catalog, doc)
     amis = aws_catalog.distribute_version(
         ctx,
         catalog,
         args.image,
-        version_arg(args.version),
+        args.version,
         signer=trust.load_signer(),
         actor=actor_of(args, layout),
     )
     for ami in amis:
-        print(
+        out(
             f"{args.image} {args.version} {ami.region} {ami.ami} snapshots {', '.join(ami.snapshots) or '-'}"
         )
     # The channel parameters follow as after any change; a pending follow-up is cleared.
@@ -254,10 +259,16 @@ def cmd_distribute(args: argparse.Namespace, layout: Layout) -> int:
     return 0
 
 
+def _image_version(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("image", type=image_type())
+    parser.add_argument("version", type=version_type())
+
+
 def _promote_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("image")
-    parser.add_argument("version")
-    parser.add_argument("--to", required=True, metavar="CHANNEL", help="target channel")
+    _image_version(parser)
+    parser.add_argument(
+        "--to", required=True, metavar="CHANNEL", type=channel_type("--to"), help="target channel"
+    )
     parser.add_argument(
         "--skip-order", action="store_true", help="allow skipping a channel (needs --reason)"
     )
@@ -265,34 +276,38 @@ def _promote_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _rollback_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("image")
-    parser.add_argument("--channel", required=True)
-    parser.add_argument("--to", metavar="VERSION", help="a specific earlier version")
+    parser.add_argument("image", type=image_type())
+    parser.add_argument("--channel", required=True, type=channel_type())
+    parser.add_argument(
+        "--to", metavar="VERSION", type=version_type("--to"), help="a specific earlier version"
+    )
     parser.add_argument("--reason", help="why (recorded in history)")
 
 
 def _revoke_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("image")
-    parser.add_argument("version")
+    _image_version(parser)
     parser.add_argument("--reason", required=True, help="why (shown to everyone who resolves it)")
     parser.add_argument("--at", metavar="TIME", help="ISO 8601 time at which the revocation takes effect")
 
 
 def _restore_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("image")
-    parser.add_argument("version")
+    _image_version(parser)
     parser.add_argument("--reason", help="why (recorded in history)")
 
 
 def _deprecate_args(parser: argparse.ArgumentParser) -> None:
     _restore_args(parser)
-    parser.add_argument("--replacement", metavar="VERSION", help="the version to use instead")
+    parser.add_argument(
+        "--replacement",
+        metavar="VERSION",
+        type=version_type("--replacement"),
+        help="the version to use instead",
+    )
     parser.add_argument("--state", choices=["deprecated", "obsolete", "active"], default="deprecated")
 
 
 def _distribute_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("image")
-    parser.add_argument("version")
+    _image_version(parser)
 
 
 def _gc_args(parser: argparse.ArgumentParser) -> None:

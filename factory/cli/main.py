@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 from factory import __version__
 from factory.aws import hooks as aws_hooks
 from factory.cli import verbs
-from factory.core import log
+from factory.core import log, names
 from factory.core.config import Layout
 from factory.core.errors import ConfigError
+from factory.core.text import safe
 
 
 def find_root(start: Path) -> Path:
@@ -24,10 +26,28 @@ def find_root(start: Path) -> Path:
     )
 
 
-def parser() -> argparse.ArgumentParser:
+class Parser(argparse.ArgumentParser):
+    """argparse, with its error messages through the output rule (they quote what was typed), and
+    the name each argument is known by on the command line (``labels``: dest -> --option/NAME)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.labels: dict[str, str] = {}
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        action = super().add_argument(*args, **kwargs)
+        option = max(action.option_strings, key=len, default=None)
+        self.labels[action.dest] = option or (str(action.metavar) if action.metavar else action.dest.upper())
+        return action
+
+    def error(self, message: str) -> NoReturn:
+        super().error(safe(message))
+
+
+def parser() -> Parser:
     # Global options are accepted before or after the verb. SUPPRESS keeps a subparser from
     # overwriting a value given before the verb with its own default.
-    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    common = Parser(add_help=False, argument_default=argparse.SUPPRESS)
     common.add_argument(
         "--catalog",
         metavar="PATH|s3://BUCKET/PREFIX",
@@ -52,10 +72,10 @@ def parser() -> argparse.ArgumentParser:
     )
     common.add_argument("--debug", action="store_true", help="show tracebacks")
 
-    top = argparse.ArgumentParser(prog="factory", description="The golden image factory.", parents=[common])
+    top = Parser(prog="factory", description="The golden image factory.", parents=[common])
     top.add_argument("--version", action="version", version=f"factory {__version__}")
     sub = top.add_subparsers(dest="verb", required=True, metavar="VERB")
-    actor = argparse.ArgumentParser(add_help=False)
+    actor = Parser(add_help=False)
     actor.add_argument("--actor", help="who does this (default: git config user.name/user.email)")
     for verb in verbs().values():
         p = sub.add_parser(
@@ -67,6 +87,8 @@ def parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         verb.arguments(p)
+        top.labels.update(p.labels)
+    top.labels.update(common.labels | actor.labels)
     return top
 
 
@@ -76,11 +98,22 @@ GLOBAL_DEFAULTS = {"catalog": None, "endpoint_url": None, "root": None, "verbose
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse; global options default to absent (SUPPRESS) so neither parser overwrites the other,
     and get their defaults here."""
-    args = parser().parse_args(argv)
+    top = parser()
+    args = top.parse_args(argv)
     for name, default in GLOBAL_DEFAULTS.items():
         if not hasattr(args, name):
             setattr(args, name, default)
+    _check_utf8(args, top.labels)
     return args
+
+
+def _check_utf8(args: argparse.Namespace, labels: dict[str, str]) -> None:
+    """Refuse an argument that is not valid UTF-8 (Python hands its bytes on as lone surrogates,
+    which no file, catalog record or terminal can take) before anything acts on it."""
+    for dest, value in sorted(vars(args).items()):
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str | Path):
+                names.check_utf8(str(item), what=labels.get(dest, dest))
 
 
 def main_inner(argv: Sequence[str] | None = None) -> int:

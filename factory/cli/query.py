@@ -7,7 +7,7 @@ import argparse
 
 from factory.catalog import query
 from factory.catalog.store import catalog_of
-from factory.cli.common import Verb, emit, json_flag
+from factory.cli.common import Verb, channel_type, emit, json_flag, out
 from factory.core import log
 from factory.core.clock import now_utc
 from factory.core.config import Layout, load_settings
@@ -48,14 +48,14 @@ def cmd_query(args: argparse.Namespace, layout: Layout) -> int:
     ]
     widths = [max(len(r[i]) for r in [COLUMNS, *rows]) for i in range(len(COLUMNS))]
     for row in [COLUMNS, *rows]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        out("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     return 0
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--package", required=True, metavar="NAME", help="Debian package name")
     parser.add_argument("--below", metavar="VERSION", help="only versions shipping it below VERSION")
-    parser.add_argument("--channel", help="only versions a channel points to")
+    parser.add_argument("--channel", type=channel_type(), help="only versions a channel points to")
     json_flag(parser)
 
 

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-
-from rich.table import Table
 
 from factory.catalog import audit, publishing, trust
 from factory.catalog.store import catalog_of
-from factory.cli.common import Verb, actor_of, emit, jobs, json_flag, open_catalog
+from factory.cli.common import Verb, actor_of, emit, image_type, jobs, json_flag, open_catalog, out
 from factory.core import log
 from factory.core.clock import now_utc
 from factory.core.config import Layout, build_order, load_images, require_image
@@ -43,10 +39,10 @@ def cmd_plan(args: argparse.Namespace, layout: Layout) -> int:
         emit(plan.as_json(decisions, specs))
         return 0
     for d in decisions:
-        print(f"{d.action:<8} {d.image:<16} (now {d.current or 'unpublished'})")
+        out(f"{d.action:<8} {d.image:<16} (now {d.current or 'unpublished'})")
         for reason in d.reasons:
             details = reason.details()
-            print(f"         - {reason.text}" + (f": {', '.join(details)}" if details else ""))
+            out(f"         - {reason.text}" + (f": {', '.join(details)}" if details else ""))
     return 0
 
 
@@ -64,7 +60,7 @@ def cmd_scan(args: argparse.Namespace, layout: Layout) -> int:
         publishing.record_scans(catalog, records, signer=signer, actor=actor_of(args, layout))
     if args.json:
         data = [{"image": s.image, "version": s.version, **s.details()} for s in scans]
-        sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        emit(data)
     return 0
 
 
@@ -80,13 +76,8 @@ def cmd_rebuild(args: argparse.Namespace, layout: Layout) -> int:
     )
     outcomes = rebuild.rebuild(layout, request, actor=actor_of(args, layout))
     if args.json:
-        sys.stdout.write(json.dumps([o.as_json() for o in outcomes], indent=2) + "\n")
-    table = Table(title="rebuild", title_justify="left")
-    for column in rebuild.SUMMARY_COLUMNS:
-        table.add_column(column, overflow="fold")
-    for row in rebuild.summary_rows(outcomes):
-        table.add_row(*row)
-    log.table(table)
+        emit([o.as_json() for o in outcomes], sort_keys=False)
+    log.table("rebuild", rebuild.SUMMARY_COLUMNS, rebuild.summary_rows(outcomes))
     broken = rebuild.failed(outcomes)
     if broken:
         raise RebuildFailed(
@@ -97,7 +88,7 @@ def cmd_rebuild(args: argparse.Namespace, layout: Layout) -> int:
 
 
 def _plan_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("images", nargs="*", metavar="IMAGE")
+    parser.add_argument("images", nargs="*", metavar="IMAGE", type=image_type())
     parser.add_argument("--force", action="store_true", help="rebuild the named images (or all) regardless")
     parser.add_argument(
         "--security-only", action="store_true", help="rebuild only for pending security updates"
@@ -106,7 +97,7 @@ def _plan_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _scan_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("images", nargs="*", metavar="IMAGE")
+    parser.add_argument("images", nargs="*", metavar="IMAGE", type=image_type())
     parser.add_argument(
         "-j", "--jobs", type=jobs, default=2, metavar="N", help="scans at a time (default 2)"
     )
@@ -114,7 +105,7 @@ def _scan_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _rebuild_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("images", nargs="*", metavar="IMAGE")
+    parser.add_argument("images", nargs="*", metavar="IMAGE", type=image_type())
     parser.add_argument(
         "-j", "--jobs", type=jobs, default=1, metavar="N", help="bakes at a time (default 1)"
     )

@@ -11,7 +11,7 @@ from factory.catalog.store import catalog_of
 from factory.cli.common import Verb
 from factory.core import log
 from factory.core.config import Layout, load_settings
-from factory.loop import http_checks, serve
+from factory.loop import http_checks, http_server, serve
 
 
 def cmd_serve(args: argparse.Namespace, layout: Layout) -> int:
@@ -34,11 +34,17 @@ def cmd_serve(args: argparse.Namespace, layout: Layout) -> int:
         log.note(
             f"POST {http_checks.SIGNAL_PATH} accepts Alertmanager webhooks (bearer token from ${source})"
         )
-    server = serve.bind(service, args.host, args.port)
+    server = http_server.bind(
+        service,
+        args.host,
+        args.port,
+        max_connections=args.max_connections,
+        deadline_s=args.request_deadline,
+    )
     log.note(f"catalog {layout.catalog}; read afresh, signatures checked, on every request")
     # stdout, one line, flushed: the bound URL (with the port picked for --port 0) for scripts.
     print(f"serving {server.url}", flush=True)
-    caught = serve.run(server)
+    caught = http_server.run(server)
     log.note(f"stopped ({caught.name})")
     if caught == signal.SIGINT:
         raise KeyboardInterrupt
@@ -48,6 +54,22 @@ def cmd_serve(args: argparse.Namespace, layout: Layout) -> int:
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=http_checks.MAX_CONNECTIONS,
+        metavar="N",
+        help="open connections served at once; one more is answered 503 "
+        f"(default {http_checks.MAX_CONNECTIONS})",
+    )
+    parser.add_argument(
+        "--request-deadline",
+        type=float,
+        default=http_checks.REQUEST_DEADLINE_S,
+        metavar="SECONDS",
+        help="time for a request's line, headers and body together; then the connection is cut "
+        f"(default {http_checks.REQUEST_DEADLINE_S:g})",
+    )
 
 
 VERBS = (

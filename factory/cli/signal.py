@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from factory.cli.common import Verb, json_flag
+from factory.cli.common import Verb, emit, field, json_flag, out
 from factory.core import source as tag
 from factory.core.config import Layout
 from factory.core.errors import ConfigError
@@ -27,10 +26,11 @@ def cmd_signal(args: argparse.Namespace, layout: Layout) -> int:
     actor = args.actor or tag.actor(layout.root)
     actions = signals.handle(layout, raw, source=source, actor=actor)
     if args.json:
-        sys.stdout.write(json.dumps([a.as_json() for a in actions], indent=2) + "\n")
+        emit([a.as_json() for a in actions], sort_keys=False)
     else:
         for a in actions:
-            print(f"{a.action:<9} {a.image} {a.version} (alert {a.alert}): {a.detail}")
+            what = f"{field(a.image)} {field(a.version)} (alert {field(a.alert)})"
+            out(f"{a.action:<9} {what}: {field(a.detail)}")
     return 0
 
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from factory.core import aws_config
+from factory.core import aws_config, jsonio
 from factory.core.aws_config import AwsSettings
 from factory.core.errors import ConfigError
 from factory.core.roles import RoleRef, check_roles
@@ -105,13 +104,14 @@ class Settings:
 def load_settings(layout: Layout) -> Settings:
     path = layout.settings
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: missing", hint="the checkout's factory.toml sets the channel order"
         ) from None
-    except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    data = jsonio.load_toml(raw, source=str(path))
     check_schema(data, "settings.schema.json", source=path, what="factory settings")
     return Settings(
         channels=tuple(data["channels"]["order"]),
@@ -257,11 +257,10 @@ def _check_no_cycle(specs: Mapping[str, ImageSpec], name: str) -> None:
 def _load_one(layout: Layout, name: str) -> ImageSpec:
     path = layout.images / name / "image.toml"
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    data = jsonio.load_toml(raw, source=str(path))
     check_schema(data, "image.schema.json", source=path, what="image definition")
 
     roles = tuple(RoleRef(name=r["name"], vars=r.get("vars", {})) for r in data["roles"])

@@ -1,13 +1,21 @@
-"""Console output: timed steps, notes and warnings on stderr (stdout is for --json answers)."""
+"""Console output: timed steps, notes and warnings on stderr (stdout is for --json answers).
+
+Every string shown here passes the output rule (factory.core.text.safe: no control characters,
+no bidi overrides) and then rich's markup escape, so a message can neither drive the terminal
+nor style itself."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
+
+from factory.core.text import safe
 
 console = Console(stderr=True, highlight=False)
 _verbose = False
@@ -23,7 +31,7 @@ def verbose() -> bool:
 
 
 def note(message: str) -> None:
-    console.print(message, markup=False)
+    console.print(safe(message), markup=False)
 
 
 def error(message: str, hint: str | None = None) -> None:
@@ -56,7 +64,7 @@ def step(title: str) -> Iterator[None]:
         console.print(f"[bold]▶ {_escape(title)}[/bold]")
         status = None
     else:
-        status = console.status(title)
+        status = console.status(_escape(title))
         status.start()
     try:
         yield
@@ -70,8 +78,14 @@ def step(title: str) -> Iterator[None]:
     console.print(f"[green]✓[/green] {_escape(title)} ({time.monotonic() - start:.1f}s)")
 
 
-def table(renderable: Table) -> None:
-    """A summary table; in a CI log (no terminal) wide enough not to fold every cell."""
+def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    """A summary table; in a CI log (no terminal) wide enough not to fold every cell. Cells are
+    plain text (never markup), through the output rule."""
+    renderable = Table(title=safe(title), title_justify="left")
+    for column in columns:
+        renderable.add_column(safe(column), overflow="fold")
+    for row in rows:
+        renderable.add_row(*(Text(safe(cell)) for cell in row))
     if console.is_terminal:
         console.print(renderable)
     else:
@@ -79,4 +93,5 @@ def table(renderable: Table) -> None:
 
 
 def _escape(text: str) -> str:
-    return text.replace("[", r"\[")
+    """Text from anywhere, made safe for a terminal and then for rich markup."""
+    return escape(safe(text))

@@ -9,8 +9,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from factory.core import jsonio
 from factory.core.errors import ConfigError
 from factory.core.schemas import schema_errors
 
@@ -67,15 +66,16 @@ _ARG_TYPES: dict[str, dict[str, Any]] = {
 def role_vars_schema(spec_file: Path) -> dict[str, Any]:
     """The JSON Schema equivalent of a role's ``main`` argument spec (types, choices, elements)."""
     try:
-        specs = yaml.safe_load(spec_file.read_text(encoding="utf-8"))
+        raw = spec_file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{spec_file}: unreadable argument spec: {exc.strerror or exc}") from None
+    specs = jsonio.load_yaml(raw, source=str(spec_file), what="a valid YAML argument spec")
+    try:
         options = specs["argument_specs"]["main"].get("options", {})
-    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{spec_file}: unreadable argument spec: {exc}") from None
-    return {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {name: _option_schema(opt) for name, opt in options.items()},
-    }
+        properties = {name: _option_schema(opt) for name, opt in options.items()}
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"{spec_file}: unreadable argument spec: {type(exc).__name__}: {exc}") from None
+    return {"type": "object", "additionalProperties": False, "properties": properties}
 
 
 def _option_schema(option: Mapping[str, Any]) -> dict[str, Any]:

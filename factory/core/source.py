@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from factory.core.errors import ConfigError, DirtyTree, ExternalToolError
+from factory.core import names
+from factory.core.errors import DirtyTree, ExternalToolError
 from factory.core.run import run
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -67,16 +68,9 @@ def new_version(state: SourceState, now: datetime | None = None) -> str:
     return f"{stamp}-{state.short}" + ("-dirty" if state.dirty else "")
 
 
-VERSION_RE = re.compile(r"^\d{8}\.\d{6}-[0-9a-f]{12}(-dirty)?$")
-
-
 def check_version(version: str) -> str:
-    if not VERSION_RE.fullmatch(version):
-        raise ConfigError(
-            f"version {version!r} is not a factory version id",
-            hint="version ids look like 20261129.084512-0123456789ab; `factory catalog IMAGE` lists them",
-        )
-    return version
+    """``version`` if it is shaped like a factory version id (factory.core.names), else ConfigError."""
+    return names.check_version(version)
 
 
 def image_ref(image: str, version: str) -> str:

@@ -1,5 +1,6 @@
 """HTTP checks of the catalog service that need no server: the webhook token, body lengths, site
-paths, media types and JSON answers. factory/loop/serve.py answers requests with them."""
+paths, media types, the headers on every answer and JSON answers (whose messages echo at most
+``ECHO_LIMIT`` characters of what the client sent). factory/loop/serve.py answers with them."""
 
 from __future__ import annotations
 
@@ -12,13 +13,26 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from factory.catalog.site import CONTENT_SECURITY_POLICY
 from factory.core.errors import ConfigError
 
 MAX_BODY = 1024 * 1024  # an Alertmanager group of a few hundred alerts is well below this
 SIGNAL_PATH = "/v1/signals/alertmanager"
 TOKEN_ENV = "FACTORY_SIGNAL_TOKEN"  # noqa: S105 -- the variable's name, not a token
 TOKEN_FILE_ENV = "FACTORY_SIGNAL_TOKEN_FILE"  # noqa: S105 -- likewise
-REQUEST_TIMEOUT_S = 30  # a client that stops sending mid-request is dropped after this
+REQUEST_DEADLINE_S = 10.0  # request line, headers and body together; then the connection is cut
+WRITE_TIMEOUT_S = 10.0  # one send of the answer to a client that does not read
+MAX_CONNECTIONS = 64  # open connections; one more is answered 503 at once and closed
+STOP_GRACE_S = 1.5  # after SIGTERM, answers in flight get this long; the process is gone within 2 s
+ECHO_LIMIT = 200  # characters of a message or hint an error answer carries (they may quote input)
+LOG_LIMIT = 400  # characters of one log line about a request (a request line can be 64 KiB)
+# On every answer, errors included: the site's own policy (nothing loads, only its inline blocks run).
+SECURITY_HEADERS = (
+    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cache-Control", "no-store"),
+)
 MEDIA_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".cdx.json": "application/vnd.cyclonedx+json",
@@ -39,11 +53,32 @@ def json_answer(data: Any, status: HTTPStatus = HTTPStatus.OK) -> Answer:
     return Answer(status=status, body=(json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
+def clip(text: str, limit: int = ECHO_LIMIT) -> str:
+    """``text``, or its first ``limit`` characters and how many were cut: an error that quotes an
+    849 KB field answers with 200 characters of it, not the field."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… [{len(text) - limit} more characters]"
+
+
 def refusal(
     status: HTTPStatus, message: str, hint: str | None = None, headers: tuple[tuple[str, str], ...] = ()
 ) -> Answer:
-    body = json_answer({"error": message, "hint": hint}, status).body
+    body = json_answer({"error": clip(message), "hint": None if hint is None else clip(hint)}, status).body
     return Answer(status=status, body=body, headers=headers)
+
+
+def head(answer: Answer, *, server: str) -> bytes:
+    """The status line and headers of an answer sent without a handler (the 503 when full)."""
+    lines = [
+        f"HTTP/1.0 {answer.status.value} {answer.status.phrase}",
+        f"Server: {server}",
+        f"Content-Type: {answer.content_type}",
+        f"Content-Length: {len(answer.body)}",
+        "Connection: close",
+        *(f"{name}: {value}" for name, value in (*SECURITY_HEADERS, *answer.headers)),
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
 # -- pure checks -------------------------------------------------------------------------------
@@ -139,6 +174,3 @@ def media_type(rel: str) -> str:
         if rel.endswith(suffix):
             return kind
     return "application/octet-stream"
-
-
-# -- the service ---------------------------------------------------------------------------------

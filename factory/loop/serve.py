@@ -7,48 +7,47 @@ answers follow what the CLI writes, and a tampered catalog is refused with its m
 
 This module is to a request what ``__main__`` is to a command: the one place where a FactoryError
 raised while answering becomes a status code, so that no request and no catalog stops the server.
+How long a client may take, and how many may connect, is factory/loop/http_server.py's business.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import signal
-import socket
 import tempfile
 import threading
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import FrameType
-from typing import Any, cast
-from urllib.parse import unquote, urlsplit
+from typing import Any
+from urllib.parse import unquote
 
-from factory import __version__
 from factory.catalog import audit, resolve, site, state
 from factory.catalog.store import Catalog, catalog_of
-from factory.core import log
+from factory.core import jsonio, log
 from factory.core.clock import now_utc
 from factory.core.config import Layout
 from factory.core.errors import CatalogError, ConfigError, FactoryError, Refused
 from factory.loop import signals
 from factory.loop.http_checks import (
+    LOG_LIMIT,
     MAX_BODY,
-    REQUEST_TIMEOUT_S,
     SIGNAL_PATH,
     TOKEN_ENV,
     TOKEN_FILE_ENV,
     Answer,
     bearer_ok,
     body_length,
+    clip,
     json_answer,
     media_type,
     refusal,
     site_path,
 )
+
+PAYLOAD_HINT = "send the Alertmanager webhook payload (version 4) as it is"
 
 
 class _SiteCache:
@@ -193,18 +192,24 @@ class Service:
         return answering(lambda: self.signal(raw, peer), bad_input=HTTPStatus.UNPROCESSABLE_ENTITY)
 
     def signal(self, raw: bytes, peer: str) -> Answer:
+        """400 for a body that is not JSON text (bad UTF-8, a BOM, too deep, a lone surrogate...),
+        422 for JSON that is not a payload; neither touches the catalog."""
         try:
-            json.loads(raw)
-        except (ValueError, RecursionError) as exc:
+            jsonio.loads(raw, source="the body", what="a JSON document")
+        except ConfigError as exc:
+            return refusal(HTTPStatus.BAD_REQUEST, exc.message, hint=PAYLOAD_HINT)
+        except (ValueError, RecursionError) as exc:  # e.g. a number of more than 4300 digits
             return refusal(
-                HTTPStatus.BAD_REQUEST,
-                f"the body is not JSON: {exc}",
-                hint="send the Alertmanager webhook payload (version 4) as it is",
+                HTTPStatus.BAD_REQUEST, f"the body: not a JSON document: {exc}", hint=PAYLOAD_HINT
             )
-        with self.signal_lock:
-            actions = signals.handle(
-                self.layout, raw, source=f"alertmanager webhook from {peer}", actor="alertmanager"
-            )
+        try:
+            with self.signal_lock:
+                actions = signals.handle(
+                    self.layout, raw, source=f"alertmanager webhook from {peer}", actor="alertmanager"
+                )
+        except (ValueError, UnicodeError, RecursionError) as exc:  # bad input that slipped past a check
+            log.warn(clip(f"webhook from {peer}: refused: {exc!r}", LOG_LIMIT))
+            return refusal(HTTPStatus.UNPROCESSABLE_ENTITY, f"not a valid payload: {exc}", hint=PAYLOAD_HINT)
         return json_answer({"actions": [action.as_json() for action in actions]})
 
 
@@ -238,121 +243,6 @@ def answering(work: Callable[[], Answer], *, bad_input: HTTPStatus) -> Answer:
     except FactoryError as exc:
         return refusal(HTTPStatus.INTERNAL_SERVER_ERROR, exc.message, exc.hint)
     except Exception as exc:  # one broken request must not stop the server
-        log.error(f"internal error: {exc!r}\n{traceback.format_exc()}")
+        # Clipped: the message of an unexpected error may quote a whole request.
+        log.error(clip(f"internal error: {exc!r}\n{traceback.format_exc()}", LOG_LIMIT * 10))
         return refusal(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error", hint="see the server's log")
-
-
-# -- HTTP ---------------------------------------------------------------------------------------
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server_version = f"factory/{__version__}"
-    timeout = REQUEST_TIMEOUT_S  # HTTP/1.0 (the default): one request per connection
-
-    def version_string(self) -> str:
-        return self.server_version
-
-    @property
-    def service(self) -> Service:
-        return cast("Server", self.server).service
-
-    def do_GET(self) -> None:
-        self._send(self.service.get(urlsplit(self.path).path))
-
-    def do_HEAD(self) -> None:
-        self._send(self.service.get(urlsplit(self.path).path), body=False)
-
-    def do_POST(self) -> None:
-        path = urlsplit(self.path).path
-        if path != SIGNAL_PATH:
-            self.close_connection = True
-            self._send(
-                refusal(HTTPStatus.METHOD_NOT_ALLOWED, f"{path}: read-only", headers=(("Allow", "GET"),))
-            )
-            return
-        answer = self.service.post(
-            authorization=self.headers.get("Authorization"),
-            content_lengths=self.headers.get_all("Content-Length") or [],
-            transfer_encoding=self.headers.get("Transfer-Encoding"),
-            read=self.rfile.read,
-            peer=self.client_address[0],
-        )
-        self._send(answer)
-
-    def _send(self, answer: Answer, *, body: bool = True) -> None:
-        self.send_response(answer.status)
-        self.send_header("Content-Type", answer.content_type)
-        self.send_header("Content-Length", str(len(answer.body)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        for name, value in answer.headers:
-            self.send_header(name, value)
-        self.end_headers()
-        if body:
-            self.wfile.write(answer.body)
-
-    def log_message(self, format: str, *args: Any) -> None:  # the base class names it `format`
-        # The request line and status only: never headers (Authorization) or bodies.
-        line = f"{self.address_string()} {format % args}"
-        log.note("".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in line))
-
-
-class Server(ThreadingHTTPServer):
-    daemon_threads = False  # server_close() waits for the requests in flight
-
-    def __init__(self, address: tuple[str, int], service: Service) -> None:
-        self.service = service
-        # An IPv6 --host needs an IPv6 socket; the class default is IPv4.
-        self.address_family = _family(address[0])
-        super().__init__(address, _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.warn(f"{client_address[0]}: request dropped: {traceback.format_exc(limit=0).strip()}")
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[0], self.server_address[1]
-        shown = f"[{host!s}]" if self.address_family == socket.AF_INET6 else str(host)
-        return f"http://{shown}:{port}/"
-
-
-def _family(host: str) -> socket.AddressFamily:
-    try:
-        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise ConfigError(f"--host {host}: cannot resolve it: {exc.strerror}") from None
-    return infos[0][0]
-
-
-def bind(service: Service, host: str, port: int) -> Server:
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"--port {port}: not a TCP port", hint="0 to 65535; 0 picks a free one")
-    try:
-        return Server((host, port), service)
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-            hint="pick another --port (0 picks a free one)",
-        ) from None
-
-
-def run(server: Server) -> signal.Signals:
-    """Serve until SIGTERM or SIGINT, then finish the requests in flight; returns the signal."""
-    stop = threading.Event()
-    caught: list[signal.Signals] = []
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        caught.append(signal.Signals(signum))
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    worker = threading.Thread(target=server.serve_forever, name="factory-serve", daemon=True)
-    worker.start()
-    try:
-        stop.wait()
-    finally:
-        server.shutdown()
-        server.server_close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return caught[0]

@@ -10,7 +10,6 @@ locked, signed transaction, so a bad payload changes nothing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 from factory.catalog import audit, history, hooks, lifecycle, state, trust
 from factory.catalog.store import Catalog, catalog_of
 from factory.catalog.txn import Txn
+from factory.core import jsonio
 from factory.core.clock import now_utc
 from factory.core.config import Layout, load_settings
 from factory.core.errors import ConfigError
@@ -100,10 +100,7 @@ def handle(layout: Layout, raw: bytes, *, source: str, actor: str) -> list[Actio
 
 
 def parse(raw: bytes, source: str) -> dict[str, Any]:
-    try:
-        payload = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{source}: not a JSON document: {exc}") from None
+    payload = jsonio.loads(raw, source=source, what="a JSON document")
     check_schema(payload, "alertmanager.schema.json", source=Path(source), what="Alertmanager payload")
     data: dict[str, Any] = payload
     return data

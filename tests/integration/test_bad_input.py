@@ -6,8 +6,12 @@ Each case is a directory under tests/corpus/<category>/<case>/: adding a case is
   ``exit`` (default 2), ``catalog = true`` to start from a signed catalog (``POPULATED``), and
   ``[[edit]]`` tables, each a ``path`` in the checkout and one of ``append = TEXT``,
   ``replace = [OLD, NEW]``, ``write = TEXT`` (with ``pad_to = BYTES``), ``truncate = BYTES``,
-  ``delete = true``, or ``set = [KEY, ...]`` with ``value`` (a JSON file: the value at that path
-  is replaced).
+  ``delete = true``, ``set = [KEY, ...]`` with ``value`` (a JSON file: the value at that path
+  is replaced; TOML's ``nan`` and ``inf`` are written as JSON's NaN and Infinity), or
+  ``wrap = [PREFIX, SUFFIX]`` with ``times = N`` (the file becomes PREFIX*N + itself + SUFFIX*N:
+  deep nesting without a large file in the corpus). ``append``, ``replace``, ``write`` and ``wrap``
+  take ``encoding`` (default utf-8): with ``"latin-1"``, ``\u00ff`` in the TOML is the byte 0xff,
+  which is how a case writes invalid UTF-8.
 - ``files/``: copied over the checkout as they are (payloads, broken catalog files).
 
 The checkout (catalog included) is hashed before and after the run: it must be byte-identical.
@@ -75,16 +79,21 @@ def _set(doc: Any, keys: list[str | int], value: Any) -> None:
 
 def apply_edit(root: Path, edit: dict[str, Any]) -> None:
     path = root / edit["path"]
+    encoding = edit.get("encoding", "utf-8")
     if "append" in edit:
-        path.write_text(path.read_text() + edit["append"])
+        path.write_text(path.read_text() + edit["append"], encoding=encoding)
     elif "replace" in edit:
         old, new = edit["replace"]
         text = path.read_text()
         assert old in text, f"{edit['path']} has no {old!r}: the case no longer applies"
-        path.write_text(text.replace(old, new))
+        path.write_text(text.replace(old, new), encoding=encoding)
     elif "write" in edit:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(edit["write"].ljust(edit.get("pad_to", 0)))
+        path.write_text(edit["write"].ljust(edit.get("pad_to", 0)), encoding=encoding)
+    elif "wrap" in edit:
+        prefix, suffix = edit["wrap"]
+        times = edit.get("times", 1)
+        path.write_text(prefix * times + path.read_text() + suffix * times, encoding=encoding)
     elif "truncate" in edit:
         path.write_bytes(path.read_bytes()[: edit["truncate"]])
     elif "delete" in edit:
@@ -104,8 +113,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Scratch:
 
 
 def prepare(case: Case, template: Scratch, dest: Path) -> Scratch:
-    shutil.copytree(template.root, dest, symlinks=True)
-    scratch = Scratch(root=dest, env=template.env)
+    scratch = template.copy(dest)
     if case.catalog:
         # Signed with this machine's key, which the clone trusts (keys/local/, made by make_scratch).
         populate(dest, trust.DEFAULT_KEY.expanduser(), POPULATED)
@@ -131,8 +139,8 @@ def test_bad_input_exits_2_names_the_field_and_writes_nothing(
     )
 
 
-def test_corpus_has_at_least_40_cases() -> None:
-    assert len(CASES) >= 40
+def test_corpus_has_at_least_77_cases() -> None:
+    assert len(CASES) >= 77
 
 
 @pytest.mark.parametrize("category", CATEGORIES)

@@ -1,7 +1,8 @@
 """Real bakes: Packer's docker builder through podman, Ansible roles, Testinfra gate, catalog.
 
-Nothing here is mocked. The module bakes `base` and `nginx` into a scratch clone's catalog and
-then shows that a failing Testinfra suite publishes nothing.
+Nothing here is mocked. The session bakes `base` and `nginx` into a scratch clone's catalog
+(tests/integration/conftest.py); this module checks them in its own copy of that clone and then
+shows that a failing Testinfra suite publishes nothing.
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """The nightly path with real bakes: scan, plan, `factory rebuild`, unchanged runs, auto-promotion.
 
-One scratch checkout with base and nginx published; the tests run in file order, each leaving
-the catalog as the next one expects (as consecutive nights would).
+One scratch checkout with base and nginx published (this module's copy of the session's bakes);
+the tests run in file order, each leaving the catalog as the next one expects (as consecutive
+nights would).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -18,20 +18,16 @@ import pytest
 from factory.catalog import model, publishing, trust
 from factory.catalog.store import Catalog
 
-from .conftest import Scratch, make_scratch, podman
+from .conftest import Scratch, podman
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 Night = dict[str, Any]  # the security night: the stale version, the plan, the rebuild outcomes
 
 
 @pytest.fixture(scope="module")
-def night(tmp_path_factory: pytest.TempPathFactory, podman_images_cleanup: list[str]) -> Iterator[Scratch]:
-    scratch = make_scratch(tmp_path_factory.mktemp("nightly") / "repo")
-    scratch.factory("bake", "base", check=True)
-    scratch.factory("bake", "nginx", check=True)
-    yield scratch
-    for image in _index(scratch)["images"].values():
-        podman_images_cleanup.extend(v["artifact"]["id"] for v in image["versions"])
+def night(repo: Scratch) -> Scratch:
+    """This module's copy of the session's clone, in which base and nginx were baked and published."""
+    return repo
 
 
 def _index(scratch: Scratch) -> dict[str, Any]:

@@ -8,8 +8,8 @@ use_proxy, gate.json). A shell provisioner first makes the container look like a
 the build user `admin` with a key in its authorized_keys (cloud-init), and a sudo (Debian's AMI
 has one; the hardened base does not, and the instance user needs it for --sudo and become).
 
-The starting point is a baked base (it passes test_base.py), made by `factory bake base
---no-publish` in a scratch clone; FACTORY_TEST_GATE_IMAGE=<podman ref> reuses one instead.
+The starting point is a baked base (it passes test_base.py): the session's `factory bake base`
+(tests/integration/conftest.py); FACTORY_TEST_GATE_IMAGE=<podman ref> uses that image instead.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +31,6 @@ from factory.bake.verify import parse_junit
 from factory.core.config import Layout, Target, load_images
 from factory.core.errors import ExternalToolError
 from factory.core.run import run
-
-from .conftest import make_scratch
 
 pytestmark = pytest.mark.integration
 
@@ -76,17 +73,12 @@ def _inspect(ref: str) -> Baked:
 
 
 @pytest.fixture(scope="module")
-def baked(tmp_path_factory: pytest.TempPathFactory, podman_images_cleanup: list[str]) -> Iterator[Baked]:
+def baked(request: pytest.FixtureRequest) -> Baked:
     reuse = os.environ.get("FACTORY_TEST_GATE_IMAGE")
     if reuse:
-        yield _inspect(reuse)
-        return
-    scratch = make_scratch(tmp_path_factory.mktemp("gate") / "repo")
-    scratch.factory("bake", "base", "--no-publish", check=True)
-    (version_dir,) = (scratch.root / "build" / "base").iterdir()
-    found = _inspect(f"localhost/base:{version_dir.name}")
-    podman_images_cleanup.append(found.image_id)
-    yield found
+        return _inspect(reuse)
+    base: dict[str, Any] = request.getfixturevalue("base")  # baked only when no image is given
+    return _inspect(base["artifact"]["id"])
 
 
 def _render(layout: Layout, baked: Baked, *, commit: str) -> tuple[Rendered, Path]:

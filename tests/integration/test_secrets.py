@@ -1,33 +1,26 @@
 """Secrets in the environment of a bake end up nowhere: not in its output, its build directory,
 the catalog, the site, nor the image. And every shipped image runs the sanitisation checks.
 
-One real bake of base (and its publish) in a scratch clone, with fake AWS credentials and a fake
-Ansible vault password, each a random marker; then every place is searched for every marker.
+The session's real bakes of base and nginx (and their publish, tests/integration/conftest.py
+``session_bakes``) ran with fake AWS credentials and a fake Ansible vault password in their
+environment, each a random marker; every place they wrote is searched for every marker.
 """
 
 from __future__ import annotations
 
-import json
-import secrets
 import subprocess
 import tomllib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from .conftest import REPO, Scratch, make_scratch, podman
+from .conftest import REPO, SECRET_NAMES, Bakes, podman
 
 pytestmark = pytest.mark.integration
 
-MARKERS = [
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "ANSIBLE_VAULT_PASSWORD",
-    "vault-file",
-]
+MARKERS = list(SECRET_NAMES)
 PLACES = ["bake-output", "build-dir", "catalog", "site", "image"]
 
 
@@ -56,38 +49,29 @@ def _image_filesystem(image_id: str) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def leaky(tmp_path_factory: pytest.TempPathFactory, podman_images_cleanup: list[str]) -> Iterator[Leaky]:
+def leaky(
+    session_bakes: Bakes,
+    base: dict[str, Any],
+    nginx: dict[str, Any],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Leaky:
     tmp = tmp_path_factory.mktemp("secrets")
-    clean = make_scratch(tmp / "repo")
-    token = {name: secrets.token_hex(12) for name in MARKERS}
-    markers = {
-        "AWS_ACCESS_KEY_ID": "AKIA" + token["AWS_ACCESS_KEY_ID"][:16].upper(),
-        "AWS_SECRET_ACCESS_KEY": "fakesecret" + token["AWS_SECRET_ACCESS_KEY"],
-        "AWS_SESSION_TOKEN": "faketoken" + token["AWS_SESSION_TOKEN"],
-        "ANSIBLE_VAULT_PASSWORD": "fakevault" + token["ANSIBLE_VAULT_PASSWORD"],
-        "vault-file": "fakevaultfile" + token["vault-file"],
-    }
-    planted = tmp / "secret" / "vault-pass.txt"  # outside the checkout, as a CI job's secret file
-    planted.parent.mkdir()
-    planted.write_text(markers["vault-file"] + "\n")
-    env = {k: v for k, v in markers.items() if k != "vault-file"}
-    scratch = Scratch(root=clean.root, env={**clean.env, **env, "ANSIBLE_VAULT_PASSWORD_FILE": str(planted)})
-    bake = scratch.factory("bake", "base")
-    if bake.returncode != 0:
-        pytest.fail(f"bake exited {bake.returncode}\n{bake.stdout}\n{bake.stderr}")
-    image_id = json.loads(scratch.factory("resolve", "base", "--json", check=True).stdout)["artifact"]["id"]
-    podman_images_cleanup.append(image_id)
+    baked, planted = session_bakes.scratch, session_bakes.planted
+    # The site is made with the secrets in the environment too, from a copy of the baked clone.
+    scratch = baked.copy(tmp / "repo", **planted.env)
     scratch.factory("site", str(tmp / "site"), check=True)
-    yield Leaky(
-        markers={k: v.encode() for k, v in markers.items()},
+    outputs = session_bakes.outputs.values()
+    images = [entry["artifact"]["id"] for entry in (base, nginx)]
+    return Leaky(
+        markers={k: v.encode() for k, v in planted.markers.items()},
         places={
-            "bake-output": (bake.stdout + bake.stderr).encode(),
-            "build-dir": _tree(scratch.root / "build"),
-            "catalog": _tree(scratch.catalog),
+            "bake-output": "".join(p.stdout + p.stderr for p in outputs).encode(),
+            "build-dir": _tree(baked.root / "build"),
+            "catalog": _tree(baked.catalog),
             "site": _tree(tmp / "site"),
-            "image": _image_filesystem(image_id),
+            "image": b"".join(_image_filesystem(image_id) for image_id in images),
         },
-        planted=planted,
+        planted=planted.file,
     )
 
 

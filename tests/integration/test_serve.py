@@ -132,10 +132,10 @@ def _collect(stream: IO[str], lines: list[str], ready: threading.Event | None = 
         ready.set()  # the process ended before it served
 
 
-def start(site: Site, **env: str) -> Iterator[Server]:
-    """`factory serve --port 0` in the checkout; killed whatever happens."""
+def start(site: Site, *args: str, **env: str) -> Iterator[Server]:
+    """`factory serve --port 0 [ARGS]` in the checkout; killed whatever happens."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "factory", "serve", "--host", "127.0.0.1", "--port", "0"],
+        [sys.executable, "-m", "factory", "serve", "--host", "127.0.0.1", "--port", "0", *args],
         cwd=site.root, env=site.env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     out: list[str] = []

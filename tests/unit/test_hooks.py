@@ -230,6 +230,9 @@ def promoted_without_aws(
 ) -> int:
     """`factory promote` whose AWS follow-up cannot reach AWS."""
     layout, catalog, _ = world
+    # main registers the aws follower (with _fail) in a registry of this test's own: left in the
+    # real one, it would fail every later catalog change in this process (pytest -n runs any order).
+    monkeypatch.setattr(hooks, "_FOLLOWERS", {})
     monkeypatch.setattr(aws_hooks, "follow", _fail)  # what main registers as the aws follower
     monkeypatch.setenv("FACTORY_SIGNING_KEY", str(key_pair.private))
     argv = ["promote", "base", version_id(0), "--to", "dev", "--actor", "t"]

@@ -3,9 +3,15 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import html
 import http.client
 import json
+import re
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -16,11 +22,11 @@ from typing import Any
 
 import pytest
 
-from factory.catalog import resolve
+from factory.catalog import audit, resolve, site
 from factory.core.clock import now_utc
 from factory.core.config import Layout
 from factory.core.errors import CatalogError, ConfigError, Refused
-from factory.loop import http_checks, serve, signals
+from factory.loop import http_checks, http_server, serve, signals
 
 from .conftest import ORDER, World
 
@@ -204,14 +210,12 @@ class Client:
 
 
 def running(service: serve.Service) -> Iterator[Client]:
-    server = serve.bind(service, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = http_server.bind(service, "127.0.0.1", 0)
+    thread = http_server.serve_in_thread(server)
     try:
         yield Client(port=server.server_address[1], index=service.layout.catalog / "index.json")
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
         thread.join(timeout=10)
 
 
@@ -424,3 +428,275 @@ def test_post_without_length_is_411(client: Client) -> None:
         assert conn.getresponse().status == HTTPStatus.LENGTH_REQUIRED
     finally:
         conn.close()
+
+
+# -- hostile input: echo bound, headers, webhook bodies -------------------------------------------
+
+
+def test_refusal_echoes_at_most_the_limit() -> None:
+    body = json.loads(http_checks.refusal(HTTPStatus.UNPROCESSABLE_ENTITY, "A" * 849_000, "B" * 5000).body)
+    assert body["error"].count("A") == http_checks.ECHO_LIMIT
+    assert body["hint"].count("B") == http_checks.ECHO_LIMIT
+    assert body["error"].endswith(f"[{849_000 - http_checks.ECHO_LIMIT} more characters]")
+
+
+def test_short_messages_are_kept_whole() -> None:
+    assert http_checks.clip("unknown channel 'nightly'") == "unknown channel 'nightly'"
+
+
+def test_long_url_is_echoed_at_most_the_limit(client: Client) -> None:
+    reply = client.get(f"/v1/images/{'x' * 20_000}/channels/latest")
+    assert reply.status == HTTPStatus.NOT_FOUND
+    assert reply.json()["error"].count("x") <= http_checks.ECHO_LIMIT
+    assert len(reply.body) < 1000
+
+
+def test_long_webhook_value_is_echoed_at_most_the_limit(client: Client) -> None:
+    payload = json.loads(_ALERT)
+    payload["alerts"][0]["labels"]["image"] = "A" * 849_000
+    reply = client.post(json.dumps(payload).encode())
+    assert reply.status == HTTPStatus.UNPROCESSABLE_ENTITY
+    assert reply.json()["error"].count("A") <= http_checks.ECHO_LIMIT
+    assert len(reply.body) < 1000
+
+
+_ALERT = json.dumps(
+    {
+        "version": "4",
+        "groupKey": "{}",
+        "status": "firing",
+        "receiver": "factory",
+        "groupLabels": {},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://am",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {"alertname": "X", "severity": "critical", "image": "nginx", "image_version": "v"},
+                "annotations": {},
+                "startsAt": "2026-11-29T10:00:00Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prom",
+                "fingerprint": "abc123",
+            }
+        ],
+    }
+)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        b"\xff\xfe{}",
+        b'{"version": "\xed\xa0\x80"}',  # a surrogate encoded as UTF-8: not UTF-8
+        b'{"version": "4", "receiver": "\\ud800"}',  # a lone surrogate escape
+        b'{"\\udfff": 1}',
+        b"[" * 100_000,
+        b"[" * 500 + b"]" * 500,  # parses, but deeper than any payload
+        b'{"version": "4", "alerts": [' + b'{"a": ' * 300 + b"1" + b"}" * 300 + b"]}",
+        b"\xef\xbb\xbf{}",
+        b'{"version": NaN}',
+        b"1" * 5000,  # more digits than int() takes
+    ],
+    ids=lambda body: repr(body[:24]),
+)
+def test_hostile_webhook_body_is_400_never_500(client: Client, body: bytes) -> None:
+    before = client.index.read_bytes()
+    reply = client.post(body)
+    assert reply.status == HTTPStatus.BAD_REQUEST, reply.body[:300]
+    assert set(reply.json()) == {"error", "hint"}
+    assert client.index.read_bytes() == before
+
+
+def test_webhook_error_inside_handling_is_422(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    def handle(layout: Layout, raw: bytes, *, source: str, actor: str) -> list[FakeAction]:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(signals, "handle", handle)
+    assert client.post(b"{}").status == HTTPStatus.UNPROCESSABLE_ENTITY
+
+
+SECURITY = {
+    "Content-Security-Policy": site.CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def raw_exchange(port: int, data: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send ``data`` as it is, read to the end: (status, headers, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines)
+    return int(status_line.split()[1]), headers, body
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /v1/images HTTP/1.0\r\n\r\n", 200),
+        (b"GET / HTTP/1.0\r\n\r\n", 200),
+        (b"HEAD /v1/images HTTP/1.0\r\n\r\n", 200),
+        (b"GET /nothing HTTP/1.0\r\n\r\n", 404),
+        (b"HEAD /nothing HTTP/1.0\r\n\r\n", 404),
+        (b"GET /v1/signals/alertmanager HTTP/1.0\r\n\r\n", 405),
+        (b"POST /v1/signals/alertmanager HTTP/1.0\r\nContent-Length: 2\r\n\r\n{}", 401),
+        (b"GARBAGE\r\n\r\n", 400),
+        (b"GET / HTTP/9.9\r\n\r\n", 505),
+        (b"BREW /pot HTTP/1.0\r\n\r\n", 501),
+        (b"GET /" + b"a" * 70_000 + b" HTTP/1.0\r\n\r\n", 414),
+        (b"GET / HTTP/1.0\r\n" + b"X-Long: " + b"a" * 70_000 + b"\r\n\r\n", 431),
+    ],
+    ids=lambda value: repr(value[:30]) if isinstance(value, bytes) else str(value),
+)
+def test_every_answer_carries_the_security_headers(
+    client: Client, request_bytes: bytes, status: int
+) -> None:
+    got, headers, body = raw_exchange(client.port, request_bytes)
+    assert got == status
+    assert {name: headers.get(name) for name in SECURITY} == SECURITY
+    if request_bytes.startswith(b"HEAD"):
+        assert body == b""
+    elif status >= 400:
+        assert set(json.loads(body)) == {"error", "hint"}
+        assert len(body) < 1000
+
+
+def test_500_carries_the_security_headers(client: Client, world: World) -> None:
+    client.index.write_text("{}", encoding="utf-8")
+    reply = client.get("/v1/images")
+    assert reply.status == HTTPStatus.INTERNAL_SERVER_ERROR
+    assert {name: reply.headers[name] for name in SECURITY} == SECURITY
+
+
+def test_written_site_has_the_policy_in_a_meta_tag(world: World, tmp_path: Path) -> None:
+    site.write_site(world.catalog, audit.trusted(world.catalog), tmp_path, now_utc())
+    page = (tmp_path / "index.html").read_text(encoding="utf-8")
+    metas = re.findall(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">', page)
+    assert [html.unescape(meta) for meta in metas] == [site.CONTENT_SECURITY_POLICY]
+    assert page.index("Content-Security-Policy") < page.index("<style>")
+
+
+@pytest.mark.parametrize("tag", ["style", "script"])
+def test_policy_allows_exactly_the_pages_inline_blocks(world: World, tmp_path: Path, tag: str) -> None:
+    site.write_site(world.catalog, audit.trusted(world.catalog), tmp_path, now_utc())
+    page = (tmp_path / "index.html").read_text(encoding="utf-8")
+    blocks = re.findall(rf"<{tag}>(.*?)</{tag}>", page, re.DOTALL)
+    hashes = [base64.b64encode(hashlib.sha256(b.encode()).digest()).decode() for b in blocks]
+    assert len(hashes) == 1
+    assert f"{tag}-src 'sha256-{hashes[0]}';" in site.CONTENT_SECURITY_POLICY
+    assert "default-src 'none'" in site.CONTENT_SECURITY_POLICY
+    assert "unsafe" not in site.CONTENT_SECURITY_POLICY
+
+
+# -- slow clients, a full server, a bounded stop (real sockets on 127.0.0.1) ---------------------
+
+DEADLINE_S = 1.0
+LIMIT = 3
+
+
+@dataclass(frozen=True)
+class Hostile:
+    server: http_server.Server
+    thread: threading.Thread
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    def connect(self) -> socket.socket:
+        return socket.create_connection(("127.0.0.1", self.port), timeout=5)
+
+    def wait_open(self, count: int) -> None:
+        for _ in range(100):  # at most 5 s
+            if self.server.open_connections() == count:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"{self.server.open_connections()} open connections, not {count}")
+
+
+@pytest.fixture
+def hostile(layout: Layout, world: World) -> Iterator[Hostile]:
+    service = serve.Service(layout=layout, channels=ORDER, token=TOKEN)
+    server = http_server.bind(service, "127.0.0.1", 0, max_connections=LIMIT, deadline_s=DEADLINE_S)
+    running = Hostile(server=server, thread=http_server.serve_in_thread(server))
+    try:
+        yield running
+    finally:
+        if not server.stopping.is_set():
+            server.stop()
+        running.thread.join(timeout=10)
+
+
+def trickle_until_cut(sock: socket.socket, *, every_s: float = 0.1, most: int = 60) -> float:
+    """Send one header byte every ``every_s`` until the server closes; seconds from the start."""
+    start = time.monotonic()
+    sock.settimeout(every_s)
+    sock.sendall(b"GET / HTTP/1.0\r\n")
+    for _ in range(most):
+        try:
+            sock.sendall(b"X")
+            if sock.recv(1) == b"":
+                break
+        except TimeoutError:
+            continue
+        except OSError:  # reset: closed with our bytes unread
+            break
+    else:
+        raise AssertionError(f"still open after {time.monotonic() - start:.1f} s")
+    return time.monotonic() - start
+
+
+def test_trickling_client_is_cut_at_the_deadline(hostile: Hostile) -> None:
+    with hostile.connect() as sock:
+        took = trickle_until_cut(sock)
+    assert DEADLINE_S - 0.1 <= took <= DEADLINE_S + 1.0
+    hostile.wait_open(0)
+
+
+def test_deadline_covers_the_body(hostile: Hostile) -> None:
+    with hostile.connect() as sock:
+        sock.sendall(
+            f"POST {http_checks.SIGNAL_PATH} HTTP/1.0\r\nAuthorization: Bearer {TOKEN}\r\n"
+            "Content-Length: 1000\r\n\r\n".encode()
+        )
+        took = trickle_until_cut(sock)
+    assert took <= DEADLINE_S + 1.0
+
+
+def test_one_connection_over_the_limit_is_503(hostile: Hostile) -> None:
+    idle = [hostile.connect() for _ in range(LIMIT)]
+    try:
+        hostile.wait_open(LIMIT)
+        status, headers, body = raw_exchange(hostile.port, b"GET /v1/images HTTP/1.0\r\n\r\n")
+        assert status == HTTPStatus.SERVICE_UNAVAILABLE
+        assert {name: headers.get(name) for name in SECURITY} == SECURITY
+        assert "too many open connections" in json.loads(body)["error"]
+    finally:
+        for sock in idle:
+            sock.close()
+    hostile.wait_open(0)
+    assert raw_exchange(hostile.port, b"GET /v1/images HTTP/1.0\r\n\r\n")[0] == HTTPStatus.OK
+
+
+def test_stop_is_bounded_whatever_the_clients_do(hostile: Hostile) -> None:
+    trickler = hostile.connect()
+    idle = hostile.connect()
+    try:
+        trickler.sendall(b"GET / HTTP/1.0\r\nX-Slow: 1")
+        hostile.wait_open(2)
+        start = time.monotonic()
+        hostile.server.stop()
+        hostile.thread.join(timeout=5)
+        assert time.monotonic() - start < 2.0
+        assert not hostile.thread.is_alive()
+    finally:
+        trickler.close()
+        idle.close()
