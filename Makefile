@@ -54,8 +54,11 @@ bake-all: setup ## Bake every image, parents first
 # measured more workers on this 2-core machine (TEST_JOBS=3 make test to try).
 TEST_JOBS ?= 1
 
-test: setup ## Unit, integration (real packer/podman/ansible bakes) and linter tests, on TEST_JOBS workers
-	$(VENV)/bin/python -m pytest -n $(TEST_JOBS) --dist loadgroup
+# Unit tests and linters first, in a process of their own: integration tests leave process-wide
+# state behind (boto3's default session keeps the credentials it first saw).
+test: setup ## Unit and linter tests, then integration tests (real packer/podman/ansible bakes) on TEST_JOBS workers
+	$(VENV)/bin/python -m pytest -n auto tests/unit tests/test_linters.py; unit=$$?; \
+	$(VENV)/bin/python -m pytest -n $(TEST_JOBS) --dist loadgroup tests/integration && exit $$unit
 
 test-unit: setup ## Unit tests only (no subprocesses), on every core
 	$(VENV)/bin/python -m pytest -n auto tests/unit

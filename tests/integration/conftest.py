@@ -35,16 +35,16 @@ __all__ = ["REPO", "Scratch", "make_scratch", "podman", "tree_digest"]
 # the longest groups, longest first, ahead of everything else; the unit tests fill the gaps.
 GROUPS = {
     "test_rebuild_e2e": "bakes-1",
+    "test_drift_e2e": "bakes-1",
     "test_secrets": "bakes-1",
     "test_bake_e2e": "bakes-2",
     "test_lifecycle_e2e": "bakes-2",
-    "test_drift_e2e": "bakes-2",
     "test_remote_gate": "bakes-2",
+    "test_docs": "bakes-2",
 }
 FIRST = [
     "bakes-1",
     "bakes-2",
-    "test_docs",
     "test_aws_e2e",
     "test_aws_safety",
     "test_idempotence",
