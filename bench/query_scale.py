@@ -105,7 +105,7 @@ def packages_of(image: int, index: int, names: Sequence[str]) -> list[dict[str, 
 def build_world(root: Path, images: int, versions: int, packages: int) -> dict[str, Any]:
     if __package__ in (None, ""):  # run as a script (the world child): bench.world must import
         sys.path.insert(0, str(REPO))
-    from bench.world import add_version, sample_entry  # noqa: PLC0415 -- the child only
+    from bench.world import add_version, copy_definitions, sample_entry  # noqa: PLC0415 -- the child only
     from factory.catalog import (  # noqa: PLC0415
         lifecycle,
         trust,
@@ -113,9 +113,7 @@ def build_world(root: Path, images: int, versions: int, packages: int) -> dict[s
     from factory.catalog.store import Catalog  # noqa: PLC0415
 
     checkout = root / "checkout"
-    for folder in ("images", "roles", "inventory", "tests/images"):
-        shutil.copytree(REPO / folder, checkout / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy2(REPO / "factory.toml", checkout / "factory.toml")
+    copy_definitions(checkout)
     key = root / "signing-key.pem"
     trust.keygen(key, checkout / "keys")
     signer = trust.load_signer(key)

@@ -2,7 +2,7 @@
 signed catalog in which every one of them is published with exactly its current inputs, so that
 `factory plan` has nothing to do.
 
-The checkout holds the real images/, roles/, inventory/, tests/images/, ansible.cfg and
+The checkout holds the real images/, roles/, inventory/, gates/, ansible.cfg and
 factory.toml, plus generated definitions ``images/gen-NNNN`` in chains of three below ``base``
 (base <- gen-0000 <- gen-0001 <- gen-0002, base <- gen-0003 ...), reusing the real roles, every
 other one with nginx, each with its own role variables. No git repository: `factory plan` reads
@@ -36,7 +36,7 @@ from factory.core.config import ImageSpec, Layout, build_order, load_images
 from factory.core.files import dumps
 
 REPO = Path(__file__).resolve().parents[1]
-TREE_DIRS = ("images", "roles", "inventory", "tests/images")
+TREE_DIRS = ("images", "roles", "inventory", "gates")
 TREE_FILES = ("ansible.cfg", "factory.toml")
 CHAIN = 3  # generated images per chain below base: the tree is four deep
 START = datetime(2026, 11, 1, tzinfo=UTC)
@@ -135,13 +135,20 @@ def definition(index: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def make_tree(root: Path, images: int) -> Layout:
-    """A checkout at ``root`` with exactly ``images`` definitions: the real ones plus generated."""
+def copy_definitions(root: Path) -> Path:
+    """This checkout's definitions, roles, inventory, gates, ansible.cfg and factory.toml copied to
+    ``root`` (no git, no catalog, no keys): the one way the bench and the tests make a factory tree."""
     ignore = shutil.ignore_patterns("__pycache__")
     for folder in TREE_DIRS:
         shutil.copytree(REPO / folder, root / folder, ignore=ignore)
     for name in TREE_FILES:
         shutil.copy2(REPO / name, root / name)
+    return root
+
+
+def make_tree(root: Path, images: int) -> Layout:
+    """A checkout at ``root`` with exactly ``images`` definitions: the real ones plus generated."""
+    copy_definitions(root)
     real = len(list((root / "images").glob("*/image.toml")))
     if images < real:
         raise ValueError(f"{images} images: the checkout alone defines {real}")

@@ -70,7 +70,7 @@ class Layout:
 
     @property
     def image_tests(self) -> Path:
-        return self.root / "tests" / "images"
+        return self.root / "gates"
 
     @property
     def inventory(self) -> Path:
@@ -270,7 +270,7 @@ def _load_one(layout: Layout, name: str) -> ImageSpec:
         if not (layout.image_tests / test).is_file():
             raise ConfigError(
                 f"{path}: tests.{index}: {layout.image_tests / test} does not exist",
-                hint="Testinfra files live in tests/images/",
+                hint="Testinfra files live in gates/",
             )
 
     parent = data["parent"]

@@ -4,25 +4,20 @@ the subject is the catalog code, not the artifacts."""
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench.world import indexed_entry
+from bench.world import copy_definitions, indexed_entry
 from factory.__main__ import main
 from factory.catalog import model, publishing, trust
 from factory.catalog.store import Catalog
 
-from .conftest import REPO
-
 
 def make_layout(root: Path) -> tuple[Path, Path]:
     """A checkout skeleton (images/, roles/, factory.toml, keys/) and a signing key for it."""
-    for folder in ("images", "roles", "tests/images"):
-        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy2(REPO / "factory.toml", root / "factory.toml")
+    copy_definitions(root)
     key = root.parent / "signing-key.pem"
     trust.keygen(key, root / "keys")
     return root, key

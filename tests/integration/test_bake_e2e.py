@@ -126,7 +126,7 @@ def test_motd_announces_the_canary(host: Any) -> None:
 def failing_bake(repo: Scratch, base: dict[str, Any]) -> tuple[Any, bytes, bytes]:
     (repo.root / "images" / "canary").mkdir()
     (repo.root / "images" / "canary" / "image.toml").write_text(CANARY_TOML)
-    (repo.root / "tests" / "images" / "test_canary.py").write_text(CANARY_TEST)
+    (repo.root / "gates" / "test_canary.py").write_text(CANARY_TEST)
     repo.commit_all("canary image whose suite fails")
     before = (repo.catalog / "index.json").read_bytes()
     proc = repo.factory("bake", "canary")

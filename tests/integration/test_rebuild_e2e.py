@@ -222,7 +222,7 @@ def _add_image(night: Scratch, name: str, parent: str, test_body: str) -> None:
         '[[roles]]\nname = "common"\n\n[[roles]]\nname = "sanitize"\n\n'
         '[container]\ncmd = ["sleep", "infinity"]\n'
     )
-    (night.root / "tests" / "images" / test_file).write_text(
+    (night.root / "gates" / test_file).write_text(
         f"from typing import Any\n\n\ndef {test_file[:-3]}(host: Any) -> None:\n    {test_body}\n"
     )
 

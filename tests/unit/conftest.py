@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 import pytest
 from rich.console import Console
 
-from bench.world import sample_entry
+from bench.world import copy_definitions, sample_entry
 from factory.catalog import lifecycle, model, publishing, state, trust
 from factory.catalog.store import Catalog
 from factory.catalog.trust import Signer
@@ -77,12 +77,7 @@ def real_layout(tmp_path: Path) -> Layout:
 def layout(tmp_path: Path) -> Layout:
     """A throw-away factory tree: the real images, roles, inventory, image tests, ansible.cfg and
     factory.toml; its catalog is ``tmp_path/catalog`` and its trusted keys ``keys_root``."""
-    root = tmp_path / "repo"
-    ignore = shutil.ignore_patterns("__pycache__")
-    for folder in ("images", "roles", "inventory", "tests/images"):
-        shutil.copytree(REPO_ROOT / folder, root / folder, ignore=ignore)
-    for name in ("ansible.cfg", "factory.toml"):
-        shutil.copy2(REPO_ROOT / name, root / name)
+    root = copy_definitions(tmp_path / "repo")
     return Layout(root=root, catalog=tmp_path / "catalog", cache=tmp_path / "cache")
 
 

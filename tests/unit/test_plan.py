@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bench.world import sample_entry
+from bench.world import copy_definitions, sample_entry
 from factory.bake.inputs import fingerprint, input_hashes, parent_identity
 from factory.bake.render import structural_sha256
 from factory.catalog import model, publishing, trust
@@ -71,11 +71,7 @@ def world(tmp_path: Path) -> tuple[Layout, Catalog]:
 
 def make_world(tmp_path: Path) -> tuple[Layout, Catalog]:
     """A scratch checkout of the real definitions, with base and nginx published as they are now."""
-    root = tmp_path / "repo"
-    for folder in ("images", "roles", "inventory", "tests/images"):
-        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("ansible.cfg", "factory.toml"):
-        shutil.copy2(REPO / name, root / name)
+    root = copy_definitions(tmp_path / "repo")
     layout = Layout(root=root, catalog=tmp_path / "catalog", cache=tmp_path / "cache")
     key = tmp_path / "key.pem"
     trust.keygen(key, root / "keys")

@@ -634,10 +634,10 @@ def test_parse_call_needs_inventory_and_key(tmp_path: Path, drop: str) -> None:
 
 def test_pytest_command(tmp_path: Path) -> None:
     call = parse_call(_packer_argv(tmp_path))
-    settings = {"tests": ["/r/tests/images/test_base.py"], "junit": "/b/junit.xml", "image": "base"}
+    settings = {"tests": ["/r/gates/test_base.py"], "junit": "/b/junit.xml", "image": "base"}
     settings |= {"version": VERSION, "commit": COMMIT, "root": "/r"}
     cmd = pytest_command(call, settings, tmp_path / "ssh_config")
-    assert cmd[1:4] == ["-m", "pytest", "/r/tests/images/test_base.py"]
+    assert cmd[1:4] == ["-m", "pytest", "/r/gates/test_base.py"]
     for arg in ("--hosts=ssh://gate", "--sudo", "--junitxml=/b/junit.xml", f"--image-commit={COMMIT}"):
         assert arg in cmd
     assert "--sudo" not in pytest_command(call, settings | {"sudo": False}, tmp_path / "c")

@@ -1,6 +1,6 @@
 """Testinfra suites that gate images. Run by `factory bake`/`factory verify`, not by `make test`:
 
-    pytest tests/images/test_base.py --hosts=podman://CONTAINER \
+    pytest gates/test_base.py --hosts=podman://CONTAINER \
         --image-name=base --image-version=VERSION --image-commit=COMMIT
 """
 
