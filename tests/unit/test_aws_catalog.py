@@ -4,28 +4,33 @@ take which artifacts, and the subject of an AMI's signed statement."""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bench.world import sample_entry
 from factory.aws import hooks as aws_catalog
-from factory.catalog import provenance, targets
+from factory.catalog import model, provenance, targets
 from factory.catalog.store import Catalog
 from factory.catalog.targets import RegionalAmi
 from factory.core.errors import ConfigError
 
-AMI_ENTRY: dict[str, Any] = {
-    "image": "base",
-    "version": "20261129.120000-0123456789ab",
-    "artifact": {
-        "type": "ami",
-        "id": "ami-0123456789abcdef0",
-        "ref": "us-east-1:ami-0123456789abcdef0",
-        "region": "us-east-1",
-        "emulated": True,
-    },
-}
+AMI_ENTRY: dict[str, Any] = replace(
+    sample_entry(
+        "base",
+        "20261129.120000-0123456789ab",
+        commit="0123456789ab" + "0" * 28,
+        created="2026-11-29T12:00:00+00:00",
+    ),
+    artifact=model.Ami(
+        id="ami-0123456789abcdef0",
+        ref="us-east-1:ami-0123456789abcdef0",
+        region="us-east-1",
+        emulated=True,
+    ),
+).to_json()
 
 
 def record(action: str, version: str, details: dict[str, Any]) -> dict[str, Any]:
@@ -69,8 +74,9 @@ def test_other_versions_records_do_not_count() -> None:
 
 def test_an_ami_catalog_is_recognised() -> None:
     assert targets.is_ami_catalog(doc())
-    podman = {**AMI_ENTRY, "artifact": {"type": "podman-image", "id": "sha256:" + "0" * 64, "ref": "x"}}
-    assert not targets.is_ami_catalog(doc(entries=(podman,)))
+    podman = sample_entry("base", AMI_ENTRY["version"], commit="0" * 40, created="2026-11-29T12:00:00+00:00")
+    podman_json = podman.to_json()
+    assert not targets.is_ami_catalog(doc(entries=(podman_json,)))
     assert not targets.is_ami_catalog({"images": {}, "history": []})
 
 
