@@ -18,7 +18,6 @@ reads them back with :func:`read_evidence` after ``packer build``. A failed run 
 from __future__ import annotations
 
 import itertools
-import json
 import re
 import shlex
 import sys
@@ -29,10 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from factory.bake.verify import DPKG_QUERY, checksum_command, parse_checksums, parse_packages
-from factory.core import log
+from factory.core import jsonio, log
 from factory.core.errors import ConfigError, ExternalToolError, FactoryError
 from factory.core.files import atomic_write, dumps
 from factory.core.run import run
+from factory.core.text import safe
 
 Pairs = tuple[tuple[str, str], ...]  # sorted (name, version) or (path, sha256), as verify.Verified
 
@@ -96,10 +96,17 @@ def parse_call(argv: Sequence[str]) -> GateCall:
             f"remote gate: expected -i INVENTORY and a private key from Packer, got {shlex.join(args)}",
             hint="the gate needs Packer's SSH adapter (use_proxy: true)",
         )
-    hostvars = parse_inventory(inventory.read_text(encoding="utf-8"))
+    try:
+        text = jsonio.decode(inventory.read_bytes(), source=str(inventory), what="an inventory")
+    except OSError as exc:
+        raise ConfigError(f"remote gate: {inventory}: unreadable inventory: {exc.strerror or exc}") from None
+    hostvars = parse_inventory(text)
+    port = hostvars.get("ansible_port") or hostvars.get("ansible_ssh_port") or "22"
+    if not port.isascii() or not port.isdigit():
+        raise ConfigError(f"remote gate: {inventory}: ansible_port {port!r} is not a port number")
     return GateCall(
         host=hostvars.get("ansible_host") or hostvars.get("ansible_ssh_host") or "127.0.0.1",
-        port=int(hostvars.get("ansible_port") or hostvars.get("ansible_ssh_port") or 22),
+        port=int(port),
         user=hostvars.get("ansible_user") or hostvars.get("ansible_ssh_user") or "root",
         key=key,
         settings=Path(args[-1]),
@@ -111,7 +118,10 @@ def parse_inventory(text: str) -> dict[str, str]:
     for raw in text.splitlines():
         line = raw.strip()
         if line and not line.startswith(("#", ";", "[")):
-            _alias, *pairs = shlex.split(line)
+            try:
+                _alias, *pairs = shlex.split(line)
+            except ValueError as exc:  # an unclosed quote
+                raise ConfigError(f"remote gate: Packer's inventory: {exc}: {line!r}") from None
             return dict(pair.split("=", 1) for pair in pairs if "=" in pair)
     raise ConfigError("remote gate: Packer's inventory names no host")
 
@@ -164,14 +174,30 @@ def collect(settings: Mapping[str, Any], ssh_config: Path) -> tuple[Pairs, Pairs
 def load_settings(path: Path) -> dict[str, Any]:
     """gate.json as render.gate_settings() wrote it."""
     try:
-        settings: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"remote gate: {path}: unreadable settings: {exc}") from None
-    missing = [key for key in SETTINGS_KEYS if not isinstance(settings, dict) or key not in settings]
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"remote gate: {path}: unreadable settings: {exc.strerror or exc}") from None
+    settings = jsonio.loads(raw, source=f"remote gate: {path}", what="readable gate settings")
+    if not isinstance(settings, dict):
+        raise ConfigError(
+            f"remote gate: {path}: settings are not a JSON object", hint="render the build again"
+        )
+    missing = [key for key in SETTINGS_KEYS if key not in settings]
     if missing:
         raise ConfigError(
             f"remote gate: {path}: settings lack {', '.join(missing)}", hint="render the build again"
         )
+    for key in SETTINGS_KEYS:  # all strings but two lists of strings: a traceback otherwise
+        value = settings[key]
+        if key in ("tests", "tracked_paths"):
+            fits = isinstance(value, list) and all(isinstance(v, str) for v in value)
+            what = "a list of strings"
+        else:
+            fits, what = isinstance(value, str), "a string"
+        if not fits:
+            raise ConfigError(
+                f"remote gate: {path}: {key}: {what} is expected", hint="render the build again"
+            )
     return settings
 
 
@@ -203,9 +229,11 @@ def read_evidence(source: Path) -> tuple[Pairs, Pairs]:
     the file that is missing or malformed (the gate failed, or did not run)."""
     gate_json = source / "gate.json" if source.is_dir() else source
     try:
-        settings = json.loads(gate_json.read_text(encoding="utf-8"))
+        settings = jsonio.loads(gate_json.read_bytes(), source=str(gate_json), what="readable gate settings")
         packages_file, files_file = Path(settings["packages_file"]), Path(settings["files_file"])
-    except (OSError, ValueError, TypeError, KeyError) as exc:
+    except ConfigError as exc:
+        raise ExternalToolError(exc.message) from None
+    except (OSError, TypeError, KeyError) as exc:
         raise ExternalToolError(f"{gate_json}: unreadable gate settings: {exc!r}") from None
     packages = _pairs(packages_file, _read_json(packages_file), shape=list)
     files = _pairs(files_file, _read_json(files_file), shape=dict)
@@ -218,15 +246,19 @@ def read_evidence(source: Path) -> tuple[Pairs, Pairs]:
 
 
 def _read_json(path: Path) -> Any:
+    """A file the gate wrote (from what the instance answered): through core.jsonio all the same,
+    and an ExternalToolError, as every failure of the gate, when it is not what the gate writes."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return jsonio.loads(path.read_bytes(), source=str(path), what="JSON")
     except FileNotFoundError:
         raise ExternalToolError(
             f"{path}: missing: the remote gate records it only after the tests passed",
             hint="see Packer's output for the gate's result",
         ) from None
-    except (OSError, ValueError) as exc:
-        raise ExternalToolError(f"{path}: unreadable: {exc}") from None
+    except OSError as exc:
+        raise ExternalToolError(f"{path}: unreadable: {exc.strerror or exc}") from None
+    except ConfigError as exc:  # "<path>: not JSON: <why>"
+        raise ExternalToolError(f"{path}: unreadable: {exc.message.removeprefix(f'{path}: ')}") from None
 
 
 def _pairs(path: Path, data: Any, *, shape: type[list[Any]] | type[dict[str, Any]]) -> Pairs:
@@ -246,5 +278,9 @@ def main(argv: Sequence[str]) -> int:
     try:
         return gate(parse_call(argv))
     except FactoryError as exc:
-        print(f"remote gate: {exc.message}", file=sys.stderr)
+        # The message may quote the instance's own output (a command's tail): the output rule applies.
+        message = exc.message if exc.message.startswith("remote gate: ") else f"remote gate: {exc.message}"
+        print(safe(message), file=sys.stderr)
+        if exc.hint:
+            print(safe(f"hint: {exc.hint}"), file=sys.stderr)
         return exc.exit_code

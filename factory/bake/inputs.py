@@ -16,11 +16,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from factory import __version__
 from factory.catalog.trust import digest
+from factory.core import jsonio
 from factory.core.config import ImageSpec, Layout
+from factory.core.errors import ConfigError
 
 
 def role_closure(layout: Layout, roles: list[str], memo: Memo | None = None) -> list[str]:
@@ -70,11 +70,35 @@ class Memo:
 
     def dependencies(self, role: Path) -> list[str]:
         if role not in self._deps:
-            meta = role / "meta" / "main.yml"
-            data = yaml.safe_load(meta.read_text(encoding="utf-8")) or {} if meta.is_file() else {}
-            deps = data.get("dependencies") or []
-            self._deps[role] = [d["role"] if isinstance(d, dict) else str(d) for d in deps]
+            self._deps[role] = role_dependencies(role / "meta" / "main.yml")
         return self._deps[role]
+
+
+def role_dependencies(meta: Path) -> list[str]:
+    """The role names under ``dependencies`` in a role's ``meta/main.yml`` (a name, or a mapping
+    with ``role:``); none when the file is missing. Anything else is a ConfigError naming the field."""
+    try:
+        raw = meta.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise ConfigError(f"{meta}: cannot read: {exc.strerror or exc}") from None
+    data = jsonio.load_yaml(raw, source=str(meta), what="a valid YAML role meta file") or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{meta}: a mapping is expected, not {type(data).__name__}")
+    deps = data.get("dependencies") or []
+    if not isinstance(deps, list):
+        raise ConfigError(f"{meta}: dependencies: a list is expected, not {type(deps).__name__}")
+    names = []
+    for index, dep in enumerate(deps):
+        name = dep.get("role") if isinstance(dep, dict) else dep
+        if not isinstance(name, str) or not name:
+            raise ConfigError(
+                f"{meta}: dependencies[{index}]: a role name, or a mapping with a role: name, is expected",
+                hint="write `- common` or `- role: common`",
+            )
+        names.append(name)
+    return names
 
 
 class HashCache:
@@ -86,10 +110,7 @@ class HashCache:
         self.dirty = False
         self.memo = Memo()
         if path is not None and path.is_file():
-            try:
-                self.entries = json.loads(path.read_text())
-            except ValueError:
-                self.entries = {}  # a damaged cache is only a slower run
+            self.entries = _read_cache(path)
 
     def sha256(self, file: Path) -> str:
         stat = file.stat()
@@ -109,6 +130,25 @@ class HashCache:
             tmp.write_text(json.dumps(self.entries, sort_keys=True))
             tmp.replace(self.path)
             self.dirty = False
+
+
+def _read_cache(path: Path) -> dict[str, list[Any]]:
+    """The cache's entries that have the shape ``[mtime_ns, size, sha256]``; a damaged cache (or
+    one damaged on purpose) is only a slower run."""
+    try:
+        data = jsonio.loads(path.read_bytes(), source=str(path))
+    except (OSError, ConfigError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {
+        key: value
+        for key, value in data.items()
+        if isinstance(value, list)
+        and len(value) == 3
+        and all(isinstance(v, int) for v in value[:2])
+        and isinstance(value[2], str)
+    }
 
 
 def input_hashes(spec: ImageSpec, layout: Layout, cache: HashCache | None = None) -> dict[str, str]:

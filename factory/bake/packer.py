@@ -201,13 +201,16 @@ def read_ami_manifest(path: Path) -> AmiArtifact:
 
 
 def _last_build(path: Path) -> tuple[str, str]:
-    """(builder_type, artifact_id) of the manifest's last run."""
+    """(builder_type, artifact_id) of the manifest's last run.
+
+    Packer wrote it a moment ago, from our template: plain ``json``, not core.jsonio, but anything
+    it could hold (RecursionError and int()'s digit limit included) is an ExternalToolError."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         last = data["last_run_uuid"]
         found = next(b for b in data["builds"] if b["packer_run_uuid"] == last)
         return str(found["builder_type"]), str(found["artifact_id"])
-    except (OSError, ValueError, KeyError, TypeError, StopIteration) as exc:
+    except (OSError, ValueError, KeyError, TypeError, StopIteration, RecursionError) as exc:
         raise ExternalToolError(
             f"{path}: packer build finished without a usable manifest ({exc})",
             hint="the manifest post-processor in factory/templates/ writes this file",

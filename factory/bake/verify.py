@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import yaml
 
+from factory.core import jsonio
 from factory.core.config import ImageSpec, Layout, lineage, load_images
 from factory.core.errors import ConfigError, ExternalToolError, VerificationFailed
 from factory.core.run import run
@@ -129,13 +129,13 @@ def tracked_paths(spec: ImageSpec, layout: Layout) -> tuple[str, ...]:
 def role_written_files(spec: ImageSpec, layout: Layout) -> tuple[str, ...]:
     """The file each template/copy/lineinfile/blockinfile/replace task of the image's roles writes,
     with variables resolved as the build resolves them: role defaults, group_vars, image vars."""
-    group_vars = _yaml(layout.inventory / "group_vars" / "build.yml") or {}
+    group_vars = _variables(layout.inventory / "group_vars" / "build.yml")
     image_vars: dict[str, Any] = {}
     for role in spec.roles:
         image_vars.update(role.vars)
     found: set[str] = set()
     for role in spec.roles:
-        defaults = _yaml(layout.roles / role.name / "defaults" / "main.yml") or {}
+        defaults = _variables(layout.roles / role.name / "defaults" / "main.yml")
         context = {**defaults, **group_vars, **image_vars}
         for task_file in sorted((layout.roles / role.name / "tasks").glob("*.yml")):
             for raw in written_paths(_yaml(task_file)):
@@ -184,13 +184,22 @@ def _resolve(raw: str, context: Mapping[str, Any], *, where: Path) -> str:
 
 
 def _yaml(path: Path) -> Any:
-    """The YAML document in ``path``; None when the file is missing or empty."""
+    """The YAML document in ``path`` (through core.jsonio); None when the file is missing or empty."""
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
     except FileNotFoundError:
         return None
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return jsonio.load_yaml(raw, source=str(path))
+
+
+def _variables(path: Path) -> dict[str, Any]:
+    """A YAML file of variables (role defaults, group_vars): a mapping, or nothing."""
+    data = _yaml(path)
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path}: a mapping of variables is expected, not {type(data).__name__}")
+    return data or {}
 
 
 def run_tests(

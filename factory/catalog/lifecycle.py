@@ -21,6 +21,7 @@ from factory.catalog.state import (
     newest_good,
     parse_time,
     previous_good,
+    require_channel,
     require_entry,
     status,
 )
@@ -83,18 +84,21 @@ def move_latest(txn: Txn, image: str) -> Move | None:
 
 
 def check_channel(
-    catalog: Catalog, order: Sequence[str], channel: str, *, allow_latest: bool = False
+    catalog: Catalog,
+    order: Sequence[str],
+    channel: str,
+    *,
+    allow_latest: bool = False,
+    what: str | None = None,
 ) -> None:
+    """A channel a command may move (``latest`` only with ``allow_latest``); see state.require_channel."""
     if channel == LATEST and not allow_latest:
         raise ConfigError(
-            f"channel {LATEST!r} is managed by the factory (always the newest published version)",
+            f"{f'{what}: ' if what else ''}channel {LATEST!r} is managed by the factory "
+            "(always the newest published version)",
             hint=f"promote to one of: {', '.join(order)}",
         )
-    if channel not in (*order, LATEST):
-        raise ConfigError(
-            f"unknown channel {channel!r}",
-            hint=f"channels (factory.toml [channels] order): {', '.join(order)}, and {LATEST}",
-        )
+    require_channel(channel, order, what=what)
 
 
 def _unfit(doc: Mapping[str, Any], entry: Mapping[str, Any], now: datetime) -> str | None:

@@ -51,7 +51,7 @@ from typing import Any
 from debian.debian_support import Version
 
 from factory.catalog import audit, state
-from factory.catalog.store import LATEST, Catalog
+from factory.catalog.store import Catalog
 from factory.core import log
 from factory.core.errors import ConfigError
 
@@ -131,11 +131,8 @@ def parse_below(text: str | None) -> Version | None:
 
 
 def check_channel(channel: str | None, order: Sequence[str]) -> None:
-    if channel is not None and channel not in (*order, LATEST):
-        raise ConfigError(
-            f"--channel: unknown channel {channel!r}",
-            hint=f"channels (factory.toml [channels] order): {', '.join(order)}, and {LATEST}",
-        )
+    if channel is not None:
+        state.require_channel(channel, order, what="--channel")
 
 
 def query(

@@ -10,7 +10,20 @@ from datetime import datetime
 from typing import Any
 
 from factory.catalog import history
-from factory.catalog.store import Catalog
+from factory.catalog.store import LATEST, Catalog
+from factory.core.errors import ConfigError
+
+
+def require_channel(channel: str, order: Sequence[str], *, what: str | None = None) -> None:
+    """Refuse a channel that is not configured: ``order`` (factory.toml ``[channels] order``) and
+    ``latest``, which the factory keeps. A well-formed name such as ``qa`` is not enough: a reader
+    would otherwise answer "nothing" where the truth is "no such channel". ``what`` names the
+    argument (``--channel``, ``--to``) on the command line."""
+    if channel not in (*order, LATEST):
+        raise ConfigError(
+            f"{f'{what}: ' if what else ''}unknown channel {channel!r}",
+            hint=f"channels (factory.toml [channels] order): {', '.join(order)}, and {LATEST}",
+        )
 
 
 def parse_time(text: str) -> datetime:

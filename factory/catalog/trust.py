@@ -24,6 +24,7 @@ from securesystemslib.exceptions import VerificationError
 from securesystemslib.signer._crypto_signer import CryptoSigner
 from securesystemslib.signer._key import Key, SSlibKey
 
+from factory.core import jsonio
 from factory.core.errors import ConfigError
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -97,15 +98,37 @@ def write_public_key(key: SSlibKey, keys_dir: Path) -> Path:
 
 def trusted_keys(keys_root: Path) -> list[Key]:
     """Every public key under ``keys/`` (and ``keys/local/``)."""
-    found: list[Key] = []
-    for path in sorted([*keys_root.glob("*.pub"), *keys_root.glob("local/*.pub")]):
-        try:
-            data = json.loads(path.read_text())
-            keyid = data.pop("keyid")
-            found.append(SSlibKey.from_dict(keyid, data))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(f"{path}: not a public key file: {exc}") from None
-    return found
+    return [
+        read_public_key(path) for path in sorted([*keys_root.glob("*.pub"), *keys_root.glob("local/*.pub")])
+    ]
+
+
+def read_public_key(path: Path) -> Key:
+    """One ``keys/*.pub`` file (as :func:`write_public_key` writes it), or a ConfigError naming it.
+
+    Anyone who can open a pull request can add one, so it is outside input: it goes through
+    core.jsonio (depth, UTF-8, duplicate keys, huge numbers) like every other document."""
+    what = "a public key file"
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: not {what}: {exc.strerror or exc}") from None
+    data = jsonio.loads(raw, source=str(path), what=what)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: not {what}: a JSON object is expected, not {type(data).__name__}")
+    keyid = data.pop("keyid", None)
+    if not isinstance(keyid, str):
+        raise ConfigError(
+            f"{path}: not {what}: keyid: a string is expected", hint="`factory keygen` writes one"
+        )
+    try:
+        return SSlibKey.from_dict(keyid, data)
+    except KeyError as exc:
+        raise ConfigError(
+            f"{path}: not {what}: no {exc.args[0]!r} field", hint="`factory keygen` writes one"
+        ) from None
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{path}: not {what}: {exc!s}", hint="`factory keygen` writes one") from None
 
 
 def statement(
@@ -135,9 +158,9 @@ def open_envelope(envelope: Mapping[str, Any], keys: list[Key]) -> dict[str, Any
     try:
         env = Envelope.from_dict(copy.deepcopy(dict(envelope)))  # from_dict pops fields it reads
         env.verify(keys, 1)
-        data: dict[str, Any] = json.loads(env.payload)
-    except (VerificationError, KeyError, TypeError, ValueError) as exc:
+        data: dict[str, Any] = json.loads(env.payload)  # signed by a trusted key: our own output
+    except (VerificationError, KeyError, TypeError, ValueError, RecursionError) as exc:
         raise BadSignature(str(exc) or type(exc).__name__) from None
-    if env.payload_type != PAYLOAD_TYPE or data.get("_type") != STATEMENT_TYPE:
+    if env.payload_type != PAYLOAD_TYPE or not isinstance(data, dict) or data.get("_type") != STATEMENT_TYPE:
         raise BadSignature("not an in-toto Statement")
     return data

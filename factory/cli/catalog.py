@@ -85,6 +85,7 @@ def cmd_catalog(args: argparse.Namespace, layout: Layout) -> int:
 
 def cmd_resolve(args: argparse.Namespace, layout: Layout) -> int:
     settings = load_settings(layout)
+    state.require_channel(args.channel, settings.channels, what="--channel")
     catalog = open_catalog(layout)
     if not catalog.exists():
         require_image(layout, args.image)
@@ -111,6 +112,8 @@ def cmd_resolve(args: argparse.Namespace, layout: Layout) -> int:
 
 
 def cmd_history(args: argparse.Namespace, layout: Layout) -> int:
+    if args.channel is not None:  # an unconfigured one would list nothing, and exit 0
+        state.require_channel(args.channel, load_settings(layout).channels, what="--channel")
     catalog = open_catalog(layout)
     doc = audit.trusted(catalog)
     if args.image not in doc["images"]:

@@ -52,7 +52,7 @@ def _follow(
 def cmd_promote(args: argparse.Namespace, layout: Layout) -> int:
     settings = load_settings(layout)
     catalog = open_catalog(layout)
-    lifecycle.check_channel(catalog, settings.channels, args.to)
+    lifecycle.check_channel(catalog, settings.channels, args.to, what="--to")
     preflight(layout, catalog, args.image, args.version)
     signer = trust.load_signer()
     move = lifecycle.change(
@@ -81,7 +81,7 @@ def cmd_promote(args: argparse.Namespace, layout: Layout) -> int:
 def cmd_rollback(args: argparse.Namespace, layout: Layout) -> int:
     settings = load_settings(layout)
     catalog = open_catalog(layout)
-    lifecycle.check_channel(catalog, settings.channels, args.channel)
+    lifecycle.check_channel(catalog, settings.channels, args.channel, what="--channel")
     to = args.to
     preflight(layout, catalog, args.image, to)
     signer = trust.load_signer()

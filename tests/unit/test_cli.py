@@ -575,6 +575,33 @@ def test_history_text(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
     assert f"promote   latest: (none) -> {cli.world.base[0]}" in _out(capsys)
 
 
+def test_history_of_a_configured_channel_never_moved_is_empty(
+    cli: Cli, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli("history", "base", "--channel", "prod", "--json") == 0
+    assert _json(capsys) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["history", "base", "--channel", "qa"],
+        ["resolve", "base", "--channel", "qa"],
+        ["rollback", "base", "--channel", "qa", "--actor", "alice"],
+        ["promote", "base", "20261129.084512-0123456789ab", "--to", "qa", "--actor", "alice"],
+        ["query", "--package", "bash", "--channel", "qa"],
+    ],
+    ids=lambda args: args[0],
+)
+def test_every_channel_option_lists_the_configured_channels(
+    cli: Cli, console: io.StringIO, args: list[str]
+) -> None:
+    assert cli(*args) == 2
+    shown = console.getvalue()
+    assert "unknown channel 'qa'" in shown
+    assert "channels (factory.toml [channels] order): dev, staging, prod, and latest" in shown
+
+
 def test_site_writes_html_json_and_sboms(
     cli: Cli, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -611,7 +638,7 @@ def _bad_input(w: World) -> dict[str, tuple[list[str], str]]:
     """name → (arguments, what the error message must say)."""
     b0, b3 = w.base[0], w.base[3]
     return {
-        "promote-unknown-channel": (["promote", "base", b3, "--to", "qa"], "unknown channel 'qa'"),
+        "promote-unknown-channel": (["promote", "base", b3, "--to", "qa"], "--to: unknown channel 'qa'"),
         "promote-latest": (["promote", "base", b3, "--to", "latest"], "managed by the factory"),
         "promote-unknown-version": (["promote", "base", UNKNOWN, "--to", "dev"], f"no version {UNKNOWN!r}"),
         "promote-malformed-version": (
@@ -631,7 +658,10 @@ def _bad_input(w: World) -> dict[str, tuple[list[str], str]]:
             ["rollback", "base", "--channel", "prod"],
             "there is nothing to roll back",
         ),
-        "rollback-unknown-channel": (["rollback", "base", "--channel", "qa"], "unknown channel 'qa'"),
+        "rollback-unknown-channel": (
+            ["rollback", "base", "--channel", "qa"],
+            "--channel: unknown channel 'qa'",
+        ),
         "rollback-malformed-to": (["rollback", "base", "--channel", "dev", "--to", MALFORMED], "version id"),
         "rollback-unknown-to": (["rollback", "base", "--channel", "dev", "--to", UNKNOWN], "no version"),
         "rollback-latest": (["rollback", "base", "--channel", "latest"], "managed by the factory"),
@@ -656,8 +686,16 @@ def _bad_input(w: World) -> dict[str, tuple[list[str], str]]:
         "gc-keep-0": (["gc", "--keep", "0"], "--keep: 0 must be at least 1"),
         "gc-keep-negative": (["gc", "--keep", "-1", "--dry-run"], "must be at least 1"),
         "history-unknown-image": (["history", "debian"], "unknown image 'debian'"),
+        # well-formed, but not in factory.toml: an empty listing and exit 0 would say "no changes"
+        "history-unknown-channel": (
+            ["history", "base", "--channel", "qa"],
+            "--channel: unknown channel 'qa'",
+        ),
         "keygen-existing": (["keygen"], "a signing key already exists"),
-        "resolve-unknown-channel": (["resolve", "base", "--channel", "qa"], "unknown channel 'qa'"),
+        "resolve-unknown-channel": (
+            ["resolve", "base", "--channel", "qa"],
+            "--channel: unknown channel 'qa'",
+        ),
     }
 
 
@@ -686,6 +724,7 @@ BAD_INPUT = [
     "gc-keep-0",
     "gc-keep-negative",
     "history-unknown-image",
+    "history-unknown-channel",
     "keygen-existing",
     "resolve-unknown-channel",
 ]

@@ -143,3 +143,83 @@ def test_signed_manifest_nested_deep_is_a_catalog_error_naming_it(tmp_path: Path
     }
     with pytest.raises(CatalogError, match=r"v1\.json: not a readable JSON manifest: nested deeper than 64"):
         Catalog(tmp_path, tmp_path / "keys").manifest(entry)
+
+
+# -- numbers: Python's int() limit, and floats too large to be finite -------------------------
+
+LONG = "7" * 5000  # more digits than int() converts by default (4300): a bare ValueError otherwise
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        pytest.param(f'{{"a": "x", "n": {LONG}}}', ["an integer of 5000 digits at character 16"], id="int"),
+        pytest.param(f'{{"a": "{LONG}", "n": -{LONG}}}', ["5000 digits at character 5015"], id="negative"),
+        pytest.param("[1e999]", ["the number 1e999 is too large for a float"], id="float-overflow"),
+        pytest.param("[-1E400]", ["-1E400 is too large"], id="float-overflow-negative"),
+        pytest.param(f"[{LONG}.5e308]", ["77777777777777777777... is too large"], id="float-long-overflow"),
+    ],
+)
+def test_numbers_refused_naming_file_and_offset(text: str, words: list[str]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        jsonio.loads(text.encode(), source=SOURCE)
+    assert caught.value.message.startswith(f"{SOURCE}: not a JSON document: ")
+    assert [w for w in words if w not in caught.value.message] == []
+
+
+def test_integer_at_the_digit_limit_is_accepted() -> None:
+    assert jsonio.loads(("[" + "9" * jsonio.MAX_DIGITS + "]").encode(), source=SOURCE) == [
+        10**jsonio.MAX_DIGITS - 1
+    ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param(f'["{LONG}"]', id="digits-in-a-string"),
+        pytest.param(f"[1.{LONG * 200}]", id="float-of-a-million-digits"),
+        pytest.param(f"[1e-{LONG}]", id="underflow-is-zero"),
+        pytest.param('["' + "x" * 10_000_000 + '"]', id="string-of-ten-million"),
+    ],
+)
+def test_long_literals_that_fit_are_read(text: str) -> None:
+    assert jsonio.loads(text.encode(), source=SOURCE) == json.loads(text)
+
+
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        pytest.param(f"a = 1\nb = {LONG}\n".encode(), ["more than 4300 digits (line 2)"], id="decimal"),
+        pytest.param(b"[t]\nb = [1, 0x" + b"f" * 5000 + b"]\n", ["t.b.1: an integer of more"], id="hex"),
+    ],
+)
+def test_toml_long_integer_refused(raw: bytes, words: list[str]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        jsonio.load_toml(raw, source="image.toml")
+    assert caught.value.message.startswith("image.toml: not valid TOML: ")
+    assert [w for w in words if w not in caught.value.message] == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        pytest.param(f"a: 1\nb: {LONG}\n".encode(), ["more than 4300 digits (line 2)"], id="decimal"),
+        pytest.param(b"a: {b: [0x" + b"f" * 5000 + b"]}\n", ["a.b.0: an integer of more"], id="hex"),
+        pytest.param(b"? 0b" + b"1" * 20_000 + b"\n: x\n", ["(a key): an integer of more"], id="key"),
+        pytest.param(b"a: 2001-02-30\n", ["a value cannot be read: day is out of range"], id="bad-date"),
+        pytest.param(b'a: !!int "x"\n', ["a value cannot be read"], id="tagged-int"),
+        pytest.param(b'a: !!timestamp "x"\n', ["a value cannot be read"], id="tagged-timestamp"),
+    ],
+)
+def test_yaml_unconstructable_values_refused(raw: bytes, words: list[str]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        jsonio.load_yaml(raw, source="argument_specs.yml")
+    assert caught.value.message.startswith("argument_specs.yml: not valid YAML: ")
+    assert [w for w in words if w not in caught.value.message] == []
+
+
+def test_yaml_aliases_are_walked_once() -> None:
+    """Nine levels of ten aliases each would be 10**9 visits if shared lists were walked again."""
+    lines = ["l0: &l0 [1, 2]"] + [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, 10)]
+    data = jsonio.load_yaml("\n".join(lines).encode(), source="a.yml")
+    assert data["l9"][0][0][0][0][0][0][0][0][0] == [1, 2]
