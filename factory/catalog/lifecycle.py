@@ -227,14 +227,19 @@ def revoke(
     txn.record("revoke", image, version=version, reason=reason, details={"effective": effective})
     for child_image, child_version in descendants(txn.doc, image, version):
         child = txn.doc["images"][child_image]["states"].get(child_version, {})
-        if child.get("status") == "revoked" and parse_time(child["at"]) <= moment:
+        # The same two rules, per descendant: never postpone, never revive an obsolete version.
+        child_moment = min(moment, txn.now) if child.get("status") == "obsolete" else moment
+        if child.get("status") == "revoked" and parse_time(child["at"]) <= child_moment:
             continue
         txn.record(
             "revoke",
             child_image,
             version=child_version,
             reason=f"built on {image} {version}, which was revoked: {reason}",
-            details={"effective": effective, "inherited_from": {"image": image, "version": version}},
+            details={
+                "effective": iso(child_moment),
+                "inherited_from": {"image": image, "version": version},
+            },
         )
         revoked.append((child_image, child_version))
     return revoked, apply_due(txn)

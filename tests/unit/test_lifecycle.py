@@ -475,6 +475,16 @@ def test_scheduling_a_revocation_keeps_an_obsolete_version_obsolete(world: World
     assert not state.is_good(world.doc(), "base", world.base[3], now_utc())
 
 
+def test_scheduling_a_parents_revocation_keeps_an_obsolete_child_obsolete(world: World) -> None:
+    """Found by the state machine (seed 14): the inherited, scheduled revocation of nginx[3] used to
+    replace its obsolete state, so that it was good again until the revocation came due."""
+    world.deprecate("nginx", world.nginx[3], "obsolete", world.nginx[0])
+    world.revoke("base", world.base[3], at=now_utc() + timedelta(minutes=1))
+    doc = world.doc()
+    assert not state.is_good(doc, "nginx", world.nginx[3], now_utc())
+    assert state.current(doc, "nginx", LATEST) == world.nginx[2]
+
+
 # -- restore -------------------------------------------------------------------------------
 
 
