@@ -2,17 +2,21 @@
 into a catalog of their own, from a clean git tree) is tests/fixtures/scratch.py.
 
 Real bakes are the slow part of the suite, so base and nginx are baked once per run
-(``session_bakes``) and every e2e module that does not need a bake of its own starts from a copy
-of that clone (``repo``): its own git history, build output and catalog, the same podman images.
+(``session_bakes``, once even under pytest -n: the first worker to need them bakes, the others
+wait for it) and every e2e module that does not need a bake of its own starts from a copy of that
+clone (``repo``): its own git history, build output and catalog, the same podman images.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import secrets
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,50 +24,87 @@ from typing import Any
 
 import pytest
 
+from bench.world import copy_definitions
 from factory.core.config import Layout
-from tests.fixtures.scratch import REPO, Scratch, make_scratch, tree_digest
+from tests.fixtures.scratch import REPO, Scratch, make_scratch, open_scratch, tree_digest
 
 __all__ = ["REPO", "Scratch", "make_scratch", "podman", "tree_digest"]
 
+HERE = Path(__file__).resolve().parent
 
-# -- pytest -n (xdist, --dist loadgroup): which modules share a worker --------------------------
+# -- one run, one or more processes (pytest -n) ---------------------------------------------
 
-# The modules of one group run on one worker, in one pytest session there, so the session's bakes
-# below are made once per group that uses them (twice in all: the e2e modules split in two halves
-# of similar length, rebuild's nights being the longest chain of the suite). Every other
-# integration module is a group of its own, so that its module fixtures are made once. FIRST:
-# the longest groups, longest first, ahead of everything else; the unit tests fill the gaps.
-GROUPS = {
-    "test_rebuild_e2e": "bakes-1",
-    "test_drift_e2e": "bakes-1",
-    "test_secrets": "bakes-1",
-    "test_bake_e2e": "bakes-2",
-    "test_lifecycle_e2e": "bakes-2",
-    "test_remote_gate": "bakes-2",
-    "test_docs": "bakes-2",
-}
+# A directory of the whole run, shared by the xdist workers: the session's bakes (once for all of
+# them) and the podman images to remove when the last worker is done. The process that made it
+# (the controller, or pytest without -n) removes both at the end.
+RUN_DIR = pytest.StashKey[Path]()
+OWNER = pytest.StashKey[bool]()
+WORKER_KEY = "factory_run_dir"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    given = getattr(config, "workerinput", {}).get(WORKER_KEY)
+    config.stash[OWNER] = given is None
+    config.stash[RUN_DIR] = Path(given or tempfile.mkdtemp(prefix="factory-tests-"))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist, in the controller: every worker gets the run's directory."""
+    node.workerinput[WORKER_KEY] = str(node.config.stash[RUN_DIR])
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not config.stash.get(OWNER, False):
+        return
+    run_dir = config.stash[RUN_DIR]
+    listed = run_dir / "podman-images.txt"
+    created = listed.read_text().split() if listed.is_file() else []
+    for image_id in reversed(list(dict.fromkeys(created))):  # children before their parents
+        podman("rmi", "--force", image_id, check=False)
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """``path`` locked against the run's other processes (the xdist workers) while inside."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# -- pytest -n --dist loadgroup: which modules go first -----------------------------------------
+
+# Every integration module is a group of its own (its module fixtures are made once). FIRST: the
+# longest groups, longest first, ahead of everything else. The rebuild nights are the longest
+# chain of the suite and start with the session's bakes; the AWS modules and the idempotence
+# runs need no session bake, so they keep the other workers busy meanwhile.
 FIRST = [
-    "bakes-1",
-    "bakes-2",
+    "test_rebuild_e2e",
     "test_aws_e2e",
     "test_aws_safety",
     "test_idempotence",
+    "test_lifecycle_e2e",
+    "test_docs",
+    "test_bake_e2e",
+    "test_remote_gate",
+    "test_drift_e2e",
     "test_catalog_concurrency",
     "test_bad_input",
 ]
-HERE = Path(__file__).resolve().parent
 
 
 def group_of(path: Path) -> str | None:
-    """The group of the test module at ``path``; None outside tests/integration."""
-    if path.resolve().parent != HERE:
-        return None
-    return GROUPS.get(path.stem, path.stem)
+    """The group of the test module at ``path``: its name; None outside tests/integration."""
+    return path.stem if path.resolve().parent == HERE else None
 
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """``--dist loadgroup`` by GROUPS, read from the node ids. Not by xdist_group marks: xdist 3.8
+    """``--dist loadgroup`` by module, read from the node ids. Not by xdist_group marks: xdist 3.8
     carries them in the node id, which pytest 9.2 no longer lets it change (pytest-xdist#1386)."""
     if config.getvalue("dist") != "loadgroup":
         return None
@@ -87,23 +128,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items.sort(key=rank)  # stable: the order inside a module is kept; the queue follows it
 
 
+# -- podman ------------------------------------------------------------------------------------
+
+
 def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin:" + os.environ.get("PATH", "")}
     return subprocess.run(["podman", *args], capture_output=True, text=True, check=check, env=env)
 
 
 @pytest.fixture(scope="session")
-def podman_images_cleanup() -> Iterator[list[str]]:
-    """Image ids the run created; removed at the end of the session, not before: the images of the
-    session's bakes are shared by every module."""
+def podman_images_cleanup(pytestconfig: pytest.Config) -> Iterator[list[str]]:
+    """Image ids a test created; removed at the very end of the run (``pytest_unconfigure``), not
+    at the end of one worker's session: the images of the session's bakes are everybody's."""
     created: list[str] = []
     yield created
-    for image_id in reversed(list(dict.fromkeys(created))):
-        podman("rmi", "--force", image_id, check=False)
+    run_dir = pytestconfig.stash[RUN_DIR]
+    with locked(run_dir / "podman-images.lock"), (run_dir / "podman-images.txt").open("a") as listed:
+        listed.writelines(f"{image_id}\n" for image_id in created)
 
 
 def register_artifacts(scratch: Scratch, cleanup: list[str]) -> None:
-    """Every podman artifact of ``scratch``'s catalog goes to ``cleanup`` (removed at session end)."""
+    """Every podman artifact of ``scratch``'s catalog goes to ``cleanup`` (removed at the end)."""
     index = scratch.catalog / "index.json"
     if index.is_file():
         for image in json.loads(index.read_text())["images"].values():
@@ -151,47 +196,88 @@ class PlantedSecrets:
 
 @dataclass(frozen=True)
 class Bakes:
-    """The session's scratch clone, in which ``base`` then ``nginx`` bake and publish (with ``planted``
-    in their environment). Nothing else changes it: modules work on copies of it (``repo``)."""
+    """The run's scratch clone, in which ``base`` then ``nginx`` were baked and published (with
+    ``planted`` in their environment). Nothing else changes it: modules work on copies (``repo``)."""
 
     scratch: Scratch
     planted: PlantedSecrets
     outputs: dict[str, subprocess.CompletedProcess[str]]  # image -> its `factory bake`, in bake order
+    entries: dict[str, dict[str, Any]]  # image -> `factory resolve IMAGE --json`, if it was published
 
-    def bake(self, image: str) -> dict[str, Any]:
-        """Bake and publish ``image``; what `factory resolve IMAGE --json` then says."""
-        with_secrets = Scratch(root=self.scratch.root, env={**self.scratch.env, **self.planted.env})
-        self.outputs[image] = proc = with_secrets.factory("bake", image)
-        if proc.returncode != 0:
+    def entry(self, image: str) -> dict[str, Any]:
+        """What `factory resolve IMAGE --json` said after the bake; the test fails if it failed."""
+        if image not in self.entries:
+            proc = self.outputs.get(image)
+            if proc is None:
+                pytest.fail(f"factory bake {image} did not run: its parent's bake failed")
             pytest.fail(f"factory bake {image} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-        entry: dict[str, Any] = json.loads(
-            self.scratch.factory("resolve", image, "--json", check=True).stdout
+        return self.entries[image]
+
+    @classmethod
+    def make(cls, top: Path) -> Bakes:
+        """A new scratch clone under ``top``; base, then nginx if base was published, baked in it."""
+        scratch = make_scratch(top / "repo")
+        planted = PlantedSecrets.plant(top / "secret")
+        with_secrets = Scratch(root=scratch.root, env={**scratch.env, **planted.env})
+        outputs: dict[str, subprocess.CompletedProcess[str]] = {}
+        entries: dict[str, dict[str, Any]] = {}
+        for image in ("base", "nginx"):
+            outputs[image] = with_secrets.factory("bake", image)
+            if outputs[image].returncode != 0:
+                break
+            entries[image] = json.loads(scratch.factory("resolve", image, "--json", check=True).stdout)
+        return cls(scratch=scratch, planted=planted, outputs=outputs, entries=entries)
+
+    def save(self, path: Path) -> None:
+        outputs = {
+            image: {"args": p.args, "returncode": p.returncode, "stdout": p.stdout, "stderr": p.stderr}
+            for image, p in self.outputs.items()
+        }
+        planted = {"markers": self.planted.markers, "file": str(self.planted.file)}
+        doc = {
+            "root": str(self.scratch.root),
+            "planted": planted,
+            "outputs": outputs,
+            "entries": self.entries,
+        }
+        path.write_text(json.dumps(doc))
+
+    @classmethod
+    def load(cls, path: Path) -> Bakes:
+        doc = json.loads(path.read_text())
+        return cls(
+            scratch=open_scratch(Path(doc["root"])),
+            planted=PlantedSecrets(markers=doc["planted"]["markers"], file=Path(doc["planted"]["file"])),
+            outputs={image: subprocess.CompletedProcess(**p) for image, p in doc["outputs"].items()},
+            entries=doc["entries"],
         )
-        return entry
 
 
 @pytest.fixture(scope="session")
 def session_bakes(
-    tmp_path_factory: pytest.TempPathFactory, podman_images_cleanup: list[str]
-) -> Iterator[Bakes]:
-    top = tmp_path_factory.mktemp("bakes")
-    bakes = Bakes(
-        scratch=make_scratch(top / "repo"), planted=PlantedSecrets.plant(top / "secret"), outputs={}
-    )
-    yield bakes
-    register_artifacts(bakes.scratch, podman_images_cleanup)
+    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory, podman_images_cleanup: list[str]
+) -> Bakes:
+    """The run's bakes: made by the first process to ask (the others wait for it), then read."""
+    run_dir = pytestconfig.stash[RUN_DIR]
+    record = run_dir / "bakes.json"
+    with locked(run_dir / "bakes.lock"):
+        if not record.is_file():
+            made = Bakes.make(tmp_path_factory.mktemp("bakes"))
+            register_artifacts(made.scratch, podman_images_cleanup)
+            made.save(record)
+    return Bakes.load(record)
 
 
 @pytest.fixture(scope="session")
 def base(session_bakes: Bakes) -> dict[str, Any]:
     """base, baked once per run: `factory resolve base --json`."""
-    return session_bakes.bake("base")
+    return session_bakes.entry("base")
 
 
 @pytest.fixture(scope="session")
 def nginx(session_bakes: Bakes, base: dict[str, Any]) -> dict[str, Any]:
     """nginx, baked once per run on ``base``: `factory resolve nginx --json`."""
-    return session_bakes.bake("nginx")
+    return session_bakes.entry("nginx")
 
 
 @pytest.fixture(scope="module")
@@ -215,9 +301,5 @@ def scratch(tmp_path: Path) -> Scratch:
 @pytest.fixture
 def layout(tmp_path: Path) -> Layout:
     """A copy of this checkout's definitions, roles and image tests; build output under ``tmp_path``."""
-    root = tmp_path / "repo"
-    for folder in ("images", "roles", "inventory", "tests/images"):
-        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("ansible.cfg", "factory.toml"):
-        shutil.copy2(REPO / name, root / name)
+    root = copy_definitions(tmp_path / "repo")
     return Layout(root=root, catalog=tmp_path / "catalog", cache=tmp_path / "cache")
