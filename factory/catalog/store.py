@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from factory.catalog import provenance
-from factory.catalog.trust import BadSignature, Signer, digest, open_envelope, sign, statement, trusted_keys
+from factory.catalog.trust import BadSignature, Signer, digest, open_signed, sign, statement, trusted_keys
 from factory.catalog.txn import Txn
 from factory.core import jsonio, log
 from factory.core.clock import iso, now_utc
@@ -230,7 +230,7 @@ class Catalog:
         if doc["generation"] == 0 and not doc["history"] and not doc["images"]:
             return None  # a catalog nobody has written to yet: nothing to trust or distrust
         try:
-            stmt = open_envelope(doc["snapshot"] or {}, self.keys())
+            stmt = open_signed(doc["snapshot"] or {}, self.keys())[0]
             signed = stmt["subject"][0]["digest"]["sha256"]
         except (BadSignature, KeyError, IndexError, TypeError) as exc:
             return f"snapshot: signature does not verify against {self.keys_root} ({exc})"
@@ -302,7 +302,7 @@ class Catalog:
         """The entry is exactly what a trusted key signed at publication; returns the keyid."""
         where = f"{self.where}: images.{entry.get('image')}.versions[{entry.get('version')}]"
         try:
-            stmt = open_envelope(entry.get("envelope") or {}, self.keys())
+            stmt, keyid = open_signed(entry.get("envelope") or {}, self.keys())
         except BadSignature as exc:
             raise CatalogError(f"{where}: signature does not verify: {exc}") from None
         differs = provenance.differences(stmt, entry)
@@ -311,7 +311,7 @@ class Catalog:
                 f"{where}: fields changed after signing: {', '.join(differs)}",
                 hint="restore index.json from backup; this version cannot be trusted as it stands",
             )
-        return str(entry["envelope"]["signatures"][0]["keyid"])
+        return keyid
 
     # -- writing ---------------------------------------------------------------------------
 

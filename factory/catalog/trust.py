@@ -1,9 +1,11 @@
 """Trust: Ed25519 keys and DSSE envelopes carrying in-toto Statements (securesystemslib).
 
-The private key lives outside the repository, readable only by its owner. Public keys live
-under ``keys/`` in the repository (``keys/*.pub``, committed: the team's keys) and
-``keys/local/*.pub`` (gitignored: this machine's own key, made by ``make setup``). Readers trust
-exactly those keys and nothing else.
+The private key lives outside the repository, readable only by its owner: one that its group or
+others may read or write is refused, as ssh refuses it. Public keys live under ``keys/`` in the
+repository (``keys/*.pub``, committed: the team's keys) and ``keys/local/*.pub`` (gitignored: this
+machine's own key, made by ``make setup``). Readers trust exactly those keys and nothing else,
+each under the keyid computed from its key material (:func:`keyid_of`): a file that states
+another keyid is refused, so nobody can add a key that answers to somebody else's keyid.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from securesystemslib.dsse import Envelope
-from securesystemslib.exceptions import VerificationError
+from securesystemslib.exceptions import FormatError, VerificationError
 from securesystemslib.signer._crypto_signer import CryptoSigner
 from securesystemslib.signer._key import Key, SSlibKey
+from securesystemslib.signer._utils import compute_default_keyid
 
 from factory.core import jsonio
 from factory.core.errors import ConfigError
@@ -57,12 +60,19 @@ class Signer:
 def load_signer(path: Path | None = None) -> Signer:
     path = path or private_key_path()
     try:
-        pem = path.read_bytes()
+        with path.open("rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode & 0o777  # of the file read, symlink or not
+            pem = handle.read()
     except OSError:
         raise ConfigError(
             f"{path}: no signing key",
             hint="`factory keygen` makes one (make setup does it for this machine)",
         ) from None
+    if mode & 0o077:  # ssh's rule: a key others could read or replace is no longer the owner's
+        exposed = "readable" if mode & 0o044 else "writable" if mode & 0o022 else "accessible"
+        raise ConfigError(
+            f"{path}: private key is {exposed} by others (mode {mode:04o})", hint=f"chmod 600 {path}"
+        )
     try:
         key = serialization.load_pem_private_key(pem, password=None)
     except ValueError as exc:
@@ -96,18 +106,28 @@ def write_public_key(key: SSlibKey, keys_dir: Path) -> Path:
     return path
 
 
+def keyid_of(key: Key) -> str:
+    """The keyid of ``key``'s material: the sha256 of its keytype, scheme and keyval, the function
+    securesystemslib gives every key it makes (so every key ``factory keygen`` wrote keeps its)."""
+    return str(compute_default_keyid(key.keytype, key.scheme, key.keyval))
+
+
 def trusted_keys(keys_root: Path) -> list[Key]:
-    """Every public key under ``keys/`` (and ``keys/local/``)."""
-    return [
-        read_public_key(path) for path in sorted([*keys_root.glob("*.pub"), *keys_root.glob("local/*.pub")])
-    ]
+    """Every public key under ``keys/`` (and ``keys/local/``), once each: two files with the same
+    computed keyid hold the same key (a machine key also committed as a team key, say)."""
+    found: dict[str, Key] = {}
+    for path in sorted([*keys_root.glob("*.pub"), *keys_root.glob("local/*.pub")]):
+        key = read_public_key(path)
+        found.setdefault(key.keyid, key)
+    return list(found.values())
 
 
 def read_public_key(path: Path) -> Key:
     """One ``keys/*.pub`` file (as :func:`write_public_key` writes it), or a ConfigError naming it.
 
     Anyone who can open a pull request can add one, so it is outside input: it goes through
-    core.jsonio (depth, UTF-8, duplicate keys, huge numbers) like every other document."""
+    core.jsonio (depth, UTF-8, duplicate keys, huge numbers) like every other document, and its
+    keyid must be the one its key material gives (:func:`keyid_of`)."""
     what = "a public key file"
     try:
         raw = path.read_bytes()
@@ -122,13 +142,22 @@ def read_public_key(path: Path) -> Key:
             f"{path}: not {what}: keyid: a string is expected", hint="`factory keygen` writes one"
         )
     try:
-        return SSlibKey.from_dict(keyid, data)
+        key = SSlibKey.from_dict(keyid, data)
+        computed = keyid_of(key)
     except KeyError as exc:
         raise ConfigError(
             f"{path}: not {what}: no {exc.args[0]!r} field", hint="`factory keygen` writes one"
         ) from None
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, FormatError) as exc:
         raise ConfigError(f"{path}: not {what}: {exc!s}", hint="`factory keygen` writes one") from None
+    if keyid != computed:
+        stated = keyid if len(keyid) <= 80 else f"{keyid[:80]}..."
+        raise ConfigError(
+            f"{path}: states keyid {stated!r}, but its key material has keyid {computed!r}",
+            hint="a key is trusted only under the keyid of its material: remove the file (`factory"
+            " keygen --if-missing`, where its private key is, writes the right one)",
+        )
+    return key
 
 
 def statement(
@@ -155,12 +184,18 @@ class BadSignature(Exception):
 
 def open_envelope(envelope: Mapping[str, Any], keys: list[Key]) -> dict[str, Any]:
     """The statement inside ``envelope`` once a trusted key's signature verifies."""
+    return open_signed(envelope, keys)[0]
+
+
+def open_signed(envelope: Mapping[str, Any], keys: list[Key]) -> tuple[dict[str, Any], str]:
+    """The statement inside ``envelope`` and the keyid of the trusted key whose signature verified
+    (not merely the first keyid the envelope names)."""
     try:
         env = Envelope.from_dict(copy.deepcopy(dict(envelope)))  # from_dict pops fields it reads
-        env.verify(keys, 1)
+        accepted = env.verify(keys, 1)
         data: dict[str, Any] = json.loads(env.payload)  # signed by a trusted key: our own output
     except (VerificationError, KeyError, TypeError, ValueError, RecursionError) as exc:
         raise BadSignature(str(exc) or type(exc).__name__) from None
     if env.payload_type != PAYLOAD_TYPE or not isinstance(data, dict) or data.get("_type") != STATEMENT_TYPE:
         raise BadSignature("not an in-toto Statement")
-    return data
+    return data, next(iter(accepted))

@@ -11,7 +11,8 @@ Each case is a directory under tests/corpus/<category>/<case>/: adding a case is
   ``wrap = [PREFIX, SUFFIX]`` with ``times = N`` (the file becomes PREFIX*N + itself + SUFFIX*N:
   deep nesting without a large file in the corpus). ``append``, ``replace``, ``write`` and ``wrap``
   take ``encoding`` (default utf-8): with ``"latin-1"``, ``\u00ff`` in the TOML is the byte 0xff,
-  which is how a case writes invalid UTF-8.
+  which is how a case writes invalid UTF-8. ``signing_key_mode = "0644"``: the CLI signs with a
+  copy of this machine's key with that mode, beside the checkout (``FACTORY_SIGNING_KEY``).
 - ``files/``: copied over the checkout as they are (payloads, broken catalog files).
 
 The checkout (catalog included) is hashed before and after the run: it must be byte-identical.
@@ -49,6 +50,7 @@ class Case:
     exit: int
     catalog: bool
     edits: list[dict[str, Any]]
+    signing_key_mode: int | None
 
     @property
     def category(self) -> str:
@@ -64,6 +66,7 @@ def load_case(directory: Path) -> Case:
         exit=data.get("exit", 2),
         catalog=data.get("catalog", False),
         edits=data.get("edit", []),
+        signing_key_mode=int(data["signing_key_mode"], 8) if "signing_key_mode" in data else None,
     )
 
 
@@ -113,7 +116,13 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Scratch:
 
 
 def prepare(case: Case, template: Scratch, dest: Path) -> Scratch:
-    scratch = template.copy(dest)
+    env = {}
+    if case.signing_key_mode is not None:
+        key = dest.parent / "signing-key.pem"  # outside the checkout, as the real one is
+        shutil.copyfile(trust.DEFAULT_KEY.expanduser(), key)
+        key.chmod(case.signing_key_mode)
+        env["FACTORY_SIGNING_KEY"] = str(key)
+    scratch = template.copy(dest, **env)
     if case.catalog:
         # Signed with this machine's key, which the clone trusts (keys/local/, made by make_scratch).
         populate(dest, trust.DEFAULT_KEY.expanduser(), POPULATED)
@@ -139,8 +148,8 @@ def test_bad_input_exits_2_names_the_field_and_writes_nothing(
     )
 
 
-def test_corpus_has_at_least_107_cases() -> None:
-    assert len(CASES) >= 107
+def test_corpus_has_at_least_112_cases() -> None:
+    assert len(CASES) >= 112
 
 
 @pytest.mark.parametrize("category", CATEGORIES)
