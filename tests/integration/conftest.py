@@ -79,15 +79,17 @@ def locked(path: Path) -> Iterator[None]:
 # -- pytest -n --dist loadgroup: which modules go first -----------------------------------------
 
 # Every integration module is a group of its own (its module fixtures are made once). FIRST: the
-# longest groups, longest first, ahead of everything else. The rebuild nights are the longest
-# chain of the suite and start with the session's bakes; the AWS modules and the idempotence
-# runs need no session bake, so they keep the other workers busy meanwhile.
+# longest groups, ahead of everything else, in the order that keeps every worker busy: the first
+# module needing the session's bakes makes them (the rebuild nights, the longest chain of the
+# suite), the AWS modules need none and run meanwhile, then the other modules built on those bakes
+# (the security night, lifecycle: each bakes again on top) and the idempotence runs.
 FIRST = [
     "test_rebuild_e2e",
     "test_aws_e2e",
     "test_aws_safety",
-    "test_idempotence",
+    "test_rebuild_security_e2e",
     "test_lifecycle_e2e",
+    "test_idempotence",
     "test_docs",
     "test_bake_e2e",
     "test_remote_gate",

@@ -1,0 +1,139 @@
+"""The security night with real bakes: a DSA makes the published base stale; `factory scan` and
+`plan --security-only` see it, and `factory rebuild --security-only` rebuilds base and its child,
+promoting them by policy (never to prod).
+
+This module's own copy of the session's bakes, so that it runs beside test_rebuild_e2e.py.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from factory.catalog import model, publishing, trust
+from factory.catalog.store import Catalog
+
+from . import nights
+from .conftest import Scratch, podman
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+Night = dict[str, Any]  # the security night: the stale version, the plan, the rebuild outcomes
+
+
+@pytest.fixture(scope="module")
+def night(repo: Scratch) -> Scratch:
+    """This module's copy of the session's clone, in which base and nginx were baked and published."""
+    return repo
+
+
+def _stale_openssl(night: Scratch, tmp_path: Path) -> str:
+    """Publish a base whose openssl is older than the mirror's security suite has: the state of
+    every published image the day a DSA comes out. The artifact is the current base with openssl's
+    dpkg record set back, so apt in it sees exactly one pending security update."""
+    catalog = Catalog(night.catalog, night.root / "keys")
+    doc = catalog.load()
+    current = doc["images"]["base"]["channels"]["latest"]["version"]
+    entry = catalog.find("base", current, doc)
+    manifest = catalog.manifest(entry)
+    name = f"stale-{tmp_path.name}"
+    set_back = "/^Package: openssl$/,/^$/ s/^Version: .*/Version: 3.0.0-1~stale/"
+    podman("run", "--name", name, entry["artifact"]["id"], "sed", "-i", set_back, "/var/lib/dpkg/status")
+    try:
+        stale_id = "sha256:" + podman("commit", "-q", "--change", 'CMD ["/bin/bash"]', name).stdout.strip()
+    finally:
+        podman("rm", "-f", name, check=False)
+    moment = datetime.fromisoformat(entry["created"]) + timedelta(seconds=1)  # same commit, later
+    version = f"{moment:%Y%m%d.%H%M%S}{current[15:]}"
+    ref = f"localhost/base:{version}"
+    podman("tag", stale_id, ref)
+    published = model.Entry.from_json(entry)
+    stale = replace(
+        published,
+        version=version,
+        created=moment.isoformat(timespec="seconds"),
+        artifact=model.PodmanImage(id=stale_id, ref=ref),
+    )
+    manifest = {
+        **manifest,
+        "version": version,
+        "packages": [
+            {**p, "version": "3.0.0-1~stale"} if p["name"] == "openssl" else p for p in manifest["packages"]
+        ],
+    }
+    junit = night.catalog / entry["tests"]["junit"]
+    publishing.publish(catalog, stale, manifest, junit, signer=trust.load_signer(), actor="a DSA")
+    return version
+
+
+@pytest.fixture(scope="module")
+def sec(night: Scratch, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    stale = _stale_openssl(night, tmp_path_factory.mktemp("stale"))
+    scanned = json.loads(night.factory("scan", "--json", check=True).stdout)
+    plan = json.loads(night.factory("plan", "--security-only", "--json", check=True).stdout)
+    outcomes = nights.rebuild(night, "--security-only", "-j", "2")
+    return {"stale": stale, "scanned": scanned, "plan": plan, "outcomes": outcomes}
+
+
+def test_the_scan_records_the_pending_security_update(night: Scratch, sec: Night) -> None:
+    scans = [s for s in nights.history(night, "base", "scan") if s["version"] == sec["stale"]]
+    assert [(p["package"], p["installed"]) for p in scans[-1]["details"]["security"]] == [
+        ("openssl", "3.0.0-1~stale")
+    ]
+
+
+def test_the_security_rebuild_publishes_a_patched_base(night: Scratch, sec: Night) -> None:
+    base = sec["outcomes"]["base"]
+    catalog = Catalog(night.catalog, night.root / "keys")
+    manifest = catalog.manifest(catalog.find("base", base["version"]))
+    openssl = next(p["version"] for p in manifest["packages"] if p["name"] == "openssl")
+    assert (base["status"], base["kind"], openssl != "3.0.0-1~stale") == ("built", "security", True)
+
+
+def test_the_new_base_triggers_its_child(sec: Night) -> None:
+    nginx = sec["outcomes"]["nginx"]
+    assert (nginx["status"], nginx["kind"]) == ("built", "security")
+
+
+def test_the_child_records_the_new_base_as_its_parent(night: Scratch, sec: Night) -> None:
+    catalog = Catalog(night.catalog, night.root / "keys")
+    nginx = catalog.find("nginx", sec["outcomes"]["nginx"]["version"])
+    assert nginx["parent"]["version"] == sec["outcomes"]["base"]["version"]
+
+
+def test_security_rebuilds_reach_staging_by_policy(night: Scratch, sec: Night) -> None:
+    channels = nights.index(night)["images"]["base"]["channels"]
+    new = sec["outcomes"]["base"]["version"]
+    assert (channels["dev"]["version"], channels["staging"]["version"]) == (new, new)
+
+
+def test_prod_is_never_automatic(night: Scratch, sec: Night) -> None:
+    assert "prod" not in nights.index(night)["images"]["base"]["channels"]
+
+
+def test_every_automatic_promotion_is_recorded_with_its_reason(night: Scratch, sec: Night) -> None:
+    new = sec["outcomes"]["base"]["version"]
+    moves = [(r["channel"], r["reason"]) for r in nights.history(night, "base", "promote") if r["to"] == new]
+    assert [c for c, _ in moves] == ["latest", "dev", "staging"] and all(
+        "automatic: security rebuild" in why for c, why in moves if c != "latest"
+    )
+
+
+def test_scan_reports_the_stale_package_as_a_security_update(sec: Night) -> None:
+    base = next(s for s in sec["scanned"] if s["image"] == "base")
+    assert [(p["package"], p["installed"], p["origins"][-1].split(":")[0]) for p in base["security"]] == [
+        ("openssl", "3.0.0-1~stale", "Debian-Security")
+    ]
+
+
+def test_the_plan_gave_the_package_and_versions(sec: Night) -> None:
+    base = sec["plan"]["images"][0]
+    reason = next(r for r in base["reasons"] if r["code"] == "security-updates")
+    assert (base["action"], [(u["package"], u["installed"]) for u in reason["updates"]]) == (
+        "rebuild",
+        [("openssl", "3.0.0-1~stale")],
+    )
