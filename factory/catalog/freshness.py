@@ -68,7 +68,7 @@ def refresh(catalog: Catalog, signer: Signer, actor: str) -> tuple[int, str]:
 
     catalog.update(signer, actor, body)
     doc = catalog.load()
-    signed = _signed(catalog, doc) or {}
+    signed = signed_predicate(catalog, doc) or {}
     return doc["generation"], str(signed.get("expires"))
 
 
@@ -90,7 +90,7 @@ def state_path(cache: Path, location: str) -> Path:
     return cache / "trust" / f"catalog-{hashlib.sha256(location.encode()).hexdigest()[:24]}.json"
 
 
-def _signed(catalog: Catalog, doc: Mapping[str, Any]) -> dict[str, Any] | None:
+def signed_predicate(catalog: Catalog, doc: Mapping[str, Any]) -> dict[str, Any] | None:
     """The snapshot's predicate (the caller has verified it already); None for an unwritten index."""
     if doc["snapshot"] is None:
         return None
@@ -127,7 +127,7 @@ def check(
 ) -> None:
     """Refuse ``doc`` (whose snapshot verifies) if it is older than, or other than, what this
     reader has seen at its location, or (``expiry``) past its expiry; then remember it."""
-    signed = _signed(catalog, doc)
+    signed = signed_predicate(catalog, doc)
     before = seen(catalog)
     if before is not None:
         _compare(catalog, doc, signed, before)
