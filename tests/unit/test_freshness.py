@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from factory.catalog import audit, freshness
+from factory.catalog import audit, freshness, query
 from factory.catalog.indexdoc import empty_index, snapshot_digest
 from factory.catalog.store import INDEX, Catalog
 from factory.catalog.trust import sign, statement
@@ -345,3 +345,14 @@ def test_expiry_days_defaults_to_7_without_a_catalog_table(layout: Layout) -> No
     text = layout.settings.read_text()
     layout.settings.write_text(text[: text.index("[catalog]")])
     assert freshness.expiry_days(layout) == freshness.DEFAULT_EXPIRY_DAYS == 7
+
+
+def test_query_refuses_an_expired_snapshot_even_from_its_cache(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, console: io.StringIO
+) -> None:
+    assert cli("query", "--package", "openssl") == 0  # indexes the catalog: the next query reads the cache
+    later = now_utc() + timedelta(days=8)
+    monkeypatch.setattr(freshness, "now_utc", lambda: later)
+    monkeypatch.setattr(query, "now_utc", lambda: later)
+    assert cli("query", "--package", "openssl") == 2
+    assert "expired at" in console.getvalue()
