@@ -29,7 +29,8 @@ from typing import Any
 from factory.bake.inputs import HashCache, fingerprint, input_hashes, parent_identity
 from factory.bake.render import structural_sha256
 from factory.catalog import lifecycle, model, provenance, trust
-from factory.catalog.store import Catalog, image_doc
+from factory.catalog.indexdoc import image_doc
+from factory.catalog.store import Catalog
 from factory.catalog.trust import sign
 from factory.catalog.txn import Txn
 from factory.core.config import ImageSpec, Layout, build_order, load_images

@@ -42,10 +42,13 @@ ACTIONS = (
     "distribute",
     "ami-deprecation",
     "follow-up",
+    "refresh",
 )
 # Records that are evidence about a version and change no channel or state. `distribute` records
 # where an AMI's copies are (region -> AMI, snapshots), `ami-deprecation` whether AWS applied one.
 # `follow-up` says whether a target (AWS) has applied the catalog's last change of an image.
+# `refresh` re-signs the snapshot (a new expiry, factory.catalog.freshness) and names no image.
+REFRESH = "refresh"
 OBSERVATIONS = ("publish", "scan", "unchanged", "distribute", "ami-deprecation", "follow-up")
 
 
@@ -97,6 +100,8 @@ def make_record(
 def apply(doc: dict[str, Any], record: Mapping[str, Any]) -> None:
     """Append ``record`` and carry out its effect on channels and states."""
     doc["history"].append(dict(record))
+    if record["action"] == REFRESH:
+        return
     image = doc["images"].setdefault(record["image"], {"versions": [], "channels": {}, "states": {}})
     effect(image, record)
 

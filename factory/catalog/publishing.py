@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from factory.catalog import provenance, sbom
+from factory.catalog.indexdoc import image_doc
 from factory.catalog.lifecycle import change, move_latest
 from factory.catalog.model import Entry
 from factory.catalog.state import entry_of, require_entry
-from factory.catalog.store import Catalog, image_doc
+from factory.catalog.store import Catalog
 from factory.catalog.trust import Signer, sign
 from factory.catalog.txn import Txn
 from factory.core.errors import ConfigError

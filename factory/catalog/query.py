@@ -50,9 +50,10 @@ from typing import Any
 
 from debian.debian_support import Version
 
-from factory.catalog import audit, state
+from factory.catalog import audit, freshness, state
 from factory.catalog.store import Catalog
 from factory.core import log
+from factory.core.clock import iso, now_utc
 from factory.core.errors import ConfigError
 
 _SQLITE_PERM, _SQLITE_READONLY, _SQLITE_CANTOPEN = 3, 8, 14  # primary result codes (sqlite3.h)
@@ -278,11 +279,11 @@ def _index_sha256(catalog: Catalog) -> bytes:
 def refresh(db: sqlite3.Connection, catalog: Catalog) -> Refresh:
     """Make ``db`` the index of the catalog as it is now; a no-op when the key says it already is."""
     key = freshness_key(catalog)
-    if _format(db) == INDEX_FORMAT and _meta(db, "key") == key:
+    if _current(db, key):
         return Refresh(fresh=True, read=0, kept=0)
     db.execute("BEGIN IMMEDIATE")  # one updater at a time; readers see the old index or the new
     try:
-        if _format(db) == INDEX_FORMAT and _meta(db, "key") == key:  # another query just did it
+        if _current(db, key):  # another query just did it
             db.execute("COMMIT")
             return Refresh(fresh=True, read=0, kept=0)
         doc = audit.trusted(catalog)  # refuses a catalog whose signature does not verify
@@ -297,6 +298,7 @@ def refresh(db: sqlite3.Connection, catalog: Catalog) -> Refresh:
         # Stamp the key only if index.json is still the bytes that were verified: a writer may
         # have replaced it meanwhile, and then the next query checks again.
         _set_meta(db, "key", key if freshness_key(catalog) == key else "")
+        _set_meta(db, "expires", str((freshness.signed_predicate(catalog, doc) or {}).get("expires", "")))
         _set_meta(db, "images", json.dumps(_summary(doc), sort_keys=True))
         db.execute("COMMIT")
     except BaseException:
@@ -366,6 +368,14 @@ def _format(db: sqlite3.Connection) -> int | None:
     except sqlite3.OperationalError:  # no meta table: a new file
         return None
     return int(value) if value and value.isdigit() else None
+
+
+def _current(db: sqlite3.Connection, key: str) -> bool:
+    """The index is of these bytes and keys, and their snapshot has not expired since (freshness)."""
+    if _format(db) != INDEX_FORMAT or _meta(db, "key") != key:
+        return False
+    expires = _meta(db, "expires")
+    return not expires or iso(now_utc()) <= expires
 
 
 def _meta(db: sqlite3.Connection, key: str) -> str | None:

@@ -59,6 +59,7 @@ class S3Catalog(Catalog):
         # Never used as a directory: only for messages that name a file (``describe``).
         super().__init__(Path("/nonexistent-s3-catalog"), keys_root)
         self._s3: Any = aws.client(target, "s3", region())
+        self.endpoint = target.endpoint_url
 
     def _key(self, rel: str | Path) -> str:
         return str(PurePosixPath(self.prefix, rel)) if self.prefix else str(PurePosixPath(rel))
@@ -70,6 +71,11 @@ class S3Catalog(Catalog):
     @property
     def location(self) -> str:
         return f"{SCHEME}{self.bucket}/{self.prefix}".rstrip("/")
+
+    @property
+    def trust_location(self) -> str:
+        """The same prefix behind another endpoint (an emulator, real AWS) is another catalog."""
+        return f"{self.location} at {self.endpoint or 'aws'}"
 
     def describe(self, rel: str | Path) -> str:
         return f"{SCHEME}{self.bucket}/{self._key(rel)}"

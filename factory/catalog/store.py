@@ -32,8 +32,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from factory.catalog import provenance
-from factory.catalog.trust import BadSignature, Signer, digest, open_signed, sign, statement, trusted_keys
+from factory.catalog import freshness, provenance
+from factory.catalog.indexdoc import SCHEMA_VERSION, empty_index, snapshot_digest
+from factory.catalog.trust import BadSignature, Signer, open_signed, sign, statement, trusted_keys
 from factory.catalog.txn import Txn
 from factory.core import jsonio, log
 from factory.core.clock import iso, now_utc
@@ -42,24 +43,11 @@ from factory.core.errors import CatalogError, ConfigError
 from factory.core.files import atomic_write, dumps
 from factory.core.schemas import check_schema
 
-SCHEMA_VERSION = 2  # Bump when the index format changes incompatibly.
 INDEX = "index.json"
 LATEST = "latest"
 T = TypeVar("T")
 # What the file system answers a write to a read-only mount or a directory this user cannot write.
 _READ_ONLY = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
-
-
-def empty_index() -> dict[str, Any]:
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "generation": 0,
-        "updated": iso(now_utc()),
-        "images": {},
-        "history": [],
-        "head": None,
-        "snapshot": None,
-    }
 
 
 # Digests of index bytes this process has already checked against the schema. A command reads the
@@ -72,15 +60,6 @@ def _remember_checked(seen: bytes) -> None:
     _SCHEMA_CHECKED[seen] = None
     while len(_SCHEMA_CHECKED) > 16:
         del _SCHEMA_CHECKED[next(iter(_SCHEMA_CHECKED))]
-
-
-def image_doc(doc: dict[str, Any], image: str) -> dict[str, Any]:
-    found: dict[str, Any] = doc["images"].setdefault(image, {"versions": [], "channels": {}, "states": {}})
-    return found
-
-
-def snapshot_digest(doc: Mapping[str, Any]) -> str:
-    return digest({k: v for k, v in doc.items() if k != "snapshot"})
 
 
 class Conflict(Exception):
@@ -97,6 +76,10 @@ class Catalog:
     # How often a writer re-reads and re-applies its change after losing a race for the index.
     # Here flock(2) serialises writers, so a lost race means a writer that bypassed the lock.
     attempts = 1
+    # The reader's cache (its trusted state: factory.catalog.freshness; None: not remembered) and
+    # how long a signed snapshot stays valid; ``catalog_of`` sets both from the layout.
+    cache: Path | None = None
+    expiry_days = freshness.DEFAULT_EXPIRY_DAYS
 
     def __init__(self, root: Path, keys_root: Path) -> None:
         self.root = root
@@ -115,6 +98,11 @@ class Catalog:
     def location(self) -> str:
         """The catalog's own location: a directory or an s3:// prefix."""
         return str(self.root.resolve())
+
+    @property
+    def trust_location(self) -> str:
+        """What a reader's trusted state is keyed by (factory.catalog.freshness)."""
+        return self.location
 
     def describe(self, rel: str | Path) -> str:
         return str(self.root / rel)
@@ -332,10 +320,17 @@ class Catalog:
                     hint="`factory verify-catalog` names every changed entry; restore index.json",
                 )
             self.check_signer(signer)
+            try:  # a writer never forks a history older than one it has seen, nor another catalog's
+                freshness.check(self, doc, expiry=False)
+            except freshness.Rollback:
+                if self.load()["generation"] <= doc["generation"]:
+                    raise
+                raise Conflict(self.where) from None  # a reader saw a newer write than this read
             txn = Txn(copy.deepcopy(doc), signer, actor, now or now_utc())
             yield txn
             if txn.added:
                 self._commit(txn, doc["generation"], token)
+                freshness.check(self, txn.doc, expiry=False)  # remembers what this writer wrote
 
     def update(
         self,
@@ -373,14 +368,10 @@ class Catalog:
         doc["updated"] = iso(txn.now)
         doc["head"] = doc["history"][-1]["hash"] if doc["history"] else None
         doc["snapshot"] = None
-        doc["snapshot"] = sign(
-            txn.signer,
-            statement(
-                [{"name": INDEX, "digest": {"sha256": snapshot_digest(doc)}}],
-                "https://image-factory.invalid/catalog-snapshot/v1",
-                {"generation": doc["generation"], "head": doc["head"]},
-            ),
-        )
+        doc.setdefault("catalog_id", freshness.new_catalog_id())  # minted by the first write
+        subject = [{"name": INDEX, "digest": {"sha256": snapshot_digest(doc)}}]
+        stmt = statement(subject, freshness.SNAPSHOT_TYPE, freshness.predicate(doc, self.expiry_days))
+        doc["snapshot"] = sign(txn.signer, stmt)
         check_schema(
             doc, "catalog.schema.json", source=Path(self.where), what="catalog index (about to write)"
         )
@@ -392,8 +383,12 @@ class Catalog:
 def catalog_of(layout: Layout) -> Catalog:
     """The catalog this command works on: a local directory or an S3 prefix (``--catalog s3://…``)."""
     if layout.remote_catalog is None:
-        return Catalog(layout.catalog, layout.keys)
-    from factory.catalog import s3 as s3catalog  # noqa: PLC0415 -- boto3 loads only for an S3 catalog
-    from factory.core import awsapi as aws  # noqa: PLC0415
+        catalog = Catalog(layout.catalog, layout.keys)
+    else:
+        from factory.catalog import s3 as s3catalog  # noqa: PLC0415 -- boto3 loads only for an S3 catalog
+        from factory.core import awsapi as aws  # noqa: PLC0415
 
-    return s3catalog.S3Catalog(layout.remote_catalog, layout.keys, aws.AwsTarget(layout.aws_endpoint))
+        catalog = s3catalog.S3Catalog(layout.remote_catalog, layout.keys, aws.AwsTarget(layout.aws_endpoint))
+    catalog.cache = layout.cache
+    catalog.expiry_days = freshness.expiry_days(layout)
+    return catalog

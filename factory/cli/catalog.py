@@ -8,10 +8,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from factory.catalog import audit, diff, history, hooks, resolve, site, state, trust
+from factory.catalog import audit, diff, freshness, history, hooks, resolve, site, state, trust
 from factory.catalog import s3 as s3catalog
 from factory.cli.common import (
     Verb,
+    actor_of,
     channel_type,
     emit,
     field,
@@ -29,6 +30,8 @@ from factory.core.errors import CatalogError
 
 
 def cmd_catalog(args: argparse.Namespace, layout: Layout) -> int:
+    if args.image == REFRESH:
+        return _refresh(args, layout)
     catalog = open_catalog(layout)
     doc = audit.trusted(catalog)
     if args.image and args.image not in doc["images"]:
@@ -80,6 +83,21 @@ def cmd_catalog(args: argparse.Namespace, layout: Layout) -> int:
                 f"  {row['version']}  {row['status']:<16} tests {t['passed']}/{t['failed']} failed  "
                 f"{row['package_count']} pkgs  parent {parent} {marks}".rstrip()
             )
+    return 0
+
+
+def _refresh(args: argparse.Namespace, layout: Layout) -> int:
+    """`factory catalog refresh`: re-sign the snapshot (a new generation and expiry), nothing else."""
+    catalog = open_catalog(layout)
+    if not catalog.exists():
+        raise CatalogError(
+            f"{catalog.where}: no catalog to refresh", hint="a bake publishes the first version"
+        )
+    generation, expires = freshness.refresh(catalog, trust.load_signer(), actor_of(args, layout))
+    if args.json:
+        emit({"generation": generation, "expires": expires})
+    else:
+        out(f"{catalog.where}: generation {generation}, signed snapshot valid until {expires}")
     return 0
 
 
@@ -156,6 +174,8 @@ def cmd_verify_catalog(args: argparse.Namespace, layout: Layout) -> int:
     catalog = open_catalog(layout)
     doc = catalog.load()
     problems = audit.audit(catalog, doc)
+    if not problems:
+        freshness.check(catalog, doc)  # rolled back, another catalog's, or expired: refused too
     versions = sum(len(d["versions"]) for d in doc["images"].values())
     if args.json:
         emit(
@@ -259,13 +279,17 @@ def _keygen_args(parser: argparse.ArgumentParser) -> None:
 
 
 V = "20261129.084512-0123456789ab"
+REFRESH = "refresh"  # `factory catalog refresh`: not an image name (factory.core.config refuses it)
 VERBS = (
     Verb(
         name="catalog",
         summary="Show the published versions, newest first, with their channels and states.",
-        example="factory catalog base --json",
+        details="`factory catalog refresh` re-signs the catalog's snapshot (a new generation and expiry,\n"
+        "[catalog] expiry_days of factory.toml) and changes nothing else; run it daily.",
+        example="factory catalog base --json   |   factory catalog refresh",
         handler=cmd_catalog,
         arguments=_image_args,
+        actor=True,
     ),
     Verb(
         name="resolve",

@@ -90,6 +90,9 @@ class Layout:
         return self.root / "factory.toml"
 
 
+CATALOG_EXPIRY_DAYS = 7
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     """factory.toml: what is the same for every image."""
@@ -99,6 +102,8 @@ class Settings:
     signal_actions: Mapping[str, str] = field(default_factory=dict)
     # SSM parameters /<prefix>/<image>/<channel> that the aws target keeps pointing at the AMIs
     aws_ssm_prefix: str = "/golden-images"
+    # Days a signed catalog snapshot stays valid ([catalog] expiry_days; factory.catalog.freshness)
+    catalog_expiry_days: int = CATALOG_EXPIRY_DAYS
 
 
 def load_settings(layout: Layout) -> Settings:
@@ -117,6 +122,7 @@ def load_settings(layout: Layout) -> Settings:
         channels=tuple(data["channels"]["order"]),
         signal_actions=dict(data.get("signals", {}).get("severity", {})),
         aws_ssm_prefix=data.get("aws", {}).get("ssm_prefix", "/golden-images"),
+        catalog_expiry_days=data.get("catalog", {}).get("expiry_days", CATALOG_EXPIRY_DAYS),
     )
 
 
@@ -173,6 +179,7 @@ class ImageSpec:
 
 
 IMAGE_NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,62}")
+RESERVED_NAMES = frozenset({"refresh"})
 
 
 def image_names(layout: Layout) -> list[str]:
@@ -180,6 +187,11 @@ def image_names(layout: Layout) -> list[str]:
         raise ConfigError(f"{layout.images}: no images directory", hint="run from the factory checkout")
     names = sorted(p.parent.name for p in layout.images.glob("*/image.toml"))
     for name in names:
+        if name in RESERVED_NAMES:
+            raise ConfigError(
+                f"{layout.images / name}: {name!r} is reserved (`factory catalog {name}` is a command)",
+                hint="rename the image directory",
+            )
         if not IMAGE_NAME_RE.fullmatch(name):
             raise ConfigError(
                 f"{layout.images / name}: image name {name!r} is not a valid image name",

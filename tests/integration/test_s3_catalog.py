@@ -208,3 +208,45 @@ def test_tampered_s3_index_is_refused(shared: Shared, tmp_path: Path) -> None:
 def test_bad_s3_urls_name_the_field(url: str, fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
         split(url)
+
+
+def test_older_s3_index_put_back_is_refused(shared: Shared, tmp_path: Path) -> None:
+    """The rollback attack on S3: an older index.json put back under the prefix (catalog.freshness)."""
+    shared.server.client("s3").create_bucket(Bucket="rollback")  # type: ignore[attr-defined]
+    catalog = open_catalog("s3://rollback/c", shared.root / "keys", aws.AwsTarget(shared.server.url))
+    catalog.cache = tmp_path / "cache"
+    signer = trust.load_signer(shared.key)
+    publish_one(catalog, signer, "rb", 1, actor="a", scratch=tmp_path)
+    old = catalog.index_bytes() or b""
+    publish_one(catalog, signer, "rb", 2, actor="a", scratch=tmp_path)
+    assert audit.trusted(catalog)["generation"] == 2
+    catalog.write_file("index.json", old)
+    with pytest.raises(CatalogError, match=r"s3://rollback/c/index.json: generation 1 .*rolled back"):
+        audit.trusted(catalog)
+    with pytest.raises(CatalogError, match="rolled back"):  # nor does a writer fork from it
+        publish_one(catalog, signer, "rb", 3, actor="a", scratch=tmp_path)
+    assert catalog.index_bytes() == old
+
+
+def test_index_of_another_s3_catalog_is_refused(shared: Shared, tmp_path: Path) -> None:
+    shared.server.client("s3").create_bucket(Bucket="substitute")  # type: ignore[attr-defined]
+    target = aws.AwsTarget(shared.server.url)
+    ours = open_catalog("s3://substitute/ours", shared.root / "keys", target)
+    theirs = open_catalog("s3://substitute/theirs", shared.root / "keys", target)
+    ours.cache = tmp_path / "cache"
+    signer = trust.load_signer(shared.key)
+    publish_one(ours, signer, "sub", 1, actor="a", scratch=tmp_path)
+    for n in (1, 2, 3):
+        publish_one(theirs, signer, "sub", n, actor="a", scratch=tmp_path)
+    audit.trusted(ours)
+    ours.write_file("index.json", theirs.index_bytes() or b"")
+    with pytest.raises(CatalogError, match=r"s3://substitute/ours/index.json: catalog .* another catalog"):
+        audit.trusted(ours)
+
+
+def test_s3_trusted_state_is_keyed_by_prefix_and_endpoint(shared: Shared) -> None:
+    keys = shared.root / "keys"
+    here = open_catalog("s3://bucket/p", keys, aws.AwsTarget(shared.server.url))
+    there = open_catalog("s3://bucket/p", keys, aws.AwsTarget("http://127.0.0.1:1"))
+    assert here.trust_location != there.trust_location
+    assert here.trust_location.startswith("s3://bucket/p at ")

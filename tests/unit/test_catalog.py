@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from factory.catalog import lifecycle, publishing, state
-from factory.catalog.store import SCHEMA_VERSION, Catalog
+from factory.catalog.indexdoc import SCHEMA_VERSION
+from factory.catalog.store import Catalog
 from factory.catalog.trust import Signer
 from factory.core.errors import CatalogError, ConfigError
 from factory.core.files import atomic_write, dumps

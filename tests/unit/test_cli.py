@@ -97,6 +97,7 @@ MINIMAL_ARGS: dict[str, list[str]] = {
     "drift": ["--target", "podman://web-1"],
     "signal": ["alert.json"],
     "serve": [],
+    "trust": ["reset", ".factory/catalog", "--reason", "restored"],
 }
 
 

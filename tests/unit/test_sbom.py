@@ -15,7 +15,8 @@ from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
 from factory.catalog import audit, lifecycle, provenance, sbom, site
-from factory.catalog.store import Catalog, image_doc
+from factory.catalog.indexdoc import image_doc
+from factory.catalog.store import Catalog
 from factory.catalog.trust import Signer, open_envelope, sign
 from factory.core.clock import now_utc
 from factory.core.files import dumps

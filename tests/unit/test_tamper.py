@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from factory.catalog import audit, history, lifecycle, resolve
-from factory.catalog.store import INDEX, Catalog, snapshot_digest
+from factory.catalog.indexdoc import snapshot_digest
+from factory.catalog.store import INDEX, Catalog
 from factory.catalog.trust import Signer, sign, statement
 from factory.core.clock import now_utc
 from factory.core.errors import CatalogError
