@@ -251,9 +251,17 @@ def test_summary_runs_whatever_the_rebuild_did() -> None:
 
 
 def test_summary_writes_the_catalog_to_the_step_summary() -> None:
-    runs = [s["run"] for s in JOBS["summary"]["steps"] if ".venv/bin/factory catalog" in s.get("run", "")]
+    runs = [s["run"] for s in JOBS["summary"]["steps"] if "$(.venv/bin/factory catalog)" in s.get("run", "")]
     assert len(runs) == 1
     assert '>>"$GITHUB_STEP_SUMMARY"' in runs[0]
+
+
+def test_the_snapshot_is_re_signed_every_night_before_the_key_goes() -> None:
+    """Even a night that rebuilt nothing re-signs the catalog, so that it never expires under
+    readers while the factory runs."""
+    runs = [s.get("run", "").strip() for s in JOBS["summary"]["steps"]]
+    refresh = runs.index(".venv/bin/factory catalog refresh")
+    assert refresh < next(i for i, r in enumerate(runs) if r.startswith('rm -f "${FACTORY_SIGNING_KEY'))
 
 
 # --- The signing key -------------------------------------------------------------------------
