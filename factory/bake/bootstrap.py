@@ -18,6 +18,7 @@ from pathlib import Path
 from factory.core import log
 from factory.core.config import Bootstrap
 from factory.core.errors import ConfigError
+from factory.core.files import exclusive
 from factory.core.run import run
 
 APT_SOURCES = Path("/etc/apt/sources.list")
@@ -154,11 +155,17 @@ def ensure_base(boot: Bootstrap, cache: Path) -> BaseImage:
         return found
     ref, mirror, security, key = _plan(boot)
     tarball = cache / "bootstrap" / f"{boot.suite}-{boot.variant}-{key}.tar"
-    if not tarball.is_file():
-        with log.step(f"Bootstrapping {boot.suite} ({boot.variant}) from {mirror}"):
-            _debootstrap(boot, mirror, security, tarball)
-    with log.step(f"Importing the base root filesystem as {ref}"):
-        run(["podman", "import", "--change", 'CMD ["/bin/bash"]', tarball, ref], capture=True)
+    # Concurrent bakes on a fresh machine (rebuild -j, make test -n) bootstrap once: the first
+    # takes the lock and imports, the others wait for it and find the image.
+    with exclusive(cache / "bootstrap" / f".{boot.suite}-{boot.variant}-{key}.lock"):
+        found = existing_base(boot)
+        if found is not None:
+            return found
+        if not tarball.is_file():
+            with log.step(f"Bootstrapping {boot.suite} ({boot.variant}) from {mirror}"):
+                _debootstrap(boot, mirror, security, tarball)
+        with log.step(f"Importing the base root filesystem as {ref}"):
+            run(["podman", "import", "--change", 'CMD ["/bin/bash"]', tarball, ref], capture=True)
     return _describe(boot, ref, mirror, security)
 
 

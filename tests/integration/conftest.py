@@ -9,8 +9,6 @@ clone (``repo``): its own git history, build output and catalog, the same podman
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import secrets
@@ -26,6 +24,7 @@ import pytest
 
 from bench.world import copy_definitions
 from factory.core.config import Layout
+from factory.core.files import exclusive
 from tests.fixtures.scratch import REPO, Scratch, make_scratch, open_scratch, tree_digest
 
 __all__ = ["REPO", "Scratch", "make_scratch", "podman", "tree_digest"]
@@ -63,17 +62,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     for image_id in reversed(list(dict.fromkeys(created))):  # children before their parents
         podman("rmi", "--force", image_id, check=False)
     shutil.rmtree(run_dir, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """``path`` locked against the run's other processes (the xdist workers) while inside."""
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # -- pytest -n --dist loadgroup: which modules go first -----------------------------------------
@@ -145,7 +133,7 @@ def podman_images_cleanup(pytestconfig: pytest.Config) -> Iterator[list[str]]:
     created: list[str] = []
     yield created
     run_dir = pytestconfig.stash[RUN_DIR]
-    with locked(run_dir / "podman-images.lock"), (run_dir / "podman-images.txt").open("a") as listed:
+    with exclusive(run_dir / "podman-images.lock"), (run_dir / "podman-images.txt").open("a") as listed:
         listed.writelines(f"{image_id}\n" for image_id in created)
 
 
@@ -262,7 +250,7 @@ def session_bakes(
     """The run's bakes: made by the first process to ask (the others wait for it), then read."""
     run_dir = pytestconfig.stash[RUN_DIR]
     record = run_dir / "bakes.json"
-    with locked(run_dir / "bakes.lock"):
+    with exclusive(run_dir / "bakes.lock"):
         if not record.is_file():
             made = Bakes.make(tmp_path_factory.mktemp("bakes"))
             register_artifacts(made.scratch, podman_images_cleanup)

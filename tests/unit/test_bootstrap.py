@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from factory.bake import bootstrap
 from factory.bake.bootstrap import AptSource, host_apt_sources, mirrors_for, sources_for_image
+from factory.core.config import Bootstrap
 from factory.core.errors import ConfigError
 
 DEB822 = """\
@@ -192,3 +198,45 @@ def test_image_sources_are_signed(security: str | None) -> None:
     text = sources_for_image("bookworm", MAIN.uri, security)
     stanzas = text.split("\n\n")
     assert all("Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" in s for s in stanzas)
+
+
+# -- one bootstrap for concurrent bakes ---------------------------------------------------------
+
+
+class FakePodman:
+    """`podman image exists/import/inspect` as ensure_base calls them, with a slow import: the
+    window in which a second bake used to start its own debootstrap."""
+
+    def __init__(self) -> None:
+        self.imported = False
+        self.imports = 0
+
+    def __call__(self, argv: list[Any], **_: Any) -> subprocess.CompletedProcess[str]:
+        verb = argv[1:3]
+        if verb == ["image", "exists"]:
+            return subprocess.CompletedProcess(argv, 0 if self.imported else 1, "", "")
+        if verb[0] == "import":
+            time.sleep(0.2)
+            self.imports += 1
+            self.imported = True
+            return subprocess.CompletedProcess(argv, 0, "", "")
+        return subprocess.CompletedProcess(argv, 0, "sha256:" + "0" * 64 + "\n", "")
+
+
+def test_concurrent_bakes_bootstrap_and_import_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    podman = FakePodman()
+    debootstraps: list[Path] = []
+
+    def debootstrap(_boot: Bootstrap, _mirror: str, _security: str | None, tarball: Path) -> None:
+        time.sleep(0.2)
+        debootstraps.append(tarball)
+        tarball.write_bytes(b"rootfs")
+
+    monkeypatch.setattr(bootstrap, "run", podman)
+    monkeypatch.setattr(bootstrap, "_plan", lambda _boot: ("localhost/bootstrap:k", "http://m", None, "k"))
+    monkeypatch.setattr(bootstrap, "_debootstrap", debootstrap)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        bases = list(
+            pool.map(lambda _: bootstrap.ensure_base(Bootstrap(suite="bookworm"), tmp_path), range(3))
+        )
+    assert (len(debootstraps), podman.imports, {b.ref for b in bases}) == (1, 1, {"localhost/bootstrap:k"})
