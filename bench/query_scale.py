@@ -46,7 +46,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from factory.catalog.docs_types import Package
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -92,9 +95,9 @@ def package_pool(rng: random.Random, size: int) -> list[str]:
     return sorted({f"{rng.choice(stems)}pkg{i:04d}" for i in range(size)})
 
 
-def packages_of(image: int, index: int, names: Sequence[str]) -> list[dict[str, str]]:
+def packages_of(image: int, index: int, names: Sequence[str]) -> list[Package]:
     """~len(names) packages: openssl in turn through OPENSSL, the rest moving every 50 versions."""
-    found = [{"name": "openssl", "version": OPENSSL[index % len(OPENSSL)]}]
+    found: list[Package] = [{"name": "openssl", "version": OPENSSL[index % len(OPENSSL)]}]
     for n, name in enumerate(names):
         found.append(
             {"name": name, "version": f"{1 + n % 7}.{image}.{index // 50}-{1 + n % 3}+deb12u{n % 4}"}
@@ -110,6 +113,7 @@ def build_world(root: Path, images: int, versions: int, packages: int) -> dict[s
         lifecycle,
         trust,
     )
+    from factory.catalog.docs_types import ManifestDoc  # noqa: PLC0415
     from factory.catalog.store import Catalog  # noqa: PLC0415
 
     checkout = root / "checkout"
@@ -129,7 +133,7 @@ def build_world(root: Path, images: int, versions: int, packages: int) -> dict[s
                 version = f"{created:%Y%m%d.%H%M%S}-{commit[:12]}"
                 names = sorted(random.Random(image).sample(pool, packages - 1))  # noqa: S311
                 shipped = packages_of(image, index, names)
-                manifest = {
+                manifest: ManifestDoc = {
                     "schema_version": 1,
                     "image": name,
                     "version": version,

@@ -52,6 +52,7 @@ from bench.world import indexed_entry
 if TYPE_CHECKING:
     from bench.run import Report
     from factory.catalog import model
+    from factory.catalog.docs_types import ManifestDoc
 
 BENCH = Path(__file__).resolve().parent
 SIZES = (100, 1000)
@@ -220,7 +221,7 @@ def race_rows(
 # -- entries the writers publish (as tests/integration/catalog_fixture.py's) ------------------
 
 
-def manifest(data: model.Entry) -> dict[str, Any]:
+def manifest(data: model.Entry) -> ManifestDoc:
     return {
         "schema_version": 1,
         "image": data.image,
@@ -329,6 +330,7 @@ def write(args: argparse.Namespace) -> dict[str, float]:
 def check(url: str, keys: Path, endpoint: str, writers: int, count: int) -> dict[str, Any]:
     """What the catalog shows after a race, against what the writers did."""
     from factory.catalog import audit  # noqa: PLC0415
+    from factory.catalog.indexdoc import image_of  # noqa: PLC0415
     from factory.catalog.s3 import open_catalog  # noqa: PLC0415
     from factory.core import awsapi as aws  # noqa: PLC0415 -- the child only
 
@@ -339,7 +341,7 @@ def check(url: str, keys: Path, endpoint: str, writers: int, count: int) -> dict
     for writer in range(writers):
         image = writer_image(writer)
         wanted = [indexed_entry(image, n).version for n in range(1, count + 1)]
-        have = {e["version"] for e in doc["images"].get(image, {}).get("versions", [])}
+        have = {e["version"] for e in image_of(doc, image)["versions"]}
         missing_versions += [f"{image} {v}" for v in wanted if v not in have]
         promoted = [
             r["to"]

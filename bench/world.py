@@ -24,11 +24,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from factory.bake.inputs import HashCache, fingerprint, input_hashes, parent_identity
 from factory.bake.render import structural_sha256
 from factory.catalog import lifecycle, model, provenance, trust
+from factory.catalog.docs_types import EntryDoc, ManifestDoc
 from factory.catalog.indexdoc import image_doc
 from factory.catalog.store import Catalog
 from factory.catalog.trust import sign
@@ -167,7 +168,7 @@ def make_tree(root: Path, images: int) -> Layout:
 
 def new_version(
     layout: Layout, spec: ImageSpec, index: int, parent: Mapping[str, Any], hashes: HashCache
-) -> tuple[model.Entry, dict[str, Any]]:
+) -> tuple[model.Entry, ManifestDoc]:
     """The entry and manifest a bake of ``spec`` on ``parent`` would publish, inputs as they are now."""
     created = START + timedelta(minutes=index)
     commit = hashlib.sha256(spec.name.encode()).hexdigest()[:40]
@@ -184,7 +185,7 @@ def new_version(
         package_count=0,
         fingerprint=fingerprint(spec, inputs, parent=parent_identity(parent), template_sha256=template),
     )
-    manifest = {
+    manifest: ManifestDoc = {
         "schema_version": 1,
         "image": spec.name,
         "version": version,
@@ -196,7 +197,7 @@ def new_version(
     return entry, manifest
 
 
-def add_version(catalog: Catalog, txn: Txn, built: model.Entry, manifest: dict[str, Any]) -> dict[str, Any]:
+def add_version(catalog: Catalog, txn: Txn, built: model.Entry, manifest: ManifestDoc) -> EntryDoc:
     """What lifecycle.publish does, inside a transaction the caller holds.
 
     One transaction for every image: publishing one at a time re-reads, re-checks and re-signs
@@ -207,7 +208,7 @@ def add_version(catalog: Catalog, txn: Txn, built: model.Entry, manifest: dict[s
     evidence = Path("evidence") / image / version / "junit.xml"
     manifest_rel = Path("manifests") / image / f"{version}.json"
     manifest_bytes = dumps(manifest)
-    entry: dict[str, Any] = built.to_json()
+    entry = cast(EntryDoc, built.to_json())  # the schema check at commit is the proof
     entry["tests"]["junit"] = str(evidence)
     entry["tests"]["junit_sha256"] = hashlib.sha256(JUNIT).hexdigest()
     entry["manifest"] = {"path": str(manifest_rel), "sha256": hashlib.sha256(manifest_bytes).hexdigest()}
@@ -227,7 +228,7 @@ def publish_all(layout: Layout, signer: trust.Signer) -> Catalog:
     specs = load_images(layout)
     catalog = Catalog(layout.catalog, layout.keys)
     hashes = HashCache()  # in memory: the plan's own .cache starts cold
-    published: dict[str, dict[str, Any]] = {}
+    published: dict[str, EntryDoc] = {}
     with lifecycle.transaction(catalog, signer, ACTOR) as txn:
         for index, name in enumerate(build_order(specs)):
             spec = specs[name]

@@ -17,7 +17,6 @@ stand-in is built FROM its parent's stand-in, and its AMI from its parent's AMI.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
 
 from factory.aws import hooks as aws_catalog
 from factory.aws import remote_gate
@@ -27,6 +26,7 @@ from factory.bake.inputs import HashCache, fingerprint, input_hashes, parent_ide
 from factory.bake.render import AwsBuild, ParentRef, Rendered, render, structural_sha256
 from factory.bake.verify import Verified, parse_junit
 from factory.catalog import audit, hooks, model, publishing, state, targets, trust
+from factory.catalog.docs_types import IndexDoc
 from factory.catalog.store import LATEST, Catalog, catalog_of
 from factory.core import awsapi as aws
 from factory.core import log
@@ -135,7 +135,7 @@ def parent_ami(
     spec: ImageSpec,
     settings: AwsSettings,
     catalog: Catalog,
-    doc: dict[str, Any],
+    doc: IndexDoc,
     *,
     source_ami: str | None,
     target: aws.AwsTarget,

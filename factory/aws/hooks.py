@@ -20,6 +20,7 @@ from factory.aws import distribute
 from factory.aws import gc as aws_gc
 from factory.catalog import gc, lifecycle, trust
 from factory.catalog import hooks as catalog_hooks
+from factory.catalog.docs_types import IndexDoc
 from factory.catalog.state import current
 from factory.catalog.store import LATEST, Catalog
 from factory.catalog.targets import AMI, RegionalAmi, ami_home, is_ami_catalog, regional_amis
@@ -52,7 +53,7 @@ class Aws:
         return spec.aws_settings()
 
 
-def check_endpoint(catalog: Catalog, doc: Mapping[str, Any], target: aws.AwsTarget) -> None:
+def check_endpoint(catalog: Catalog, doc: IndexDoc, target: aws.AwsTarget) -> None:
     """Refuse (exit 2, before any traffic) to act on a catalog's AMIs in another AWS than the one
     they live in: emulated AMIs only through a loopback endpoint, real ones never through one."""
     home = ami_home(catalog, doc)
@@ -72,7 +73,7 @@ def check_endpoint(catalog: Catalog, doc: Mapping[str, Any], target: aws.AwsTarg
     )
 
 
-def context(layout: Layout, catalog: Catalog, doc: Mapping[str, Any]) -> Aws:
+def context(layout: Layout, catalog: Catalog, doc: IndexDoc) -> Aws:
     """What an AWS operation on ``catalog`` needs, once its AMIs are known to live where the
     endpoint points."""
     target = aws.AwsTarget(layout.aws_endpoint)
@@ -144,7 +145,7 @@ def provenance_tags(entry: Mapping[str, Any]) -> dict[str, str]:
 
 
 def sync_channels(
-    ctx: Aws, catalog: Catalog, images: Sequence[str] | None = None, *, doc: Mapping[str, Any] | None = None
+    ctx: Aws, catalog: Catalog, images: Sequence[str] | None = None, *, doc: IndexDoc | None = None
 ) -> list[str]:
     """Make every channel parameter of ``images`` (default: all) say what the catalog (``doc``, read
     now when not given) says."""
@@ -290,7 +291,7 @@ def follow(change: catalog_hooks.Change) -> list[str]:
     return lines
 
 
-def check(layout: Layout, catalog: Catalog, doc: Mapping[str, Any]) -> None:
+def check(layout: Layout, catalog: Catalog, doc: IndexDoc) -> None:
     """Before a catalog change: refuse what AWS could not follow (emulated AMIs, no endpoint)."""
     check_endpoint(catalog, doc, aws.AwsTarget(layout.aws_endpoint))
 

@@ -14,6 +14,7 @@ from factory.bake import packer as build
 from factory.bake.inputs import HashCache, fingerprint, input_hashes, parent_identity
 from factory.bake.render import AwsBuild, BuildContext, ParentRef, Rendered, render, structural_sha256
 from factory.catalog import audit, model, publishing, state, targets, trust
+from factory.catalog.docs_types import EntryDoc, IndexDoc, ManifestDoc
 from factory.catalog.store import LATEST, Catalog, catalog_of
 from factory.core import log
 from factory.core import source as tag
@@ -29,7 +30,7 @@ class BakeResult:
     ref: str
     artifact_id: str
     published: bool
-    entry: dict[str, Any] | None
+    entry: EntryDoc | None
     unchanged_from: str | None = None  # the published version this build turned out identical to
     verified: verify.Verified | None = None  # what the Testinfra gate found (None: not built here)
 
@@ -214,7 +215,7 @@ def new_context(spec: ImageSpec, source: tag.SourceState, parent: ParentRef) -> 
 
 
 def resolve_parent(
-    spec: ImageSpec, layout: Layout, catalog: Catalog, doc: dict[str, Any], *, build_missing: bool
+    spec: ImageSpec, layout: Layout, catalog: Catalog, doc: IndexDoc, *, build_missing: bool
 ) -> ParentRef:
     if spec.bootstrap is not None:
         base = (
@@ -333,7 +334,7 @@ def catalog_entry(
     )
 
 
-def version_manifest(ctx: BuildContext, inputs: dict[str, str], verified: verify.Verified) -> dict[str, Any]:
+def version_manifest(ctx: BuildContext, inputs: dict[str, str], verified: verify.Verified) -> ManifestDoc:
     report = verified.report
     return {
         "schema_version": 1,

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Literal
 
 from factory.catalog import freshness, history, provenance
+from factory.catalog.docs_types import IndexDoc, Ledger
 from factory.catalog.store import Catalog
 from factory.catalog.trust import BadSignature, digest, open_envelope
 from factory.core.errors import CatalogError
 
 
-def audit(catalog: Catalog, doc: Mapping[str, Any], *, files: bool = True) -> list[str]:
+def audit(catalog: Catalog, doc: IndexDoc, *, files: bool = True) -> list[str]:
     """Every problem found, each naming the entry; an empty list means the catalog is intact."""
     problems: list[str] = []
     snapshot = catalog.snapshot_problem(doc)
@@ -29,7 +30,7 @@ def audit(catalog: Catalog, doc: Mapping[str, Any], *, files: bool = True) -> li
     return problems
 
 
-def _versions(catalog: Catalog, doc: Mapping[str, Any], *, files: bool) -> list[str]:
+def _versions(catalog: Catalog, doc: IndexDoc, *, files: bool) -> list[str]:
     problems = []
     for image, data in sorted(doc["images"].items()):
         for entry in data["versions"]:
@@ -58,11 +59,11 @@ def _versions(catalog: Catalog, doc: Mapping[str, Any], *, files: bool) -> list[
 
 
 def _replay(
-    catalog: Catalog, doc: Mapping[str, Any]
-) -> tuple[dict[str, Any], dict[tuple[str, str], str], list[str]]:
+    catalog: Catalog, doc: IndexDoc
+) -> tuple[Ledger, dict[tuple[str, str | None], object], list[str]]:
     problems: list[str] = []
-    replay: dict[str, Any] = {"images": {}, "history": []}
-    published: dict[tuple[str, str], str] = {}
+    replay: Ledger = {"images": {}, "history": []}
+    published: dict[tuple[str, str | None], object] = {}
     keys = catalog.keys()
     prev = None
     for index, rec in enumerate(doc["history"]):
@@ -79,7 +80,8 @@ def _replay(
         try:
             signed = open_envelope(rec["envelope"], keys)["predicate"]
             if signed != fields:
-                changed = sorted(k for k in fields if signed.get(k) != fields[k])
+                plain: Mapping[str, object] = fields
+                changed = sorted(k for k in fields if signed.get(k) != plain[k])
                 problems.append(f"{where}: fields changed after signing: {', '.join(changed)}")
                 intact = False
         except BadSignature as exc:
@@ -96,13 +98,12 @@ def _replay(
     return replay, published, problems
 
 
-def _derived(
-    doc: Mapping[str, Any], replay: Mapping[str, Any], published: Mapping[tuple[str, str], str]
-) -> list[str]:
+def _derived(doc: IndexDoc, replay: Ledger, published: Mapping[tuple[str, str | None], object]) -> list[str]:
     problems = []
     for image in sorted(set(doc["images"]) | set(replay["images"])):
         have = doc["images"].get(image, {"versions": [], "channels": {}, "states": {}})
-        want = replay["images"].get(image, {"channels": {}, "states": {}})
+        want = replay["images"].get(image, {"versions": [], "channels": {}, "states": {}})
+        part: Literal["channels", "states"]
         for part in ("channels", "states"):
             for key in sorted(set(have[part]) | set(want[part]), key=str):
                 if have[part].get(key) != want[part].get(key):
@@ -122,7 +123,7 @@ def _derived(
     return problems
 
 
-def trusted(catalog: Catalog) -> dict[str, Any]:
+def trusted(catalog: Catalog) -> IndexDoc:
     """The index, refused (naming what changed) unless a trusted key signed exactly this, and
     (factory.catalog.freshness) unless it is as new as any this reader verified, of the same
     catalog, and not expired."""

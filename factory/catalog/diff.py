@@ -3,9 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TypedDict, cast
 
+from factory.catalog.docs_types import EntryDoc, IndexDoc
 from factory.catalog.store import Catalog
+
+# ``from`` is a keyword: these are declared in the functional syntax.
+Change = TypedDict("Change", {"from": str, "to": str})
+
+
+class Packages(TypedDict):
+    added: dict[str, str]
+    removed: dict[str, str]
+    changed: dict[str, Change]
+
+
+Diff = TypedDict(
+    "Diff",
+    {
+        "image": str,
+        "from": str,
+        "to": str,
+        "packages": Packages,
+        "inputs_changed": list[str],
+        "commits": Change,
+        "tests": dict[str, dict[str, int]],
+    },
+)
 
 
 def changed_files(recorded: Mapping[str, str], now: Mapping[str, str]) -> list[str]:
@@ -13,7 +37,7 @@ def changed_files(recorded: Mapping[str, str], now: Mapping[str, str]) -> list[s
     return sorted(path for path in set(recorded) | set(now) if recorded.get(path) != now.get(path))
 
 
-def diff(catalog: Catalog, doc: Mapping[str, Any], image: str, old: str, new: str) -> dict[str, Any]:
+def diff(catalog: Catalog, doc: IndexDoc, image: str, old: str, new: str) -> Diff:
     before, after = catalog.find(image, old, doc), catalog.find(image, new, doc)
     catalog.verify_entry(before)
     catalog.verify_entry(after)
@@ -39,5 +63,6 @@ def diff(catalog: Catalog, doc: Mapping[str, Any], image: str, old: str, new: st
     }
 
 
-def _counts(entry: Mapping[str, Any]) -> dict[str, int]:
-    return {k: int(entry["tests"][k]) for k in ("passed", "failed", "skipped", "errors")}
+def _counts(entry: EntryDoc) -> dict[str, int]:
+    tests = cast(Mapping[str, int], entry["tests"])  # the counts are integers
+    return {k: int(tests[k]) for k in ("passed", "failed", "skipped", "errors")}

@@ -31,9 +31,10 @@ import secrets
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, cast
 
 from factory.catalog import history
+from factory.catalog.docs_types import IndexDoc, JsonObject, SnapshotPredicate, TrustedState
 from factory.catalog.trust import BadSignature, Signer, open_envelope
 from factory.core import jsonio, log
 from factory.core.clock import iso, now_utc
@@ -43,6 +44,7 @@ from factory.core.files import atomic_write, dumps
 
 if TYPE_CHECKING:
     from factory.catalog.store import Catalog
+    from factory.catalog.txn import Txn
 
 DEFAULT_EXPIRY_DAYS = CATALOG_EXPIRY_DAYS
 SNAPSHOT_TYPE = "https://image-factory.invalid/catalog-snapshot/v1"
@@ -63,12 +65,12 @@ def refresh(catalog: Catalog, signer: Signer, actor: str) -> tuple[int, str]:
     """One write that changes nothing but the signed snapshot: a ``refresh`` record (every
     generation moves with the history), a new generation and expiry. Returns (generation, expires)."""
 
-    def body(txn: Any) -> None:
+    def body(txn: Txn) -> None:
         txn.record(history.REFRESH, "", reason=f"re-sign the snapshot (valid {catalog.expiry_days} days)")
 
     catalog.update(signer, actor, body)
     doc = catalog.load()
-    signed = signed_predicate(catalog, doc) or {}
+    signed: Mapping[str, object] = signed_predicate(catalog, doc) or {}
     return doc["generation"], str(signed.get("expires"))
 
 
@@ -76,7 +78,7 @@ def new_catalog_id() -> str:
     return secrets.token_hex(16)
 
 
-def predicate(doc: Mapping[str, Any], expiry_days: int) -> dict[str, Any]:
+def predicate(doc: IndexDoc, expiry_days: int) -> SnapshotPredicate:
     """What the snapshot signs besides the index digest; ``expires`` counts from the real clock."""
     return {
         "catalog_id": doc["catalog_id"],
@@ -90,18 +92,19 @@ def state_path(cache: Path, location: str) -> Path:
     return cache / "trust" / f"catalog-{hashlib.sha256(location.encode()).hexdigest()[:24]}.json"
 
 
-def signed_predicate(catalog: Catalog, doc: Mapping[str, Any]) -> dict[str, Any] | None:
+def signed_predicate(catalog: Catalog, doc: IndexDoc) -> SnapshotPredicate | None:
     """The snapshot's predicate (the caller has verified it already); None for an unwritten index."""
     if doc["snapshot"] is None:
         return None
     try:
-        found: dict[str, Any] = open_envelope(doc["snapshot"], catalog.keys())["predicate"]
+        # signed by a trusted key: what predicate() made
+        found = cast(SnapshotPredicate, open_envelope(doc["snapshot"], catalog.keys())["predicate"])
     except (BadSignature, KeyError, TypeError) as exc:
         raise CatalogError(f"{catalog.where}: snapshot: signature does not verify ({exc})") from None
     return found
 
 
-def seen(catalog: Catalog) -> dict[str, Any] | None:
+def seen(catalog: Catalog) -> TrustedState | None:
     """What this reader remembers of the catalog's location; None when nothing (or no cache)."""
     if catalog.cache is None:
         return None
@@ -119,12 +122,10 @@ def seen(catalog: Catalog) -> dict[str, Any] | None:
             f"{path}: not a trusted-state file (generation missing)",
             hint=f"`factory trust reset {catalog.location} --reason …` forgets it",
         )
-    return data
+    return cast(TrustedState, data)  # what remember() writes: its generation checked just above
 
 
-def check(
-    catalog: Catalog, doc: Mapping[str, Any], *, expiry: bool = True, now: datetime | None = None
-) -> None:
+def check(catalog: Catalog, doc: IndexDoc, *, expiry: bool = True, now: datetime | None = None) -> None:
     """Refuse ``doc`` (whose snapshot verifies) if it is older than, or other than, what this
     reader has seen at its location, or (``expiry``) past its expiry; then remember it."""
     signed = signed_predicate(catalog, doc)
@@ -145,7 +146,7 @@ def check(
 
 
 def _compare(
-    catalog: Catalog, doc: Mapping[str, Any], signed: Mapping[str, Any] | None, before: Mapping[str, Any]
+    catalog: Catalog, doc: IndexDoc, signed: SnapshotPredicate | None, before: TrustedState
 ) -> None:
     then = f"generation {before['generation']} of catalog {before.get('catalog_id') or '(no id)'}"
     then += f", verified at {before.get('verified_at')}"
@@ -177,7 +178,7 @@ def _compare(
         )
 
 
-def remember(catalog: Catalog, before: Mapping[str, Any] | None, signed: Mapping[str, Any]) -> None:
+def remember(catalog: Catalog, before: TrustedState | None, signed: SnapshotPredicate) -> None:
     """Keep the highest generation; a cache that cannot be written is skipped (read-only mounts)."""
     if catalog.cache is None:
         return
@@ -201,7 +202,7 @@ def remember(catalog: Catalog, before: Mapping[str, Any] | None, signed: Mapping
         log.note(f"{path}: not remembered ({exc.strerror or exc}); checked against what is there")
 
 
-def describe(forgotten: Any) -> str:
+def describe(forgotten: object) -> str:
     """What ``reset`` forgot, in words."""
     if not isinstance(forgotten, dict):
         return f"forgot {forgotten}" if forgotten else "nothing was remembered"
@@ -211,16 +212,16 @@ def describe(forgotten: Any) -> str:
     )
 
 
-def reset(catalog: Catalog, reason: str, actor: str) -> dict[str, Any]:
+def reset(catalog: Catalog, reason: str, actor: str) -> JsonObject:
     """Forget the location's trusted state and log it; returns the log record."""
     if catalog.cache is None:
         raise CatalogError("no cache directory: nothing to reset")
     path = state_path(catalog.cache, catalog.trust_location)
     try:
-        forgotten: Any = seen(catalog)
+        forgotten: TrustedState | str | None = seen(catalog)
     except CatalogError:
         forgotten = "(a damaged trusted-state file)"
-    record = {
+    record: JsonObject = {
         "at": iso(now_utc()),
         "actor": actor,
         "reason": reason,

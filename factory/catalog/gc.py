@@ -3,11 +3,12 @@ versions, the newest N. The catalog records a removal before the artifact is del
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
+from factory.catalog.docs_types import IndexDoc
+from factory.catalog.indexdoc import state_of
 from factory.catalog.state import parse_time
 from factory.catalog.txn import Txn
 
@@ -21,9 +22,7 @@ class GcDecision:
     artifact_id: str
 
 
-def retention(
-    doc: Mapping[str, Any], *, keep: int, older_than_days: float | None, now: datetime
-) -> list[GcDecision]:
+def retention(doc: IndexDoc, *, keep: int, older_than_days: float | None, now: datetime) -> list[GcDecision]:
     """Which versions' local artifacts may go, and why each one stays or goes."""
     parents_of_kept: set[tuple[str, str]] = set()
     decisions: list[GcDecision] = []
@@ -33,7 +32,7 @@ def retention(
         data = doc["images"][name]
         # Collected versions are gone already: they neither count towards nor take a place in the newest N.
         ordered = sorted(
-            (e for e in data["versions"] if not data["states"].get(e["version"], {}).get("collected")),
+            (e for e in data["versions"] if not state_of(data["states"], e["version"]).get("collected")),
             key=lambda e: (e["created"], e["version"]),
             reverse=True,
         )
@@ -66,7 +65,7 @@ def retention(
     return decisions
 
 
-def _depth(doc: Mapping[str, Any], image: str) -> int:
+def _depth(doc: IndexDoc, image: str) -> int:
     depth = 0
     for entry in doc["images"][image]["versions"]:
         parent = entry["parent"]

@@ -9,8 +9,18 @@ the audit replays, so the materialised state and the history cannot disagree unn
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import cast
 
+from factory.catalog.docs_types import (
+    HistoryRecord,
+    ImageDoc,
+    IndexDoc,
+    JsonObject,
+    Ledger,
+    RecordFields,
+    StateDoc,
+)
+from factory.catalog.indexdoc import state_of
 from factory.catalog.trust import Signer, digest, sign, statement
 
 RECORD_TYPE = "https://image-factory.invalid/catalog-record/v1"
@@ -52,12 +62,13 @@ REFRESH = "refresh"
 OBSERVATIONS = ("publish", "scan", "unchanged", "distribute", "ami-deprecation", "follow-up")
 
 
-def fields_of(record: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: record[k] for k in FIELDS}
+def fields_of(record: HistoryRecord) -> RecordFields:
+    plain: Mapping[str, object] = record
+    return cast(RecordFields, {k: plain[k] for k in FIELDS})  # FIELDS are its keys
 
 
 def make_record(
-    doc: Mapping[str, Any],
+    doc: Ledger,
     signer: Signer,
     *,
     action: str,
@@ -67,13 +78,13 @@ def make_record(
     source: str | None,
     to: str | None,
     reason: str | None,
-    details: dict[str, Any],
+    details: JsonObject,
     actor: str,
     at: str,
-) -> dict[str, Any]:
+) -> HistoryRecord:
     assert action in ACTIONS, action
     chain = doc["history"]
-    fields = {
+    fields: RecordFields = {
         "seq": len(chain) + 1,
         "prev": chain[-1]["hash"] if chain else None,
         "at": at,
@@ -97,28 +108,30 @@ def make_record(
     return {**fields, "hash": record_hash, "envelope": envelope}
 
 
-def apply(doc: dict[str, Any], record: Mapping[str, Any]) -> None:
+def apply(doc: Ledger, record: HistoryRecord) -> None:
     """Append ``record`` and carry out its effect on channels and states."""
-    doc["history"].append(dict(record))
+    doc["history"].append(record.copy())
     if record["action"] == REFRESH:
         return
     image = doc["images"].setdefault(record["image"], {"versions": [], "channels": {}, "states": {}})
     effect(image, record)
 
 
-def effect(image: dict[str, Any], record: Mapping[str, Any]) -> None:
+def effect(image: ImageDoc, record: HistoryRecord) -> None:
     """What one record does to one image's channels and version states."""
     action, version, details = record["action"], record["version"], record["details"]
-    states: dict[str, Any] = image["states"]
+    states = image["states"]
     if action in ("promote", "rollback"):
+        channel = cast(str, record["channel"])  # a promote or rollback record names its channel
         if record["to"] is None:
-            image["channels"].pop(record["channel"], None)
+            image["channels"].pop(channel, None)
         else:
-            image["channels"][record["channel"]] = {"version": record["to"], "record": record["hash"]}
+            image["channels"][channel] = {"version": record["to"], "record": record["hash"]}
         return
     if action in OBSERVATIONS:  # a published entry is added by the publisher itself
         return
-    old = states.get(version, {})
+    old = state_of(states, version)
+    new: JsonObject  # a StateDoc once its record is set; the schema check at commit is the proof
     if action == "signal":
         _signal(states, record)
         return
@@ -138,24 +151,25 @@ def effect(image: dict[str, Any], record: Mapping[str, Any]) -> None:
     if old.get("collected"):
         new["collected"] = True
     new["record"] = record["hash"]
-    states[version] = new
+    states[cast(str, version)] = cast(StateDoc, new)  # every state-changing record names a version
 
 
-def _signal(states: dict[str, Any], record: Mapping[str, Any]) -> None:
+def _signal(states: dict[str, StateDoc], record: HistoryRecord) -> None:
     """A production alert: `suspect` marks the version, `clear` unmarks it. A revocation that an
     alert causes has its own `revoke` records; the signal record is then only evidence."""
     details = record["details"]
     if details["action"] not in ("suspect", "clear"):
         return
-    old = states.get(record["version"], {})
-    new = {k: v for k, v in old.items() if k != "suspect"} or {"status": "active"}
+    version = cast(str, record["version"])  # a signal names the version it is about
+    old = state_of(states, version)
+    new: JsonObject = {k: v for k, v in old.items() if k != "suspect"} or {"status": "active"}
     if details["action"] == "suspect":
         new["suspect"] = {"reason": record["reason"], "alert": details["fingerprint"], "at": record["at"]}
     new["record"] = record["hash"]
-    states[record["version"]] = new
+    states[version] = cast(StateDoc, new)
 
 
-def records(doc: Mapping[str, Any], image: str, channel: str | None = None) -> Iterator[Mapping[str, Any]]:
+def records(doc: IndexDoc, image: str, channel: str | None = None) -> Iterator[HistoryRecord]:
     for rec in doc["history"]:
         if rec["image"] == image and (channel is None or rec["channel"] == channel):
             yield rec

@@ -16,12 +16,13 @@ layers stay one-way. A command that changes the catalog:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from factory.catalog import lifecycle, trust
+from factory.catalog.docs_types import HistoryRecord, IndexDoc
 from factory.catalog.store import LATEST, Catalog
 from factory.catalog.trust import Signer
 from factory.catalog.txn import Txn
@@ -43,14 +44,14 @@ class Change:
     reason: str = ""
     actor: str = ""
     signer: Signer | None = None  # the writer's key, for followers that record what they applied
-    doc: Mapping[str, Any] | None = None  # the catalog as just committed, when the caller has it
+    doc: IndexDoc | None = None  # the catalog as just committed, when the caller has it
 
 
 @dataclass(frozen=True, kw_only=True)
 class Follower:
     name: str
     # Before the change: raise ConfigError for what this target could not follow.
-    check: Callable[[Layout, Catalog, Mapping[str, Any]], None]
+    check: Callable[[Layout, Catalog, IndexDoc], None]
     # After it: apply it, return one line per thing applied; ExternalToolError when it cannot.
     follow: Callable[[Change], list[str]]
 
@@ -63,7 +64,7 @@ def register(follower: Follower) -> None:
     _FOLLOWERS[follower.name] = follower
 
 
-def check(layout: Layout, catalog: Catalog, doc: Mapping[str, Any]) -> None:
+def check(layout: Layout, catalog: Catalog, doc: IndexDoc) -> None:
     """Every follower's refusals, before anything is written."""
     for follower in list(_FOLLOWERS.values()):
         follower.check(layout, catalog, doc)
@@ -102,13 +103,14 @@ def fail(change: Change, images: Sequence[str], failures: Sequence[str]) -> NoRe
     )
 
 
-def reapply(doc: Mapping[str, Any], image: str) -> str:
+def reapply(doc: IndexDoc, image: str) -> str:
     """The command that makes the targets follow ``image`` again."""
-    latest = doc["images"][image]["channels"].get(LATEST, {}).get("version", "VERSION")
+    pointer = doc["images"][image]["channels"].get(LATEST)
+    latest = "VERSION" if pointer is None else pointer.get("version", "VERSION")
     return f"factory distribute {image} {latest}"
 
 
-def pending(doc: Mapping[str, Any], image: str) -> Mapping[str, Any] | None:
+def pending(doc: IndexDoc, image: str) -> HistoryRecord | None:
     """The newest follow-up record of ``image`` if it says pending, else None."""
     for record in reversed(doc["history"]):
         if record["image"] == image and record["action"] == FOLLOW_UP:

@@ -7,12 +7,14 @@ states (factory.catalog.history.effect), inside one locked, signed, atomic trans
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
+from factory.catalog.docs_types import EntryDoc, IndexDoc
+from factory.catalog.indexdoc import state_of
 from factory.catalog.state import (
     channels_held,
     current,
@@ -101,11 +103,11 @@ def check_channel(
     require_channel(channel, order, what=what)
 
 
-def _unfit(doc: Mapping[str, Any], entry: Mapping[str, Any], now: datetime) -> str | None:
+def _unfit(doc: IndexDoc, entry: EntryDoc, now: datetime) -> str | None:
     """Why the version may go to no channel at all (its evidence or its state), if it may not."""
     image, version = entry["image"], entry["version"]
     tests = entry["tests"]
-    detail = doc["images"][image]["states"].get(version, {})
+    detail = state_of(doc["images"][image]["states"], version)
     state = status(doc, image, version, now)
     if entry["dirty"]:
         return f"{image} {version} was built from a dirty tree"
@@ -122,7 +124,7 @@ def _unfit(doc: Mapping[str, Any], entry: Mapping[str, Any], now: datetime) -> s
 
 
 def promotion_refusal(
-    doc: Mapping[str, Any], entry: Mapping[str, Any], order: Sequence[str], channel: str, now: datetime
+    doc: IndexDoc, entry: EntryDoc, order: Sequence[str], channel: str, now: datetime
 ) -> tuple[str | None, str | None]:
     """(why the version may not go to channel at all, why only the order forbids it)."""
     refusal = _unfit(doc, entry, now)
@@ -213,7 +215,7 @@ def revoke(
     """Revoke a version and everything built on it; move channels off them if it is effective now."""
     require_entry(catalog, txn.doc, image, version)
     moment = at or txn.now
-    existing = txn.doc["images"][image]["states"].get(version, {})
+    existing = state_of(txn.doc["images"][image]["states"], version)
     if existing.get("status") == "revoked":
         if parse_time(existing["at"]) <= txn.now:
             raise ConfigError(
@@ -226,7 +228,7 @@ def revoke(
     revoked = [(image, version)]
     txn.record("revoke", image, version=version, reason=reason, details={"effective": effective})
     for child_image, child_version in descendants(txn.doc, image, version):
-        child = txn.doc["images"][child_image]["states"].get(child_version, {})
+        child = state_of(txn.doc["images"][child_image]["states"], child_version)
         # The same two rules, per descendant: never postpone, never revive an obsolete version.
         child_moment = min(moment, txn.now) if child.get("status") == "obsolete" else moment
         if child.get("status") == "revoked" and parse_time(child["at"]) <= child_moment:
@@ -268,13 +270,13 @@ def apply_due(txn: Txn) -> list[Move]:
 def restore(txn: Txn, catalog: Catalog, image: str, version: str, *, reason: str | None = None) -> list[str]:
     """Undo a revocation (and the revocations its descendants inherited from it)."""
     require_entry(catalog, txn.doc, image, version)
-    if txn.doc["images"][image]["states"].get(version, {}).get("status") != "revoked":
+    if state_of(txn.doc["images"][image]["states"], version).get("status") != "revoked":
         raise ConfigError(f"{image} {version} is not revoked")
     restored = [f"{image} {version}"]
     touched = [image]
     txn.record("restore", image, version=version, reason=reason or "revocation undone")
     for child_image, child_version in descendants(txn.doc, image, version):
-        state = txn.doc["images"][child_image]["states"].get(child_version, {})
+        state = state_of(txn.doc["images"][child_image]["states"], child_version)
         if state.get("inherited_from") == {"image": image, "version": version}:
             txn.record(
                 "restore", child_image, version=child_version, reason=f"{image} {version} was restored"
@@ -297,7 +299,7 @@ def deprecate(
     reason: str | None,
 ) -> None:
     require_entry(catalog, txn.doc, image, version)
-    if txn.doc["images"][image]["states"].get(version, {}).get("status") == "revoked":
+    if state_of(txn.doc["images"][image]["states"], version).get("status") == "revoked":
         raise ConfigError(
             f"{image} {version} is revoked", hint=f"restore it first: factory restore {image} {version}"
         )

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 from factory.catalog import provenance, sbom
+from factory.catalog.docs_types import EntryDoc, JsonObject, ManifestDoc
 from factory.catalog.indexdoc import image_doc
 from factory.catalog.lifecycle import change, move_latest
 from factory.catalog.model import Entry
@@ -25,12 +26,12 @@ from factory.core.schemas import check_schema
 def publish(
     catalog: Catalog,
     built: Entry,
-    manifest: dict[str, Any],
+    manifest: ManifestDoc,
     junit: Path,
     *,
     signer: Signer,
     actor: str,
-) -> dict[str, Any]:
+) -> EntryDoc:
     """Add one verified version, signed, and point `latest` at it."""
     image, version = built.image, built.version
     evidence = Path("evidence") / image / version / "junit.xml"
@@ -38,7 +39,7 @@ def publish(
     sbom_rel = sbom.path_of(image, version)
     manifest_bytes = dumps(manifest)
     junit_bytes = junit.read_bytes()
-    entry: dict[str, Any] = built.to_json()
+    entry = cast(EntryDoc, built.to_json())  # checked against the schema when the index is written
     entry["tests"]["junit"] = str(evidence)
     entry["tests"]["junit_sha256"] = hashlib.sha256(junit_bytes).hexdigest()
     entry["manifest"] = {"path": str(manifest_rel), "sha256": hashlib.sha256(manifest_bytes).hexdigest()}
@@ -55,7 +56,7 @@ def publish(
         "format": sbom.FORMAT,
         "spec_version": sbom.SPEC_VERSION,
     }
-    entry.pop("envelope", None)
+    cast(JsonObject, entry).pop("envelope", None)
     entry["envelope"] = sign(signer, provenance.statement_for(entry))
 
     def add(txn: Txn) -> None:
@@ -98,14 +99,14 @@ def record_unchanged(
 
 
 def record_scans(
-    catalog: Catalog, scans: Sequence[tuple[str, str, dict[str, Any]]], *, signer: Signer, actor: str
+    catalog: Catalog, scans: Sequence[tuple[str, str, JsonObject]], *, signer: Signer, actor: str
 ) -> None:
     """Security scans of published versions: (image, version, details) each, in one transaction."""
 
     def add(txn: Txn) -> None:
         for image, version, details in scans:
             require_entry(catalog, txn.doc, image, version)
-            count = len(details["security"])
+            count = len(cast(Sized, details["security"]))
             txn.record(
                 "scan",
                 image,

@@ -46,11 +46,12 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from debian.debian_support import Version
 
 from factory.catalog import audit, freshness, state
+from factory.catalog.docs_types import ImagesDoc, IndexDoc, JsonObject
+from factory.catalog.indexdoc import state_of
 from factory.catalog.store import Catalog
 from factory.core import log
 from factory.core.clock import iso, now_utc
@@ -89,7 +90,7 @@ class Hit:
     collected: bool
     channels: tuple[str, ...]
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> JsonObject:
         return {
             "image": self.image,
             "version": self.version,
@@ -151,7 +152,7 @@ def query(
         rows = db.execute(HITS, (package,)).fetchall()
         images = json.loads(_meta(db, "images") or "{}")
         similar = () if rows else tuple(_similar(db, package))
-    doc = {"images": images}
+    doc: ImagesDoc = {"images": images}
     verdicts: dict[str, bool] = {}  # one Debian comparison per distinct package version
     hits = []
     for image, version, created, pkg_version in rows:
@@ -172,7 +173,7 @@ def query(
                 package=package,
                 package_version=pkg_version,
                 state=state.status(doc, image, version, now),
-                collected=bool(data["states"].get(version, {}).get("collected")),
+                collected=bool(state_of(data["states"], version).get("collected")),
                 channels=channels,
             )
         )
@@ -298,7 +299,8 @@ def refresh(db: sqlite3.Connection, catalog: Catalog) -> Refresh:
         # Stamp the key only if index.json is still the bytes that were verified: a writer may
         # have replaced it meanwhile, and then the next query checks again.
         _set_meta(db, "key", key if freshness_key(catalog) == key else "")
-        _set_meta(db, "expires", str((freshness.signed_predicate(catalog, doc) or {}).get("expires", "")))
+        signed: Mapping[str, object] = freshness.signed_predicate(catalog, doc) or {}
+        _set_meta(db, "expires", str(signed.get("expires", "")))
         _set_meta(db, "images", json.dumps(_summary(doc), sort_keys=True))
         db.execute("COMMIT")
     except BaseException:
@@ -307,7 +309,7 @@ def refresh(db: sqlite3.Connection, catalog: Catalog) -> Refresh:
     return done
 
 
-def _summary(doc: Mapping[str, Any]) -> dict[str, Any]:
+def _summary(doc: IndexDoc) -> JsonObject:
     """What the answer needs of the index besides packages: channel pointers and raw states."""
     return {
         image: {
@@ -318,7 +320,7 @@ def _summary(doc: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _sync_versions(db: sqlite3.Connection, catalog: Catalog, doc: Mapping[str, Any]) -> Refresh:
+def _sync_versions(db: sqlite3.Connection, catalog: Catalog, doc: IndexDoc) -> Refresh:
     signed = {
         (entry["image"], entry["version"]): entry
         for data in doc["images"].values()

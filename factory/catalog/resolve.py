@@ -9,23 +9,24 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import cast
 
 from factory.catalog import audit, lifecycle, state, targets
+from factory.catalog.docs_types import EntryDoc, IndexDoc, JsonObject, StateView
 from factory.catalog.store import LATEST, Catalog
 from factory.core.errors import ConfigError, Refused
 
 
 @dataclass(frozen=True, kw_only=True)
 class Resolution:
-    entry: dict[str, Any]
+    entry: EntryDoc
     channel: str
-    state: dict[str, Any]
+    state: JsonObject  # the version's state, its status as resolve sees it (revoke-scheduled)
     keyid: str
     warnings: tuple[str, ...] = field(default_factory=tuple)
     amis: Mapping[str, str] = field(default_factory=dict)  # region -> AMI id (aws target)
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> JsonObject:
         body = {k: v for k, v in self.entry.items() if k != "envelope"}
         body["channel"] = self.channel
         body["state"] = self.state
@@ -54,7 +55,8 @@ def resolve(catalog: Catalog, order: Sequence[str], image: str, channel: str, no
         )
     entry = state.require_entry(catalog, doc, image, version)
     keyid = catalog.verify_entry(entry)
-    info = dict(doc["images"][image]["states"].get(version, {"status": "active"}))
+    found = doc["images"][image]["states"].get(version)
+    info: StateView = {"status": "active"} if found is None else cast(StateView, found.copy())
     status = state.status(doc, image, version, now)
     instead = _instead(doc, image, channel, version, now)
     warnings: list[str] = []
@@ -92,7 +94,7 @@ def resolve(catalog: Catalog, order: Sequence[str], image: str, channel: str, no
     )
 
 
-def _instead(doc: Mapping[str, Any], image: str, channel: str, version: str, now: datetime) -> str | None:
+def _instead(doc: IndexDoc, image: str, channel: str, version: str, now: datetime) -> str | None:
     if channel == LATEST:
         found = state.newest_good(doc, image, now)
     else:
@@ -100,7 +102,7 @@ def _instead(doc: Mapping[str, Any], image: str, channel: str, version: str, now
     return found
 
 
-def _actor(doc: Mapping[str, Any], state: Mapping[str, Any]) -> str:
+def _actor(doc: IndexDoc, state: StateView) -> str:
     for rec in doc["history"]:
         if rec["hash"] == state.get("record"):
             return str(rec["actor"])

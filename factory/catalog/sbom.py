@@ -9,10 +9,9 @@ entry records can be checked by anyone who regenerates it.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Final
 
 from cyclonedx.model import Property
 from cyclonedx.model.bom import Bom, BomMetaData
@@ -21,8 +20,10 @@ from cyclonedx.model.tool import ToolRepository
 from cyclonedx.output.json import JsonV1Dot6
 from packageurl import PackageURL
 
-FORMAT = "CycloneDX"
-SPEC_VERSION = "1.6"  # Matches the outputter below; bump both together.
+from factory.catalog.docs_types import EntryDoc, ManifestDoc
+
+FORMAT: Final = "CycloneDX"
+SPEC_VERSION: Final = "1.6"  # Matches the outputter below; bump both together.
 # Every image descends from the base, which is bootstrapped from Debian 12 (images/base/image.toml
 # suite = "bookworm"); a base on another suite needs this derived from the suite instead.
 DISTRO = "debian-12"
@@ -36,7 +37,7 @@ def path_of(image: str, version: str) -> Path:
     return Path("sbom") / image / f"{version}.cdx.json"
 
 
-def serial_number(entry: Mapping[str, Any]) -> uuid.UUID:
+def serial_number(entry: EntryDoc) -> uuid.UUID:
     return uuid.uuid5(SERIAL_NAMESPACE, f"{entry['image']}/{entry['version']}/{entry['commit']}")
 
 
@@ -53,7 +54,7 @@ def _package(name: str, version: str) -> Component:
     )
 
 
-def _image(entry: Mapping[str, Any]) -> Component:
+def _image(entry: EntryDoc) -> Component:
     properties = [
         Property(name="org.opencontainers.image.revision", value=entry["commit"]),
         Property(name="org.opencontainers.image.version", value=entry["version"]),
@@ -71,7 +72,7 @@ def _image(entry: Mapping[str, Any]) -> Component:
     )
 
 
-def document(entry: Mapping[str, Any], manifest: Mapping[str, Any]) -> bytes:
+def document(entry: EntryDoc, manifest: ManifestDoc) -> bytes:
     """The CycloneDX JSON of the version ``entry`` whose Debian packages ``manifest`` lists."""
     image = _image(entry)
     # dpkg lists a package once per architecture; the purl carries no architecture, so one suffices.

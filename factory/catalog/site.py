@@ -13,15 +13,15 @@ import base64
 import hashlib
 import json
 import re
-from collections.abc import Mapping
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import jinja2
 
 from factory.catalog import sbom, state
+from factory.catalog.docs_types import EntryDoc, IndexDoc, JsonObject
+from factory.catalog.indexdoc import state_of
 from factory.catalog.store import Catalog
 from factory.core.clock import iso
 from factory.core.errors import CatalogError, ConfigError
@@ -61,7 +61,7 @@ def _content_security_policy() -> str:
 CONTENT_SECURITY_POLICY = _content_security_policy()
 
 
-def _sbom(catalog: Catalog, entry: Mapping[str, Any]) -> tuple[dict[str, Any] | None, bytes | None]:
+def _sbom(catalog: Catalog, entry: EntryDoc) -> tuple[JsonObject | None, bytes | None]:
     """The SBOM link of a version and the bytes to copy; no link when the file is not as signed."""
     try:
         raw = catalog.sbom(entry)
@@ -77,9 +77,7 @@ def _sbom(catalog: Catalog, entry: Mapping[str, Any]) -> tuple[dict[str, Any] | 
     }, raw
 
 
-def site_data(
-    catalog: Catalog, doc: Mapping[str, Any], now: datetime
-) -> tuple[dict[str, Any], dict[Path, bytes]]:
+def site_data(catalog: Catalog, doc: IndexDoc, now: datetime) -> tuple[JsonObject, dict[Path, bytes]]:
     """The data the page shows, and the files to publish beside it (site-relative path → bytes)."""
     files: dict[Path, bytes] = {}
     images = []
@@ -99,7 +97,7 @@ def site_data(
             link, raw = _sbom(catalog, entry)
             if raw is not None:
                 files[sbom.path_of(name, version)] = raw
-            info = data["states"].get(version, {})
+            info = state_of(data["states"], version)
             versions.append(
                 {
                     "version": version,
@@ -124,7 +122,7 @@ def site_data(
     return {"generated": iso(now), "generation": doc["generation"], "images": images}, files
 
 
-def write_site(catalog: Catalog, doc: Mapping[str, Any], outdir: Path, now: datetime) -> list[Path]:
+def write_site(catalog: Catalog, doc: IndexDoc, outdir: Path, now: datetime) -> list[Path]:
     data, files = site_data(catalog, doc, now)
     html = _environment().get_template(TEMPLATE).render(data=data, csp=CONTENT_SECURITY_POLICY)
     index_json = outdir / "index.json"

@@ -5,11 +5,12 @@ Pure functions of the index (and the time); the lifecycle operations and every r
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from factory.catalog import history
+from factory.catalog.docs_types import EntryDoc, HistoryRecord, ImagesDoc, IndexDoc
+from factory.catalog.indexdoc import image_of, state_of
 from factory.catalog.store import LATEST, Catalog
 from factory.core.errors import ConfigError
 
@@ -30,29 +31,29 @@ def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def status(doc: Mapping[str, Any], image: str, version: str, now: datetime) -> str:
+def status(doc: ImagesDoc, image: str, version: str, now: datetime) -> str:
     """active, revoked, revoke-scheduled, deprecated, obsolete; `collected` is reported separately."""
-    state = doc["images"].get(image, {}).get("states", {}).get(version, {})
+    state = state_of(image_of(doc, image)["states"], version)
     current = str(state.get("status", "active"))
     if current == "revoked" and parse_time(state["at"]) > now:
         return "revoke-scheduled"
     return current
 
 
-def is_good(doc: Mapping[str, Any], image: str, version: str, now: datetime) -> bool:
+def is_good(doc: ImagesDoc, image: str, version: str, now: datetime) -> bool:
     """Fit to be pointed at: not revoked (now), not obsolete, artifact not collected."""
-    state = doc["images"].get(image, {}).get("states", {}).get(version, {})
+    state = state_of(image_of(doc, image)["states"], version)
     return status(doc, image, version, now) not in ("revoked", "obsolete") and not state.get("collected")
 
 
-def entry_of(doc: Mapping[str, Any], image: str, version: str) -> dict[str, Any] | None:
-    for entry in doc["images"].get(image, {}).get("versions", []):
+def entry_of(doc: IndexDoc, image: str, version: str) -> EntryDoc | None:
+    for entry in image_of(doc, image)["versions"]:
         if entry["version"] == version:
-            return dict(entry)
+            return entry.copy()
     return None
 
 
-def require_entry(catalog: Catalog, doc: Mapping[str, Any], image: str, version: str) -> dict[str, Any]:
+def require_entry(catalog: Catalog, doc: IndexDoc, image: str, version: str) -> EntryDoc:
     entry = entry_of(doc, image, version)
     if entry is None:
         catalog.find(image, version, doc)  # raises the precise "no such image/version" error
@@ -60,7 +61,7 @@ def require_entry(catalog: Catalog, doc: Mapping[str, Any], image: str, version:
     return entry
 
 
-def last_record(doc: Mapping[str, Any], image: str, version: str, action: str) -> Mapping[str, Any] | None:
+def last_record(doc: IndexDoc, image: str, version: str, action: str) -> HistoryRecord | None:
     """The newest ``action`` record about one version (e.g. its latest security scan)."""
     found = None
     for rec in history.records(doc, image):
@@ -69,9 +70,9 @@ def last_record(doc: Mapping[str, Any], image: str, version: str, action: str) -
     return found
 
 
-def queued_signals(doc: Mapping[str, Any], image: str) -> list[Mapping[str, Any]]:
+def queued_signals(doc: IndexDoc, image: str) -> list[HistoryRecord]:
     """Production signals that queued ``image`` for rebuild since its last publication."""
-    found: list[Mapping[str, Any]] = []
+    found: list[HistoryRecord] = []
     for rec in history.records(doc, image):
         if rec["action"] == "publish":
             found = []
@@ -80,12 +81,12 @@ def queued_signals(doc: Mapping[str, Any], image: str) -> list[Mapping[str, Any]
     return found
 
 
-def current(doc: Mapping[str, Any], image: str, channel: str) -> str | None:
-    pointer = doc["images"].get(image, {}).get("channels", {}).get(channel)
+def current(doc: IndexDoc, image: str, channel: str) -> str | None:
+    pointer = image_of(doc, image)["channels"].get(channel)
     return None if pointer is None else str(pointer["version"])
 
 
-def held(doc: Mapping[str, Any], image: str, channel: str) -> list[str]:
+def held(doc: IndexDoc, image: str, channel: str) -> list[str]:
     """The channel's stack of versions, oldest first: a promotion pushes, a rollback pops back to
     its target, so that rolling back twice goes two steps back, never forward again."""
     stack: list[str] = []
@@ -103,7 +104,7 @@ def held(doc: Mapping[str, Any], image: str, channel: str) -> list[str]:
 
 
 def previous_good(
-    doc: Mapping[str, Any], image: str, channel: str, now: datetime, *, skip: Sequence[str] = ()
+    doc: IndexDoc, image: str, channel: str, now: datetime, *, skip: Sequence[str] = ()
 ) -> str | None:
     """The newest version below the current one on the channel's stack that is still good."""
     here = current(doc, image, channel)
@@ -116,21 +117,19 @@ def previous_good(
     return None
 
 
-def newest_good(doc: Mapping[str, Any], image: str, now: datetime) -> str | None:
-    entries = sorted(
-        doc["images"].get(image, {}).get("versions", []), key=lambda e: (e["created"], e["version"])
-    )
+def newest_good(doc: IndexDoc, image: str, now: datetime) -> str | None:
+    entries = sorted(image_of(doc, image)["versions"], key=lambda e: (e["created"], e["version"]))
     for entry in reversed(entries):
         if is_good(doc, image, entry["version"], now):
             return str(entry["version"])
     return None
 
 
-def channels_held(doc: Mapping[str, Any], image: str, version: str) -> set[str]:
+def channels_held(doc: IndexDoc, image: str, version: str) -> set[str]:
     return {r["channel"] for r in history.records(doc, image) if r["to"] == version and r["channel"]}
 
 
-def descendants(doc: Mapping[str, Any], image: str, version: str) -> list[tuple[str, str]]:
+def descendants(doc: IndexDoc, image: str, version: str) -> list[tuple[str, str]]:
     """(image, version) of every version built on this one, transitively, parents first."""
     found: list[tuple[str, str]] = []
     frontier = [(image, version)]

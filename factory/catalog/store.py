@@ -26,14 +26,17 @@ import fcntl
 import hashlib
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Literal, TypeVar, cast
+
+from securesystemslib.signer._key import Key
 
 from factory.catalog import freshness, provenance
-from factory.catalog.indexdoc import SCHEMA_VERSION, empty_index, snapshot_digest
+from factory.catalog.docs_types import EntryDoc, IndexDoc, ManifestDoc, Subject
+from factory.catalog.indexdoc import SCHEMA_VERSION, empty_index, image_of, snapshot_digest
 from factory.catalog.trust import BadSignature, Signer, open_signed, sign, statement, trusted_keys
 from factory.catalog.txn import Txn
 from factory.core import jsonio, log
@@ -180,11 +183,11 @@ class Catalog:
     def index_bytes(self) -> bytes | None:
         return self._read_index()[0]
 
-    def load(self) -> dict[str, Any]:
+    def load(self) -> IndexDoc:
         """The schema-checked index; an absent catalog is an empty one. Signatures: see verify_snapshot."""
         return self._parse(self._read_index()[0])
 
-    def _parse(self, raw: bytes | None) -> dict[str, Any]:
+    def _parse(self, raw: bytes | None) -> IndexDoc:
         if raw is None:
             return empty_index()
         try:
@@ -208,12 +211,12 @@ class Catalog:
                 error=CatalogError,
             )
             _remember_checked(seen)
-        return data  # type: ignore[no-any-return]
+        return cast(IndexDoc, data)  # the schema check above is the proof
 
-    def keys(self) -> list[Any]:
+    def keys(self) -> list[Key]:
         return trusted_keys(self.keys_root)
 
-    def snapshot_problem(self, doc: Mapping[str, Any]) -> str | None:
+    def snapshot_problem(self, doc: IndexDoc) -> str | None:
         """Why the index is not exactly what a trusted key signed last, or None when it is."""
         if doc["generation"] == 0 and not doc["history"] and not doc["images"]:
             return None  # a catalog nobody has written to yet: nothing to trust or distrust
@@ -235,17 +238,17 @@ class Catalog:
             )
         return signer
 
-    def versions(self, image: str, doc: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    def versions(self, image: str, doc: IndexDoc | None = None) -> list[EntryDoc]:
         """Versions of ``image``, newest first."""
         data = doc if doc is not None else self.load()
-        entries = data["images"].get(image, {}).get("versions", [])
+        entries = image_of(data, image)["versions"]
         return sorted(entries, key=lambda e: (e["created"], e["version"]), reverse=True)
 
-    def find(self, image: str, version: str, doc: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def find(self, image: str, version: str, doc: IndexDoc | None = None) -> EntryDoc:
         data = doc if doc is not None else self.load()
-        for entry in data["images"].get(image, {}).get("versions", []):
+        for entry in image_of(data, image)["versions"]:
             if entry["version"] == version:
-                return dict(entry)
+                return entry.copy()
         if image not in data["images"]:
             raise ConfigError(
                 f"{self.where}: images: no published versions of {image!r}",
@@ -256,7 +259,9 @@ class Catalog:
             hint=f"`factory catalog {image}` lists its versions",
         )
 
-    def _signed_file(self, entry: Mapping[str, Any], field: str, what: str) -> tuple[str, bytes]:
+    def _signed_file(
+        self, entry: EntryDoc, field: Literal["manifest", "sbom"], what: str
+    ) -> tuple[str, bytes]:
         """The bytes of the file ``entry[field]`` names, refused unless they have its sha256."""
         path = self.describe(entry[field]["path"])
         try:
@@ -272,21 +277,21 @@ class Catalog:
             )
         return path, raw
 
-    def manifest(self, entry: Mapping[str, Any]) -> dict[str, Any]:
+    def manifest(self, entry: EntryDoc) -> ManifestDoc:
         path, raw = self._signed_file(entry, "manifest", "manifest")
         data = jsonio.loads(raw, source=path, what="a readable JSON manifest", error=CatalogError)
         check_schema(
             data, "manifest.schema.json", source=Path(path), what="version manifest", error=CatalogError
         )
-        return data  # type: ignore[no-any-return]
+        return cast(ManifestDoc, data)  # the schema check above is the proof
 
-    def sbom(self, entry: Mapping[str, Any]) -> bytes | None:
+    def sbom(self, entry: EntryDoc) -> bytes | None:
         """The SBOM file of a version as published; None for versions published before SBOMs."""
         if "sbom" not in entry:
             return None
         return self._signed_file(entry, "sbom", "SBOM")[1]
 
-    def verify_entry(self, entry: Mapping[str, Any]) -> str:
+    def verify_entry(self, entry: EntryDoc) -> str:
         """The entry is exactly what a trusted key signed at publication; returns the keyid."""
         where = f"{self.where}: images.{entry.get('image')}.versions[{entry.get('version')}]"
         try:
@@ -369,7 +374,7 @@ class Catalog:
         doc["head"] = doc["history"][-1]["hash"] if doc["history"] else None
         doc["snapshot"] = None
         doc.setdefault("catalog_id", freshness.new_catalog_id())  # minted by the first write
-        subject = [{"name": INDEX, "digest": {"sha256": snapshot_digest(doc)}}]
+        subject: list[Subject] = [{"name": INDEX, "digest": {"sha256": snapshot_digest(doc)}}]
         stmt = statement(subject, freshness.SNAPSHOT_TYPE, freshness.predicate(doc, self.expiry_days))
         doc["snapshot"] = sign(txn.signer, stmt)
         check_schema(

@@ -5,10 +5,10 @@ This is catalog data: the bake, resolve and the lifecycle read it without talkin
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final, cast
 
+from factory.catalog.docs_types import EntryDoc, IndexDoc, RegionCopy
 from factory.catalog.store import Catalog
 from factory.core.errors import CatalogError, ConfigError
 
@@ -36,7 +36,7 @@ class AmiHome:
         return f"emulated AMIs (made against {self.endpoint or 'a local AWS API'})"
 
 
-def ami_home(catalog: Catalog, doc: Mapping[str, Any]) -> AmiHome | None:
+def ami_home(catalog: Catalog, doc: IndexDoc) -> AmiHome | None:
     """Where this catalog's AMIs live; None when it holds none. A catalog never mixes the two."""
     artifacts = [e["artifact"] for d in doc["images"].values() for e in d["versions"]]
     amis = [a for a in artifacts if a["type"] == AMI]
@@ -52,11 +52,11 @@ def ami_home(catalog: Catalog, doc: Mapping[str, Any]) -> AmiHome | None:
     return AmiHome(emulated=kinds.pop(), endpoint=endpoint)
 
 
-def is_ami_catalog(doc: Mapping[str, Any]) -> bool:
+def is_ami_catalog(doc: IndexDoc) -> bool:
     return any(e["artifact"]["type"] == AMI for img in doc["images"].values() for e in img["versions"])
 
 
-def require_target(catalog: Catalog, doc: Mapping[str, Any], artifact_type: str) -> None:
+def require_target(catalog: Catalog, doc: IndexDoc, artifact_type: str) -> None:
     """A catalog holds one kind of artifact: podman images or AMIs, never both."""
     for image, data in doc["images"].items():
         for entry in data["versions"]:
@@ -68,7 +68,7 @@ def require_target(catalog: Catalog, doc: Mapping[str, Any], artifact_type: str)
                 )
 
 
-def regional_amis(doc: Mapping[str, Any], entry: Mapping[str, Any]) -> tuple[RegionalAmi, ...]:
+def regional_amis(doc: IndexDoc, entry: EntryDoc) -> tuple[RegionalAmi, ...]:
     """Where a version's AMIs are: its newest `distribute` record, else only the build region."""
     for record in reversed(doc["history"]):
         if (
@@ -78,7 +78,7 @@ def regional_amis(doc: Mapping[str, Any], entry: Mapping[str, Any]) -> tuple[Reg
         ):
             return tuple(
                 RegionalAmi(region=r["region"], ami=r["ami"], snapshots=tuple(r["snapshots"]))
-                for r in record["details"]["regions"]
+                for r in cast(list[RegionCopy], record["details"]["regions"])  # factory.aws.distribute
             )
     artifact = entry["artifact"]
     return (RegionalAmi(region=artifact["region"], ami=artifact["id"]),)

@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -27,6 +27,7 @@ from securesystemslib.signer._crypto_signer import CryptoSigner
 from securesystemslib.signer._key import Key, SSlibKey
 from securesystemslib.signer._utils import compute_default_keyid
 
+from factory.catalog.docs_types import EnvelopeDoc, Statement, Subject
 from factory.core import jsonio
 from factory.core.errors import ConfigError
 
@@ -35,12 +36,12 @@ STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 DEFAULT_KEY = Path("~/.config/image-factory/signing-key.pem")
 
 
-def canonical(data: Any) -> bytes:
+def canonical(data: object) -> bytes:
     """The bytes that get hashed and signed: sorted keys, no whitespace, UTF-8."""
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def digest(data: Any) -> str:
+def digest(data: object) -> str:
     return hashlib.sha256(canonical(data)).hexdigest()
 
 
@@ -160,9 +161,7 @@ def read_public_key(path: Path) -> Key:
     return key
 
 
-def statement(
-    subjects: list[dict[str, Any]], predicate_type: str, predicate: Mapping[str, Any]
-) -> dict[str, Any]:
+def statement(subjects: list[Subject], predicate_type: str, predicate: Mapping[str, object]) -> Statement:
     return {
         "_type": STATEMENT_TYPE,
         "subject": subjects,
@@ -171,10 +170,10 @@ def statement(
     }
 
 
-def sign(signer: Signer, stmt: Mapping[str, Any]) -> dict[str, Any]:
+def sign(signer: Signer, stmt: Statement) -> EnvelopeDoc:
     envelope = Envelope(payload=canonical(stmt), payload_type=PAYLOAD_TYPE, signatures={})
     envelope.sign(signer.signer)
-    result: dict[str, Any] = envelope.to_dict()
+    result = cast(EnvelopeDoc, envelope.to_dict())
     return result
 
 
@@ -182,20 +181,20 @@ class BadSignature(Exception):
     """An envelope that no trusted key signed, or that is malformed."""
 
 
-def open_envelope(envelope: Mapping[str, Any], keys: list[Key]) -> dict[str, Any]:
+def open_envelope(envelope: Mapping[str, object], keys: list[Key]) -> Statement:
     """The statement inside ``envelope`` once a trusted key's signature verifies."""
     return open_signed(envelope, keys)[0]
 
 
-def open_signed(envelope: Mapping[str, Any], keys: list[Key]) -> tuple[dict[str, Any], str]:
+def open_signed(envelope: Mapping[str, object], keys: list[Key]) -> tuple[Statement, str]:
     """The statement inside ``envelope`` and the keyid of the trusted key whose signature verified
     (not merely the first keyid the envelope names)."""
     try:
         env = Envelope.from_dict(copy.deepcopy(dict(envelope)))  # from_dict pops fields it reads
         accepted = env.verify(keys, 1)
-        data: dict[str, Any] = json.loads(env.payload)  # signed by a trusted key: our own output
+        data: object = json.loads(env.payload)  # signed by a trusted key: our own output
     except (VerificationError, KeyError, TypeError, ValueError, RecursionError) as exc:
         raise BadSignature(str(exc) or type(exc).__name__) from None
     if env.payload_type != PAYLOAD_TYPE or not isinstance(data, dict) or data.get("_type") != STATEMENT_TYPE:
         raise BadSignature("not an in-toto Statement")
-    return data, next(iter(accepted))
+    return cast(Statement, data), next(iter(accepted))

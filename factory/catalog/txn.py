@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 from factory.catalog import history
+from factory.catalog.docs_types import HistoryRecord, IndexDoc
 from factory.catalog.trust import Signer
 from factory.core.clock import iso
 
@@ -14,12 +14,12 @@ from factory.core.clock import iso
 class Txn:
     """One locked change of the catalog: records are signed, chained and applied as they are added."""
 
-    def __init__(self, doc: dict[str, Any], signer: Signer, actor: str, now: datetime) -> None:
+    def __init__(self, doc: IndexDoc, signer: Signer, actor: str, now: datetime) -> None:
         self.doc = doc
         self.signer = signer
         self.actor = actor
         self.now = now
-        self.added: list[dict[str, Any]] = []
+        self.added: list[HistoryRecord] = []
 
     def record(
         self,
@@ -31,8 +31,8 @@ class Txn:
         source: str | None = None,
         to: str | None = None,
         reason: str | None = None,
-        details: Mapping[str, Any] | None = None,
-    ) -> dict[str, Any]:
+        details: Mapping[str, object] | None = None,
+    ) -> HistoryRecord:
         rec = history.make_record(
             self.doc,
             self.signer,

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from factory.catalog import audit, diff, freshness, history, hooks, resolve, site, state, trust
 from factory.catalog import s3 as s3catalog
+from factory.catalog.docs_types import ImageDoc
+from factory.catalog.indexdoc import image_of, state_of
 from factory.cli.common import (
     Verb,
     actor_of,
@@ -40,12 +43,12 @@ def cmd_catalog(args: argparse.Namespace, layout: Layout) -> int:
     now = now_utc()
     listing: dict[str, dict[str, Any]] = {}
     for name in images:
-        data: dict[str, Any] = doc["images"].get(name, {"channels": {}, "states": {}})
+        data: ImageDoc = doc["images"].get(name, {"versions": [], "channels": {}, "states": {}})
         rows = []
         for entry in catalog.versions(name, doc):
             row = {k: v for k, v in entry.items() if k != "envelope"}
             row["status"] = state.status(doc, name, entry["version"], now)
-            row["state"] = data["states"].get(entry["version"], {"status": "active"})
+            row["state"] = state_of(data["states"], entry["version"]) or {"status": "active"}
             row["channels"] = sorted(
                 c for c, p in data["channels"].items() if p["version"] == entry["version"]
             )
@@ -137,18 +140,14 @@ def cmd_history(args: argparse.Namespace, layout: Layout) -> int:
     if args.image not in doc["images"]:
         require_image(layout, args.image)
     rows = [
-        {k: r[k] for k in (*history.FIELDS, "hash")}
+        {k: cast(Mapping[str, object], r)[k] for k in (*history.FIELDS, "hash")}
         for r in doc["history"]
         if r["image"] == args.image and (args.channel is None or r["channel"] == args.channel)
     ]
     if args.json:
         emit(rows)
         return 0
-    emulated = {
-        e["version"]
-        for e in doc["images"].get(args.image, {}).get("versions", [])
-        if e["artifact"].get("emulated")
-    }
+    emulated = {e["version"] for e in image_of(doc, args.image)["versions"] if e["artifact"].get("emulated")}
     for r in rows:
         what = (
             f"{r['channel']}: {r['from'] or '(none)'} -> {r['to'] or '(none)'}"
@@ -156,8 +155,8 @@ def cmd_history(args: argparse.Namespace, layout: Layout) -> int:
             else r["version"]
         )
         out(
-            f"{r['seq']:>5} {r['at']}  {r['action']:<9} {what}  by {field(r['actor'])}"
-            + (f"  ({field(r['reason'])})" if r["reason"] else "")
+            f"{r['seq']:>5} {r['at']}  {r['action']:<9} {what}  by {field(str(r['actor']))}"
+            + (f"  ({field(str(r['reason']))})" if r["reason"] else "")
             + ("  [EMULATED]" if r["version"] in emulated or r["to"] in emulated else "")
         )
     return 0

@@ -20,6 +20,7 @@ import testinfra
 
 from factory.bake.verify import DPKG_QUERY, TRACKED_PATHS, checksum_command, parse_checksums, parse_packages
 from factory.catalog import audit, state
+from factory.catalog.docs_types import IndexDoc
 from factory.catalog.store import LATEST, catalog_of
 from factory.core.config import Layout, load_settings
 from factory.core.errors import ConfigError, ExternalToolError
@@ -258,7 +259,7 @@ def expected_for(layout: Layout, host: str, release: Mapping[str, str]) -> Expec
     )
 
 
-def _channel(doc: Mapping[str, Any], order: Sequence[str], image: str, version: str) -> str:
+def _channel(doc: IndexDoc, order: Sequence[str], image: str, version: str) -> str:
     """The most stable channel that points to the version now, else that pointed to it, else latest."""
     now = [c for c in order if state.current(doc, image, c) == version]
     held = state.channels_held(doc, image, version)

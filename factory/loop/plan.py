@@ -15,6 +15,7 @@ from factory.bake.inputs import HashCache, fingerprint, input_hashes, parent_ide
 from factory.bake.render import structural_sha256
 from factory.catalog import state
 from factory.catalog.diff import changed_files
+from factory.catalog.docs_types import IndexDoc
 from factory.catalog.store import LATEST, Catalog
 from factory.core.config import ImageSpec, Layout, build_order
 from factory.core.errors import CatalogError
@@ -78,7 +79,7 @@ class Context:
 
     layout: Layout
     catalog: Catalog
-    doc: Mapping[str, Any]
+    doc: IndexDoc
     cache: HashCache
     now: datetime
     security_only: bool = False
@@ -91,7 +92,7 @@ SECURITY_TRIGGERS = frozenset({"security-updates", "parent-rebuild", "signal"})
 def plan(
     layout: Layout,
     catalog: Catalog,
-    doc: Mapping[str, Any],
+    doc: IndexDoc,
     specs: Mapping[str, ImageSpec],
     *,
     only: Sequence[str] = (),
@@ -213,7 +214,7 @@ def _reasons(ctx: Context, spec: ImageSpec, *, parent_rebuilt: str | None) -> li
     return reasons
 
 
-def _security(doc: Mapping[str, Any], image: str, version: str) -> list[Reason]:
+def _security(doc: IndexDoc, image: str, version: str) -> list[Reason]:
     record = state.last_record(doc, image, version, "scan")
     pending = scan.recorded_security(record)
     if not pending:

@@ -22,6 +22,7 @@ from typing import Any
 
 from factory.bake.inputs import HashCache
 from factory.catalog import audit, hooks, lifecycle, publishing, state, trust
+from factory.catalog.docs_types import IndexDoc
 from factory.catalog.store import LATEST, Catalog, catalog_of
 from factory.catalog.txn import Txn
 from factory.core import log
@@ -96,9 +97,7 @@ def rebuild(layout: Layout, request: Request, *, actor: str) -> list[Outcome]:
     return outcomes
 
 
-def scan_all(
-    catalog: Catalog, doc: Mapping[str, Any], names: Sequence[str], jobs: int
-) -> list[scan.ScanResult]:
+def scan_all(catalog: Catalog, doc: IndexDoc, names: Sequence[str], jobs: int) -> list[scan.ScanResult]:
     """Scan the `latest` version of each image, once per artifact, ``jobs`` at a time."""
     targets: dict[str, tuple[str, str]] = {}
     for name in names:

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from factory.catalog import audit, history, hooks, lifecycle, state, trust
+from factory.catalog.docs_types import IndexDoc
+from factory.catalog.indexdoc import state_of
 from factory.catalog.store import Catalog, catalog_of
 from factory.catalog.txn import Txn
 from factory.core import jsonio
@@ -106,7 +108,7 @@ def parse(raw: bytes, source: str) -> dict[str, Any]:
     return data
 
 
-def _alert(doc: Mapping[str, Any], source: str, index: int, raw: Mapping[str, Any]) -> Alert:
+def _alert(doc: IndexDoc, source: str, index: int, raw: Mapping[str, Any]) -> Alert:
     labels = raw["labels"]
     where = f"{source}: alerts.{index}.labels"
     if "image" in labels:
@@ -137,7 +139,7 @@ def _alert(doc: Mapping[str, Any], source: str, index: int, raw: Mapping[str, An
     )
 
 
-def _by_artifact(doc: Mapping[str, Any], artifact_id: str) -> tuple[str, str] | None:
+def _by_artifact(doc: IndexDoc, artifact_id: str) -> tuple[str, str] | None:
     wanted = artifact_id if artifact_id.startswith("sha256:") else f"sha256:{artifact_id}"
     for image, data in doc["images"].items():
         for entry in data["versions"]:
@@ -146,7 +148,7 @@ def _by_artifact(doc: Mapping[str, Any], artifact_id: str) -> tuple[str, str] | 
     return None
 
 
-def handled(doc: Mapping[str, Any], alert: Alert) -> Mapping[str, Any] | None:
+def handled(doc: IndexDoc, alert: Alert) -> Mapping[str, Any] | None:
     """The signal record that already acted on this alert in this status, if any."""
     for rec in history.records(doc, alert.image):
         details = rec["details"]
@@ -166,7 +168,7 @@ def _act(txn: Txn, catalog: Catalog, alert: Alert, policy: Mapping[str, str]) ->
         return alert.outcome(
             "duplicate", f"already handled by history record {earlier['seq']} ({earlier['at']})"
         )
-    suspect = txn.doc["images"][alert.image]["states"].get(alert.version, {}).get("suspect")
+    suspect = state_of(txn.doc["images"][alert.image]["states"], alert.version).get("suspect")
     if alert.status == "resolved":
         if not suspect:
             return alert.outcome(

@@ -12,6 +12,7 @@ from typing import Any
 from bench.world import copy_definitions, indexed_entry
 from factory.__main__ import main
 from factory.catalog import model, publishing, trust
+from factory.catalog.docs_types import ManifestDoc
 from factory.catalog.store import Catalog
 
 
@@ -43,7 +44,7 @@ def publish_one(
     junit.parent.mkdir(parents=True, exist_ok=True)
     junit.write_text('<testsuite tests="1"><testcase classname="t" name="t"/></testsuite>')
     data = entry(image, index)
-    manifest = {
+    manifest: ManifestDoc = {
         "schema_version": 1,
         "image": image,
         "version": data.version,

@@ -25,6 +25,8 @@ from typing import Any
 import pytest
 
 from factory.catalog import audit, state
+from factory.catalog.docs_types import IndexDoc
+from factory.catalog.indexdoc import state_of
 from factory.catalog.store import Catalog
 from factory.core.clock import now_utc
 
@@ -49,7 +51,7 @@ def cli(root: Path, key: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def versions(catalog: Catalog, image: str, doc: dict[str, Any] | None = None) -> list[str]:
+def versions(catalog: Catalog, image: str, doc: IndexDoc | None = None) -> list[str]:
     return [e["version"] for e in reversed(catalog.versions(image, doc))]  # oldest first
 
 
@@ -234,20 +236,21 @@ class Trial:
     problems: list[str]
 
 
-def trial_argv(op: str, trial: int, catalog: Catalog, doc: dict[str, Any]) -> list[str]:
+def trial_argv(op: str, trial: int, catalog: Catalog, doc: IndexDoc) -> list[str]:
     """An operation that changes the catalog (unless it is killed first)."""
     if op == "publish":
         return ["publish", "img0", str(500 + trial), "killer"]
     if op == "promote":
         v = versions(catalog, "img0", doc)
-        current = doc["images"]["img0"]["channels"].get("dev", {}).get("version")
+        pointer = doc["images"]["img0"]["channels"].get("dev")
+        current = None if pointer is None else pointer["version"]
         return ["promote", "img0", v[1] if current == v[0] else v[0], "--to", "dev", "--actor", "killer"]
     if op == "revoke":
         states = doc["images"]["img1"]["states"]
         target = next(v for v in versions(catalog, "img1", doc) if v not in states)
         return ["revoke", "img1", target, "--reason", f"trial {trial}", "--actor", "killer"]
     states = doc["images"]["img2"]["states"]
-    left = [v for v in versions(catalog, "img2", doc) if not states.get(v, {}).get("collected")]
+    left = [v for v in versions(catalog, "img2", doc) if not state_of(states, v).get("collected")]
     return ["gc", "--keep", str(max(KEEP_FLOOR, len(left) - 1)), "--actor", "killer"]
 
 

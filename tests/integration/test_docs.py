@@ -23,6 +23,7 @@ import pytest
 
 from factory.bake.inputs import HashCache, input_hashes
 from factory.catalog import publishing, trust
+from factory.catalog.docs_types import ManifestDoc
 from factory.catalog.store import Catalog
 from factory.core.config import Layout, load_images
 from tests import docs_runner
@@ -134,7 +135,7 @@ def publish_docs_catalog(scratch: Scratch) -> None:
         inputs = input_hashes(specs[v.image], layout, hashes)
         if not v.current_inputs:
             inputs["roles/common/defaults/main.yml"] = "0" * 64
-        manifest = {
+        manifest: ManifestDoc = {
             "schema_version": 1,
             "image": v.image,
             "version": made.version,

@@ -10,11 +10,11 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from factory.catalog import audit, lifecycle, state, trust
+from factory.catalog.docs_types import IndexDoc
 from factory.catalog.s3 import S3Catalog, open_catalog, split
 from factory.catalog.store import Catalog
 from factory.catalog.txn import Txn
@@ -61,7 +61,7 @@ def shared(aws_server: AwsServer, tmp_path_factory: pytest.TempPathFactory) -> I
 class Race:
     codes: list[int]
     outputs: list[str]
-    doc: dict[str, Any]
+    doc: IndexDoc
 
 
 @pytest.fixture(scope="module")

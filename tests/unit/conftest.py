@@ -22,6 +22,8 @@ from rich.console import Console
 
 from bench.world import copy_definitions, sample_entry
 from factory.catalog import lifecycle, model, publishing, state, trust
+from factory.catalog.docs_types import EntryDoc, IndexDoc, ManifestDoc, StateView
+from factory.catalog.indexdoc import state_of
 from factory.catalog.store import Catalog
 from factory.catalog.trust import Signer
 from factory.catalog.txn import Txn
@@ -166,13 +168,12 @@ def make_entry(
     )
 
 
-def entry_json(*args: Any, **kwargs: Any) -> dict[str, Any]:
+def entry_json(*args: Any, **kwargs: Any) -> Any:  # an entry before publication completes it
     """make_entry as the JSON object publication starts from (for code that reads entries)."""
-    data: dict[str, Any] = make_entry(*args, **kwargs).to_json()
-    return data
+    return make_entry(*args, **kwargs).to_json()
 
 
-def make_manifest(image: str = "base", version: str = VERSION) -> dict[str, Any]:
+def make_manifest(image: str = "base", version: str = VERSION) -> ManifestDoc:
     """A version manifest valid against factory/schemas/manifest.schema.json."""
     return {
         "schema_version": 1,
@@ -200,7 +201,7 @@ def publish(
     created: str | None = None,
     *,
     actor: str = ACTOR,
-) -> dict[str, Any]:
+) -> EntryDoc:
     """Publish one version through factory.catalog.lifecycle.publish, with its own JUnit file and a valid
     manifest; ``parent`` is the published entry it was built FROM (None: bootstrapped)."""
     junit = catalog.root.parent / "junit-src" / image / f"{version}.xml"
@@ -313,7 +314,7 @@ class World:
     def versions(self, image: str) -> tuple[str, ...]:
         return self.base if image == "base" else self.nginx
 
-    def doc(self) -> Doc:
+    def doc(self) -> IndexDoc:
         return self.catalog.load()
 
     def change(self, now: datetime | None = None) -> AbstractContextManager[Txn]:
@@ -322,9 +323,8 @@ class World:
     def channel(self, image: str, channel: str) -> str | None:
         return state.current(self.doc(), image, channel)
 
-    def state(self, image: str, version: str) -> dict[str, Any]:
-        found: dict[str, Any] = self.doc()["images"][image]["states"].get(version, {})
-        return found
+    def state(self, image: str, version: str) -> StateView:
+        return state_of(self.doc()["images"][image]["states"], version)
 
     def promote(self, image: str, version: str, channel: str, **kw: Any) -> lifecycle.Move | None:
         with self.change() as txn:

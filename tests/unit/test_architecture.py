@@ -101,3 +101,56 @@ def test_importing_the_factory_blocks_no_module() -> None:
 def test_modules_stay_small(path: Path) -> None:
     # A module past ~400 lines holds more than one stage's worth: split it (see docs/architecture.md).
     assert len(path.read_text(encoding="utf-8").splitlines()) <= 400
+
+
+def _mentions_any(annotation: ast.expr) -> bool:
+    for node in ast.walk(annotation):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):  # a quoted annotation
+            quoted = ast.parse(node.value, mode="eval")
+            if _mentions_any(quoted.body):
+                return True
+        if (isinstance(node, ast.Name) and node.id == "Any") or (
+            isinstance(node, ast.Attribute) and node.attr == "Any"
+        ):
+            return True
+    return False
+
+
+def _public_functions_with_any(path: Path) -> list[str]:
+    return _functions_with_any(path.read_text(encoding="utf-8"), _rel(path))
+
+
+def _functions_with_any(source: str, where: str) -> list[str]:
+    """Public functions (no leading underscore) with Any in a parameter or return annotation."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) or node.name.startswith("_"):
+            continue
+        arguments = [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]
+        arguments += [a for a in (node.args.vararg, node.args.kwarg) if a is not None]
+        annotations = [a.annotation for a in arguments if a.annotation is not None]
+        if node.returns is not None:
+            annotations.append(node.returns)
+        if any(_mentions_any(a) for a in annotations):
+            found.append(f"{where}:{node.lineno} {node.name}")
+    return found
+
+
+@pytest.mark.parametrize("path", sorted(FACTORY.glob("catalog/*.py")), ids=_rel)
+def test_catalog_public_functions_are_typed_without_any(path: Path) -> None:
+    # The catalog's documents have types (factory/catalog/docs_types.py, as the schema defines
+    # them): a public function takes and returns those, or a JSON alias, never Any. Private helpers
+    # may keep Any where a value is honestly arbitrary.
+    assert _public_functions_with_any(path) == []
+
+
+def test_the_any_check_sees_every_spelling() -> None:
+    source = (
+        "def a(doc: Mapping[str, Any]) -> None: ...\n"
+        "def b() -> 'dict[str, Any]': ...\n"
+        "def c(*rest: typing.Any) -> None: ...\n"
+        "class C:\n    def d(self, *, x: int = 0) -> list[Any]: ...\n"
+        "def _private(x: Any) -> Any: ...\n"
+        "def e(x: object) -> JsonObject: ...\n"
+    )
+    assert [f.split()[-1] for f in _functions_with_any(source, "m")] == ["a", "b", "c", "d"]

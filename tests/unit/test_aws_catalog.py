@@ -6,18 +6,19 @@ from __future__ import annotations
 import hashlib
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from bench.world import sample_entry
 from factory.aws import hooks as aws_catalog
 from factory.catalog import model, provenance, targets
+from factory.catalog.docs_types import IndexDoc
 from factory.catalog.store import Catalog
 from factory.catalog.targets import RegionalAmi
 from factory.core.errors import ConfigError
 
-AMI_ENTRY: dict[str, Any] = replace(
+AMI_ENTRY: Any = replace(  # an entry without what publication adds
     sample_entry(
         "base",
         "20261129.120000-0123456789ab",
@@ -41,8 +42,10 @@ def regions(*pairs: tuple[str, str]) -> dict[str, Any]:
     return {"regions": [{"region": r, "ami": a, "snapshots": [f"snap-{a[4:12]}"]} for r, a in pairs]}
 
 
-def doc(*history: dict[str, Any], entries: tuple[dict[str, Any], ...] = (AMI_ENTRY,)) -> dict[str, Any]:
-    return {"images": {"base": {"versions": list(entries)}}, "history": list(history)}
+def doc(*history: dict[str, Any], entries: tuple[dict[str, Any], ...] = (AMI_ENTRY,)) -> IndexDoc:
+    return cast(
+        IndexDoc, {"images": {"base": {"versions": list(entries)}}, "history": list(history)}
+    )  # only what is read
 
 
 def test_undistributed_version_is_only_in_its_build_region() -> None:
@@ -77,7 +80,7 @@ def test_an_ami_catalog_is_recognised() -> None:
     podman = sample_entry("base", AMI_ENTRY["version"], commit="0" * 40, created="2026-11-29T12:00:00+00:00")
     podman_json = podman.to_json()
     assert not targets.is_ami_catalog(doc(entries=(podman_json,)))
-    assert not targets.is_ami_catalog({"images": {}, "history": []})
+    assert not targets.is_ami_catalog(cast(IndexDoc, {"images": {}, "history": []}))
 
 
 def test_a_catalog_holds_one_kind_of_artifact(tmp_path: Path) -> None:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from factory.catalog import lifecycle, publishing, state
+from factory.catalog.docs_types import EntryDoc
 from factory.catalog.indexdoc import SCHEMA_VERSION
 from factory.catalog.store import Catalog
 from factory.catalog.trust import Signer
@@ -28,7 +29,7 @@ Doc = dict[str, Any]
 
 
 @pytest.fixture
-def published(catalog: Catalog, signer: Signer) -> dict[str, Any]:
+def published(catalog: Catalog, signer: Signer) -> EntryDoc:
     """The entry of one published version of ``base``, as publish() returned it."""
     return publish(catalog, signer, "base", V1)
 
@@ -48,7 +49,7 @@ def published(catalog: Catalog, signer: Signer) -> dict[str, Any]:
     ],
 )
 def test_absent_catalog_is_empty(catalog: Catalog, field: str, expected: object) -> None:
-    assert catalog.load()[field] == expected
+    assert cast(Mapping[str, object], catalog.load())[field] == expected
 
 
 def test_schema_version_is_2() -> None:
@@ -71,37 +72,37 @@ def test_empty_catalog_needs_no_snapshot(catalog: Catalog) -> None:
 # -- publish -------------------------------------------------------------------------------
 
 
-def test_publish_writes_index(catalog: Catalog, published: dict[str, Any]) -> None:
+def test_publish_writes_index(catalog: Catalog, published: EntryDoc) -> None:
     assert catalog.load()["images"]["base"]["versions"] == [published]
 
 
-def test_publish_writes_manifest(catalog: Catalog, published: dict[str, Any]) -> None:
+def test_publish_writes_manifest(catalog: Catalog, published: EntryDoc) -> None:
     assert (catalog.root / "manifests" / "base" / f"{V1}.json").is_file()
 
 
-def test_publish_records_manifest_path(published: dict[str, Any]) -> None:
+def test_publish_records_manifest_path(published: EntryDoc) -> None:
     assert published["manifest"]["path"] == f"manifests/base/{V1}.json"
 
 
-def test_publish_manifest_sha256_matches(catalog: Catalog, published: dict[str, Any]) -> None:
+def test_publish_manifest_sha256_matches(catalog: Catalog, published: EntryDoc) -> None:
     raw = (catalog.root / published["manifest"]["path"]).read_bytes()
     assert hashlib.sha256(raw).hexdigest() == published["manifest"]["sha256"]
 
 
-def test_manifest_reads_back(catalog: Catalog, published: dict[str, Any]) -> None:
+def test_manifest_reads_back(catalog: Catalog, published: EntryDoc) -> None:
     assert catalog.manifest(published) == make_manifest("base", V1)
 
 
-def test_publish_copies_evidence(catalog: Catalog, published: dict[str, Any]) -> None:
+def test_publish_copies_evidence(catalog: Catalog, published: EntryDoc) -> None:
     evidence = (catalog.root / "evidence" / "base" / V1 / "junit.xml").read_text(encoding="utf-8")
     assert evidence == JUNIT.format(image="base", version=V1)
 
 
-def test_publish_records_evidence_path(published: dict[str, Any]) -> None:
+def test_publish_records_evidence_path(published: EntryDoc) -> None:
     assert published["tests"]["junit"] == f"evidence/base/{V1}/junit.xml"
 
 
-def test_publish_records_evidence_sha256(catalog: Catalog, published: dict[str, Any]) -> None:
+def test_publish_records_evidence_sha256(catalog: Catalog, published: EntryDoc) -> None:
     raw = (catalog.root / published["tests"]["junit"]).read_bytes()
     assert hashlib.sha256(raw).hexdigest() == published["tests"]["junit_sha256"]
 
@@ -112,33 +113,33 @@ def test_publish_does_not_change_the_callers_entry(catalog: Catalog, signer: Sig
     assert entry == make_entry("base", V1)
 
 
-def test_publish_signs_the_entry(catalog: Catalog, published: dict[str, Any], signer: Signer) -> None:
+def test_publish_signs_the_entry(catalog: Catalog, published: EntryDoc, signer: Signer) -> None:
     assert catalog.verify_entry(published) == signer.keyid
 
 
 def test_published_entry_in_the_index_verifies(
-    catalog: Catalog, published: dict[str, Any], signer: Signer
+    catalog: Catalog, published: EntryDoc, signer: Signer
 ) -> None:
     assert catalog.verify_entry(catalog.find("base", V1)) == signer.keyid
 
 
 def test_entry_signed_by_an_untrusted_key_is_refused(
-    catalog: Catalog, published: dict[str, Any], key_pair: KeyPair
+    catalog: Catalog, published: EntryDoc, key_pair: KeyPair
 ) -> None:
     key_pair.public.unlink()
     with pytest.raises(CatalogError, match="signature does not verify"):
         catalog.verify_entry(published)
 
 
-def test_publish_signs_the_snapshot(catalog: Catalog, published: dict[str, Any]) -> None:
+def test_publish_signs_the_snapshot(catalog: Catalog, published: EntryDoc) -> None:
     assert catalog.snapshot_problem(catalog.load()) is None
 
 
-def test_publish_points_latest_at_it(catalog: Catalog, published: dict[str, Any]) -> None:
+def test_publish_points_latest_at_it(catalog: Catalog, published: EntryDoc) -> None:
     assert state.current(catalog.load(), "base", "latest") == V1
 
 
-def test_newer_publish_moves_latest(catalog: Catalog, signer: Signer, published: dict[str, Any]) -> None:
+def test_newer_publish_moves_latest(catalog: Catalog, signer: Signer, published: EntryDoc) -> None:
     publish(catalog, signer, "base", V2)
     assert state.current(catalog.load(), "base", "latest") == V2
 
@@ -149,7 +150,7 @@ def test_older_publish_leaves_latest(catalog: Catalog, signer: Signer) -> None:
     assert state.current(catalog.load(), "base", "latest") == V2
 
 
-def test_publish_records_history(catalog: Catalog, published: dict[str, Any]) -> None:
+def test_publish_records_history(catalog: Catalog, published: EntryDoc) -> None:
     doc = catalog.load()
     assert [(r["action"], r["version"], r["channel"], r["to"]) for r in doc["history"]] == [
         ("publish", V1, None, None),
@@ -157,37 +158,35 @@ def test_publish_records_history(catalog: Catalog, published: dict[str, Any]) ->
     ]
 
 
-def test_publish_record_names_the_actor(catalog: Catalog, published: dict[str, Any]) -> None:
+def test_publish_record_names_the_actor(catalog: Catalog, published: EntryDoc) -> None:
     assert {r["actor"] for r in catalog.load()["history"]} == {ACTOR}
 
 
-def test_head_is_the_last_record(catalog: Catalog, published: dict[str, Any]) -> None:
+def test_head_is_the_last_record(catalog: Catalog, published: EntryDoc) -> None:
     doc = catalog.load()
     assert doc["head"] == doc["history"][-1]["hash"]
 
 
-def test_first_publish_is_generation_1(catalog: Catalog, published: dict[str, Any]) -> None:
+def test_first_publish_is_generation_1(catalog: Catalog, published: EntryDoc) -> None:
     assert catalog.load()["generation"] == 1
 
 
-def test_generation_increments(catalog: Catalog, signer: Signer, published: dict[str, Any]) -> None:
+def test_generation_increments(catalog: Catalog, signer: Signer, published: EntryDoc) -> None:
     publish(catalog, signer, "base", V2)
     assert catalog.load()["generation"] == 2
 
 
-def test_publish_leaves_no_temp_files(catalog: Catalog, published: dict[str, Any]) -> None:
+def test_publish_leaves_no_temp_files(catalog: Catalog, published: EntryDoc) -> None:
     assert list(catalog.root.rglob("*.tmp")) == []
 
 
-def test_publishing_twice_is_a_config_error(
-    catalog: Catalog, signer: Signer, published: dict[str, Any]
-) -> None:
+def test_publishing_twice_is_a_config_error(catalog: Catalog, signer: Signer, published: EntryDoc) -> None:
     with pytest.raises(ConfigError, match="already published"):
         publish(catalog, signer, "base", V1)
 
 
 def test_publishing_twice_leaves_index_unchanged(
-    catalog: Catalog, signer: Signer, published: dict[str, Any]
+    catalog: Catalog, signer: Signer, published: EntryDoc
 ) -> None:
     before = catalog.index_path.read_bytes()
     with pytest.raises(ConfigError):
@@ -210,14 +209,14 @@ def test_invalid_entry_leaves_no_index(catalog: Catalog, signer: Signer, junit: 
 
 
 def test_invalid_manifest_is_refused(catalog: Catalog, signer: Signer, junit: Path) -> None:
-    manifest = make_manifest("base", V1)
+    manifest: Any = make_manifest("base", V1)  # made invalid
     del manifest["packages"]
     with pytest.raises(ConfigError, match="packages"):
         publishing.publish(catalog, make_entry("base", V1), manifest, junit, signer=signer, actor=ACTOR)
 
 
 def test_invalid_manifest_leaves_no_catalog(catalog: Catalog, signer: Signer, junit: Path) -> None:
-    manifest = make_manifest("base", V1)
+    manifest: Any = make_manifest("base", V1)  # made invalid
     del manifest["packages"]
     with pytest.raises(ConfigError):
         publishing.publish(catalog, make_entry("base", V1), manifest, junit, signer=signer, actor=ACTOR)
@@ -262,7 +261,7 @@ def test_find_missing_is_a_config_error(three_versions: Catalog, image: str, mes
 
 
 @pytest.fixture
-def index(catalog: Catalog, published: dict[str, Any]) -> Doc:
+def index(catalog: Catalog, published: EntryDoc) -> Doc:
     """The valid index.json of a catalog with one version, as JSON data."""
     data: Doc = json.loads(catalog.index_path.read_bytes())
     return data
@@ -371,14 +370,14 @@ def test_wrong_type_names_index_and_field(
     assert f"  {field}: " in caught.value.message
 
 
-def test_tampered_manifest_is_a_catalog_error(catalog: Catalog, published: dict[str, Any]) -> None:
+def test_tampered_manifest_is_a_catalog_error(catalog: Catalog, published: EntryDoc) -> None:
     path = catalog.root / published["manifest"]["path"]
     path.write_bytes(path.read_bytes().replace(b'"bash"', b'"dash"'))
     with pytest.raises(CatalogError, match="sha256 does not match"):
         catalog.manifest(published)
 
 
-def test_missing_manifest_is_a_catalog_error(catalog: Catalog, published: dict[str, Any]) -> None:
+def test_missing_manifest_is_a_catalog_error(catalog: Catalog, published: EntryDoc) -> None:
     (catalog.root / published["manifest"]["path"]).unlink()
     with pytest.raises(CatalogError, match="missing"):
         catalog.manifest(published)
@@ -404,7 +403,7 @@ def test_writer_leaves_a_tampered_index_alone(catalog: Catalog, signer: Signer, 
 
 
 def test_transaction_without_records_writes_nothing(
-    catalog: Catalog, signer: Signer, published: dict[str, Any]
+    catalog: Catalog, signer: Signer, published: EntryDoc
 ) -> None:
     before = catalog.index_path.read_bytes()
     with catalog.transaction(signer, ACTOR):
@@ -412,9 +411,7 @@ def test_transaction_without_records_writes_nothing(
     assert catalog.index_path.read_bytes() == before
 
 
-def test_failed_transaction_writes_nothing(
-    catalog: Catalog, signer: Signer, published: dict[str, Any]
-) -> None:
+def test_failed_transaction_writes_nothing(catalog: Catalog, signer: Signer, published: EntryDoc) -> None:
     before = catalog.index_path.read_bytes()
     with pytest.raises(ConfigError), lifecycle.transaction(catalog, signer, ACTOR) as txn:
         lifecycle.promote(txn, catalog, ("dev",), image="base", version=V1, channel="dev")
@@ -436,14 +433,14 @@ def _moved_generation(catalog: Catalog, signer: Signer, monkeypatch: pytest.Monk
 
 
 def test_moved_generation_is_a_catalog_error(
-    catalog: Catalog, signer: Signer, published: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    catalog: Catalog, signer: Signer, published: EntryDoc, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with pytest.raises(CatalogError, match="generation moved from 1 to 2"):
         _moved_generation(catalog, signer, monkeypatch)
 
 
 def test_moved_generation_leaves_the_index_unchanged(
-    catalog: Catalog, signer: Signer, published: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    catalog: Catalog, signer: Signer, published: EntryDoc, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     before = catalog.index_path.read_bytes()
     with pytest.raises(CatalogError):
@@ -513,7 +510,7 @@ def test_failed_replace_leaves_no_temp_file(tmp_path: Path, monkeypatch: pytest.
 
 
 def test_failed_publish_keeps_index(
-    catalog: Catalog, signer: Signer, published: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    catalog: Catalog, signer: Signer, published: EntryDoc, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     before = catalog.index_path.read_bytes()
     _failing_replace(monkeypatch)
@@ -526,5 +523,5 @@ def test_dumps_is_sorted_and_ends_with_newline() -> None:
     assert dumps({"b": 1, "a": 2}) == b'{\n  "a": 2,\n  "b": 1\n}\n'
 
 
-def test_index_on_disk_is_dumps_of_load(catalog: Catalog, published: dict[str, Any]) -> None:
+def test_index_on_disk_is_dumps_of_load(catalog: Catalog, published: EntryDoc) -> None:
     assert catalog.index_path.read_bytes() == dumps(catalog.load())

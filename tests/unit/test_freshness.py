@@ -252,7 +252,8 @@ def test_trust_reset_forgets_the_location_and_logs_it(reader: Catalog, world: Wo
     reader.index_path.write_bytes(old)
     record = freshness.reset(reader, "restored from backup", "ops <ops@localhost>")
     assert audit.trusted(reader)["generation"] == json.loads(old)["generation"]
-    assert record["forgotten"]["generation"] == remembered["generation"]
+    forgotten: Any = record["forgotten"]  # the trusted state as the reset log recorded it
+    assert forgotten["generation"] == remembered["generation"]
     assert reader.cache is not None
     (line,) = (reader.cache / "trust" / freshness.RESETS).read_text().splitlines()
     logged = json.loads(line)

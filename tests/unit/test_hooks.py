@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any
+from typing import cast
 
 import pytest
 
 from factory.__main__ import main
 from factory.aws import hooks as aws_hooks
 from factory.catalog import hooks, model
+from factory.catalog.docs_types import IndexDoc
 from factory.catalog.store import Catalog
 from factory.catalog.targets import AmiHome, ami_home
 from factory.catalog.trust import Signer
@@ -31,11 +32,11 @@ def _ami(emulated: bool, endpoint: str | None = EMULATOR) -> model.Ami:
     )  # fmt: skip
 
 
-def _doc(*artifacts: model.Ami | model.PodmanImage) -> dict[str, Any]:
+def _doc(*artifacts: model.Ami | model.PodmanImage) -> IndexDoc:
     versions = [
         replace(make_entry("base", version_id(i)), artifact=a).to_json() for i, a in enumerate(artifacts)
     ]
-    return {"images": {"base": {"versions": versions}}, "history": []}
+    return cast(IndexDoc, {"images": {"base": {"versions": versions}}, "history": []})  # what is read
 
 
 @pytest.fixture
@@ -185,7 +186,7 @@ def test_a_failed_follow_up_leaves_a_pending_marker(
     world: tuple[Layout, Catalog, Signer], failing: FollowUpPending
 ) -> None:
     marker = hooks.pending(world[1].load(), "base")
-    assert marker is not None and "Could not connect" in marker["reason"]
+    assert marker is not None and "Could not connect" in str(marker["reason"])
 
 
 def test_the_next_successful_follow_up_clears_the_marker(

@@ -136,7 +136,7 @@ def test_signed_manifest_nested_deep_is_a_catalog_error_naming_it(tmp_path: Path
     rel = "manifests/base/v1.json"
     (tmp_path / "manifests" / "base").mkdir(parents=True)
     (tmp_path / rel).write_bytes(raw)
-    entry = {
+    entry: Any = {  # only the fields manifest() reads
         "image": "base",
         "version": "v1",
         "manifest": {"path": rel, "sha256": hashlib.sha256(raw).hexdigest()},

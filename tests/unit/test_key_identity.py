@@ -13,6 +13,7 @@ import pytest
 
 from factory.__main__ import main
 from factory.catalog import trust
+from factory.catalog.docs_types import EnvelopeDoc
 from factory.catalog.store import Catalog
 from factory.catalog.trust import Signer
 from factory.core.config import Layout
@@ -85,7 +86,7 @@ def test_same_key_in_keys_and_keys_local_is_trusted_once(key_pair: KeyPair, keys
 # -- envelopes report the keyid that verified ------------------------------------------------
 
 
-def _forged_first(envelope: dict[str, object], keyid: str) -> dict[str, object]:
+def _forged_first(envelope: EnvelopeDoc, keyid: str) -> EnvelopeDoc:
     """``envelope`` with a bad signature under ``keyid`` put before its real one."""
     signatures = envelope["signatures"]
     assert isinstance(signatures, list)

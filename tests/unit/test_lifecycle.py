@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,7 +76,7 @@ def test_promote_refuses_bad_evidence(
 ) -> None:
     # The schema keeps such an entry out of the index; the gate must hold even if one got in.
     with pytest.raises(ConfigError, match=message), world.change() as txn:
-        entry = next(e for e in txn.doc["images"]["base"]["versions"] if e["version"] == world.base[1])
+        entry: Any = next(e for e in txn.doc["images"]["base"]["versions"] if e["version"] == world.base[1])
         *path, last = field
         for key in path:
             entry = entry[key]
@@ -766,5 +767,5 @@ def test_gc_audits_clean(collected: World) -> None:
 
 def test_gc_records_the_artifact_id(collected: World) -> None:
     records = [r for r in collected.doc()["history"] if r["action"] == "gc"]
-    entry = collected.catalog.find(records[0]["image"], records[0]["version"])
+    entry = collected.catalog.find(records[0]["image"], str(records[0]["version"]))
     assert records[0]["details"] == {"artifact_id": entry["artifact"]["id"]}

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from factory.catalog import audit, lifecycle, state
+from factory.catalog.docs_types import HistoryRecord
 from factory.catalog.store import LATEST
 from factory.catalog.txn import Txn
 from factory.core.clock import now_utc
@@ -42,7 +43,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.now = now_utc() + timedelta(days=1)  # after the template's publications
         self.committed_at = self.now  # the `now` of the last transaction that went through
         self.doc = self.world.doc()
-        self.previous_history: list[Doc] = list(self.doc["history"])
+        self.previous_history: list[HistoryRecord] = list(self.doc["history"])
         self.previous_generation: int = self.doc["generation"]
 
     def teardown(self) -> None:

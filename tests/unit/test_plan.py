@@ -14,6 +14,7 @@ from factory.bake.inputs import fingerprint, input_hashes, parent_identity
 from factory.bake.render import structural_sha256
 from factory.catalog import model, publishing, trust
 from factory.catalog.diff import changed_files, diff
+from factory.catalog.docs_types import ManifestDoc
 from factory.catalog.store import Catalog
 from factory.core.config import Layout, load_images
 from factory.loop import plan
@@ -37,7 +38,7 @@ BOOT = {
 
 def _entry(
     layout: Layout, image: str, version: str, parent: dict[str, Any]
-) -> tuple[model.Entry, dict[str, Any]]:
+) -> tuple[model.Entry, ManifestDoc]:
     spec = load_images(layout)[image]
     inputs = input_hashes(spec, layout)
     entry = sample_entry(
@@ -52,7 +53,7 @@ def _entry(
             spec, inputs, parent=parent_identity(parent), template_sha256=structural_sha256(spec)
         ),
     )
-    manifest = {
+    manifest: ManifestDoc = {
         "schema_version": 1,
         "image": image,
         "version": version,

@@ -23,7 +23,7 @@ from factory.core.files import dumps
 from factory.core.schemas import schema_errors
 from tests.unit.conftest import ACTOR, REPO_ROOT, VERSION, World, entry_json, make_manifest, publish
 
-Doc = dict[str, Any]
+Doc = Any  # an entry, manifest or SBOM document the tests read and edit freely
 
 PACKAGES = [
     {"name": "bash", "version": "5.2.15-2+b7"},
@@ -170,12 +170,12 @@ def test_sbom_is_in_the_index(catalog: Catalog, published: Doc) -> None:
 
 
 def test_signature_covers_the_sbom(catalog: Catalog, published: Doc) -> None:
-    stmt = open_envelope(published["envelope"], catalog.keys())
+    stmt: Doc = open_envelope(published["envelope"], catalog.keys())
     assert stmt["predicate"]["buildDefinition"]["internalParameters"]["entry"]["sbom"] == published["sbom"]
 
 
 def test_sbom_is_a_provenance_byproduct(catalog: Catalog, published: Doc) -> None:
-    stmt = open_envelope(published["envelope"], catalog.keys())
+    stmt: Doc = open_envelope(published["envelope"], catalog.keys())
     assert {"name": published["sbom"]["path"], "digest": {"sha256": published["sbom"]["sha256"]}} in stmt[
         "predicate"
     ]["runDetails"]["byproducts"]
@@ -226,13 +226,14 @@ def test_legacy_entry_has_no_sbom_to_read(catalog: Catalog, legacy: Doc) -> None
 
 
 def test_legacy_entry_is_shown_without_a_link(catalog: Catalog, legacy: Doc) -> None:
+    data: Doc
     data, files = site.site_data(catalog, catalog.load(), now_utc())
     assert (data["images"][0]["versions"][0]["sbom"], files) == (None, {})
 
 
 @pytest.mark.parametrize("key", ["path", "sha256", "format", "spec_version"])
 def test_sbom_without_a_key_is_refused_by_the_schema(catalog: Catalog, published: Doc, key: str) -> None:
-    doc = catalog.load()
+    doc: Doc = catalog.load()
     del doc["images"]["base"]["versions"][0]["sbom"][key]
     assert schema_errors(doc, CATALOG_SCHEMA) == [
         f"images.base.versions.0.sbom: {key!r} is a required property"

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from factory.catalog import lifecycle, trust
+from factory.catalog import indexdoc, lifecycle, trust
+from factory.catalog.docs_types import StateView
 from factory.catalog.store import Catalog
 from factory.core.config import Layout, load_images, load_settings
 from factory.core.errors import ConfigError
@@ -74,9 +75,8 @@ def index_bytes(world: Gen) -> bytes:
     return world[1].index_path.read_bytes()
 
 
-def state_of(world: Gen, image: str, version: str) -> dict[str, Any]:
-    found: dict[str, Any] = world[1].load()["images"][image]["states"].get(version, {})
-    return found
+def state_of(world: Gen, image: str, version: str) -> StateView:
+    return indexdoc.state_of(world[1].load()["images"][image]["states"], version)
 
 
 def promote(world: Gen, image: str, version: str, channel: str) -> None:
