@@ -52,7 +52,7 @@ bake-all: setup ## Bake every image, parents first
 # Workers for the integration tests of `make test`: each module runs on one worker (--dist
 # loadgroup), the longest first, and base and nginx are baked once for all of them
 # (tests/integration/conftest.py). Measured in a fresh clone on this 2-core machine: 3 workers
-# 17 min, serial 23 min (README). TEST_JOBS=1 runs them serially.
+# 16 min, serial 23 min (README). TEST_JOBS=1 runs them serially.
 TEST_JOBS ?= 3
 
 # Unit tests and linters first, in a process of their own: integration tests leave process-wide
