@@ -12,6 +12,7 @@ from typing import Literal
 
 from factory.catalog import freshness, history, provenance
 from factory.catalog.docs_types import IndexDoc, Ledger
+from factory.catalog.indexdoc import image_of
 from factory.catalog.store import Catalog
 from factory.catalog.trust import BadSignature, digest, open_envelope
 from factory.core.errors import CatalogError
@@ -101,8 +102,7 @@ def _replay(
 def _derived(doc: IndexDoc, replay: Ledger, published: Mapping[tuple[str, str | None], object]) -> list[str]:
     problems = []
     for image in sorted(set(doc["images"]) | set(replay["images"])):
-        have = doc["images"].get(image, {"versions": [], "channels": {}, "states": {}})
-        want = replay["images"].get(image, {"versions": [], "channels": {}, "states": {}})
+        have, want = image_of(doc, image), image_of(replay, image)
         part: Literal["channels", "states"]
         for part in ("channels", "states"):
             for key in sorted(set(have[part]) | set(want[part]), key=str):

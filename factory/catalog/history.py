@@ -20,7 +20,7 @@ from factory.catalog.docs_types import (
     RecordFields,
     StateDoc,
 )
-from factory.catalog.indexdoc import state_of
+from factory.catalog.indexdoc import image_doc, state_of
 from factory.catalog.trust import Signer, digest, sign, statement
 
 RECORD_TYPE = "https://image-factory.invalid/catalog-record/v1"
@@ -113,8 +113,7 @@ def apply(doc: Ledger, record: HistoryRecord) -> None:
     doc["history"].append(record.copy())
     if record["action"] == REFRESH:
         return
-    image = doc["images"].setdefault(record["image"], {"versions": [], "channels": {}, "states": {}})
-    effect(image, record)
+    effect(image_doc(doc, record["image"]), record)
 
 
 def effect(image: ImageDoc, record: HistoryRecord) -> None:

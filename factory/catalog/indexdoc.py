@@ -24,14 +24,19 @@ def empty_index() -> IndexDoc:
     }
 
 
-def image_doc(doc: IndexDoc, image: str) -> ImageDoc:
-    found: ImageDoc = doc["images"].setdefault(image, {"versions": [], "channels": {}, "states": {}})
-    return found
+def empty_image() -> ImageDoc:
+    """The part of the index of an image with nothing published and no history yet."""
+    return {"versions": [], "channels": {}, "states": {}}
+
+
+def image_doc(doc: ImagesDoc, image: str) -> ImageDoc:
+    """``image``'s part of the index, added to ``doc`` if it has none yet (writers)."""
+    return doc["images"].setdefault(image, empty_image())
 
 
 def image_of(doc: ImagesDoc, image: str) -> ImageDoc:
     """``image``'s part of the index, or an empty one (not added to ``doc``) when it has none."""
-    return doc["images"].get(image) or {"versions": [], "channels": {}, "states": {}}
+    return doc["images"].get(image) or empty_image()
 
 
 def state_of(states: Mapping[str, StateDoc], version: str | None) -> StateView:

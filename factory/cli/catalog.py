@@ -11,7 +11,6 @@ from typing import Any, cast
 
 from factory.catalog import audit, diff, freshness, history, hooks, resolve, site, state, trust
 from factory.catalog import s3 as s3catalog
-from factory.catalog.docs_types import ImageDoc
 from factory.catalog.indexdoc import image_of, state_of
 from factory.cli.common import (
     Verb,
@@ -43,7 +42,7 @@ def cmd_catalog(args: argparse.Namespace, layout: Layout) -> int:
     now = now_utc()
     listing: dict[str, dict[str, Any]] = {}
     for name in images:
-        data: ImageDoc = doc["images"].get(name, {"versions": [], "channels": {}, "states": {}})
+        data = image_of(doc, name)
         rows = []
         for entry in catalog.versions(name, doc):
             row = {k: v for k, v in entry.items() if k != "envelope"}
