@@ -127,7 +127,8 @@ def trusted(catalog: Catalog) -> IndexDoc:
     """The index, refused (naming what changed) unless a trusted key signed exactly this, and
     (factory.catalog.freshness) unless it is as new as any this reader verified, of the same
     catalog, and not expired."""
-    for attempt in (1, 2):
+    previous = -1
+    while True:
         doc = catalog.load()
         if catalog.snapshot_problem(doc):
             problems = audit(catalog, doc, files=False) or [
@@ -140,8 +141,11 @@ def trusted(catalog: Catalog) -> IndexDoc:
         try:
             freshness.check(catalog, doc)
         except freshness.Rollback:
-            if attempt == 2:
+            # Reading and checking are two steps: another process of this reader may have seen
+            # (and remembered) a write made after this read. Read again while the catalog moves
+            # forward; a catalog that does not move past what was seen was really rolled back.
+            if doc["generation"] <= previous:
                 raise
-            continue  # another reader may have seen a write made after this read: read again
+            previous = doc["generation"]
+            continue
         return doc
-    raise AssertionError("unreachable")

@@ -292,4 +292,4 @@ def scratch(tmp_path: Path) -> Scratch:
 def layout(tmp_path: Path) -> Layout:
     """A copy of this checkout's definitions, roles and image tests; build output under ``tmp_path``."""
     root = copy_definitions(tmp_path / "repo")
-    return Layout(root=root, catalog=tmp_path / "catalog", cache=tmp_path / "cache")
+    return Layout(root=root, catalog_location=str(tmp_path / "catalog"), cache=tmp_path / "cache")
