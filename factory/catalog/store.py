@@ -32,7 +32,7 @@ from securesystemslib.signer._key import Key
 
 from factory.catalog import freshness, provenance
 from factory.catalog.docs_types import EntryDoc, IndexDoc, ManifestDoc, Subject
-from factory.catalog.indexdoc import SCHEMA_VERSION, empty_index, image_of, snapshot_digest
+from factory.catalog.indexdoc import image_of, parse, schema_checked, snapshot_digest
 from factory.catalog.storage import Conflict, LocalStore, Store, open_store
 from factory.catalog.trust import BadSignature, Signer, open_signed, sign, statement, trusted_keys
 from factory.catalog.txn import Txn
@@ -55,16 +55,12 @@ if TYPE_CHECKING:
     from factory.core.awsapi import AwsTarget
 
 
-# Digests of index bytes this process has already checked against the schema. A command reads the
-# index several times (the audit, the lock, the generation check): the same bytes pass or fail the
-# same schema, and checking a large index is most of the time of a small write.
-_SCHEMA_CHECKED: dict[bytes, None] = {}
+class Untrusted(CatalogError):
+    """The index is not what a trusted key signed; ``doc`` is what was read (for the audit)."""
 
-
-def _remember_checked(seen: bytes) -> None:
-    _SCHEMA_CHECKED[seen] = None
-    while len(_SCHEMA_CHECKED) > 16:
-        del _SCHEMA_CHECKED[next(iter(_SCHEMA_CHECKED))]
+    def __init__(self, message: str, *, hint: str, doc: IndexDoc) -> None:
+        super().__init__(message, hint=hint)
+        self.doc = doc
 
 
 class Catalog:
@@ -153,34 +149,35 @@ class Catalog:
         return self._read_index()[0]
 
     def load(self) -> IndexDoc:
-        """The schema-checked index; an absent catalog is an empty one. Signatures: see verify_snapshot."""
-        return self._parse(self._read_index()[0])
+        """The index, refused unless a trusted key signed exactly this (``snapshot_problem``) and it
+        is as new as any this reader verified, of the same catalog, and not expired (freshness).
+        The one read every command uses; ``factory.catalog.audit.trusted`` adds what changed."""
+        previous = -1
+        while True:
+            doc = self.load_unverified()
+            problem = self.snapshot_problem(doc)
+            if problem:
+                raise Untrusted(
+                    f"{self.where}: the catalog does not verify: {problem}",
+                    hint="restore index.json from backup; `factory verify-catalog` lists every problem",
+                    doc=doc,
+                )
+            try:
+                freshness.check(self, doc)
+            except freshness.Rollback:
+                # Reading and checking are two steps: another process of this reader may have seen
+                # (and remembered) a write made after this read. Read again while the catalog moves
+                # forward; one that does not move past what was seen was really rolled back.
+                if doc["generation"] <= previous:
+                    raise
+                previous = doc["generation"]
+                continue
+            return doc
 
-    def _parse(self, raw: bytes | None) -> IndexDoc:
-        if raw is None:
-            return empty_index()
-        try:
-            data = jsonio.loads(raw, source=self.where, what="a readable JSON catalog", error=CatalogError)
-        except CatalogError as exc:
-            exc.hint = exc.hint or "restore it from backup; the factory never writes a partial index"
-            raise
-        if isinstance(data, dict) and data.get("schema_version") != SCHEMA_VERSION:
-            raise CatalogError(
-                f"{self.where}: schema_version: {data.get('schema_version')!r} is not supported "
-                f"(this factory reads {SCHEMA_VERSION})",
-                hint="use the factory version that wrote it",
-            )
-        seen = hashlib.sha256(raw).digest()
-        if seen not in _SCHEMA_CHECKED:
-            check_schema(
-                data,
-                "catalog.schema.json",
-                source=Path(self.where),
-                what="catalog index",
-                error=CatalogError,
-            )
-            _remember_checked(seen)
-        return cast(IndexDoc, data)  # the schema check above is the proof
+    def load_unverified(self) -> IndexDoc:
+        """The schema-checked index as stored, signatures unchecked: for the audit (verify-catalog)
+        and a writer's own locked read; an absent catalog is an empty one."""
+        return parse(self._read_index()[0], self.where)
 
     def keys(self) -> list[Key]:
         return trusted_keys(self.keys_root)
@@ -286,7 +283,7 @@ class Catalog:
         """
         with self.store.lock():
             raw, token = self._read_index()
-            doc = self._parse(raw)
+            doc = parse(raw, self.where)
             problem = self.snapshot_problem(doc)
             if problem:
                 raise CatalogError(
@@ -297,7 +294,7 @@ class Catalog:
             try:  # a writer never forks a history older than one it has seen, nor another catalog's
                 freshness.check(self, doc, expiry=False)
             except freshness.Rollback:
-                if self.load()["generation"] <= doc["generation"]:
+                if self.load_unverified()["generation"] <= doc["generation"]:
                     raise
                 raise Conflict(self.where) from None  # a reader saw a newer write than this read
             txn = Txn(copy.deepcopy(doc), signer, actor, now or now_utc())
@@ -351,7 +348,7 @@ class Catalog:
         )
         data = dumps(doc)
         self._replace_index(data, token)
-        _remember_checked(hashlib.sha256(data).digest())  # checked just above, before the write
+        schema_checked(data)  # checked just above, before the write
 
 
 def catalog_of(layout: Layout) -> Catalog:
