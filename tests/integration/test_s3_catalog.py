@@ -152,7 +152,12 @@ def test_store_describes_files_where_they_are(store: Store) -> None:
 
 
 def test_every_writer_succeeds(race: Race) -> None:
-    assert race.codes == [0] * WRITERS, race.outputs
+    failed = "\n".join(
+        f"writer {i}:\n{out[-3000:]}"
+        for i, (code, out) in enumerate(zip(race.codes, race.outputs, strict=True))
+        if code
+    )
+    assert race.codes == [0] * WRITERS, failed
 
 
 @pytest.mark.parametrize("i", range(WRITERS))
