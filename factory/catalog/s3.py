@@ -52,6 +52,8 @@ def region() -> str:
 class S3Store:
     """A catalog under an S3 prefix (factory.catalog.storage.Store): conditional puts, no lock."""
 
+    serialises_writers = False
+
     def __init__(self, url: str, target: aws.AwsTarget) -> None:
         self.bucket, self.prefix = split(url)
         self._s3: Any = aws.client(target, "s3", region())

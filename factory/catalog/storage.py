@@ -50,6 +50,10 @@ class Exists(CatalogError):
 class Store(Protocol):
     """The storage operations a catalog uses; ``rel`` is a '/'-separated path inside the store."""
 
+    # Whether ``lock`` serialises every writer (a directory: flock) or does nothing (S3), in which
+    # case writers race for ``replace`` and the loser re-applies its change.
+    serialises_writers: bool
+
     @property
     def location(self) -> str:
         """The store's own location: a directory or an s3:// prefix."""
@@ -87,6 +91,8 @@ def token_of(data: bytes) -> str:
 
 class LocalStore:
     """A catalog directory on a local (or NFS-with-locks) file system."""
+
+    serialises_writers = True
 
     def __init__(self, root: Path) -> None:
         self.root = root

@@ -67,9 +67,8 @@ class Catalog:
     """The catalog at one place: ``store`` (factory.catalog.storage) holds its files, a local
     directory or an S3 prefix; everything here is the same for both."""
 
-    # How often a writer re-reads and re-applies its change after losing a race for the index.
-    # Where the store has a lock (a directory: flock(2)), writers are serialised and a lost race
-    # means a writer that bypassed the lock; S3 has none, and racing writers retry.
+    # How often a writer re-reads and re-applies its change after losing a race for the index:
+    # once where the store's lock serialises writers (a lost race is a writer that bypassed it).
     attempts = 1
     # The reader's cache (its trusted state: factory.catalog.freshness; None: not remembered) and
     # how long a signed snapshot stays valid; ``catalog_of`` sets both from the layout.
@@ -79,8 +78,7 @@ class Catalog:
     def __init__(self, store: Store | Path, keys_root: Path) -> None:
         self.store: Store = LocalStore(store) if isinstance(store, Path) else store
         self.keys_root = keys_root
-        if not isinstance(self.store, LocalStore):
-            self.attempts = RACING_ATTEMPTS
+        self.attempts = 1 if self.store.serialises_writers else RACING_ATTEMPTS
 
     @property
     def root(self) -> Path:
@@ -133,8 +131,8 @@ class Catalog:
         try:
             self.store.replace(INDEX, data, token)
         except Conflict:
-            if self.attempts > 1:
-                raise  # a store without a lock: ``update`` re-reads and re-applies
+            if not self.store.serialises_writers:
+                raise  # racing writers: ``update`` re-reads and re-applies
             raise CatalogError(
                 f"{self.where}: changed during this update; nothing was written",
                 hint="another writer did not take the catalog's lock; retry",
