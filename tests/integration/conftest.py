@@ -67,22 +67,24 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 # -- pytest -n --dist loadgroup: which modules go first -----------------------------------------
 
 # Every integration module is a group of its own (its module fixtures are made once). FIRST: the
-# longest groups, ahead of everything else, in the order that keeps every worker busy: the first
-# module needing the session's bakes makes them (the rebuild nights, the longest chain of the
-# suite), the AWS modules need none and run meanwhile, then the other modules built on those bakes
-# (the security night, lifecycle: each bakes again on top) and the idempotence runs.
+# longest groups, ahead of everything else, in the order that keeps every worker busy. The first
+# module needing the session's bakes makes them (the rebuild nights: the longest chain of the
+# suite); meanwhile the other workers run what needs none of them (the AWS modules, the
+# idempotence runs on the bootstrap, the concurrency trials); then the modules built on those bakes,
+# longest first.
 FIRST = [
     "test_rebuild_e2e",
     "test_aws_e2e",
     "test_aws_safety",
+    "test_idempotence",
+    "test_catalog_concurrency",
     "test_rebuild_security_e2e",
     "test_lifecycle_e2e",
-    "test_idempotence",
     "test_docs",
     "test_bake_e2e",
     "test_remote_gate",
+    "test_secrets",
     "test_drift_e2e",
-    "test_catalog_concurrency",
     "test_bad_input",
 ]
 
