@@ -60,7 +60,10 @@ def lock(root: Path, cache: Path) -> Lock:
     with _staging(cache) as staging:
         with log.step("ansible-galaxy install -r requirements.yml"):
             _galaxy_install(root, root / galaxy.REQUIREMENTS, staging, wanted)
-        deps = [*_installed_roles(staging, wanted["roles"]), *_installed_collections(staging, wanted["collections"])]
+        deps = [
+            *_installed_roles(staging, wanted["roles"]),
+            *_installed_collections(staging, wanted["collections"]),
+        ]
         result = Lock(deps=tuple(sorted(deps, key=lambda d: (d.kind, d.name))))
         _move_into_place(staging, cache / "galaxy" / result.key)
     atomic_write(root / galaxy.LOCK, galaxy.lock_text(result).encode())
@@ -110,7 +113,8 @@ def check(found: Lock, folder: Path) -> None:
         actual = galaxy.content_sha256(path, dep.kind)
         if actual != dep.sha256:
             raise ConfigError(
-                f"{galaxy.LOCK}: {dep.label}: content sha256 {actual} does not match the lock's {dep.sha256}",
+                f"{galaxy.LOCK}: {dep.label}: content sha256 {actual} does not match the lock's "
+                f"{dep.sha256}",
                 hint=f"the source of {dep.name} changed under the same version; review it, then "
                 "`factory deps lock` to accept the new content",
             )
@@ -196,8 +200,8 @@ def _installed_roles(staging: Path, wanted: list[Any]) -> list[Locked]:
 
 def _collection_source(fqcn: str, version: str, wanted: list[Any]) -> tuple[str, str]:
     """(source, type) of an installed collection: the requirements entry that names it."""
-    for entry in wanted:
-        entry = {"name": entry} if isinstance(entry, str) else entry
+    for item in wanted:
+        entry = {"name": item} if isinstance(item, str) else item
         name, kind = str(entry.get("name", "")), str(entry.get("type") or "galaxy")
         if kind == "galaxy" and name == fqcn:
             return name, kind

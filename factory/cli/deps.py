@@ -44,7 +44,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 VERBS = (
     Verb(
         name="deps",
-        summary="Lock requirements.yml's roles and collections by content hash, or install exactly the lock.",
+        summary="Lock the roles and collections of requirements.yml by content hash, or install the lock.",
         details="Both use ansible-galaxy and install into .cache/galaxy/<key>/, outside the tree.\n"
         "A hash that does not match the lock exits 2 naming the dependency. Bakes run `install` by\n"
         "themselves; vendor/ tarballs are used before the network (docs/roles.md).",

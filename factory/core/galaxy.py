@@ -125,7 +125,7 @@ def content_sha256(folder: Path, kind: str) -> str:
     """sha256 over the relative path, executable bit and content of every file under ``folder``
     (symlinks by their target), install metadata excluded."""
     skip = ROLE_METADATA if kind == ROLE else COLLECTION_METADATA
-    rows = []
+    rows: list[list[str | bool]] = []
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder).as_posix()
         if rel in skip or "__pycache__" in path.parts:

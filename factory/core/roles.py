@@ -84,7 +84,11 @@ def _check_against_defaults(role_dir: Path, where: str, variables: Mapping[str, 
         if key in known:
             continue
         close = difflib.get_close_matches(key, sorted(known), n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"its defaults: {', '.join(sorted(known)) or '(none)'}"
+        hint = (
+            f"did you mean {close[0]!r}?"
+            if close
+            else f"its defaults: {', '.join(sorted(known)) or '(none)'}"
+        )
         raise ConfigError(
             f"{where}.{key}: {role_dir.name} has no meta/argument_specs.yml and {key!r} is not among "
             f"the keys of {role_dir / 'defaults' / 'main.yml'}",
