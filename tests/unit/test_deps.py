@@ -46,7 +46,7 @@ def _install(layout: Layout, *, motd_default: str = "hello", version: str = "1.0
     (motd / "meta" / "argument_specs.yml").write_text(
         "---\nargument_specs:\n  main:\n    options:\n      motd_text:\n        type: str\n"
     )
-    (coll / "MANIFEST.json").write_text('{"collection_info": {"version": "%s"}}' % version)
+    (coll / "MANIFEST.json").write_text(json.dumps({"collection_info": {"version": version}}))
     lock = Lock(
         deps=(
             Locked(kind=COLLECTION, name="fixture.tools", version=version, source="t.tar.gz", type="file",
