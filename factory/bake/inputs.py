@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -170,27 +170,6 @@ def used_dependencies(spec: ImageSpec) -> list[Locked]:
     """The locked roles and collections the image's roles come from, once each, by kind and name."""
     found = {(r.dep.kind, r.dep.name): r.dep for r in spec.roles if r.dep is not None}
     return [found[key] for key in sorted(found)]
-
-
-def dependency_changes(recorded: Sequence[Mapping[str, Any]], current: Sequence[Locked]) -> list[str]:
-    """What differs between the dependencies a version recorded and those the image uses now, one
-    line each: ``collection devsec.hardening 10.5.2 → 10.6.0``, ``… 10.6.0: content changed``."""
-    before = {(str(d["kind"]), str(d["name"])): d for d in recorded}
-    now = {(d.kind, d.name): d for d in current}
-    lines = []
-    for key in sorted(before.keys() | now.keys()):
-        kind, name = key
-        old, new = before.get(key), now.get(key)
-        if old is None:
-            assert new is not None
-            lines.append(f"{kind} {name} {new.version}: new")
-        elif new is None:
-            lines.append(f"{kind} {name} {old['version']}: no longer used")
-        elif old["version"] != new.version:
-            lines.append(f"{kind} {name} {old['version']} → {new.version}")
-        elif old["sha256"] != new.sha256:
-            lines.append(f"{kind} {name} {new.version}: content changed")
-    return lines
 
 
 def parent_identity(record: Mapping[str, Any]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,30 @@ def content_sha256(folder: Path, kind: str) -> str:
             executable = bool(path.stat().st_mode & 0o111)
             rows.append([rel, hashlib.sha256(path.read_bytes()).hexdigest(), executable])
     return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+
+
+def dependency_changes(
+    recorded: Sequence[Mapping[str, Any]], current: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    """What differs between the dependencies a version recorded (its entry's ``dependencies``)
+    and those of another version, or of the image now (``Locked.to_json()``), one line each:
+    ``collection devsec.hardening 10.5.2 → 10.6.0``, ``… 10.6.0: content changed``."""
+    before = {(str(d["kind"]), str(d["name"])): d for d in recorded}
+    now = {(str(d["kind"]), str(d["name"])): d for d in current}
+    lines = []
+    for key in sorted(before.keys() | now.keys()):
+        kind, name = key
+        old, new = before.get(key), now.get(key)
+        if old is None:
+            assert new is not None
+            lines.append(f"{kind} {name} {new['version']}: new")
+        elif new is None:
+            lines.append(f"{kind} {name} {old['version']}: no longer used")
+        elif old["version"] != new["version"]:
+            lines.append(f"{kind} {name} {old['version']} → {new['version']}")
+        elif old["sha256"] != new["sha256"]:
+            lines.append(f"{kind} {name} {new['version']}: content changed")
+    return lines
 
 
 def installed_path(base: Path, dep: Locked) -> Path:

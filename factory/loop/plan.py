@@ -13,7 +13,6 @@ from typing import Any
 
 from factory.bake.inputs import (
     HashCache,
-    dependency_changes,
     fingerprint,
     input_hashes,
     parent_identity,
@@ -26,6 +25,7 @@ from factory.catalog.docs_types import EntryDoc, IndexDoc
 from factory.catalog.store import LATEST, Catalog
 from factory.core.config import ImageSpec, Layout, build_order
 from factory.core.errors import CatalogError
+from factory.core.galaxy import dependency_changes
 from factory.loop import scan
 
 
@@ -220,7 +220,7 @@ def _input_changes(ctx: Context, spec: ImageSpec, entry: EntryDoc) -> list[Reaso
         reasons.append(
             Reason(code="inputs-changed", text=f"{len(files)} input file(s) changed", files=tuple(files))
         )
-    deps = dependency_changes(entry.get("dependencies", []), used_dependencies(spec))
+    deps = dependency_changes(entry.get("dependencies", []), [d.to_json() for d in used_dependencies(spec)])
     if deps:
         reasons.append(
             Reason(code="dependency-changed", text=f"{len(deps)} dependency(ies) changed", files=tuple(deps))

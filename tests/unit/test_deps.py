@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from factory.bake import deps
-from factory.bake.inputs import dependency_changes, fingerprint, used_dependencies
+from factory.bake.inputs import fingerprint, used_dependencies
 from factory.bake.render import BuildContext, ParentRef, render_template, structural_sha256
 from factory.catalog import model, publishing
 from factory.catalog.store import Catalog
@@ -191,12 +191,12 @@ def test_dependency_changes_name_the_dependency(old: str, new: str, line: str) -
     now = Locked(
         kind=COLLECTION, name="fixture.tools", version=new, source="s", type="file", sha256="b" * 64
     )
-    assert dependency_changes(recorded, [now]) == [line]
+    assert galaxy.dependency_changes(recorded, [now.to_json()]) == [line]
 
 
 def test_same_dependencies_are_no_change() -> None:
     dep = Locked(kind=ROLE, name="a.b", version="1", source="s", type="git", sha256="c" * 64)
-    assert dependency_changes([dep.to_json()], [dep]) == []
+    assert galaxy.dependency_changes([dep.to_json()], [dep.to_json()]) == []
 
 
 def test_images_without_dependencies_render_as_before(real_layout: Layout) -> None:
