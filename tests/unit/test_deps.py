@@ -13,14 +13,14 @@ import pytest
 from factory.bake import deps
 from factory.bake.inputs import fingerprint, used_dependencies
 from factory.bake.render import BuildContext, ParentRef, render_template, structural_sha256
-from factory.catalog import model, publishing
+from factory.catalog import diff, model, publishing
 from factory.catalog.store import Catalog
 from factory.catalog.trust import Signer
 from factory.core import galaxy
 from factory.core.config import Layout, load_image, load_images
 from factory.core.errors import CatalogError, ConfigError
 from factory.core.galaxy import COLLECTION, ROLE, Lock, Locked
-from tests.unit.conftest import JUNIT, WriteImage, make_entry, make_manifest
+from tests.unit.conftest import JUNIT, WriteImage, make_entry, make_manifest, version_id
 
 ROLE_DEFAULTS = "---\ngitconfig_packages: [git]\ngitconfig_default_branch: main\n"
 
@@ -247,3 +247,18 @@ def test_entry_dependencies_are_signed(catalog: Catalog, signer: Signer, tmp_pat
     tampered = {**published, "dependencies": [{**dep, "sha256": "e" * 64}]}
     with pytest.raises(CatalogError):
         catalog.verify_entry(tampered)  # type: ignore[arg-type]
+
+
+def test_diff_lists_changed_dependencies(catalog: Catalog, signer: Signer, tmp_path: Path) -> None:
+    dep = {"kind": "collection", "name": "fixture.tools", "version": "1.0.0", "source": "s", "type": "file",
+           "sha256": "d" * 64}  # fmt: skip
+    versions = [version_id(1), version_id(2)]
+    for version, dependency in zip(
+        versions, [dep, {**dep, "version": "1.0.1", "sha256": "e" * 64}], strict=True
+    ):
+        junit = tmp_path / f"{version}.xml"
+        junit.write_text(JUNIT.format(image="base", version=version))
+        entry = replace(make_entry("base", version), dependencies=(dependency,))
+        publishing.publish(catalog, entry, make_manifest("base", version), junit, signer=signer, actor="t")
+    found = diff.diff(catalog, catalog.load(), "base", *versions)
+    assert found["dependencies_changed"] == ["collection fixture.tools 1.0.0 → 1.0.1"]
