@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from factory.bake import deps
+from factory.bake import deps, verify
 from factory.bake.inputs import fingerprint, used_dependencies
 from factory.bake.render import BuildContext, ParentRef, render_template, structural_sha256
 from factory.catalog import diff, model, publishing
@@ -31,7 +31,9 @@ def _install(layout: Layout, *, motd_default: str = "hello", version: str = "1.0
     staging = layout.cache / "staging"
     role = staging / "roles" / "acme.gitconfig"
     (role / "tasks").mkdir(parents=True)
-    (role / "tasks" / "main.yml").write_text("---\n- name: Nothing\n  ansible.builtin.debug:\n")
+    (role / "tasks" / "main.yml").write_text(
+        "---\n- name: Git configuration\n  ansible.builtin.copy:\n    dest: /etc/gitconfig\n    content: x\n"
+    )
     (role / "defaults").mkdir()
     (role / "defaults" / "main.yml").write_text(ROLE_DEFAULTS)
     (role / "meta").mkdir()
@@ -39,9 +41,12 @@ def _install(layout: Layout, *, motd_default: str = "hello", version: str = "1.0
     coll = staging / "collections" / "ansible_collections" / "fixture" / "tools"
     motd = coll / "roles" / "motd"
     (motd / "tasks").mkdir(parents=True)
-    (motd / "tasks" / "main.yml").write_text("---\n- name: Nothing\n  ansible.builtin.debug:\n")
+    (motd / "tasks" / "main.yml").write_text(
+        "---\n- name: Motd\n  ansible.builtin.copy:\n    dest: /etc/{{ motd_file }}\n    content: x\n"
+        "- name: Facts\n  ansible.builtin.copy:\n    dest: /etc/{{ ansible_facts.fqdn }}\n    content: x\n"
+    )
     (motd / "defaults").mkdir()
-    (motd / "defaults" / "main.yml").write_text(f"---\nmotd_text: {motd_default}\n")
+    (motd / "defaults" / "main.yml").write_text(f"---\nmotd_text: {motd_default}\nmotd_file: motd\n")
     (motd / "meta").mkdir()
     (motd / "meta" / "argument_specs.yml").write_text(
         "---\nargument_specs:\n  main:\n    options:\n      motd_text:\n        type: str\n"
@@ -262,3 +267,10 @@ def test_diff_lists_changed_dependencies(catalog: Catalog, signer: Signer, tmp_p
         publishing.publish(catalog, entry, make_manifest("base", version), junit, signer=signer, actor="t")
     found = diff.diff(catalog, catalog.load(), "base", *versions)
     assert found["dependencies_changed"] == ["collection fixture.tools 1.0.0 → 1.0.1"]
+
+
+def test_drift_tracks_what_external_roles_write(layout: Layout, write_image: WriteImage) -> None:
+    _install(layout)
+    write_image("tools", TOOLS.format(role_vars=""))
+    written = verify.role_written_files(load_image(layout, "tools"), layout)
+    assert {"/etc/gitconfig", "/etc/motd"} <= set(written)  # the facts-based destination is left out
