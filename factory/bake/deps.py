@@ -44,7 +44,8 @@ def read_requirements(root: Path) -> dict[str, list[Any]]:
         raise ConfigError(f"{path}: a mapping with roles: and collections: is expected")
     found: dict[str, list[Any]] = {}
     for section in ("roles", "collections"):
-        entries = data.get(section) or []
+        entries = data.get(section)
+        entries = [] if entries is None else entries
         if not isinstance(entries, list):
             raise ConfigError(f"{path}: {section}: a list is expected, not {type(entries).__name__}")
         for index, entry in enumerate(entries):

@@ -274,3 +274,35 @@ def test_drift_tracks_what_external_roles_write(layout: Layout, write_image: Wri
     write_image("tools", TOOLS.format(role_vars=""))
     written = verify.role_written_files(load_image(layout, "tools"), layout)
     assert {"/etc/gitconfig", "/etc/motd"} <= set(written)  # the facts-based destination is left out
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("{", "requirements.lock: not a valid lock file"),
+        ('{"lock_version": 2, "dependencies": []}', "requirements.lock: lock_version: 1 is expected"),
+        ('{"lock_version": 1, "dependencies": [{"kind": "role"}]}', "requirements.lock: dependencies.0:"),
+    ],
+)
+def test_bad_lock_exits_2_naming_the_field(layout: Layout, text: str, field: str) -> None:
+    (layout.root / galaxy.LOCK).write_text(text)
+    with pytest.raises(ConfigError) as err:
+        deps.install(layout.root, layout.cache)
+    assert err.value.exit_code == 2 and field in err.value.message
+    assert not (layout.cache / "galaxy").exists()  # nothing written
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("roles: {}\n", "requirements.yml: roles: a list is expected"),
+        ("collections: [3]\n", "requirements.yml: collections.0: a name or a mapping is expected"),
+        ("plugins: []\n", "requirements.yml: a mapping with roles: and collections: is expected"),
+    ],
+)
+def test_bad_requirements_exit_2_naming_the_field(layout: Layout, text: str, field: str) -> None:
+    (layout.root / galaxy.REQUIREMENTS).write_text(text)
+    with pytest.raises(ConfigError) as err:
+        deps.lock(layout.root, layout.cache)
+    assert err.value.exit_code == 2 and field in err.value.message
+    assert not (layout.root / galaxy.LOCK).exists()
