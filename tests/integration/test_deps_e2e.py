@@ -48,6 +48,10 @@ motd_text = "built by the factory"
 
 [[roles]]
 name = "sanitize"
+
+[container]
+cmd = ["/bin/bash"]
+verify_cmd = ["sleep", "infinity"]
 """
 
 GATE = '''"""The tools image: what its external roles did."""
