@@ -80,6 +80,7 @@ FIRST = [
     "test_idempotence",
     "test_docs",
     "test_bake_e2e",
+    "test_deps_e2e",
     "test_remote_gate",
     "test_drift_e2e",
     "test_catalog_concurrency",
