@@ -65,7 +65,10 @@ def lock(root: Path, cache: Path) -> Lock:
             *_installed_roles(staging, wanted["roles"]),
             *_installed_collections(staging, wanted["collections"]),
         ]
-        result = Lock(deps=tuple(sorted(deps, key=lambda d: (d.kind, d.name))))
+        result = Lock(
+            deps=tuple(sorted(deps, key=lambda d: (d.kind, d.name))),
+            requirements_sha256=galaxy.requirements_sha256(root),
+        )
         _move_into_place(staging, cache / "galaxy" / result.key)
     atomic_write(root / galaxy.LOCK, galaxy.lock_text(result).encode())
     return result

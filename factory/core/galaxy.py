@@ -73,6 +73,9 @@ class Locked:
 @dataclass(frozen=True, kw_only=True)
 class Lock:
     deps: tuple[Locked, ...]
+    # sha256 of the requirements.yml it was made from: an edit without a new lock is refused, so a
+    # bumped version is never silently ignored by the plan
+    requirements_sha256: str
 
     @property
     def key(self) -> str:
@@ -84,7 +87,21 @@ class Lock:
         return next((d for d in self.deps if d.kind == kind and d.name == name), None)
 
     def to_json(self) -> dict[str, Any]:
-        return {"lock_version": LOCK_VERSION, "dependencies": [d.to_json() for d in self.deps]}
+        return {
+            "lock_version": LOCK_VERSION,
+            "requirements_sha256": self.requirements_sha256,
+            "dependencies": [d.to_json() for d in self.deps],
+        }
+
+
+def requirements_sha256(root: Path) -> str:
+    """sha256 of the checkout's requirements.yml ("" when there is none)."""
+    try:
+        return hashlib.sha256((root / REQUIREMENTS).read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        raise ConfigError(f"{root / REQUIREMENTS}: cannot read: {exc.strerror or exc}") from None
 
 
 def lock_text(lock: Lock) -> str:
@@ -119,7 +136,13 @@ def read_lock(root: Path) -> Lock | None:
         if dep["kind"] not in (ROLE, COLLECTION) or not re.fullmatch(r"[0-9a-f]{64}", dep["sha256"]):
             raise ConfigError(f"{path}: dependencies.{index}: bad kind or sha256", hint="factory deps lock")
         locked.append(Locked(**{f: dep[f] for f in fields}))
-    return Lock(deps=tuple(locked))
+    recorded = data.get("requirements_sha256")
+    if recorded != requirements_sha256(root):
+        raise ConfigError(
+            f"{root / REQUIREMENTS}: changed since {path} was written",
+            hint="lock it again (factory deps lock) and commit both files",
+        )
+    return Lock(deps=tuple(locked), requirements_sha256=recorded)
 
 
 def content_sha256(folder: Path, kind: str) -> str:

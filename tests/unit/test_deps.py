@@ -52,7 +52,9 @@ def _install(layout: Layout, *, motd_default: str = "hello", version: str = "1.0
         "---\nargument_specs:\n  main:\n    options:\n      motd_text:\n        type: str\n"
     )
     (coll / "MANIFEST.json").write_text(json.dumps({"collection_info": {"version": version}}))
+    (layout.root / galaxy.REQUIREMENTS).write_text("---\nroles: []\ncollections: []\n")
     lock = Lock(
+        requirements_sha256=galaxy.requirements_sha256(layout.root),
         deps=(
             Locked(kind=COLLECTION, name="fixture.tools", version=version, source="t.tar.gz", type="file",
                    sha256=galaxy.content_sha256(coll, COLLECTION)),
@@ -306,3 +308,13 @@ def test_bad_requirements_exit_2_naming_the_field(layout: Layout, text: str, fie
         deps.lock(layout.root, layout.cache)
     assert err.value.exit_code == 2 and field in err.value.message
     assert not (layout.root / galaxy.LOCK).exists()
+
+
+def test_requirements_edited_without_a_new_lock_exit_2(layout: Layout, write_image: WriteImage) -> None:
+    _install(layout)
+    write_image("tools", TOOLS.format(role_vars=""))
+    (layout.root / galaxy.REQUIREMENTS).write_text("---\nroles: [geerlingguy.git]\n")
+    with pytest.raises(ConfigError) as err:
+        load_images(layout)
+    assert f"{layout.root / galaxy.REQUIREMENTS}: changed since" in err.value.message
+    assert "factory deps lock" in (err.value.hint or "")
