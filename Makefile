@@ -55,11 +55,15 @@ bake-all: setup ## Bake every image, parents first
 # 16 min, serial 23 min (README). TEST_JOBS=1 runs them serially.
 TEST_JOBS ?= 3
 
-# Unit tests and linters first, in a process of their own: integration tests leave process-wide
-# state behind (boto3's default session keeps the credentials it first saw).
-test: setup ## Unit and linter tests, then integration tests (real packer/podman/ansible bakes) on TEST_JOBS workers
-	$(VENV)/bin/python -m pytest -n auto tests/unit tests/test_linters.py; unit=$$?; \
-	$(VENV)/bin/python -m pytest -n $(TEST_JOBS) --dist loadgroup tests/integration && exit $$unit
+# Unit tests and linters in a process of their own (integration tests leave process-wide state
+# behind: boto3's default session keeps the credentials it first saw), beside the integration
+# tests, whose first minute waits on the apt mirror (debootstrap); their report is printed after.
+test: setup ## Unit and linter tests beside integration tests (real packer/podman/ansible bakes) on TEST_JOBS workers
+	@mkdir -p build; $(VENV)/bin/python -m pytest -n 2 -p no:cacheprovider tests/unit tests/test_linters.py \
+	  > build/unit-tests.log 2>&1 & unit_pid=$$!; \
+	$(VENV)/bin/python -m pytest -n $(TEST_JOBS) --dist loadgroup tests/integration; integration=$$?; \
+	wait $$unit_pid; unit=$$?; echo "== unit and linter tests (build/unit-tests.log)"; cat build/unit-tests.log; \
+	exit $$(( unit || integration ))
 
 test-unit: setup ## Unit tests only (no subprocesses), on every core
 	$(VENV)/bin/python -m pytest -n auto tests/unit

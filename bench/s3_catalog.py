@@ -301,7 +301,7 @@ def measure(checkout: Path, url: str, endpoint: str, repeat: int) -> dict[str, A
 def write(args: argparse.Namespace) -> dict[str, float]:
     """One writer: publish and promote each of its versions, after the go file appears."""
     from factory.catalog import lifecycle, publishing, trust  # noqa: PLC0415
-    from factory.catalog.s3 import open_catalog  # noqa: PLC0415
+    from factory.catalog.store import open_catalog  # noqa: PLC0415
     from factory.catalog.txn import Txn  # noqa: PLC0415
     from factory.core import awsapi as aws  # noqa: PLC0415
 
@@ -331,7 +331,7 @@ def check(url: str, keys: Path, endpoint: str, writers: int, count: int) -> dict
     """What the catalog shows after a race, against what the writers did."""
     from factory.catalog import audit  # noqa: PLC0415
     from factory.catalog.indexdoc import image_of  # noqa: PLC0415
-    from factory.catalog.s3 import open_catalog  # noqa: PLC0415
+    from factory.catalog.store import open_catalog  # noqa: PLC0415
     from factory.core import awsapi as aws  # noqa: PLC0415 -- the child only
 
     catalog = open_catalog(url, keys, aws.AwsTarget(endpoint))

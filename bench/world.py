@@ -161,7 +161,7 @@ def make_tree(root: Path, images: int) -> Layout:
     # What `factory` finds from cwd = root with FACTORY_CATALOG and FACTORY_CACHE unset.
     return Layout(
         root=root.resolve(),
-        catalog=(root / ".factory" / "catalog").resolve(),
+        catalog_location=str((root / ".factory" / "catalog").resolve()),
         cache=(root / ".cache").resolve(),
     )
 

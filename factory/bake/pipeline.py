@@ -108,7 +108,7 @@ def bake(layout: Layout, name: str, *, publish: bool = True, if_changed: bool = 
     if not publish:
         log.note(f"built {ref} ({artifact.id}); not published (--no-publish)")
         return built
-    with log.step(f"Publishing {spec.name} {ctx.version} to {layout.catalog}"):
+    with log.step(f"Publishing {spec.name} {ctx.version} to {layout.catalog_location}"):
         assert signer is not None
         entry = publishing.publish(
             catalog,
@@ -179,7 +179,7 @@ def reverify(layout: Layout, name: str, version: str | None) -> verify.TestRepor
     entry = catalog.find(name, tag.check_version(version), doc) if version else None
     if entry is None:
         raise ConfigError(
-            f"{layout.catalog / 'index.json'}: images: no published versions of {name!r}",
+            f"{catalog.where}: images: no published versions of {name!r}",
             hint=f"bake it first: factory bake {name}",
         )
     if entry["artifact"]["type"] != "podman-image":

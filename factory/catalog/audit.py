@@ -10,10 +10,10 @@ import hashlib
 from collections.abc import Mapping
 from typing import Literal
 
-from factory.catalog import freshness, history, provenance
+from factory.catalog import history, provenance
 from factory.catalog.docs_types import IndexDoc, Ledger
 from factory.catalog.indexdoc import image_of
-from factory.catalog.store import Catalog
+from factory.catalog.store import Catalog, Untrusted
 from factory.catalog.trust import BadSignature, digest, open_envelope
 from factory.core.errors import CatalogError
 
@@ -124,24 +124,14 @@ def _derived(doc: IndexDoc, replay: Ledger, published: Mapping[tuple[str, str | 
 
 
 def trusted(catalog: Catalog) -> IndexDoc:
-    """The index, refused (naming what changed) unless a trusted key signed exactly this, and
-    (factory.catalog.freshness) unless it is as new as any this reader verified, of the same
-    catalog, and not expired."""
-    for attempt in (1, 2):
-        doc = catalog.load()
-        if catalog.snapshot_problem(doc):
-            problems = audit(catalog, doc, files=False) or [
-                "index.json: the index differs from what was signed"
-            ]
-            raise CatalogError(
-                f"{catalog.where}: the catalog does not verify:\n" + "\n".join(f"  {p}" for p in problems),
-                hint="restore index.json from backup; `factory verify-catalog` lists every problem",
-            )
-        try:
-            freshness.check(catalog, doc)
-        except freshness.Rollback:
-            if attempt == 2:
-                raise
-            continue  # another reader may have seen a write made after this read: read again
-        return doc
-    raise AssertionError("unreachable")
+    """``catalog.load()``: the index, refused unless a trusted key signed exactly this and it is as
+    new as any this reader verified (factory.catalog.freshness); a refusal names what changed."""
+    try:
+        return catalog.load()
+    except Untrusted as exc:
+        problems = audit(catalog, exc.doc, files=False)
+        problems = problems or ["index.json: the index differs from what was signed"]
+        raise CatalogError(
+            f"{catalog.where}: the catalog does not verify:\n" + "\n".join(f"  {p}" for p in problems),
+            hint=exc.hint,
+        ) from None

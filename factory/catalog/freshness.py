@@ -40,7 +40,7 @@ from factory.core import jsonio, log
 from factory.core.clock import iso, now_utc
 from factory.core.config import CATALOG_EXPIRY_DAYS, Layout, load_settings
 from factory.core.errors import CatalogError
-from factory.core.files import atomic_write, dumps
+from factory.core.files import atomic_write, dumps, exclusive
 
 if TYPE_CHECKING:
     from factory.catalog.store import Catalog
@@ -69,7 +69,7 @@ def refresh(catalog: Catalog, signer: Signer, actor: str) -> tuple[int, str]:
         txn.record(history.REFRESH, "", reason=f"re-sign the snapshot (valid {catalog.expiry_days} days)")
 
     catalog.update(signer, actor, body)
-    doc = catalog.load()
+    doc = catalog.load_unverified()  # this writer's own write, verified as it was made
     signed: Mapping[str, object] = signed_predicate(catalog, doc) or {}
     return doc["generation"], str(signed.get("expires"))
 
@@ -197,7 +197,17 @@ def remember(catalog: Catalog, before: TrustedState | None, signed: SnapshotPred
         "verified_at": iso(now_utc()),
     }
     try:
-        atomic_write(path, dumps(data))
+        # Several processes of one reader remember at once: under a lock, and never lower than what
+        # another of them remembered since this one read it (the newest write wins, not the last).
+        with exclusive(path.with_name(path.name + ".lock")):
+            now_seen = seen(catalog)
+            if (
+                now_seen is not None
+                and now_seen.get("catalog_id") == signed.get("catalog_id")
+                and now_seen["generation"] >= signed["generation"]
+            ):
+                return
+            atomic_write(path, dumps(data))
     except OSError as exc:
         log.note(f"{path}: not remembered ({exc.strerror or exc}); checked against what is there")
 

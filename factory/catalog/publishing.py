@@ -59,15 +59,19 @@ def publish(
     cast(JsonObject, entry).pop("envelope", None)
     entry["envelope"] = sign(signer, provenance.statement_for(entry))
 
+    written: list[bool] = []
+
     def add(txn: Txn) -> None:
         if entry_of(txn.doc, image, version) is not None:
             raise ConfigError(f"{catalog.where}: images.{image}: version {version} is already published")
         image_doc(txn.doc, image)["versions"].append(copy.deepcopy(entry))
         txn.record("publish", image, version=version, details={"entry": provenance.entry_digest(entry)})
         move_latest(txn, image)
-        catalog.write_file(evidence, junit_bytes)
-        catalog.write_file(manifest_rel, manifest_bytes)
-        catalog.write_file(sbom_rel, sbom_bytes)
+        if not written:  # files are written once; a change re-applied after a lost race has them
+            catalog.write_file(evidence, junit_bytes)
+            catalog.write_file(manifest_rel, manifest_bytes)
+            catalog.write_file(sbom_rel, sbom_bytes)
+            written.append(True)
 
     change(catalog, signer, actor, add)
     return entry

@@ -4,8 +4,8 @@ There is no lock. Every writer reads ``index.json`` with its ETag and writes it 
 ``If-Match`` on that ETag (``If-None-Match: *`` for the first index), so S3 refuses a write based
 on an index that someone else has replaced since (412). ``Catalog.update`` then reads again and
 re-applies the change, a bounded number of times. Manifests, evidence and SBOMs are written before
-the index that refers to them, exactly as on disk: a writer that dies leaves the previous index
-intact and, at worst, an unreferenced file.
+the index that refers to them, with ``If-None-Match: *``, exactly as on disk: a writer that dies
+leaves the previous index intact and, at worst, an unreferenced file.
 """
 
 from __future__ import annotations
@@ -17,13 +17,11 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from factory.catalog.store import INDEX, Catalog, Conflict
+from factory.catalog.storage import Conflict, Exists
 from factory.core import awsapi as aws
 from factory.core.errors import ConfigError
 
 SCHEME = "s3://"
-# Lost races before giving up; each retry re-reads the index and re-applies the change.
-ATTEMPTS = 8
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
 _LOST_RACE = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
@@ -51,22 +49,16 @@ def region() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 
-class S3Catalog(Catalog):
-    attempts = ATTEMPTS
+class S3Store:
+    """A catalog under an S3 prefix (factory.catalog.storage.Store): conditional puts, no lock."""
 
-    def __init__(self, url: str, keys_root: Path, target: aws.AwsTarget) -> None:
+    def __init__(self, url: str, target: aws.AwsTarget) -> None:
         self.bucket, self.prefix = split(url)
-        # Never used as a directory: only for messages that name a file (``describe``).
-        super().__init__(Path("/nonexistent-s3-catalog"), keys_root)
         self._s3: Any = aws.client(target, "s3", region())
         self.endpoint = target.endpoint_url
 
     def _key(self, rel: str | Path) -> str:
         return str(PurePosixPath(self.prefix, rel)) if self.prefix else str(PurePosixPath(rel))
-
-    @property
-    def where(self) -> str:
-        return self.describe(INDEX)
 
     @property
     def location(self) -> str:
@@ -80,7 +72,7 @@ class S3Catalog(Catalog):
     def describe(self, rel: str | Path) -> str:
         return f"{SCHEME}{self.bucket}/{self._key(rel)}"
 
-    def _get(self, rel: str | Path) -> tuple[bytes, str] | None:
+    def read(self, rel: str | Path) -> tuple[bytes, str] | None:
         try:
             answer = aws.call(
                 f"read {self.describe(rel)}", self._s3.get_object, Bucket=self.bucket, Key=self._key(rel)
@@ -91,14 +83,13 @@ class S3Catalog(Catalog):
             raise
         return answer["Body"].read(), str(answer["ETag"])
 
-    def _read_index(self) -> tuple[bytes | None, str | None]:
-        found = self._get(INDEX)
-        return (None, None) if found is None else found
-
-    def exists(self) -> bool:
+    def exists(self, rel: str | Path) -> bool:
         try:
             aws.call(
-                f"look for {self.where}", self._s3.head_object, Bucket=self.bucket, Key=self._key(INDEX)
+                f"look for {self.describe(rel)}",
+                self._s3.head_object,
+                Bucket=self.bucket,
+                Key=self._key(rel),
             )
         except aws.AwsCallFailed as exc:
             if exc.code in _MISSING:
@@ -106,43 +97,55 @@ class S3Catalog(Catalog):
             raise
         return True
 
-    def read_file(self, rel: str | Path) -> bytes:
-        found = self._get(rel)
-        if found is None:
-            raise FileNotFoundError(f"{self.describe(rel)}: no such object")
-        return found[0]
-
-    def write_file(self, rel: str | Path, data: bytes) -> None:
-        aws.call(
-            f"write {self.describe(rel)}",
-            self._s3.put_object,
-            Bucket=self.bucket,
-            Key=self._key(rel),
-            Body=data,
-            ContentType=_content_type(str(rel)),
-        )
-
-    def _replace_index(self, data: bytes, generation: int, token: str | None) -> None:
-        del generation  # the ETag condition covers it: any other write changes the ETag
-        condition = {"IfMatch": token} if token is not None else {"IfNoneMatch": "*"}
+    def _put(self, rel: str | Path, data: bytes, **condition: str) -> None:
         try:
             aws.call(
-                f"replace {self.where}",
+                f"write {self.describe(rel)}",
                 self._s3.put_object,
                 Bucket=self.bucket,
-                Key=self._key(INDEX),
+                Key=self._key(rel),
                 Body=data,
-                ContentType="application/json",
+                ContentType=_content_type(str(rel)),
                 **condition,
             )
         except aws.AwsCallFailed as exc:
             if exc.code in _LOST_RACE:
-                raise Conflict(self.where) from None
+                raise Conflict(self.describe(rel)) from None
             raise
 
+    def create(self, rel: str | Path, data: bytes) -> None:
+        try:
+            self._put(rel, data, IfNoneMatch="*")
+        except Conflict:
+            found = self.read(rel)
+            if found is None or found[0] != data:
+                raise Exists(
+                    f"{self.describe(rel)}: already written with other content; never overwritten",
+                    hint="`factory verify-catalog` tells whether the catalog is intact",
+                ) from None
+
+    def replace(self, rel: str | Path, data: bytes, token: str | None) -> None:
+        self._put(rel, data, **({"IfMatch": token} if token is not None else {"IfNoneMatch": "*"}))
+
+    def names(self, folder: str) -> list[str]:
+        pages = self._s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self._key(folder).rstrip("/") + "/"
+        )
+        keys = aws.call(
+            f"list {self.describe(folder)}",
+            lambda: [item["Key"] for page in pages for item in page.get("Contents", [])],
+        )
+        start = len(self.prefix) + 1 if self.prefix else 0
+        return sorted(str(key)[start:] for key in keys)
+
+    def delete(self, rel: str | Path) -> None:
+        aws.call(
+            f"delete {self.describe(rel)}", self._s3.delete_object, Bucket=self.bucket, Key=self._key(rel)
+        )
+
     @contextmanager
-    def locked(self) -> Iterator[None]:
-        yield  # the conditional put of the index is the lock
+    def lock(self) -> Iterator[None]:
+        yield  # the conditional put of the commit point is the lock
 
 
 def _content_type(name: str) -> str:
@@ -167,11 +170,3 @@ def upload(files: dict[str, bytes], *, bucket: str, prefix: str, target: aws.Aws
         )
         urls.append(url)
     return urls
-
-
-def open_catalog(location: str | Path, keys_root: Path, target: aws.AwsTarget | None = None) -> Catalog:
-    """The catalog at ``location``: a local directory or ``s3://BUCKET/PREFIX``."""
-    text = str(location)
-    if is_s3(text):
-        return S3Catalog(text, keys_root, target or aws.AwsTarget())
-    return Catalog(Path(text), keys_root)

@@ -1,28 +1,24 @@
 """The catalog deployments read: signed versions, channels, lifecycle states and a hash-chained
 history, stored as files that are replaced atomically.
 
-Layout of a catalog directory::
+Layout of a catalog (a directory, or an S3 prefix: factory.catalog.storage)::
 
     index.json                         versions, channels, states, history, signed snapshot
     manifests/<image>/<version>.json   inputs and packages of one version (sha256 in the index)
     evidence/<image>/<version>/junit.xml
     sbom/<image>/<version>.cdx.json    CycloneDX SBOM of the packages (sha256 in the index; catalog.sbom)
-    .lock                              flock(2) taken by every writer
+    .lock                              flock(2) taken by every writer (a directory only)
 
-Writers take the lock, check the generation they read, write new files first and the index last,
-each as temp file → fsync → rename → fsync(dir). A crash at any moment leaves the previous index
-intact; at worst an unreferenced manifest stays behind.
-
-The same layout can live under an S3 prefix (factory.catalog.s3): there a conditional put of the
-index (If-Match on the ETag read) takes the place of the lock, and a writer that loses the race
-re-reads and re-applies its change (``Catalog.update``).
+Writers take the store's lock, write new files first (each written once) and the index last, with
+a conditional replace on the index they read. On disk each write is temp file → fsync → rename →
+fsync(dir); on S3, If-None-Match / If-Match. A crash at any moment leaves the previous index
+intact; at worst an unreferenced manifest stays behind. A writer that loses the race for the index
+(S3 has no lock) re-reads and re-applies its change (``Catalog.update``).
 """
 
 from __future__ import annotations
 
 import copy
-import errno
-import fcntl
 import hashlib
 import random
 import time
@@ -30,63 +26,68 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Literal, TypeVar, cast
 
 from securesystemslib.signer._key import Key
 
 from factory.catalog import freshness, provenance
 from factory.catalog.docs_types import EntryDoc, IndexDoc, ManifestDoc, Subject
-from factory.catalog.indexdoc import SCHEMA_VERSION, empty_index, image_of, snapshot_digest
+from factory.catalog.indexdoc import image_of, parse, schema_checked, snapshot_digest
+from factory.catalog.storage import Conflict, LocalStore, Store, open_store
 from factory.catalog.trust import BadSignature, Signer, open_signed, sign, statement, trusted_keys
 from factory.catalog.txn import Txn
 from factory.core import jsonio, log
 from factory.core.clock import iso, now_utc
 from factory.core.config import Layout
 from factory.core.errors import CatalogError, ConfigError
-from factory.core.files import atomic_write, dumps
+from factory.core.files import dumps
 from factory.core.schemas import check_schema
 
 INDEX = "index.json"
 LATEST = "latest"
 T = TypeVar("T")
-# What the file system answers a write to a read-only mount or a directory this user cannot write.
-_READ_ONLY = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+# Lost races before a writer gives up, on a store with no lock (S3); each retry re-reads the index
+# and re-applies the change.
+RACING_ATTEMPTS = 8
+__all__ = ["LATEST", "Catalog", "Conflict", "catalog_of", "open_catalog"]
+
+if TYPE_CHECKING:
+    from factory.core.awsapi import AwsTarget
 
 
-# Digests of index bytes this process has already checked against the schema. A command reads the
-# index several times (the audit, the lock, the generation check): the same bytes pass or fail the
-# same schema, and checking a large index is most of the time of a small write.
-_SCHEMA_CHECKED: dict[bytes, None] = {}
+class Untrusted(CatalogError):
+    """The index is not what a trusted key signed; ``doc`` is what was read (for the audit)."""
 
-
-def _remember_checked(seen: bytes) -> None:
-    _SCHEMA_CHECKED[seen] = None
-    while len(_SCHEMA_CHECKED) > 16:
-        del _SCHEMA_CHECKED[next(iter(_SCHEMA_CHECKED))]
-
-
-class Conflict(Exception):
-    """Another writer replaced the index between this writer's read and its write."""
+    def __init__(self, message: str, *, hint: str, doc: IndexDoc) -> None:
+        super().__init__(message, hint=hint)
+        self.doc = doc
 
 
 class Catalog:
-    """A catalog in a local directory. :class:`factory.catalog.s3.S3Catalog` keeps the same files in S3.
-
-    Storage goes through a few primitives (``_read_index``, ``read_file``, ``write_file``,
-    ``_replace_index``, ``locked``); everything else is the same for every place a catalog lives.
-    """
+    """The catalog at one place: ``store`` (factory.catalog.storage) holds its files, a local
+    directory or an S3 prefix; everything here is the same for both."""
 
     # How often a writer re-reads and re-applies its change after losing a race for the index.
-    # Here flock(2) serialises writers, so a lost race means a writer that bypassed the lock.
+    # Where the store has a lock (a directory: flock(2)), writers are serialised and a lost race
+    # means a writer that bypassed the lock; S3 has none, and racing writers retry.
     attempts = 1
     # The reader's cache (its trusted state: factory.catalog.freshness; None: not remembered) and
     # how long a signed snapshot stays valid; ``catalog_of`` sets both from the layout.
     cache: Path | None = None
     expiry_days = freshness.DEFAULT_EXPIRY_DAYS
 
-    def __init__(self, root: Path, keys_root: Path) -> None:
-        self.root = root
+    def __init__(self, store: Store | Path, keys_root: Path) -> None:
+        self.store: Store = LocalStore(store) if isinstance(store, Path) else store
         self.keys_root = keys_root
+        if not isinstance(self.store, LocalStore):
+            self.attempts = RACING_ATTEMPTS
+
+    @property
+    def root(self) -> Path:
+        """The directory of a local catalog (tests and the bench look at its files directly)."""
+        if not isinstance(self.store, LocalStore):
+            raise ConfigError(f"{self.location}: not a local catalog directory")
+        return self.store.root
 
     @property
     def index_path(self) -> Path:
@@ -95,123 +96,88 @@ class Catalog:
     @property
     def where(self) -> str:
         """The index's location, for messages: a path or an s3:// URL."""
-        return str(self.index_path)
+        return self.store.describe(INDEX)
 
     @property
     def location(self) -> str:
         """The catalog's own location: a directory or an s3:// prefix."""
-        return str(self.root.resolve())
+        return self.store.location
 
     @property
     def trust_location(self) -> str:
         """What a reader's trusted state is keyed by (factory.catalog.freshness)."""
-        return self.location
+        return self.store.trust_location
 
     def describe(self, rel: str | Path) -> str:
-        return str(self.root / rel)
+        return self.store.describe(rel)
 
-    # -- storage primitives ----------------------------------------------------------------
+    # -- storage ---------------------------------------------------------------------------
 
     def _read_index(self) -> tuple[bytes | None, str | None]:
         """The index bytes (None when there is no index yet) and a token for a conditional write."""
-        try:
-            return self.index_path.read_bytes(), None
-        except FileNotFoundError:
-            return None, None
-        except OSError as exc:
-            raise CatalogError(
-                f"{self.where}: not a readable JSON catalog: {exc}",
-                hint="restore it from backup; the factory never writes a partial index",
-            ) from None
+        found = self.store.read(INDEX)
+        return (None, None) if found is None else found
 
     def read_file(self, rel: str | Path) -> bytes:
         """A file the index refers to; OSError when it is missing."""
-        return (self.root / rel).read_bytes()
+        found = self.store.read(rel)
+        if found is None:
+            raise FileNotFoundError(f"{self.describe(rel)}: no such file")
+        return found[0]
 
     def write_file(self, rel: str | Path, data: bytes) -> None:
-        with self._writing(self.root / rel):
-            atomic_write(self.root / rel, data)
+        """Files the index refers to are written once (the same bytes again: a re-applied change)."""
+        self.store.create(rel, data)
 
-    @contextmanager
-    def _writing(self, path: Path) -> Iterator[None]:
-        """A write refused by the file system is bad input (a read-only catalog), not a crash."""
+    def _replace_index(self, data: bytes, token: str | None) -> None:
         try:
-            yield
-        except OSError as exc:
-            if exc.errno not in _READ_ONLY:
-                raise
+            self.store.replace(INDEX, data, token)
+        except Conflict:
+            if self.attempts > 1:
+                raise  # a store without a lock: ``update`` re-reads and re-applies
             raise CatalogError(
-                f"catalog {self.location} is read-only ({errno.errorcode[exc.errno]}): "
-                f"cannot write {exc.filename or path}: {exc.strerror}",
-                hint="readers (resolve, catalog, query, verify-catalog) need no write access; "
-                "writers need a writable catalog directory",
+                f"{self.where}: changed during this update; nothing was written",
+                hint="another writer did not take the catalog's lock; retry",
             ) from None
-
-    def _replace_index(self, data: bytes, generation: int, token: str | None) -> None:
-        del token  # the lock and the generation check guard a local index
-        current = self.load()["generation"] if self.exists() else 0
-        if current != generation:
-            raise CatalogError(
-                f"{self.where}: generation moved from {generation} to {current} during this update",
-                hint="another writer did not take the lock; retry",
-            )
-        with self._writing(self.index_path):
-            atomic_write(self.index_path, data)
-
-    @contextmanager
-    def locked(self) -> Iterator[None]:
-        with self._writing(self.root / ".lock"):
-            self.root.mkdir(parents=True, exist_ok=True)
-            handle = (self.root / ".lock").open("a")
-        with handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                # Only writers make temp files, and only under this lock: any left now was a
-                # writer killed mid-write, and is garbage.
-                with self._writing(self.root):
-                    for stale in self.root.glob(f".{INDEX}.*.tmp"):
-                        stale.unlink(missing_ok=True)
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
 
     # -- reading ---------------------------------------------------------------------------
 
     def exists(self) -> bool:
-        return self.index_path.exists()
+        return self.store.exists(INDEX)
 
     def index_bytes(self) -> bytes | None:
         return self._read_index()[0]
 
     def load(self) -> IndexDoc:
-        """The schema-checked index; an absent catalog is an empty one. Signatures: see verify_snapshot."""
-        return self._parse(self._read_index()[0])
+        """The index, refused unless a trusted key signed exactly this (``snapshot_problem``) and it
+        is as new as any this reader verified, of the same catalog, and not expired (freshness).
+        The one read every command uses; ``factory.catalog.audit.trusted`` adds what changed."""
+        previous = -1
+        while True:
+            doc = self.load_unverified()
+            problem = self.snapshot_problem(doc)
+            if problem:
+                raise Untrusted(
+                    f"{self.where}: the catalog does not verify: {problem}",
+                    hint="restore index.json from backup; `factory verify-catalog` lists every problem",
+                    doc=doc,
+                )
+            try:
+                freshness.check(self, doc)
+            except freshness.Rollback:
+                # Reading and checking are two steps: another process of this reader may have seen
+                # (and remembered) a write made after this read. Read again while the catalog moves
+                # forward; one that does not move past what was seen was really rolled back.
+                if doc["generation"] <= previous:
+                    raise
+                previous = doc["generation"]
+                continue
+            return doc
 
-    def _parse(self, raw: bytes | None) -> IndexDoc:
-        if raw is None:
-            return empty_index()
-        try:
-            data = jsonio.loads(raw, source=self.where, what="a readable JSON catalog", error=CatalogError)
-        except CatalogError as exc:
-            exc.hint = exc.hint or "restore it from backup; the factory never writes a partial index"
-            raise
-        if isinstance(data, dict) and data.get("schema_version") != SCHEMA_VERSION:
-            raise CatalogError(
-                f"{self.where}: schema_version: {data.get('schema_version')!r} is not supported "
-                f"(this factory reads {SCHEMA_VERSION})",
-                hint="use the factory version that wrote it",
-            )
-        seen = hashlib.sha256(raw).digest()
-        if seen not in _SCHEMA_CHECKED:
-            check_schema(
-                data,
-                "catalog.schema.json",
-                source=Path(self.where),
-                what="catalog index",
-                error=CatalogError,
-            )
-            _remember_checked(seen)
-        return cast(IndexDoc, data)  # the schema check above is the proof
+    def load_unverified(self) -> IndexDoc:
+        """The schema-checked index as stored, signatures unchecked: for the audit (verify-catalog)
+        and a writer's own locked read; an absent catalog is an empty one."""
+        return parse(self._read_index()[0], self.where)
 
     def keys(self) -> list[Key]:
         return trusted_keys(self.keys_root)
@@ -315,9 +281,9 @@ class Catalog:
         Raises :class:`Conflict` when another writer replaced the index in the meantime (the write
         is conditional on what was read); nothing is written then. ``update`` retries.
         """
-        with self.locked():
+        with self.store.lock():
             raw, token = self._read_index()
-            doc = self._parse(raw)
+            doc = parse(raw, self.where)
             problem = self.snapshot_problem(doc)
             if problem:
                 raise CatalogError(
@@ -328,7 +294,7 @@ class Catalog:
             try:  # a writer never forks a history older than one it has seen, nor another catalog's
                 freshness.check(self, doc, expiry=False)
             except freshness.Rollback:
-                if self.load()["generation"] <= doc["generation"]:
+                if self.load_unverified()["generation"] <= doc["generation"]:
                     raise
                 raise Conflict(self.where) from None  # a reader saw a newer write than this read
             txn = Txn(copy.deepcopy(doc), signer, actor, now or now_utc())
@@ -381,19 +347,20 @@ class Catalog:
             doc, "catalog.schema.json", source=Path(self.where), what="catalog index (about to write)"
         )
         data = dumps(doc)
-        self._replace_index(data, generation, token)
-        _remember_checked(hashlib.sha256(data).digest())  # checked just above, before the write
+        self._replace_index(data, token)
+        schema_checked(data)  # checked just above, before the write
 
 
 def catalog_of(layout: Layout) -> Catalog:
-    """The catalog this command works on: a local directory or an S3 prefix (``--catalog s3://…``)."""
-    if layout.remote_catalog is None:
-        catalog = Catalog(layout.catalog, layout.keys)
-    else:
-        from factory.catalog import s3 as s3catalog  # noqa: PLC0415 -- boto3 loads only for an S3 catalog
-        from factory.core import awsapi as aws  # noqa: PLC0415
+    """The catalog this command works on: ``layout.catalog_location``, a directory or an S3 prefix."""
+    from factory.core.awsapi import AwsTarget  # noqa: PLC0415 -- boto3 loads only for an S3 catalog
 
-        catalog = s3catalog.S3Catalog(layout.remote_catalog, layout.keys, aws.AwsTarget(layout.aws_endpoint))
+    catalog = Catalog(open_store(layout.catalog_location, AwsTarget(layout.aws_endpoint)), layout.keys)
     catalog.cache = layout.cache
     catalog.expiry_days = freshness.expiry_days(layout)
     return catalog
+
+
+def open_catalog(location: str | Path, keys_root: Path, target: AwsTarget | None = None) -> Catalog:
+    """The catalog at ``location`` (a directory or ``s3://BUCKET/PREFIX``), with no reader's cache."""
+    return Catalog(open_store(location, target), keys_root)

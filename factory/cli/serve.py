@@ -41,7 +41,7 @@ def cmd_serve(args: argparse.Namespace, layout: Layout) -> int:
         max_connections=args.max_connections,
         deadline_s=args.request_deadline,
     )
-    log.note(f"catalog {layout.catalog}; read afresh, signatures checked, on every request")
+    log.note(f"catalog {layout.catalog_location}; read afresh, signatures checked, on every request")
     # stdout, one line, flushed: the bound URL (with the port picked for --port 0) for scripts.
     print(f"serving {server.url}", flush=True)
     caught = http_server.run(server)

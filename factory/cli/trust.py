@@ -6,14 +6,14 @@ from __future__ import annotations
 import argparse
 
 from factory.catalog import freshness
-from factory.catalog import s3 as s3catalog
+from factory.catalog.store import open_catalog
 from factory.cli.common import Verb, actor_of, emit, field, json_flag, out
 from factory.core import awsapi as aws
 from factory.core.config import Layout
 
 
 def cmd_trust(args: argparse.Namespace, layout: Layout) -> int:
-    catalog = s3catalog.open_catalog(args.location, layout.keys, aws.AwsTarget(layout.aws_endpoint))
+    catalog = open_catalog(args.location, layout.keys, aws.AwsTarget(layout.aws_endpoint))
     catalog.cache = layout.cache
     record = freshness.reset(catalog, args.reason, actor_of(args, layout))
     if args.json:

@@ -33,10 +33,9 @@ class Layout:
     """Where everything lives. Generated output stays in gitignored folders."""
 
     root: Path
-    catalog: Path
+    # The one place the catalog lives: a directory, or s3://BUCKET/PREFIX (factory.catalog.storage).
+    catalog_location: str
     cache: Path
-    # s3://BUCKET/PREFIX when the catalog lives in S3 (factory.catalog.s3); ``catalog`` is then unused.
-    remote_catalog: str | None = None
     # A local AWS API (moto) for emulated runs; None means real AWS. Loopback only (factory.core.awsapi).
     aws_endpoint: str | None = None
 
@@ -52,14 +51,19 @@ class Layout:
         root = root.resolve()
         catalog = catalog or os.environ.get("FACTORY_CATALOG") or str(root / ".factory" / "catalog")
         cache = cache or os.environ.get("FACTORY_CACHE") or str(root / ".cache")
-        remote = catalog if catalog.startswith("s3://") else None
         return cls(
             root=root,
-            catalog=root / ".factory" / "catalog" if remote else Path(catalog).resolve(),
+            catalog_location=catalog if catalog.startswith("s3://") else str(Path(catalog).resolve()),
             cache=Path(cache).resolve(),
-            remote_catalog=remote,
             aws_endpoint=aws_endpoint or os.environ.get("FACTORY_AWS_ENDPOINT_URL") or None,
         )
+
+    @property
+    def catalog(self) -> Path:
+        """The catalog's directory, for a local catalog (an S3 one has none: ConfigError)."""
+        if self.catalog_location.startswith("s3://"):
+            raise ConfigError(f"--catalog: {self.catalog_location} is not a local directory")
+        return Path(self.catalog_location)
 
     @property
     def images(self) -> Path:

@@ -243,7 +243,7 @@ def expected_for(layout: Layout, host: str, release: Mapping[str, str]) -> Expec
     entry = state.entry_of(doc, image, version)
     if entry is None:
         raise ConfigError(
-            f"{host}: runs {image} {version}, which the catalog {layout.catalog} does not have",
+            f"{host}: runs {image} {version}, which the catalog {layout.catalog_location} does not have",
             hint=f"`factory catalog {image}` lists the published versions; is --catalog the right one?",
         )
     catalog.verify_entry(entry)

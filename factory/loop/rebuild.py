@@ -243,7 +243,7 @@ def child_command(layout: Layout) -> list[str]:
     """This factory again, on the same checkout and the same catalog (an S3 catalog with its
     endpoint): a child bake publishes where the rebuild reads. Same key and cache by environment."""
     cmd = [sys.executable, "-m", "factory", "--root", str(layout.root)]
-    cmd += ["--catalog", layout.remote_catalog or str(layout.catalog)]
+    cmd += ["--catalog", layout.catalog_location]
     if layout.aws_endpoint:
         cmd += ["--endpoint-url", layout.aws_endpoint]
     return cmd

@@ -101,10 +101,21 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
         return None
     from xdist.scheduler import LoadGroupScheduling  # type: ignore[import-untyped]  # noqa: PLC0415
 
+    # xdist's default queues the groups by their number of tests, most first, which puts the
+    # 150-case bad-input corpus ahead of the long bakes; the queue must follow FIRST instead.
+    config.option.loadscopereorder = False
+
     class ModuleGroups(LoadGroupScheduling):  # type: ignore[misc]
         def _split_scope(self, nodeid: str) -> str:
             group = group_of(config.rootpath / nodeid.split("::", 1)[0])
             return group if group is not None else str(super()._split_scope(nodeid))
+
+        def _reschedule(self, node: Any) -> None:
+            """The next module goes to a worker only once it is on its last test (xdist: two
+            left): a module committed early to a busy worker waits there while others idle."""
+            if not node.shutting_down and self.workqueue and self._pending_of(self.assigned_work[node]) > 1:
+                return
+            super()._reschedule(node)
 
     return ModuleGroups(config, log)
 
@@ -293,4 +304,4 @@ def scratch(tmp_path: Path) -> Scratch:
 def layout(tmp_path: Path) -> Layout:
     """A copy of this checkout's definitions, roles and image tests; build output under ``tmp_path``."""
     root = copy_definitions(tmp_path / "repo")
-    return Layout(root=root, catalog=tmp_path / "catalog", cache=tmp_path / "cache")
+    return Layout(root=root, catalog_location=str(tmp_path / "catalog"), cache=tmp_path / "cache")

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from factory.catalog import lifecycle, trust
-from factory.catalog.s3 import open_catalog
+from factory.catalog.store import open_catalog
 from factory.catalog.txn import Txn
 from factory.core import awsapi as aws
 

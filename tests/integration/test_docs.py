@@ -120,7 +120,7 @@ def publish_docs_catalog(scratch: Scratch) -> None:
     root = scratch.root
     signer = trust.load_signer(trust.DEFAULT_KEY.expanduser())
     catalog = Catalog(scratch.catalog, root / "keys")
-    layout = Layout(root=root, catalog=scratch.catalog, cache=root / ".cache")
+    layout = Layout(root=root, catalog_location=str(scratch.catalog), cache=root / ".cache")
     specs = load_images(layout)
     hashes = HashCache()
     junit = root.parent / "junit.xml"

@@ -15,8 +15,9 @@ import pytest
 
 from factory.catalog import audit, lifecycle, state, trust
 from factory.catalog.docs_types import IndexDoc
-from factory.catalog.s3 import S3Catalog, open_catalog, split
-from factory.catalog.store import Catalog
+from factory.catalog.s3 import S3Store, split
+from factory.catalog.storage import Conflict, Exists, LocalStore, Store
+from factory.catalog.store import INDEX, Catalog, open_catalog
 from factory.catalog.txn import Txn
 from factory.core import awsapi as aws
 from factory.core.errors import CatalogError, ConfigError
@@ -94,8 +95,69 @@ def race(shared: Shared) -> Race:
     return Race(codes=[p.returncode for p in procs], outputs=outputs, doc=shared.catalog().load())
 
 
+def overwrite(catalog: Catalog, data: bytes) -> None:
+    """What whoever can write the bucket does: replace index.json with ``data``, no questions asked."""
+    found = catalog.store.read(INDEX)
+    catalog.store.replace(INDEX, data, found[1] if found else None)
+
+
+# -- the Store protocol, the same on both stores ------------------------------------------------
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, shared: Shared, tmp_path: Path) -> Store:
+    if request.param == "local":
+        return LocalStore(tmp_path / "store")
+    bucket = f"contract-{tmp_path.name.lower().replace('_', '-')[-40:]}"
+    shared.server.client("s3").create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
+    return S3Store(f"s3://{bucket}/p", aws.AwsTarget(shared.server.url))
+
+
+def test_store_reads_nothing_where_nothing_was_written(store: Store) -> None:
+    assert (store.read("a/b.json"), store.exists("a/b.json"), store.names("a")) == (None, False, [])
+
+
+def test_store_create_writes_once_and_refuses_other_bytes(store: Store) -> None:
+    store.create("m/x.json", b"one")
+    store.create("m/x.json", b"one")  # a re-applied change writes the same bytes again
+    with pytest.raises(Exists, match="already written with other content"):
+        store.create("m/x.json", b"two")
+    assert (store.read("m/x.json") or (b"", ""))[0] == b"one"
+
+
+def test_store_replace_is_conditional_on_what_was_read(store: Store) -> None:
+    store.replace("index.json", b"first", None)
+    with pytest.raises(Conflict):
+        store.replace("index.json", b"second", None)  # someone created it meanwhile
+    first = store.read("index.json")
+    assert first is not None
+    store.replace("index.json", b"second", first[1])
+    with pytest.raises(Conflict):
+        store.replace("index.json", b"third", first[1])  # based on a read that is now stale
+    assert (store.read("index.json") or (b"", ""))[0] == b"second"
+
+
+def test_store_lists_and_deletes(store: Store) -> None:
+    for rel in ("m/b/2.json", "m/a/1.json", "other.json"):
+        store.create(rel, b"x")
+    assert store.names("m") == ["m/a/1.json", "m/b/2.json"]
+    store.delete("m/a/1.json")
+    store.delete("m/a/1.json")  # deleting what is gone is not an error
+    assert (store.names("m"), store.exists("other.json")) == (["m/b/2.json"], True)
+
+
+def test_store_describes_files_where_they_are(store: Store) -> None:
+    assert store.describe("index.json").endswith("/index.json")
+    assert store.describe("index.json").startswith(store.location)
+
+
 def test_every_writer_succeeds(race: Race) -> None:
-    assert race.codes == [0] * WRITERS, race.outputs
+    failed = "\n".join(
+        f"writer {i}:\n{out[-3000:]}"
+        for i, (code, out) in enumerate(zip(race.codes, race.outputs, strict=True))
+        if code
+    )
+    assert race.codes == [0] * WRITERS, failed
 
 
 @pytest.mark.parametrize("i", range(WRITERS))
@@ -170,7 +232,7 @@ def test_endless_races_fail_clearly(shared: Shared, tmp_path: Path) -> None:
     before = ours.index_bytes()
 
     def always_beaten(txn: Txn) -> None:
-        theirs.write_file("index.json", (ours.index_bytes() or b"") + b" ")  # same content, new ETag
+        overwrite(theirs, (ours.index_bytes() or b"") + b" ")  # same content, new ETag
         lifecycle.promote(txn, ours, ORDER, image="endless", version=version, channel="dev")
 
     with pytest.raises(CatalogError, match="changed under this update 8 times"):
@@ -182,10 +244,10 @@ def test_first_index_is_created_only_once(shared: Shared, tmp_path: Path) -> Non
     """Two writers that both found no index: If-None-Match lets only one create it."""
     shared.server.client("s3").create_bucket(Bucket="fresh")  # type: ignore[attr-defined]
     target = aws.AwsTarget(shared.server.url)
-    first = S3Catalog("s3://fresh/c", shared.root / "keys", target)
+    first = Catalog(S3Store("s3://fresh/c", target), shared.root / "keys")
     assert not first.exists()
     publish_one(first, trust.load_signer(shared.key), "one", 1, actor="a", scratch=tmp_path)
-    second = S3Catalog("s3://fresh/c", shared.root / "keys", target)
+    second = Catalog(S3Store("s3://fresh/c", target), shared.root / "keys")
     assert second.exists()
     assert second.load()["generation"] == 1
 
@@ -195,7 +257,7 @@ def test_tampered_s3_index_is_refused(shared: Shared, tmp_path: Path) -> None:
     catalog = open_catalog("s3://tamper", shared.root / "keys", aws.AwsTarget(shared.server.url))
     publish_one(catalog, trust.load_signer(shared.key), "t", 1, actor="a", scratch=tmp_path)
     raw = (catalog.index_bytes() or b"").replace(b'"passed": 10', b'"passed": 11')
-    catalog.write_file("index.json", raw)
+    overwrite(catalog, raw)
     with pytest.raises(CatalogError, match=r"s3://tamper/index.json"):
         audit.trusted(catalog)
 
@@ -220,7 +282,7 @@ def test_older_s3_index_put_back_is_refused(shared: Shared, tmp_path: Path) -> N
     old = catalog.index_bytes() or b""
     publish_one(catalog, signer, "rb", 2, actor="a", scratch=tmp_path)
     assert audit.trusted(catalog)["generation"] == 2
-    catalog.write_file("index.json", old)
+    overwrite(catalog, old)
     with pytest.raises(CatalogError, match=r"s3://rollback/c/index.json: generation 1 .*rolled back"):
         audit.trusted(catalog)
     with pytest.raises(CatalogError, match="rolled back"):  # nor does a writer fork from it
@@ -239,7 +301,7 @@ def test_index_of_another_s3_catalog_is_refused(shared: Shared, tmp_path: Path) 
     for n in (1, 2, 3):
         publish_one(theirs, signer, "sub", n, actor="a", scratch=tmp_path)
     audit.trusted(ours)
-    ours.write_file("index.json", theirs.index_bytes() or b"")
+    overwrite(ours, theirs.index_bytes() or b"")
     with pytest.raises(CatalogError, match=r"s3://substitute/ours/index.json: catalog .* another catalog"):
         audit.trusted(ours)
 

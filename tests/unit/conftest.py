@@ -80,7 +80,7 @@ def layout(tmp_path: Path) -> Layout:
     """A throw-away factory tree: the real images, roles, inventory, image tests, ansible.cfg and
     factory.toml; its catalog is ``tmp_path/catalog`` and its trusted keys ``keys_root``."""
     root = copy_definitions(tmp_path / "repo")
-    return Layout(root=root, catalog=tmp_path / "catalog", cache=tmp_path / "cache")
+    return Layout(root=root, catalog_location=str(tmp_path / "catalog"), cache=tmp_path / "cache")
 
 
 WriteImage = Callable[[str, str], Path]

@@ -112,7 +112,7 @@ def test_load_image_unknown_name(real_layout: Layout) -> None:
 
 def test_load_images_without_images_directory(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no images directory"):
-        load_images(Layout(root=tmp_path, catalog=tmp_path / "c", cache=tmp_path / "k"))
+        load_images(Layout(root=tmp_path, catalog_location=str(tmp_path / "c"), cache=tmp_path / "k"))
 
 
 def test_copied_tree_loads(layout: Layout) -> None:

@@ -16,6 +16,7 @@ import pytest
 
 from factory.catalog import audit, freshness, query
 from factory.catalog.indexdoc import empty_index, snapshot_digest
+from factory.catalog.storage import LocalStore
 from factory.catalog.store import INDEX, Catalog
 from factory.catalog.trust import sign, statement
 from factory.core.clock import now_utc
@@ -71,7 +72,7 @@ def refused(catalog: Catalog, *words: str) -> str:
 
 def legacy_index(world: World) -> bytes:
     """The world's index as the previous release signed it: no catalog id, no expiry."""
-    doc = world.doc()
+    doc = world.catalog.load_unverified()  # read as a file, not as a reader (nothing remembered)
     del doc["catalog_id"]
     doc["snapshot"] = None
     doc["snapshot"] = sign(
@@ -157,6 +158,27 @@ def test_rollback_to_an_older_copy_is_refused(reader: Catalog, world: World) -> 
     refused(reader, "rolled back", f"generation {json.loads(old)['generation']}", "factory trust reset")
 
 
+def test_a_read_overtaken_by_another_process_of_the_reader_is_read_again(
+    reader: Catalog, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read, then check: between the two, another process of this reader (a concurrent `resolve`)
+    may remember a write made after this read. That is a moving catalog, not a rolled-back one."""
+    older = reader.index_path.read_bytes()
+    world.through("base", world.base[1], last="dev")
+    old = reader.index_path.read_bytes()
+    world.through("base", world.base[1])
+    newest = audit.trusted(reader)["generation"]  # the other process saw the newest write
+    reads = iter([older, old])  # each read of this process is overtaken once more, then it is not
+    real_read = LocalStore.read
+
+    def overtaken(store: LocalStore, rel: str | Path) -> tuple[bytes, str] | None:
+        stale = next(reads, None)  # the first read of the index predates the newer write
+        return (stale, "") if stale is not None and str(rel) == INDEX else real_read(store, rel)
+
+    monkeypatch.setattr(LocalStore, "read", overtaken)
+    assert audit.trusted(reader)["generation"] == newest
+
+
 def test_catalog_from_another_location_is_refused(
     reader: Catalog, tmp_path: Path, keys_root: Path, session_key: KeyPair
 ) -> None:
@@ -230,6 +252,7 @@ def _read_only(*_args: object) -> None:
 
 def test_read_only_cache_reads_without_remembering(reader: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(freshness, "atomic_write", _read_only)
+    monkeypatch.setattr(freshness, "exclusive", _read_only)  # its lock file cannot be made either
     assert audit.trusted(reader)["generation"] > 0
     assert cache_files(reader) == {}
 

@@ -73,7 +73,7 @@ def world(tmp_path: Path) -> tuple[Layout, Catalog]:
 def make_world(tmp_path: Path) -> tuple[Layout, Catalog]:
     """A scratch checkout of the real definitions, with base and nginx published as they are now."""
     root = copy_definitions(tmp_path / "repo")
-    layout = Layout(root=root, catalog=tmp_path / "catalog", cache=tmp_path / "cache")
+    layout = Layout(root=root, catalog_location=str(tmp_path / "catalog"), cache=tmp_path / "cache")
     key = tmp_path / "key.pem"
     trust.keygen(key, root / "keys")
     signer = trust.load_signer(key)

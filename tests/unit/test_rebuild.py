@@ -28,10 +28,10 @@ def test_a_child_bake_talks_to_the_same_aws_endpoint(tmp_path: Path) -> None:
 
 
 def test_without_an_endpoint_the_child_gets_none(tmp_path: Path) -> None:
-    layout = Layout(root=tmp_path, catalog=tmp_path / "cat", cache=tmp_path / "cache")
+    layout = Layout(root=tmp_path, catalog_location=str(tmp_path / "cat"), cache=tmp_path / "cache")
     assert "--endpoint-url" not in child_command(layout)
 
 
 def test_the_child_works_on_the_same_checkout(tmp_path: Path) -> None:
-    layout = Layout(root=tmp_path, catalog=tmp_path / "cat", cache=tmp_path / "cache")
+    layout = Layout(root=tmp_path, catalog_location=str(tmp_path / "cat"), cache=tmp_path / "cache")
     assert _option(child_command(layout), "--root") == str(tmp_path)
