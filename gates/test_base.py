@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 import pytest
@@ -131,6 +132,37 @@ def test_sshd_hardening(host: Any, directive: str) -> None:
     assert host.file(SSHD_DROPIN).contains(f"^{directive}$")
 
 
+@pytest.fixture(scope="module")
+def sshd_effective(host: Any) -> set[str]:
+    """What sshd would run with (`sshd -T`): a foreign sshd_config that drops the Include of the
+    drop-in, or overrides it, shows here. The image has no host keys (sanitize), so a throwaway
+    one is made for the check and removed with the privilege separation directory."""
+    work = host.run("mktemp -d").stdout.strip()
+    try:
+        result = host.run(
+            f"ssh-keygen -q -t ed25519 -N '' -f {work}/key && mkdir -p /run/sshd && "
+            f"/usr/sbin/sshd -T -h {work}/key"
+        )
+        assert result.rc == 0, result.stderr
+        return {line.strip().lower() for line in result.stdout.splitlines()}
+    finally:
+        host.run(f"rm -rf {work}; rmdir /run/sshd 2>/dev/null || true")
+
+
+@pytest.mark.parametrize(
+    "directive",
+    [
+        "permitrootlogin no",
+        "passwordauthentication no",
+        "permitemptypasswords no",
+        "x11forwarding no",
+        "maxauthtries 4",
+    ],
+)
+def test_sshd_effective(sshd_effective: set[str], directive: str) -> None:
+    assert directive in sshd_effective
+
+
 def test_sshd_dropin_is_private(host: Any) -> None:
     assert host.file(SSHD_DROPIN).mode == 0o600
 
@@ -147,6 +179,54 @@ def test_sshd_dropin_is_private(host: Any) -> None:
 )
 def test_sysctl_hardening(host: Any, key: str, value: str) -> None:
     assert host.file("/etc/sysctl.d/90-hardening.conf").contains(f"^{key} = {value}$")
+
+
+# What `sysctl --system` applies at boot: the files of these directories merged by file name (a name
+# in an earlier directory hides the same name in a later one), read in name order, then
+# /etc/sysctl.conf; the last value of a key wins. A container shows the host kernel's values, so
+# the effective configuration is computed from the image's files, as procps does it.
+SYSCTL_EFFECTIVE = r"""
+import glob, os, sys
+files = {}
+dirs = ("/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", "/lib/sysctl.d")
+for folder in dirs:
+    for path in glob.glob(folder + "/*.conf"):
+        files.setdefault(os.path.basename(path), path)
+ordered = [files[name] for name in sorted(files)] + ["/etc/sysctl.conf"]
+values = {}
+for path in ordered:
+    if not os.path.isfile(path):
+        continue
+    for line in open(path):
+        line = line.strip()
+        if line and line[0] not in "#;" and "=" in line:
+            key, value = line.lstrip("-").split("=", 1)
+            values[key.strip().replace("/", ".")] = value.strip()
+print(values.get(sys.argv[1], "(unset)"))
+"""
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("kernel.randomize_va_space", "2"),
+        ("fs.suid_dumpable", "0"),
+        ("net.ipv4.ip_forward", "0"),
+        ("net.ipv4.conf.all.accept_redirects", "0"),
+        ("net.ipv4.tcp_syncookies", "1"),
+    ],
+)
+def test_sysctl_effective(host: Any, key: str, value: str) -> None:
+    result = host.run(f"python3 -c {shlex.quote(SYSCTL_EFFECTIVE)} {key}")
+    assert result.stdout.strip() == value, result.stderr
+
+
+BACKUPS = "\\( -name '*~' -o -name '*.dpkg-*' -o -name '*.orig' -o -name '*.bak' \\)"
+
+
+def test_no_backup_files_under_etc(host: Any) -> None:
+    found = host.run(f"find /etc -xdev -type f {BACKUPS} -print")
+    assert found.stdout == ""
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,16 @@ LINTERS = {
     "ruff-format": [str(BIN / "ruff"), "format", "--check", "factory", "tests", "gates", "bench"],
     "mypy": [str(BIN / "mypy")],
     "mypy-bench": [str(BIN / "mypy"), "--strict", "bench"],
-    "yamllint": [str(BIN / "yamllint"), "-s", "roles", "inventory", "images", ".github", ".yamllint"],
+    "yamllint": [
+        str(BIN / "yamllint"),
+        "-s",
+        "roles",
+        "inventory",
+        "images",
+        ".github",
+        ".yamllint",
+        "requirements.yml",
+    ],
     "ansible-lint": [str(BIN / "ansible-lint"), "roles"],
     # The layering of factory/ (contracts in pyproject.toml [tool.importlinter]).
     "import-linter": [str(BIN / "lint-imports"), "--no-cache"],

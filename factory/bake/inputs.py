@@ -1,8 +1,9 @@
 """The files a build reads, with their hashes, and the input fingerprint built from them.
 
 The fingerprint says whether a rebuild could produce something different: it covers the rendered
-template (with the per-build values held fixed), every file of every role used (dependencies
-included), the role variables, the inventory, the Testinfra files, the parent (its version, or
+template (with the per-build values held fixed), every file of every role of roles/ used
+(dependencies included), the locked content hash of every external role or collection used
+(factory.core.galaxy), the role variables, the inventory, the Testinfra files, the parent (its version, or
 for a bootstrapped base the suite and mirror) and the factory's own version. File hashes are
 cached by path, mtime and size, so a fingerprint costs milliseconds.
 """
@@ -21,6 +22,7 @@ from factory.catalog.trust import digest
 from factory.core import jsonio
 from factory.core.config import ImageSpec, Layout
 from factory.core.errors import ConfigError
+from factory.core.galaxy import Locked
 
 
 def role_closure(layout: Layout, roles: list[str], memo: Memo | None = None) -> list[str]:
@@ -42,7 +44,7 @@ def input_files(spec: ImageSpec, layout: Layout, memo: Memo | None = None) -> li
     files: list[Path] = [spec.definition, layout.root / "ansible.cfg"]
     templates = Path(str(resources.files("factory").joinpath("templates")))
     files.extend(templates / f"{target.value}.json.j2" for target in spec.targets)
-    for role in role_closure(layout, [r.name for r in spec.roles], memo):
+    for role in role_closure(layout, [r.name for r in spec.roles if r.dep is None], memo):
         files.extend(memo.files(layout.roles / role))
     files.extend(memo.files(layout.inventory))
     conftest = layout.image_tests / "conftest.py"
@@ -164,6 +166,12 @@ def input_hashes(spec: ImageSpec, layout: Layout, cache: HashCache | None = None
     return hashes
 
 
+def used_dependencies(spec: ImageSpec) -> list[Locked]:
+    """The locked roles and collections the image's roles come from, once each, by kind and name."""
+    found = {(r.dep.kind, r.dep.name): r.dep for r in spec.roles if r.dep is not None}
+    return [found[key] for key in sorted(found)]
+
+
 def parent_identity(record: Mapping[str, Any]) -> dict[str, Any]:
     """What of a parent record shapes the child: the parent version, or the bootstrap source."""
     if "image" in record:
@@ -182,12 +190,17 @@ def fingerprint(
 ) -> str:
     """One sha256 over everything that shapes the image (see the module docstring)."""
     role_vars = [[role.name, dict(role.vars)] for role in spec.roles]
-    return digest(
-        {
-            "template": template_sha256,
-            "inputs": dict(inputs),
-            "role_vars": role_vars,
-            "parent": dict(parent),
-            "factory": __version__,
-        }
-    )
+    shaping: dict[str, Any] = {
+        "template": template_sha256,
+        "inputs": dict(inputs),
+        "role_vars": role_vars,
+        "parent": dict(parent),
+        "factory": __version__,
+    }
+    deps = used_dependencies(spec)
+    if deps:  # absent, not empty, for images without any: their fingerprints stay what they were
+        shaping["dependencies"] = [[d.kind, d.name, d.version, d.sha256] for d in deps]
+    unchecked = [role.name for role in spec.roles if role.vars_unchecked]
+    if unchecked:
+        shaping["vars_unchecked"] = unchecked
+    return digest(shaping)

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from factory import __version__
-from factory.bake import bootstrap, verify
+from factory.bake import bootstrap, deps, verify
 from factory.bake import packer as build
-from factory.bake.inputs import HashCache, fingerprint, input_hashes, parent_identity
+from factory.bake.inputs import HashCache, fingerprint, input_hashes, parent_identity, used_dependencies
 from factory.bake.render import AwsBuild, BuildContext, ParentRef, Rendered, render, structural_sha256
 from factory.catalog import audit, model, publishing, state, targets, trust
 from factory.catalog.docs_types import EntryDoc, IndexDoc, ManifestDoc
@@ -52,6 +52,7 @@ def bake(layout: Layout, name: str, *, publish: bool = True, if_changed: bool = 
     With ``if_changed``, a build whose packages and input fingerprint equal the newest published
     version's is not published: the run is recorded as ``unchanged`` and the artifact removed.
     """
+    deps.ensure(layout.root, layout.cache)  # the locked roles and collections, from the cache if there
     spec = load_image(layout, name)
     catalog = catalog_of(layout)
     doc = audit.trusted(catalog)  # a broken or tampered catalog fails before the build, not after
@@ -146,6 +147,7 @@ def render_only(
     layout: Layout, name: str, *, target: Target = Target.DOCKER, source_ami: str | None = None
 ) -> tuple[BuildContext, Rendered]:
     """Render and ``packer validate`` without building; an unpublished parent gets a placeholder."""
+    deps.ensure(layout.root, layout.cache)
     spec = load_image(layout, name)
     source = tag.source_state(layout.root)
     if target is Target.AWS:
@@ -331,6 +333,8 @@ def catalog_entry(
         ),
         package_count=len(verified.packages),
         fingerprint=input_fingerprint,
+        dependencies=tuple(d.to_json() for d in used_dependencies(ctx.image)),
+        vars_unchecked=tuple(r.name for r in ctx.image.roles if r.vars_unchecked),
     )
 
 

@@ -102,8 +102,11 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def render_template(ctx: BuildContext, build_dir: Path, ansible_cfg: Path) -> str:
-    """The Packer template as text. Raises ``ConfigError`` for an undefined name."""
+def render_template(
+    ctx: BuildContext, build_dir: Path, ansible_cfg: Path, galaxy_dir: Path | None = None
+) -> str:
+    """The Packer template as text. Raises ``ConfigError`` for an undefined name. ``galaxy_dir``:
+    the installed requirements.lock, for an image that uses an external role."""
     name = f"{ctx.target.value}.json.j2"
     target_vars = _aws_vars(ctx) if ctx.target is Target.AWS else {}
     try:
@@ -117,6 +120,7 @@ def render_template(ctx: BuildContext, build_dir: Path, ansible_cfg: Path) -> st
             parent=ctx.parent,
             build_dir=str(build_dir),
             ansible_cfg=str(ansible_cfg),
+            galaxy_env=_galaxy_env(ansible_cfg, galaxy_dir),
             **target_vars,
         )
     except jinja2.UndefinedError as exc:
@@ -131,6 +135,20 @@ def render_template(ctx: BuildContext, build_dir: Path, ansible_cfg: Path) -> st
     except json.JSONDecodeError as exc:
         raise ConfigError(f"factory/templates/{name}: renders invalid JSON: {exc}") from None
     return text
+
+
+def _galaxy_env(ansible_cfg: Path, galaxy_dir: Path | None) -> list[str]:
+    """Where Ansible finds external roles and collections: after roles/, the installed lock."""
+    if galaxy_dir is None:
+        return []
+    return [
+        f"ANSIBLE_ROLES_PATH={ansible_cfg.parent / 'roles'}:{galaxy_dir / 'roles'}",
+        f"ANSIBLE_COLLECTIONS_PATH={galaxy_dir / 'collections'}",
+    ]
+
+
+def uses_dependencies(image: ImageSpec) -> bool:
+    return any(role.dep is not None for role in image.roles)
 
 
 def ami_tags(ctx: BuildContext) -> dict[str, str]:
@@ -184,7 +202,8 @@ def structural_sha256(image: ImageSpec, target: Target = Target.DOCKER) -> str:
         aws=_structural_aws(image) if target is Target.AWS else None,
         **STRUCTURAL,
     )
-    text = render_template(ctx, Path("/build"), Path("/ansible.cfg"))
+    galaxy = Path("/galaxy") if uses_dependencies(image) else None
+    text = render_template(ctx, Path("/build"), Path("/ansible.cfg"), galaxy)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -258,7 +277,12 @@ sys.exit(main(sys.argv[1:]))
 def render(ctx: BuildContext, layout: Layout) -> Rendered:
     """Write the template, playbook, vars and inventory for one build; return where they are."""
     build_dir = layout.build / ctx.image.name / ctx.version
-    text = render_template(ctx, build_dir, layout.root / "ansible.cfg")  # fails before anything is written
+    galaxy_dir = None
+    if uses_dependencies(ctx.image):
+        lock = layout.finder.lock()
+        assert lock is not None  # the definition loaded: its external roles are locked and installed
+        galaxy_dir = layout.finder.installed(lock)
+    text = render_template(ctx, build_dir, layout.root / "ansible.cfg", galaxy_dir)  # fails before writing
     with_gate = ctx.target is Target.AWS and not (ctx.aws or AwsBuild()).emulated
     settings = gate_settings(ctx, layout, build_dir) if with_gate else None  # may fail too
     if build_dir.exists():

@@ -135,11 +135,17 @@ def role_written_files(spec: ImageSpec, layout: Layout) -> tuple[str, ...]:
         image_vars.update(role.vars)
     found: set[str] = set()
     for role in spec.roles:
-        defaults = _variables(layout.roles / role.name / "defaults" / "main.yml")
+        role_dir = role.path or layout.roles / role.name
+        defaults = _variables(role_dir / "defaults" / "main.yml")
         context = {**defaults, **group_vars, **image_vars}
-        for task_file in sorted((layout.roles / role.name / "tasks").glob("*.yml")):
+        for task_file in sorted((role_dir / "tasks").glob("*.yml")):
             for raw in written_paths(_yaml(task_file)):
-                found.add(_resolve(raw, context, where=task_file))
+                try:
+                    found.add(_resolve(raw, context, where=task_file))
+                except ConfigError:
+                    if role.dep is None:
+                        raise  # our roles must say where they write; a foreign role's facts-based
+                    continue  # destination is left out of the drift list instead
     return tuple(sorted(found))
 
 

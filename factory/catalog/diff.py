@@ -1,4 +1,5 @@
-"""What changed between two versions of an image: packages, input files, test counts."""
+"""What changed between two versions of an image: packages, input files, external roles and
+collections (requirements.lock), test counts."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import TypedDict, cast
 
 from factory.catalog.docs_types import EntryDoc, IndexDoc
 from factory.catalog.store import Catalog
+from factory.core.galaxy import dependency_changes
 
 # ``from`` is a keyword: these are declared in the functional syntax.
 Change = TypedDict("Change", {"from": str, "to": str})
@@ -26,6 +28,7 @@ Diff = TypedDict(
         "to": str,
         "packages": Packages,
         "inputs_changed": list[str],
+        "dependencies_changed": list[str],
         "commits": Change,
         "tests": dict[str, dict[str, int]],
     },
@@ -58,6 +61,9 @@ def diff(catalog: Catalog, doc: IndexDoc, image: str, old: str, new: str) -> Dif
             },
         },
         "inputs_changed": changed_files(m1["inputs"], m2["inputs"]),
+        "dependencies_changed": dependency_changes(
+            before.get("dependencies", []), after.get("dependencies", [])
+        ),
         "commits": {"from": before["commit"], "to": after["commit"]},
         "tests": {old: _counts(before), new: _counts(after)},
     }

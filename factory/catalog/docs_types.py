@@ -100,6 +100,17 @@ class SbomDoc(TypedDict):
     spec_version: Literal["1.5", "1.6"]
 
 
+class DependencyDoc(TypedDict):
+    """A locked external role or collection an image used (factory.core.galaxy.Locked)."""
+
+    kind: Literal["role", "collection"]
+    name: str
+    version: str
+    source: str
+    type: str
+    sha256: str
+
+
 class SignedEntry(TypedDict):
     """An entry without its envelope: what the envelope's provenance statement signs."""
 
@@ -118,6 +129,8 @@ class SignedEntry(TypedDict):
     manifest: FileDoc
     sbom: NotRequired[SbomDoc]  # absent in versions published before SBOMs
     fingerprint: NotRequired[str]
+    dependencies: NotRequired[list[DependencyDoc]]  # absent: no external role or collection used
+    vars_unchecked: NotRequired[list[str]]
 
 
 class EntryDoc(SignedEntry):

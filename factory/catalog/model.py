@@ -101,6 +101,9 @@ class Entry:
     package_count: int
     source: str | None = None  # the repository URL, when it has one
     fingerprint: str | None = None  # factory.bake.inputs.fingerprint of the inputs
+    # The locked external roles and collections it used: kind, name, version, source, type, sha256
+    dependencies: tuple[Mapping[str, str], ...] = ()
+    vars_unchecked: tuple[str, ...] = ()  # roles whose vars the definition passed unchecked
 
     def to_json(self) -> JsonObject:
         data: JsonObject = {
@@ -121,6 +124,10 @@ class Entry:
             data["source"] = self.source
         if self.fingerprint is not None:
             data["fingerprint"] = self.fingerprint
+        if self.dependencies:
+            data["dependencies"] = [dict(d) for d in self.dependencies]
+        if self.vars_unchecked:
+            data["vars_unchecked"] = list(self.vars_unchecked)
         return data
 
     @classmethod
@@ -163,6 +170,11 @@ class Entry:
                 package_count=_int(data["package_count"]),
                 source=str(data["source"]) if "source" in data else None,
                 fingerprint=str(data["fingerprint"]) if "fingerprint" in data else None,
+                dependencies=tuple(
+                    {str(k): str(v) for k, v in _object(d).items()}
+                    for d in _list(data.get("dependencies", []))
+                ),
+                vars_unchecked=tuple(str(n) for n in _list(data.get("vars_unchecked", []))),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CatalogError(f"{where}: not a catalog entry ({exc})") from None
@@ -172,6 +184,12 @@ def _object(value: object) -> dict[str, object]:
     if not isinstance(value, dict):
         raise TypeError(f"expected an object, got {type(value).__name__}")
     return {str(k): v for k, v in value.items()}
+
+
+def _list(value: object) -> list[object]:
+    if not isinstance(value, list):
+        raise TypeError(f"expected a list, got {type(value).__name__}")
+    return value
 
 
 def _int(value: object) -> int:

@@ -228,6 +228,8 @@ def cmd_diff(args: argparse.Namespace, layout: Layout) -> int:
         out(f"  ~ {name} {change['from']} -> {change['to']}")
     for path in found["inputs_changed"]:
         out(f"  input changed: {path}")
+    for line in found["dependencies_changed"]:
+        out(f"  dependency changed: {line}")
     for version, counts in found["tests"].items():
         passed, failed, skipped = counts["passed"], counts["failed"], counts["skipped"]
         out(f"  tests {version}: {passed} passed, {failed} failed, {skipped} skipped")

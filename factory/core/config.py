@@ -18,6 +18,7 @@ from pathlib import Path
 from factory.core import aws_config, jsonio
 from factory.core.aws_config import AwsSettings
 from factory.core.errors import ConfigError
+from factory.core.galaxy import Finder
 from factory.core.roles import RoleRef, check_roles
 from factory.core.schemas import check_schema
 
@@ -71,6 +72,11 @@ class Layout:
     @property
     def roles(self) -> Path:
         return self.root / "roles"
+
+    @property
+    def finder(self) -> Finder:
+        """The roles image definitions name: roles/, then the installed requirements.lock."""
+        return Finder(root=self.root, cache=self.cache)
 
     @property
     def image_tests(self) -> Path:
@@ -279,8 +285,11 @@ def _load_one(layout: Layout, name: str) -> ImageSpec:
     data = jsonio.load_toml(raw, source=str(path))
     check_schema(data, "image.schema.json", source=path, what="image definition")
 
-    roles = tuple(RoleRef(name=r["name"], vars=r.get("vars", {})) for r in data["roles"])
-    check_roles(layout.roles, path, roles)
+    roles = tuple(
+        RoleRef(name=r["name"], vars=r.get("vars", {}), vars_unchecked=r.get("vars_unchecked", False))
+        for r in data["roles"]
+    )
+    roles = check_roles(layout.finder, path, roles)
     tests = tuple(data.get("tests", [f"test_{name.replace('-', '_')}.py"]))
     for index, test in enumerate(tests):
         if not (layout.image_tests / test).is_file():

@@ -11,24 +11,32 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from factory.bake.inputs import HashCache, fingerprint, input_hashes, parent_identity
+from factory.bake.inputs import (
+    HashCache,
+    fingerprint,
+    input_hashes,
+    parent_identity,
+    used_dependencies,
+)
 from factory.bake.render import structural_sha256
 from factory.catalog import state
 from factory.catalog.diff import changed_files
-from factory.catalog.docs_types import IndexDoc
+from factory.catalog.docs_types import EntryDoc, IndexDoc
 from factory.catalog.store import LATEST, Catalog
 from factory.core.config import ImageSpec, Layout, build_order
 from factory.core.errors import CatalogError
+from factory.core.galaxy import dependency_changes
 from factory.loop import scan
 
 
 @dataclass(frozen=True, kw_only=True)
 class Reason:
-    # unpublished, inputs-changed, security-updates, signal, parent-newer, parent-rebuild,
-    # revoked, parent-revoked, forced; and for a skip: up-to-date, not-selected, not-security
+    # unpublished, inputs-changed, dependency-changed, security-updates, signal, parent-newer,
+    # parent-rebuild, revoked, parent-revoked, forced; and for a skip: up-to-date, not-selected,
+    # not-security
     code: str
     text: str
-    files: tuple[str, ...] = ()  # inputs-changed: which files
+    files: tuple[str, ...] = ()  # inputs-changed: which files; dependency-changed: which, how
     # security-updates: {"package", "installed", "candidate", "origins"} per pending update
     updates: tuple[Mapping[str, Any], ...] = ()
 
@@ -175,18 +183,7 @@ def _reasons(ctx: Context, spec: ImageSpec, *, parent_rebuilt: str | None) -> li
     if current is None:
         return [Reason(code="unpublished", text="no published version yet"), *revoked]
     entry = state.require_entry(catalog, doc, name, current)
-    reasons = list(revoked)
-    inputs = input_hashes(spec, ctx.layout, ctx.cache)
-    try:
-        recorded = catalog.manifest(entry)["inputs"]
-    except CatalogError as exc:
-        recorded = {}
-        reasons.append(Reason(code="inputs-changed", text=f"recorded inputs unreadable: {exc.message}"))
-    files = changed_files(recorded, inputs)
-    if files:
-        reasons.append(
-            Reason(code="inputs-changed", text=f"{len(files)} input file(s) changed", files=tuple(files))
-        )
+    reasons = [*revoked, *_input_changes(ctx, spec, entry)]
     reasons.extend(_security(doc, name, current))
     parent = spec.parent_image
     if parent is not None:
@@ -206,7 +203,29 @@ def _reasons(ctx: Context, spec: ImageSpec, *, parent_rebuilt: str | None) -> li
                 reasons.append(
                     Reason(code="parent-revoked", text=f"its parent {parent} {built_on} is revoked")
                 )
-    if not files and "fingerprint" in entry:
+    return reasons
+
+
+def _input_changes(ctx: Context, spec: ImageSpec, entry: EntryDoc) -> list[Reason]:
+    """Input files, then locked dependencies, then (when neither says why) the whole fingerprint."""
+    reasons = []
+    inputs = input_hashes(spec, ctx.layout, ctx.cache)
+    try:
+        recorded = ctx.catalog.manifest(entry)["inputs"]
+    except CatalogError as exc:
+        recorded = {}
+        reasons.append(Reason(code="inputs-changed", text=f"recorded inputs unreadable: {exc.message}"))
+    files = changed_files(recorded, inputs)
+    if files:
+        reasons.append(
+            Reason(code="inputs-changed", text=f"{len(files)} input file(s) changed", files=tuple(files))
+        )
+    deps = dependency_changes(entry.get("dependencies", []), [d.to_json() for d in used_dependencies(spec)])
+    if deps:
+        reasons.append(
+            Reason(code="dependency-changed", text=f"{len(deps)} dependency(ies) changed", files=tuple(deps))
+        )
+    if not files and not deps and "fingerprint" in entry:
         identity = parent_identity(entry["parent"])
         expected = fingerprint(spec, inputs, parent=identity, template_sha256=structural_sha256(spec))
         if expected != entry["fingerprint"]:

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from factory.bake import deps
 from factory.bake.inputs import HashCache
 from factory.catalog import audit, hooks, lifecycle, publishing, state, trust
 from factory.catalog.docs_types import IndexDoc
@@ -62,6 +63,7 @@ class Request:
 
 
 def rebuild(layout: Layout, request: Request, *, actor: str) -> list[Outcome]:
+    deps.ensure(layout.root, layout.cache)  # a fresh CI machine: the lock installed before the plan
     specs = load_images(layout)
     catalog = catalog_of(layout)
     doc = audit.trusted(catalog)

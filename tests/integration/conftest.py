@@ -82,6 +82,7 @@ FIRST = [
     "test_lifecycle_e2e",
     "test_docs",
     "test_bake_e2e",
+    "test_deps_e2e",
     "test_remote_gate",
     "test_secrets",
     "test_drift_e2e",

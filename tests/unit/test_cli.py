@@ -73,6 +73,7 @@ def test_root_before_verb_is_used(tmp_path: Path, capsys: pytest.CaptureFixture[
 V = version_id(0)
 MINIMAL_ARGS: dict[str, list[str]] = {
     "list": [],
+    "deps": ["install"],
     "render": ["base"],
     "bake": ["base"],
     "distribute": ["base", "20260101.000000-0123456789ab"],

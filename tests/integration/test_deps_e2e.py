@@ -1,0 +1,199 @@
+"""External roles and collections, end to end, offline, with artifacts made by the real tools.
+
+A Galaxy-shape role (dotted name, no argument_specs, a handler, `cache_valid_time`) is served
+from a git repository this module creates; a collection tarball is built by `ansible-galaxy
+collection build`. The copy of the session's clone locks both (`factory deps lock`), bakes one
+image FROM the session's base that uses them by their own names, and then shows what the plan
+makes of a reinstall (skip) and of a changed collection (rebuild, naming it).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures import galaxy
+
+from .conftest import Scratch
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+IMAGE_TOML = f"""# git and a message of the day, from roles this checkout does not hold.
+description = "tools from external roles"
+tests = ["test_base.py", "test_tools.py"]
+
+[parent]
+image = "base"
+
+[[roles]]
+name = "common"
+
+[[roles]]
+name = "{galaxy.ROLE_NAME}"
+
+[roles.vars]
+gitconfig_default_branch = "trunk"
+
+[[roles]]
+name = "{galaxy.COLLECTION_ROLE}"
+
+[roles.vars]
+motd_text = "built by the factory"
+
+[[roles]]
+name = "sanitize"
+
+[container]
+cmd = ["/bin/bash"]
+verify_cmd = ["sleep", "infinity"]
+"""
+
+GATE = '''"""The tools image: what its external roles did."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def test_git_installed(host: Any) -> None:
+    assert host.package("git").is_installed
+
+
+def test_git_default_branch(host: Any) -> None:
+    assert host.run("git config --system init.defaultBranch").stdout.strip() == "trunk"
+
+
+def test_motd(host: Any) -> None:
+    assert host.file("/etc/motd").content_string == "built by the factory\\n"
+'''
+
+
+@dataclass
+class Story:
+    root: Path
+    lock: Any
+    bake: Any
+    bake_seconds: float
+    entry: dict[str, Any]
+    status_after_bake: str
+    reinstall: Any
+    plan_after_reinstall: dict[str, Any]
+    tampered: Any
+    relock: Any
+    plan_after_change: dict[str, Any]
+
+
+def decision(plan: dict[str, Any], image: str) -> dict[str, Any]:
+    return next(d for d in plan["images"] if d["image"] == image)
+
+
+@pytest.fixture(scope="module")
+def story(repo: Scratch, tmp_path_factory: pytest.TempPathFactory) -> Story:
+    outside = tmp_path_factory.mktemp("galaxy-sources")
+    role_source = galaxy.role_repo(outside / "role")
+    tarball = galaxy.collection_tarball(outside / "tools", outside / "dist", version="1.0.0", motd="hello")
+    root = repo.root
+    (root / "requirements.yml").write_text(galaxy.requirements(role_source, str(tarball)))
+    (root / "images" / "tools").mkdir()
+    (root / "images" / "tools" / "image.toml").write_text(IMAGE_TOML)
+    (root / "gates" / "test_tools.py").write_text(GATE)
+    lock = repo.factory("deps", "lock", check=True)
+    repo.commit_all("tools: git and motd from external roles")
+
+    started = time.monotonic()
+    bake = repo.factory("bake", "tools")
+    bake_seconds = time.monotonic() - started
+    entry = (
+        json.loads(repo.factory("resolve", "tools", "--json", check=True).stdout)
+        if bake.returncode == 0
+        else {}
+    )
+    status = repo.git("status", "--porcelain")
+
+    # Air-gapped: the cache is gone, the original tarball too; vendor/ has it.
+    (root / "vendor").mkdir()
+    shutil.copy2(tarball, root / "vendor" / tarball.name)
+    repo.commit_all("vendor the collection")
+    tarball.unlink()
+    shutil.rmtree(Path(repo.env["FACTORY_CACHE"]) / "galaxy")
+    reinstall = repo.factory("deps", "install")
+    plan_after_reinstall = json.loads(repo.factory("plan", "--json", check=True).stdout)
+
+    # Content that changed under the same version is refused, naming the dependency.
+    installed = next((Path(repo.env["FACTORY_CACHE"]) / "galaxy").glob("[0-9a-f]*"))
+    motd_defaults = installed / "collections/ansible_collections/fixture/tools/roles/motd/defaults/main.yml"
+    motd_defaults.write_text("---\nmotd_text: tampered\n")
+    tampered = repo.factory("deps", "install")
+    shutil.rmtree(installed)
+
+    # A new collection version with other defaults: re-lock, and the plan names it.
+    newer = galaxy.collection_tarball(outside / "tools", outside / "dist", version="1.0.1", motd="changed")
+    (root / "requirements.yml").write_text(galaxy.requirements(role_source, str(newer)))
+    relock = repo.factory("deps", "lock")
+    repo.commit_all("fixture.tools 1.0.1")
+    plan_after_change = json.loads(repo.factory("plan", "--json", check=True).stdout)
+    return Story(
+        root=root,
+        lock=lock,
+        bake=bake,
+        bake_seconds=bake_seconds,
+        entry=entry,
+        status_after_bake=status,
+        reinstall=reinstall,
+        plan_after_reinstall=plan_after_reinstall,
+        tampered=tampered,
+        relock=relock,
+        plan_after_change=plan_after_change,
+    )
+
+
+def test_lock_pins_both_dependencies_by_hash(story: Story) -> None:
+    lock = json.loads((story.root / "requirements.lock").read_text())
+    pinned = {(d["kind"], d["name"], d["version"]) for d in lock["dependencies"]}
+    assert pinned == {
+        ("role", galaxy.ROLE_NAME, galaxy.ROLE_VERSION),
+        ("collection", galaxy.COLLECTION, "1.0.1"),
+    }
+
+
+def test_bake_with_external_roles_passes_the_gate(story: Story) -> None:
+    assert story.bake.returncode == 0, story.bake.stdout[-3000:] + story.bake.stderr[-3000:]
+    print(f"tools bake: {story.bake_seconds:.0f}s")
+    assert story.entry["tests"]["failed"] == 0
+
+
+def test_entry_lists_both_dependencies_with_hashes(story: Story) -> None:
+    lock_text = story.lock.stdout
+    deps = {d["name"]: d for d in story.entry["dependencies"]}
+    assert set(deps) == {galaxy.ROLE_NAME, galaxy.COLLECTION}
+    assert all(d["sha256"][:16] in lock_text for d in deps.values())
+
+
+def test_bake_leaves_the_tree_clean(story: Story) -> None:
+    assert story.status_after_bake == ""
+
+
+def test_reinstall_from_vendor_is_offline_and_plans_skip(story: Story) -> None:
+    assert story.reinstall.returncode == 0, story.reinstall.stderr
+    assert decision(story.plan_after_reinstall, "tools")["action"] == "skip"
+
+
+def test_changed_content_under_the_same_version_exits_2_naming_it(story: Story) -> None:
+    assert story.tampered.returncode == 2
+    assert f"collection {galaxy.COLLECTION} 1.0.0" in story.tampered.stderr
+    assert "Traceback" not in story.tampered.stderr
+
+
+def test_changed_collection_plans_a_rebuild_naming_it(story: Story) -> None:
+    assert story.relock.returncode == 0, story.relock.stderr
+    tools = decision(story.plan_after_change, "tools")
+    assert tools["action"] == "rebuild"
+    reasons = {r["code"]: r for r in tools["reasons"]}
+    assert list(reasons["dependency-changed"]["files"]) == [f"collection {galaxy.COLLECTION} 1.0.0 → 1.0.1"]
+    assert decision(story.plan_after_change, "base")["action"] == "skip"
