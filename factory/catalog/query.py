@@ -58,7 +58,8 @@ from factory.core.clock import iso, now_utc
 from factory.core.errors import ConfigError
 
 _SQLITE_PERM, _SQLITE_READONLY, _SQLITE_CANTOPEN = 3, 8, 14  # primary result codes (sqlite3.h)
-INDEX_FORMAT = 1  # Bump when the tables change: an index of another format is rebuilt.
+INDEX_FORMAT = 2  # Bump when the tables change: an index of another format is rebuilt.
+SOURCE = "src:"  # rows named src:<source> hold source versions (factory.catalog.cves)
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE versions (
@@ -183,7 +184,7 @@ def query(
 
 
 def _similar(db: sqlite3.Connection, package: str) -> list[str]:
-    names = [name for (name,) in db.execute("SELECT name FROM names")]
+    names = [name for (name,) in db.execute("SELECT name FROM names") if not name.startswith(SOURCE)]
     return difflib.get_close_matches(package, names, n=3)
 
 
@@ -344,13 +345,18 @@ def _sync_versions(db: sqlite3.Connection, catalog: Catalog, doc: IndexDoc) -> R
             "INSERT INTO versions (image, version, created, manifest_sha256) VALUES (?, ?, ?, ?)",
             (entry["image"], entry["version"], entry["created"], entry["manifest"]["sha256"]),
         )
+        shipped = {(p["name"], p["version"]) for p in packages}
+        # Each package's source and source version; manifests without them: the binary's own.
+        shipped |= {
+            (SOURCE + p.get("source", p["name"]), p.get("source_version", p["version"])) for p in packages
+        }
         rows = {
             (
-                _id_of(db, names, "names", "name", p["name"]),
+                _id_of(db, names, "names", "name", name),
                 cursor.lastrowid,
-                _id_of(db, pkgvers, "pkgvers", "text", p["version"]),
+                _id_of(db, pkgvers, "pkgvers", "text", version),
             )
-            for p in packages
+            for name, version in shipped
         }
         db.executemany("INSERT INTO ships VALUES (?, ?, ?)", sorted(rows))
     return Refresh(fresh=False, read=len(new), kept=len(indexed))
