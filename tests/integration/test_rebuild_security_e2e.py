@@ -2,6 +2,11 @@
 `plan --security-only` see it, and `factory rebuild --security-only` rebuilds base and its child,
 promoting them by policy (never to prod).
 
+The same night at CVE level: the scan reads the CVE ids from the real changelog of the candidate
+openssl in the mirror's security suite; `query --cve` lists the stale version; the rebuilt base
+records the fix in its signed manifest and in the rebuild's outcomes; and once the fix reaches
+prod, `query --cve --channel prod` no longer lists base.
+
 This module's own copy of the session's bakes, so that it runs beside test_rebuild_e2e.py.
 """
 
@@ -62,7 +67,10 @@ def _stale_openssl(night: Scratch, tmp_path: Path) -> str:
         **manifest,
         "version": version,
         "packages": [
-            {**p, "version": "3.0.0-1~stale"} if p["name"] == "openssl" else p for p in manifest["packages"]
+            {**p, "version": "3.0.0-1~stale", "source_version": "3.0.0-1~stale"}
+            if p["name"] == "openssl"
+            else p
+            for p in manifest["packages"]
         ],
     }
     junit = night.catalog / entry["tests"]["junit"]
@@ -75,8 +83,26 @@ def sec(night: Scratch, tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
     stale = _stale_openssl(night, tmp_path_factory.mktemp("stale"))
     scanned = json.loads(night.factory("scan", "--json", check=True).stdout)
     plan = json.loads(night.factory("plan", "--security-only", "--json", check=True).stdout)
+    plan_text = night.factory("plan", "--security-only", check=True).stdout
+    cve = _cves_of(scanned)[0]
+    exposed = json.loads(night.factory("query", "--cve", cve, "--json", check=True).stdout)
     outcomes = nights.rebuild(night, "--security-only", "-j", "2")
-    return {"stale": stale, "scanned": scanned, "plan": plan, "outcomes": outcomes}
+    return {
+        "stale": stale,
+        "scanned": scanned,
+        "plan": plan,
+        "plan_text": plan_text,
+        "cve": cve,
+        "exposed_before": exposed,
+        "outcomes": outcomes,
+        "channels_after": nights.index(night)["images"]["base"]["channels"],
+    }
+
+
+def _cves_of(scanned: list[dict[str, Any]]) -> list[str]:
+    base = next(s for s in scanned if s["image"] == "base")
+    openssl = next(p for p in base["security"] if p["package"] == "openssl")
+    return [c["id"] for c in openssl["cves"]]
 
 
 def test_the_scan_records_the_pending_security_update(night: Scratch, sec: Night) -> None:
@@ -111,8 +137,8 @@ def test_security_rebuilds_reach_staging_by_policy(night: Scratch, sec: Night) -
     assert (channels["dev"]["version"], channels["staging"]["version"]) == (new, new)
 
 
-def test_prod_is_never_automatic(night: Scratch, sec: Night) -> None:
-    assert "prod" not in nights.index(night)["images"]["base"]["channels"]
+def test_prod_is_never_automatic(sec: Night) -> None:
+    assert "prod" not in sec["channels_after"]
 
 
 def test_every_automatic_promotion_is_recorded_with_its_reason(night: Scratch, sec: Night) -> None:
@@ -137,3 +163,62 @@ def test_the_plan_gave_the_package_and_versions(sec: Night) -> None:
         "rebuild",
         [("openssl", "3.0.0-1~stale")],
     )
+
+
+# -- the same night at CVE level ---------------------------------------------------------------
+
+
+def test_the_scan_reads_cve_ids_from_the_real_changelog(sec: Night) -> None:
+    base = next(s for s in sec["scanned"] if s["image"] == "base")
+    (openssl,) = base["security"]
+    assert (openssl["source"], openssl["urgency"] in ("low", "medium", "high", "emergency", "critical")) == (
+        "openssl",
+        True,
+    ) and all(c["id"].startswith("CVE-") and c["fixed_in"] for c in openssl["cves"])
+
+
+def test_the_plan_text_names_the_cves_it_fixes(sec: Night) -> None:
+    assert "openssl 3.0.0-1~stale -> " in sec["plan_text"] and sec["cve"] in sec["plan_text"]
+
+
+def test_query_cve_lists_the_stale_version(sec: Night) -> None:
+    stale = [e for e in sec["exposed_before"] if e["version"] == sec["stale"]]
+    assert [(e["image"], e["package"], e["installed"]) for e in stale] == [
+        ("base", "openssl", "3.0.0-1~stale")
+    ]
+
+
+def test_the_new_base_records_the_fix_in_its_signed_manifest(night: Scratch, sec: Night) -> None:
+    catalog = Catalog(night.catalog, night.root / "keys")
+    fixed = catalog.manifest(catalog.find("base", sec["outcomes"]["base"]["version"]))["cves_fixed"]
+    assert fixed["relative_to"] == sec["stale"] and sec["cve"] in [c["id"] for c in fixed["cves"]]
+
+
+def test_the_rebuild_outcomes_list_the_fixed_cves(sec: Night) -> None:
+    assert sec["cve"] in sec["outcomes"]["base"]["cves_fixed"]
+
+
+def test_the_manifest_records_each_packages_source(night: Scratch, sec: Night) -> None:
+    catalog = Catalog(night.catalog, night.root / "keys")
+    manifest = catalog.manifest(catalog.find("base", sec["outcomes"]["base"]["version"]))
+    libssl = next(p for p in manifest["packages"] if p["name"].startswith("libssl"))
+    assert (libssl["source"], libssl["source_version"]) == ("openssl", libssl["version"])
+
+
+def test_query_cve_never_lists_the_rebuilt_base(night: Scratch, sec: Night) -> None:
+    found = json.loads(night.factory("query", "--cve", sec["cve"], "--json", check=True).stdout)
+    assert sec["outcomes"]["base"]["version"] not in {e["version"] for e in found}
+
+
+def test_prod_is_exposed_until_the_fix_is_promoted(night: Scratch, sec: Night) -> None:
+    def prod() -> set[str]:
+        out = night.factory("query", "--cve", sec["cve"], "--channel", "prod", "--json", check=True).stdout
+        return {e["version"] for e in json.loads(out) if e["image"] == "base"}
+
+    why = "the CVE e2e: the stale base reaches prod"
+    night.factory(
+        "promote", "base", sec["stale"], "--to", "prod", "--skip-order", "--reason", why, check=True
+    )
+    exposed = prod()
+    night.factory("promote", "base", sec["outcomes"]["base"]["version"], "--to", "prod", check=True)
+    assert (exposed, prod()) == ({sec["stale"]}, set())
