@@ -24,7 +24,7 @@ from typing import Any, cast
 
 from debian.debian_support import Version
 
-from factory.catalog import audit, history, query
+from factory.catalog import advisories, audit, history, query
 from factory.catalog.docs_types import CveFixed, HistoryRecord, IndexDoc, JsonObject, Package
 from factory.catalog.store import Catalog
 from factory.core.errors import ConfigError
@@ -236,3 +236,25 @@ def known_cached(catalog: Catalog, cache: Path) -> dict[str, list[Known]]:
     except OSError:
         pass  # a read-only cache: computed again next time
     return found
+
+
+def with_feeds(found: Sequence[Known], cve: str, cache: Path, releases: set[str]) -> list[Known]:
+    """``found`` and the fixes the imported advisories (factory/catalog/advisories.py) name for
+    ``cve`` in one of ``releases`` (the images' Debian releases), one per source: the lowest."""
+    _, fixes = advisories.lookup(cache, cve)
+    merged = {k.source: k for k in found}
+    for fix in fixes:
+        if fix.release not in releases:
+            continue
+        old = merged.get(fix.package)
+        if old is None or Version(fix.fixed_in) < Version(old.fixed_in):
+            merged[fix.package] = Known(
+                cve=cve,
+                source=fix.package,
+                fixed_in=fix.fixed_in,
+                urgency=fix.urgency if old is None else old.urgency,
+                date=None if old is None else old.date,
+                first_seen="" if old is None else old.first_seen,
+                packages=() if old is None else old.packages,
+            )
+    return [merged[k] for k in sorted(merged)]

@@ -6,12 +6,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from factory.catalog import cves, query
+from factory.catalog import advisories, cves, query
 from factory.catalog.store import catalog_of
 from factory.cli.common import Verb, channel_type, emit, json_flag, out
 from factory.core import log
 from factory.core.clock import now_utc
-from factory.core.config import Layout, load_settings
+from factory.core.config import Layout, load_images, load_settings
 from factory.core.errors import ConfigError
 
 COLUMNS = ("IMAGE", "VERSION", "PACKAGE VERSION", "STATE", "CHANNELS")
@@ -72,8 +72,11 @@ def _cves(args: argparse.Namespace, layout: Layout) -> int:
     minimum = cves.rank(cves.check_urgency(args.min_urgency))
     catalog = catalog_of(layout)
     known = cves.known_cached(catalog, layout.cache)
-    if cve is not None and cve not in known:
-        log.note(f"{cve}: no scan or advisory of this catalog names it; nothing known to be exposed")
+    if cve is not None:  # an imported advisory may know fixes no changelog named
+        if advisories.index_path(layout.cache).exists():
+            known[cve] = cves.with_feeds(known.get(cve, []), cve, layout.cache, releases(layout))
+        if not known.get(cve):
+            log.note(f"{cve}: no scan or advisory of this catalog names it; nothing known to be exposed")
     wanted = [cve] if cve is not None else sorted(known)
     found: list[cves.Exposed] = []
     now = now_utc()
@@ -100,10 +103,16 @@ def _cves(args: argparse.Namespace, layout: Layout) -> int:
     ]
     if rows:
         _table(CVE_COLUMNS, rows)
-    elif cve is not None and cve in known:
+    elif cve is not None and known.get(cve):
         where = f" on {args.channel}" if args.channel else ""
         log.note(f"{cve}: no published version{where} ships a package below its fix")
     return 0
+
+
+def releases(layout: Layout) -> set[str]:
+    """The Debian releases (numbers) the images are bootstrapped from: which feed fixes apply."""
+    specs = load_images(layout)
+    return {advisories.release_of(s.bootstrap.suite) for s in specs.values() if s.bootstrap is not None}
 
 
 def _table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
