@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from factory.catalog import advisories
 from factory.core.errors import CommandFailed, ExternalToolError
 from factory.core.run import run
 from factory.loop import changelog
@@ -43,6 +44,7 @@ class Pending:
     source: str | None = None
     cves: tuple[changelog.Fix, ...] = ()
     urgency: str | None = None
+    advisories: tuple[str, ...] = ()  # ids of imported advisories naming those CVEs (DSA-…)
 
     @property
     def security(self) -> bool:
@@ -52,6 +54,7 @@ class Pending:
         found = asdict(self)
         found["origins"] = list(self.origins)
         found["cves"] = [fix.as_json() for fix in self.cves]
+        found["advisories"] = list(self.advisories)
         return found
 
 
@@ -125,12 +128,17 @@ def with_changelogs(
             done.append(p)
             continue
         span = changelog.in_range(got.entries, p.installed, p.candidate)
+        fixes = changelog.fixes(got.entries, p.installed, p.candidate)
+        named = sorted(
+            {i for f in fixes for i in advisories.lookup(cache, f.cve)[0]} - {f.cve for f in fixes}
+        )
         done.append(
             replace(
                 p,
                 source=got.source,
-                cves=changelog.fixes(got.entries, p.installed, p.candidate),
+                cves=fixes,
                 urgency=changelog.highest(e.urgency for e in span),
+                advisories=tuple(named),
             )
         )
     return done

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from factory.catalog import advisories
 from factory.loop import changelog, scan
 
 # A changelog in the shape of bookworm-security's openssl: newest first; +debNuM and ~debNuM
@@ -235,3 +236,11 @@ def test_the_record_and_the_plan_name_the_cves(tmp_path: Path) -> None:
     assert shown.startswith(
         "openssl 3.0.0-1~stale -> 3.0.17-1~deb12u2 (fixes CVE-2023-5678, "
     ) and shown.endswith("; urgency high)")
+
+
+def test_an_imported_advisory_naming_a_cve_is_listed_with_the_update(tmp_path: Path) -> None:
+    dsa = advisories.osv({"id": "DSA-6000-1", "upstream": ["CVE-2025-9230"], "affected": []}, where="t")
+    advisories.store(tmp_path, [dsa], file="t")
+    payload = _payload({"openssl": (_control("openssl", "3.0.17-1~deb12u2"), {"openssl": OPENSSL})})
+    (openssl, _) = scan.with_changelogs(scan.parse_simulation(SIMULATION), tmp_path, lambda wanted: payload)
+    assert openssl.as_json()["advisories"] == ["DSA-6000-1"]
