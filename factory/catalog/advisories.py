@@ -105,7 +105,7 @@ def _zip(path: Path) -> Iterator[Advisory]:
         raise ConfigError(f"{path}: not a readable zip of OSV records ({exc})") from None
 
 
-def osv(data: Any, *, where: str) -> Advisory:
+def osv(data: object, *, where: str) -> Advisory:
     """One OSV record (ossf.github.io/osv-schema): id, aliases, and per Debian package the
     ``fixed`` events of its ECOSYSTEM ranges."""
     record = _object(data, where)
@@ -141,7 +141,7 @@ def _urgency(record: Mapping[str, Any]) -> str:
     return "low"
 
 
-def tracker(data: Mapping[str, Any], *, where: str) -> list[Advisory]:
+def tracker(data: Mapping[str, object], *, where: str) -> list[Advisory]:
     """The Debian Security Tracker's JSON: source -> CVE -> releases -> {status, fixed_version,
     urgency}. Only ``resolved`` releases have a fix; ``not-affected`` ones are left out."""
     found: dict[str, list[tuple[str, str, str, str]]] = {}
