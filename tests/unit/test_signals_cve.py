@@ -45,7 +45,8 @@ def test_a_cve_alert_marks_the_exposed_prod_version_suspect_and_queues_it(
     (queued,) = state.queued_signals(catalog.load(), "base")
     assert (action.image, action.version, action.action) == ("base", shelf.stale, "suspect")
     assert (
-        queued["reason"].startswith(f"{CVE} exposed in prod (CveExposed") and queued["details"]["cve"] == CVE
+        str(queued["reason"]).startswith(f"{CVE} exposed in prod (CveExposed")
+        and queued["details"]["cve"] == CVE
     )
 
 
