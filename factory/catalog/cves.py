@@ -155,6 +155,20 @@ def fixed_since(scan: HistoryRecord | None, packages: Sequence[Package]) -> list
 # -- who is exposed ----------------------------------------------------------------------------
 
 
+def exposed_in(packages: Sequence[Package], known: Mapping[str, Sequence[Known]]) -> list[str]:
+    """The known CVEs one version's packages still carry: a source (or, for manifests without
+    source fields, a binary the scans saw) below the version that fixes it."""
+    shipped = source_versions(packages)
+    found = []
+    for cve, fixes in known.items():
+        for fix in fixes:
+            names = [n for n in dict.fromkeys([fix.source, *fix.packages]) if n in shipped]
+            if any(Version(shipped[n]) < Version(fix.fixed_in) for n in names):
+                found.append(cve)
+                break
+    return sorted(found)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Exposed:
     cve: str

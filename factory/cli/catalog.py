@@ -196,12 +196,14 @@ def cmd_site(args: argparse.Namespace, layout: Layout) -> int:
     catalog = open_catalog(layout)
     doc = audit.trusted(catalog)
     if not s3catalog.is_s3(args.outdir):
-        written = site.write_site(catalog, doc, Path(args.outdir), now_utc())
+        last = load_settings(layout).channels[-1]
+        written = site.write_site(catalog, doc, Path(args.outdir), now_utc(), last_channel=last)
         out(f"wrote {', '.join(str(p) for p in written)}")
         return 0
     bucket, prefix = s3catalog.split(args.outdir, field="site")
     with tempfile.TemporaryDirectory(prefix="factory-site-") as tmp:
-        files = site.write_site(catalog, doc, Path(tmp), now_utc())  # SBOMs, then index.json, index.html
+        last = load_settings(layout).channels[-1]  # SBOMs, then index.json, index.html:
+        files = site.write_site(catalog, doc, Path(tmp), now_utc(), last_channel=last)
         urls = s3catalog.upload(
             {p.relative_to(tmp).as_posix(): p.read_bytes() for p in files},
             bucket=bucket,

@@ -13,12 +13,14 @@ This module's own copy of the session's bakes, so that it runs beside test_rebui
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import sync_playwright
 
 from factory.catalog import model, publishing, trust
 from factory.catalog.store import Catalog
@@ -27,6 +29,7 @@ from . import nights
 from .conftest import Scratch, podman
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+CHROMIUM = shutil.which("chromium")
 Night = dict[str, Any]  # the security night: the stale version, the plan, the rebuild outcomes
 
 
@@ -210,15 +213,56 @@ def test_query_cve_never_lists_the_rebuilt_base(night: Scratch, sec: Night) -> N
     assert sec["outcomes"]["base"]["version"] not in {e["version"] for e in found}
 
 
-def test_prod_is_exposed_until_the_fix_is_promoted(night: Scratch, sec: Night) -> None:
-    def prod() -> set[str]:
+@pytest.fixture(scope="module")
+def prod(night: Scratch, sec: Night, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The stale base reaches prod (an override, recorded), then the rebuilt one does: what
+    `query --cve --channel prod` and the site say after each move."""
+
+    def exposed() -> set[str]:
         out = night.factory("query", "--cve", sec["cve"], "--channel", "prod", "--json", check=True).stdout
         return {e["version"] for e in json.loads(out) if e["image"] == "base"}
 
+    sites = tmp_path_factory.mktemp("sites")
     why = "the CVE e2e: the stale base reaches prod"
     night.factory(
         "promote", "base", sec["stale"], "--to", "prod", "--skip-order", "--reason", why, check=True
     )
-    exposed = prod()
+    before = exposed()
+    night.factory("site", str(sites / "before"), check=True)
     night.factory("promote", "base", sec["outcomes"]["base"]["version"], "--to", "prod", check=True)
-    assert (exposed, prod()) == ({sec["stale"]}, set())
+    night.factory("site", str(sites / "after"), check=True)
+    return {"before": before, "after": exposed(), "sites": sites}
+
+
+def test_prod_is_exposed_until_the_fix_is_promoted(sec: Night, prod: dict[str, Any]) -> None:
+    assert (prod["before"], prod["after"]) == ({sec["stale"]}, set())
+
+
+def _highlighted(site: Path, cve: str) -> tuple[list[str], int]:
+    """The versions the site highlights after typing ``cve`` into its filter, and how many it shows."""
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page()
+            page.goto(f"file://{site / 'index.html'}")
+            page.fill("#filter", cve)
+            found = [
+                row.get_attribute("data-version") or "" for row in page.locator("tr.version.exposed").all()
+            ]
+            return found, page.locator("tr.version:visible").count()
+        finally:
+            browser.close()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is installed by `make setup`")
+def test_the_site_highlights_the_exposed_prod_version_for_a_cve(sec: Night, prod: dict[str, Any]) -> None:
+    before, shown = _highlighted(prod["sites"] / "before", sec["cve"])
+    after, _ = _highlighted(prod["sites"] / "after", sec["cve"])
+    assert (before, shown >= 1, after) == ([sec["stale"]], True, [])
+
+
+def test_the_site_lists_what_the_new_base_fixed(night: Scratch, sec: Night, prod: dict[str, Any]) -> None:
+    data = json.loads((prod["sites"] / "after" / "index.json").read_text())
+    base = next(i for i in data["images"] if i["name"] == "base")
+    new = next(v for v in base["versions"] if v["version"] == sec["outcomes"]["base"]["version"])
+    assert sec["cve"] in new["cves_fixed"] and sec["cve"] not in new["exposed"]

@@ -7,16 +7,18 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from factory.__main__ import main
 from factory.bake.pipeline import with_fixed_cves
-from factory.catalog import cves, lifecycle, publishing
+from factory.catalog import cves, lifecycle, publishing, site
 from factory.catalog.docs_types import Package
 from factory.catalog.store import Catalog
 from factory.catalog.trust import Signer
+from factory.core.clock import now_utc
 from factory.core.config import Layout
 from factory.core.errors import ConfigError
 from factory.loop import changelog, scan
@@ -258,3 +260,27 @@ def test_the_manifest_of_the_next_version_says_what_it_fixed_relative_to_which(
 def test_check_id_refuses_with_a_hint() -> None:
     with pytest.raises(ConfigError, match="not a CVE id"):
         cves.check_id("CVE-2025")
+
+
+# -- the site ----------------------------------------------------------------------------------
+
+
+def test_the_site_lists_each_versions_exposure_and_fixes(
+    catalog: Catalog, signer: Signer, tmp_path: Path
+) -> None:
+    stale = _publish(catalog, signer, "base", 1, _openssl("3.0.0-1~stale"))
+    details = {"artifact_id": "sha256:x", "security": [_pending("3.0.0-1~stale")], "other_pending": 0}
+    publishing.record_scans(catalog, [("base", stale, details)], signer=signer, actor=ACTOR)
+    manifest = with_fixed_cves(
+        make_manifest("base", version_id(2)) | {"packages": _openssl(FIXED)}, catalog.load()
+    )
+    junit = tmp_path / "junit.xml"
+    junit.write_text(JUNIT.format(image="base", version=version_id(2)), encoding="utf-8")
+    publishing.publish(
+        catalog, make_entry("base", version_id(2)), manifest, junit, signer=signer, actor=ACTOR
+    )
+    data, _ = site.site_data(catalog, catalog.load(), now_utc(), last_channel="prod")
+    images: Any = data["images"]
+    (base,) = [i for i in images if i["name"] == "base"]
+    rows = {v["version"]: (v["exposed"], v["cves_fixed"]) for v in base["versions"]}
+    assert (rows[stale], rows[version_id(2)], data["last_channel"]) == (([CVE], []), ([], [CVE]), "prod")
