@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from factory.bake.inputs import HashCache
-from factory.catalog import audit, hooks, lifecycle, publishing, state, trust
+from factory.catalog import audit, cvetimes, hooks, lifecycle, publishing, state, trust
 from factory.catalog.docs_types import IndexDoc
 from factory.catalog.store import LATEST, Catalog, catalog_of
 from factory.catalog.txn import Txn
@@ -48,6 +48,9 @@ class Outcome:
     log: str | None = None
     promoted: tuple[str, ...] = ()
     cves_fixed: tuple[str, ...] = ()  # what the published version's manifest says it fixed
+    # The median hours from a CVE's fix pending (first scan) to a version with it in the last
+    # channel (prod), over the image's CVEs that got there (factory/catalog/cvetimes.py).
+    fix_median_hours: float | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {**self.__dict__, "promoted": list(self.promoted), "cves_fixed": list(self.cves_fixed)}
@@ -95,6 +98,18 @@ def rebuild(layout: Layout, request: Request, *, actor: str) -> list[Outcome]:
     if promoted:  # the targets (SSM parameters of an AMI catalog) follow the automatic promotions
         for line in hooks.follow(hooks.Change(layout=layout, catalog=catalog, images=promoted, actor=actor)):
             log.note(line)
+    doc = audit.trusted(catalog)
+    outcomes = [
+        replace(
+            o, fix_median_hours=cvetimes.median_hours(cvetimes.timelines(catalog, doc, o.image), order[-1])
+        )
+        if o.image in doc["images"]
+        else o
+        for o in outcomes
+    ]
+    timed = [f"{o.image} {o.fix_median_hours} h" for o in outcomes if o.fix_median_hours is not None]
+    if timed:
+        log.note(f"median time from a CVE fix pending to {order[-1]}: {', '.join(timed)}")
     (run_dir / "summary.json").write_text(json.dumps([o.as_json() for o in outcomes], indent=2) + "\n")
     return outcomes
 

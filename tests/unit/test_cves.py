@@ -284,3 +284,59 @@ def test_the_site_lists_each_versions_exposure_and_fixes(
     (base,) = [i for i in images if i["name"] == "base"]
     rows = {v["version"]: (v["exposed"], v["cves_fixed"]) for v in base["versions"]}
     assert (rows[stale], rows[version_id(2)], data["last_channel"]) == (([CVE], []), ([], [CVE]), "prod")
+
+
+# -- time to fix -------------------------------------------------------------------------------
+
+
+def test_history_cves_says_when_the_fix_was_pending_published_and_in_each_channel(
+    layout: Layout, catalog: Catalog, signer: Signer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stale = _publish(catalog, signer, "base", 1, _openssl("3.0.0-1~stale"))
+    details = {"artifact_id": "sha256:x", "security": [_pending("3.0.0-1~stale")], "other_pending": 0}
+    publishing.record_scans(catalog, [("base", stale, details)], signer=signer, actor=ACTOR)
+    fixed = version_id(2)
+    manifest = with_fixed_cves(make_manifest("base", fixed) | {"packages": _openssl(FIXED)}, catalog.load())
+    junit = tmp_path / "junit.xml"
+    junit.write_text(JUNIT.format(image="base", version=fixed), encoding="utf-8")
+    publishing.publish(catalog, make_entry("base", fixed), manifest, junit, signer=signer, actor=ACTOR)
+    with lifecycle.transaction(catalog, signer, ACTOR) as txn:
+        for channel in ORDER:
+            lifecycle.promote(txn, catalog, ORDER, image="base", version=fixed, channel=channel)
+    argv = [
+        "history",
+        "base",
+        "--cves",
+        "--json",
+        "--root",
+        str(layout.root),
+        "--catalog",
+        str(layout.catalog),
+    ]
+    assert main(argv) == 0
+    found = json.loads(capsys.readouterr().out)
+    (timeline,) = found["cves"]
+    scan_at = next(r["at"] for r in catalog.load()["history"] if r["action"] == "scan")
+    assert (timeline["cve"], timeline["first_seen"], timeline["fixed_by"], sorted(timeline["reached"])) == (
+        CVE,
+        scan_at,
+        fixed,
+        sorted([*ORDER, "latest"]),
+    )
+    assert timeline["hours_to_prod"] >= 0 and found["median_hours_to_prod"] == timeline["hours_to_prod"]
+
+
+def test_a_cve_not_fixed_yet_has_no_time_to_prod(
+    layout: Layout, catalog: Catalog, signer: Signer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stale = _publish(catalog, signer, "base", 1, _openssl("3.0.0-1~stale"))
+    details = {"artifact_id": "sha256:x", "security": [_pending("3.0.0-1~stale")], "other_pending": 0}
+    publishing.record_scans(catalog, [("base", stale, details)], signer=signer, actor=ACTOR)
+    assert (
+        main(["history", "base", "--cves", "--root", str(layout.root), "--catalog", str(layout.catalog)])
+        == 0
+    )
+    assert capsys.readouterr().out.splitlines() == [
+        f"{CVE}  pending since {catalog.load()['history'][-1]['at']}; not fixed yet",
+        "median time from pending to prod: - (1 CVE(s))",
+    ]
