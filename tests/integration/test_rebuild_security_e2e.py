@@ -266,3 +266,19 @@ def test_the_site_lists_what_the_new_base_fixed(night: Scratch, sec: Night, prod
     base = next(i for i in data["images"] if i["name"] == "base")
     new = next(v for v in base["versions"] if v["version"] == sec["outcomes"]["base"]["version"])
     assert sec["cve"] in new["cves_fixed"] and sec["cve"] not in new["exposed"]
+
+
+def test_history_gives_the_time_from_pending_to_prod(
+    night: Scratch, sec: Night, prod: dict[str, Any]
+) -> None:
+    found = json.loads(night.factory("history", "base", "--cves", "--json", check=True).stdout)
+    timeline = next(t for t in found["cves"] if t["cve"] == sec["cve"])
+    assert (
+        timeline["fixed_by"],
+        "prod" in timeline["reached"],
+        found["median_hours_to_prod"] is not None,
+    ) == (
+        sec["outcomes"]["base"]["version"],
+        True,
+        True,
+    )
