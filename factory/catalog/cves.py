@@ -198,19 +198,26 @@ class Exposed:
 def exposed(
     catalog: Catalog, cache: Path, fixes: Sequence[Known], *, channel: str | None, now: datetime
 ) -> list[Exposed]:
-    """Every published version shipping a source below the version that fixes the CVE."""
-    found: dict[tuple[str, str], Exposed] = {}
+    """Every published version shipping a source below the version that fixes each CVE of
+    ``fixes`` (one or many CVEs): one package-index lookup per source name, whatever their number."""
+    by_name: dict[str, list[Known]] = {}
     for fix in fixes:
         # The source's own row, and the binaries' (manifests without source fields index those).
-        names = dict.fromkeys([fix.source, *fix.packages])
-        for name in names:
-            answer = query.query(
-                catalog, cache, SOURCE_PREFIX + name, below=Version(fix.fixed_in), channel=channel, now=now
-            )
-            for hit in answer.hits:
-                key = (hit.image, hit.version)
+        for name in dict.fromkeys([fix.source, *fix.packages]):
+            by_name.setdefault(name, []).append(fix)
+    below: dict[tuple[str, str], bool] = {}  # one Debian comparison per (shipped, fixed-in) pair
+    found: dict[tuple[str, str, str], Exposed] = {}
+    for name, named in sorted(by_name.items()):
+        top = max((Version(f.fixed_in) for f in named), default=None)
+        answer = query.query(catalog, cache, SOURCE_PREFIX + name, below=top, channel=channel, now=now)
+        for hit in answer.hits:
+            for fix in named:
+                pair = (hit.package_version, fix.fixed_in)
+                if pair not in below:
+                    below[pair] = Version(pair[0]) < Version(pair[1])
+                key = (fix.cve, hit.image, hit.version)
                 old = found.get(key)
-                if old is None or Version(hit.package_version) < Version(old.installed):
+                if below[pair] and (old is None or Version(hit.package_version) < Version(old.installed)):
                     found[key] = Exposed(
                         cve=fix.cve,
                         image=hit.image,
@@ -222,7 +229,7 @@ def exposed(
                         state=hit.state,
                         channels=hit.channels,
                     )
-    return sorted(found.values(), key=lambda e: (e.image, e.version), reverse=False)
+    return sorted(found.values(), key=lambda e: (e.image, e.cve, e.version))
 
 
 # -- the known CVEs, cached beside the package index -------------------------------------------

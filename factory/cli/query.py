@@ -78,12 +78,8 @@ def _cves(args: argparse.Namespace, layout: Layout) -> int:
         if not known.get(cve):
             log.note(f"{cve}: no scan or advisory of this catalog names it; nothing known to be exposed")
     wanted = [cve] if cve is not None else sorted(known)
-    found: list[cves.Exposed] = []
-    now = now_utc()
-    for one in wanted:
-        fixes = [k for k in known.get(one, ()) if cves.rank(k.urgency) >= minimum]
-        found.extend(cves.exposed(catalog, layout.cache, fixes, channel=args.channel, now=now))
-    found.sort(key=lambda e: (e.image, e.cve, e.version))
+    fixes = [k for one in wanted for k in known.get(one, ()) if cves.rank(k.urgency) >= minimum]
+    found = cves.exposed(catalog, layout.cache, fixes, channel=args.channel, now=now_utc())
     if args.json:
         emit([e.as_json() for e in found])
         return 0
