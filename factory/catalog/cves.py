@@ -16,7 +16,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -196,7 +198,13 @@ class Exposed:
 
 
 def exposed(
-    catalog: Catalog, cache: Path, fixes: Sequence[Known], *, channel: str | None, now: datetime
+    catalog: Catalog,
+    cache: Path,
+    fixes: Sequence[Known],
+    *,
+    channel: str | None,
+    now: datetime,
+    index: sqlite3.Connection | None = None,
 ) -> list[Exposed]:
     """Every published version shipping a source below the version that fixes each CVE of
     ``fixes`` (one or many CVEs): one package-index lookup per source name, whatever their number."""
@@ -209,7 +217,9 @@ def exposed(
     found: dict[tuple[str, str, str], Exposed] = {}
     for name, named in sorted(by_name.items()):
         top = max((Version(f.fixed_in) for f in named), default=None)
-        answer = query.query(catalog, cache, SOURCE_PREFIX + name, below=top, channel=channel, now=now)
+        answer = query.query(
+            catalog, cache, SOURCE_PREFIX + name, below=top, channel=channel, now=now, index=index
+        )
         for hit in answer.hits:
             for fix in named:
                 pair = (hit.package_version, fix.fixed_in)
@@ -235,14 +245,25 @@ def exposed(
 # -- the known CVEs, cached beside the package index -------------------------------------------
 
 
-def known_cached(catalog: Catalog, cache: Path) -> dict[str, list[Known]]:
-    """``known`` of the verified catalog, cached under the package index's freshness key (the
-    index bytes and the trusted keys): a warm query verifies nothing it has not verified before."""
-    key = query.freshness_key(catalog)
+@contextmanager
+def answering(catalog: Catalog, cache: Path) -> Iterator[tuple[sqlite3.Connection, dict[str, list[Known]]]]:
+    """The package index, brought up to date (``query.package_index``), and the known CVEs of the
+    catalog it was built from: every question asked through them pays one freshness check."""
+    with query.package_index(catalog, cache) as db:
+        yield db, _known_of(catalog, cache, db)
+
+
+def _known_of(catalog: Catalog, cache: Path, db: sqlite3.Connection) -> dict[str, list[Known]]:
+    """``known`` of the verified catalog, cached under the freshness key the package index was
+    just checked against (the index bytes and the trusted keys, query.freshness_key): a warm query
+    verifies nothing it has not verified before. No key (the index changed while it was being
+    built): computed from a fresh verification, not cached."""
+    row = db.execute("SELECT value FROM meta WHERE key = 'key'").fetchone()  # query.py's meta table
+    key = str(row[0]) if row else ""
     path = query.index_path(catalog, cache).with_suffix(".cves.json")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("key") == key:
+        if key and data.get("key") == key:
             return {
                 cve: [Known(**{**k, "packages": tuple(k["packages"])}) for k in fixes]
                 for cve, fixes in data["cves"].items()
@@ -250,12 +271,13 @@ def known_cached(catalog: Catalog, cache: Path) -> dict[str, list[Known]]:
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         pass  # absent or damaged: only a cache
     found = known(audit.trusted(catalog))
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        cves = {cve: [dataclasses.asdict(k) for k in fixes] for cve, fixes in found.items()}
-        atomic_write(path, json.dumps({"key": key, "cves": cves}, sort_keys=True).encode())
-    except OSError:
-        pass  # a read-only cache: computed again next time
+    if key:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            cves = {cve: [dataclasses.asdict(k) for k in fixes] for cve, fixes in found.items()}
+            atomic_write(path, json.dumps({"key": key, "cves": cves}, sort_keys=True).encode())
+        except OSError:
+            pass  # a read-only cache: computed again next time
     return found
 
 

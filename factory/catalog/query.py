@@ -42,7 +42,7 @@ import hashlib
 import json
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -146,10 +146,11 @@ def query(
     below: Version | None = None,
     channel: str | None = None,
     now: datetime,
+    index: sqlite3.Connection | None = None,
 ) -> Answer:
     """Every indexed version shipping ``package`` (below ``below``, on ``channel``), image by image,
-    newest first."""
-    with package_index(catalog, cache) as db:
+    newest first; from ``index`` when the caller opened it (``package_index``) for several questions."""
+    with nullcontext(index) if index is not None else package_index(catalog, cache) as db:
         rows = db.execute(HITS, (package,)).fetchall()
         images = json.loads(_meta(db, "images") or "{}")
         similar = () if rows else tuple(_similar(db, package))

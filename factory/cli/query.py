@@ -71,15 +71,15 @@ def _cves(args: argparse.Namespace, layout: Layout) -> int:
     cve = cves.check_id(args.cve) if args.cve is not None else None
     minimum = cves.rank(cves.check_urgency(args.min_urgency))
     catalog = catalog_of(layout)
-    known = cves.known_cached(catalog, layout.cache)
-    if cve is not None:  # an imported advisory may know fixes no changelog named
-        if advisories.index_path(layout.cache).exists():
-            known[cve] = cves.with_feeds(known.get(cve, []), cve, layout.cache, releases(layout))
-        if not known.get(cve):
-            log.note(f"{cve}: no scan or advisory of this catalog names it; nothing known to be exposed")
-    wanted = [cve] if cve is not None else sorted(known)
-    fixes = [k for one in wanted for k in known.get(one, ()) if cves.rank(k.urgency) >= minimum]
-    found = cves.exposed(catalog, layout.cache, fixes, channel=args.channel, now=now_utc())
+    with cves.answering(catalog, layout.cache) as (index, known):
+        if cve is not None:  # an imported advisory may know fixes no changelog named
+            if advisories.index_path(layout.cache).exists():
+                known[cve] = cves.with_feeds(known.get(cve, []), cve, layout.cache, releases(layout))
+            if not known.get(cve):
+                log.note(f"{cve}: no scan or advisory of this catalog names it; nothing known to be exposed")
+        wanted = [cve] if cve is not None else sorted(known)
+        fixes = [k for one in wanted for k in known.get(one, ()) if cves.rank(k.urgency) >= minimum]
+        found = cves.exposed(catalog, layout.cache, fixes, channel=args.channel, now=now_utc(), index=index)
     if args.json:
         emit([e.as_json() for e in found])
         return 0

@@ -142,15 +142,15 @@ def exposed_versions(
     if not wanted:
         return {}
     channel = load_settings(layout).channels[-1]
-    known = cves.known_cached(catalog, layout.cache)
     releases = {
         advisories.release_of(s.bootstrap.suite) for s in load_images(layout).values() if s.bootstrap
     }
     found = {}
-    for cve in wanted:
-        fixes = cves.with_feeds(known.get(cve, []), cve, layout.cache, releases)
-        hits = cves.exposed(catalog, layout.cache, fixes, channel=channel, now=now_utc())
-        found[cve] = ([(e.image, e.version) for e in hits], channel)
+    with cves.answering(catalog, layout.cache) as (index, known):
+        for cve in wanted:
+            fixes = cves.with_feeds(known.get(cve, []), cve, layout.cache, releases)
+            hits = cves.exposed(catalog, layout.cache, fixes, channel=channel, now=now_utc(), index=index)
+            found[cve] = ([(e.image, e.version) for e in hits], channel)
     return found
 
 

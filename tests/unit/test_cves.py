@@ -14,7 +14,7 @@ import pytest
 
 from factory.__main__ import main
 from factory.bake.pipeline import with_fixed_cves
-from factory.catalog import cves, lifecycle, publishing, site
+from factory.catalog import cves, lifecycle, publishing, query, site
 from factory.catalog.docs_types import Package
 from factory.catalog.store import Catalog
 from factory.catalog.trust import Signer
@@ -106,8 +106,12 @@ def test_a_scan_record_makes_its_cves_known(shelf: Shelf, catalog: Catalog) -> N
 
 
 def test_known_cves_are_cached_under_the_index_key(shelf: Shelf, catalog: Catalog, layout: Layout) -> None:
-    first = cves.known_cached(catalog, layout.cache)
-    assert cves.known_cached(catalog, layout.cache) == first == cves.known(catalog.load())
+    with cves.answering(catalog, layout.cache) as (_, first):
+        pass
+    with cves.answering(catalog, layout.cache) as (_, again):
+        pass
+    cached = query.index_path(catalog, layout.cache).with_suffix(".cves.json")
+    assert again == first == cves.known(catalog.load()) and CVE in json.loads(cached.read_text())["cves"]
 
 
 # -- query --cve --------------------------------------------------------------------------------
