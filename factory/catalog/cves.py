@@ -5,10 +5,11 @@ carries the CVEs its candidate's changelog names, each with the source version t
 (``fixed_in``), its urgency and date (factory/loop/changelog.py). The first scan that saw a fix is
 when it "appeared in the mirror".
 
-Exposure is a question to the package index (factory/catalog/query.py): it holds, besides each
-binary package, a ``src:<source>`` row with the source version (binary name and version for
-manifests published before sources were recorded), so "who ships openssl below 3.0.17-1~deb12u2"
-is one indexed lookup per source, whatever the number of versions.
+Exposure is a question to the package index (factory/catalog/query.py): besides each binary
+package it holds ``src:<source>`` rows with the source version, where those differ from the
+binary's own name and version, so "who ships openssl below 3.0.17-1~deb12u2" is a couple of
+indexed lookups per source (``src:openssl`` and ``openssl``; manifests published before sources
+were recorded match on the binaries the scans named), whatever the number of versions.
 """
 
 from __future__ import annotations
@@ -210,16 +211,16 @@ def exposed(
     ``fixes`` (one or many CVEs): one package-index lookup per source name, whatever their number."""
     by_name: dict[str, list[Known]] = {}
     for fix in fixes:
-        # The source's own row, and the binaries' (manifests without source fields index those).
+        # The source's rows (src:NAME, or the binary of the same name and version: the index
+        # stores that once), and the binaries' (manifests without source fields index only those).
         for name in dict.fromkeys([fix.source, *fix.packages]):
+            by_name.setdefault(SOURCE_PREFIX + name, []).append(fix)
             by_name.setdefault(name, []).append(fix)
     below: dict[tuple[str, str], bool] = {}  # one Debian comparison per (shipped, fixed-in) pair
     found: dict[tuple[str, str, str], Exposed] = {}
     for name, named in sorted(by_name.items()):
         top = max((Version(f.fixed_in) for f in named), default=None)
-        answer = query.query(
-            catalog, cache, SOURCE_PREFIX + name, below=top, channel=channel, now=now, index=index
-        )
+        answer = query.query(catalog, cache, name, below=top, channel=channel, now=now, index=index)
         for hit in answer.hits:
             for fix in named:
                 pair = (hit.package_version, fix.fixed_in)

@@ -347,10 +347,10 @@ def _sync_versions(db: sqlite3.Connection, catalog: Catalog, doc: IndexDoc) -> R
             (entry["image"], entry["version"], entry["created"], entry["manifest"]["sha256"]),
         )
         shipped = {(p["name"], p["version"]) for p in packages}
-        # Each package's source and source version; manifests without them: the binary's own.
-        shipped |= {
-            (SOURCE + p.get("source", p["name"]), p.get("source_version", p["version"])) for p in packages
-        }
+        # Each package's source and source version, where they are not the binary's own name and
+        # version (cves.exposed looks both up): manifests without them index no src: row at all.
+        sources = {(p.get("source", p["name"]), p.get("source_version", p["version"])) for p in packages}
+        shipped |= {(SOURCE + name, version) for name, version in sources - shipped}
         rows = {
             (
                 _id_of(db, names, "names", "name", name),
