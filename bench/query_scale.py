@@ -59,6 +59,9 @@ LIST = (*FACTORY, "list", "--names")
 QUERY = (*FACTORY, "query", "--package", "openssl", "--json")
 BELOW = "3.0.15-1~deb12u1"
 QUERY_BELOW = (*QUERY, "--below", BELOW)
+# A CVE fixed in openssl BELOW, named by one signed scan record: exposed are the versions below it.
+CVE = "CVE-2024-5535"
+QUERY_CVE = (*FACTORY, "query", "--cve", CVE, "--json")
 # openssl across the versions of an image, in turn; half of them are below BELOW.
 OPENSSL = (
     "3.0.11-1~deb12u2",
@@ -151,7 +154,25 @@ def build_world(root: Path, images: int, versions: int, packages: int) -> dict[s
                     package_count=len(shipped),
                 )
                 add_version(catalog, txn, entry, manifest)
+        txn.record(
+            "scan", name, version=version, reason="1 pending security update(s)", details=scan_details()
+        )
     return {"checkout": str(checkout), "key": str(key), "versions": images * versions}
+
+
+def scan_details() -> dict[str, Any]:
+    """A scan that found openssl pending with one CVE fixed in BELOW (what `factory scan` records)."""
+    fix = {"id": CVE, "fixed_in": BELOW, "urgency": "high", "date": "2024-06-27T00:00:00+00:00"}
+    pending = {
+        "package": "openssl",
+        "installed": OPENSSL[0],
+        "candidate": OPENSSL[-1],
+        "origins": ["Debian-Security:12/stable-security"],
+        "source": "openssl",
+        "urgency": "high",
+        "cves": [fix],
+    }
+    return {"artifact_id": "sha256:bench", "security": [pending], "other_pending": 0}
 
 
 def publish_one(checkout: Path, key: Path) -> None:
@@ -206,6 +227,8 @@ def env_for(key: Path | None = None) -> dict[str, str]:
         "HOME": os.environ.get("HOME", "/"),
         "LANG": "C.UTF-8",
     }
+    # The factory under test is the caller's: a worktree run with PYTHONPATH set keeps it.
+    env |= {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
     return env | ({"FACTORY_SIGNING_KEY": str(key)} if key else {})
 
 
@@ -215,6 +238,16 @@ def check_hits(run: Run, expected: int, *, below: bool = False) -> None:
     wrong = [h for h in hits if h["package"] != "openssl" or h["package_version"] not in allowed]
     if len(hits) != expected or wrong:
         raise BenchError(f"query listed {len(hits)} of {expected} versions; {len(wrong)} wrong")
+
+
+def check_exposed(run: Run, expected: int) -> None:
+    found = json.loads(run.stdout)
+    allowed = OPENSSL[: OPENSSL.index(BELOW)]
+    wrong = [e for e in found if e["cve"] != CVE or e["installed"] not in allowed]
+    if len(found) != expected or wrong:
+        raise BenchError(
+            f"query --cve listed {len(found)} of {expected} exposed versions; {len(wrong)} wrong"
+        )
 
 
 def median(runs: Sequence[Run]) -> float:
@@ -235,6 +268,8 @@ def measure(checkout: Path, key: Path, images: int, per_image: int, repeat: int)
     warm_below: list[Run] = []
     startup: list[Run] = []
     listed: list[Run] = []
+    cve: list[Run] = []
+    check_exposed(run_timed(QUERY_CVE, cwd=cwd, env=env), below)  # the known CVEs cached once
     for _ in range(repeat):
         startup.append(run_timed(STARTUP, cwd=cwd, env=env))
         listed.append(run_timed(LIST, cwd=cwd, env=env))
@@ -242,6 +277,8 @@ def measure(checkout: Path, key: Path, images: int, per_image: int, repeat: int)
         check_hits(warm[-1], versions)
         warm_below.append(run_timed(QUERY_BELOW, cwd=cwd, env=env))
         check_hits(warm_below[-1], below, below=True)
+        cve.append(run_timed(QUERY_CVE, cwd=cwd, env=env))
+        check_exposed(cve[-1], below)
     publish = (sys.executable, str(BENCH / "query_scale.py"), "--publish-one", str(checkout), str(key))
     after = run_timed(publish, cwd=cwd, env=env_for(key))
     after_publish = run_timed(QUERY, cwd=cwd, env=env)
@@ -252,6 +289,7 @@ def measure(checkout: Path, key: Path, images: int, per_image: int, repeat: int)
         "cold_s": median(cold),
         "warm_s": median(warm),
         "warm_below_s": median(warm_below),
+        "warm_cve_s": median(cve),
         "after_publish_s": round(after_publish.seconds, 4),
         "publish_one_s": round(after.seconds, 4),
         "startup_s": median(startup),
@@ -268,6 +306,7 @@ def ratios(f: Mapping[str, float]) -> dict[str, float]:
         "warm_over_list": round(f["warm_s"] / f["list_s"], 2),
         "warm_over_startup": round(f["warm_s"] / f["startup_s"], 2),
         "warm_below_over_list": round(f["warm_below_s"] / f["list_s"], 2),
+        "warm_cve_over_list": round(f["warm_cve_s"] / f["list_s"], 2),
         "cold_over_warm": round(f["cold_s"] / f["warm_s"], 2),
         "after_publish_over_warm": round(f["after_publish_s"] / f["warm_s"], 2),
     }

@@ -13,8 +13,8 @@ from factory.bake import bootstrap, deps, verify
 from factory.bake import packer as build
 from factory.bake.inputs import HashCache, fingerprint, input_hashes, parent_identity, used_dependencies
 from factory.bake.render import AwsBuild, BuildContext, ParentRef, Rendered, render, structural_sha256
-from factory.catalog import audit, model, publishing, state, targets, trust
-from factory.catalog.docs_types import EntryDoc, IndexDoc, ManifestDoc
+from factory.catalog import audit, cves, model, publishing, state, targets, trust
+from factory.catalog.docs_types import EntryDoc, IndexDoc, ManifestDoc, Package
 from factory.catalog.store import LATEST, Catalog, catalog_of
 from factory.core import log
 from factory.core import source as tag
@@ -120,7 +120,7 @@ def bake(layout: Layout, name: str, *, publish: bool = True, if_changed: bool = 
                 tools=tools,
                 input_fingerprint=fingerprint_sha256,
             ),
-            version_manifest(ctx, inputs, verified),
+            with_fixed_cves(version_manifest(ctx, inputs, verified), doc),
             verified.report.junit,
             signer=signer,
             actor=tag.actor(layout.root),
@@ -346,7 +346,7 @@ def version_manifest(ctx: BuildContext, inputs: dict[str, str], verified: verify
         "version": ctx.version,
         "commit": ctx.commit,
         "inputs": inputs,
-        "packages": [{"name": n, "version": v} for n, v in verified.packages],
+        "packages": manifest_packages(verified),
         "files": dict(verified.files),
         "tests": {
             "files": list(ctx.image.tests),
@@ -355,3 +355,28 @@ def version_manifest(ctx: BuildContext, inputs: dict[str, str], verified: verify
             "skipped": report.skipped,
         },
     }
+
+
+def manifest_packages(verified: verify.Verified) -> list[Package]:
+    """Each installed package with its Debian source and source version, when dpkg gave them."""
+    sources = {name: (source, version) for name, source, version in verified.sources}
+    found: list[Package] = []
+    for name, version in verified.packages:
+        package: Package = {"name": name, "version": version}
+        if name in sources:
+            package["source"], package["source_version"] = sources[name]
+        found.append(package)
+    return found
+
+
+def with_fixed_cves(manifest: ManifestDoc, doc: IndexDoc) -> ManifestDoc:
+    """The manifest with the CVEs it fixes relative to the image's `latest` when the bake started:
+    what that version's last scan found pending and this one now ships the fix of."""
+    previous = state.current(doc, manifest["image"], LATEST)
+    if previous is None:
+        return manifest
+    scan = state.last_record(doc, manifest["image"], previous, "scan")
+    fixed = cves.fixed_since(scan, manifest["packages"])
+    if scan is None:
+        return manifest
+    return {**manifest, "cves_fixed": {"relative_to": previous, "cves": fixed}}

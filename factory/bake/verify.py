@@ -28,7 +28,14 @@ from factory.core.run import run
 
 # ${db:Status-Abbrev} is "ii " for an installed package; a removed one whose configuration files
 # remain ("rc") is still listed by dpkg-query -W and must not count as installed.
-DPKG_QUERY = ("dpkg-query", "-W", "-f", "${db:Status-Abbrev}\t${Package}\t${Version}\n")
+# ${source:Package} and ${source:Version} name the Debian source a binary was built from (openssl
+# for libssl3): advisories and changelogs speak of sources, so manifests record them too.
+DPKG_QUERY = (
+    "dpkg-query",
+    "-W",
+    "-f",
+    "${db:Status-Abbrev}\t${Package}\t${Version}\t${source:Package}\t${source:Version}\n",
+)
 
 # Configuration whose drift matters whatever the roles do: sshd, kernel parameters, sudo, login
 # policy. A directory stands for the regular files directly in it.
@@ -75,6 +82,7 @@ class TestReport:
 class Verified:
     report: TestReport
     packages: tuple[tuple[str, str], ...]  # (name, version), sorted
+    sources: tuple[tuple[str, str, str], ...] = ()  # (name, source, source version), sorted
     files: tuple[tuple[str, str], ...] = ()  # (path, sha256), sorted: what `factory drift` compares
 
 
@@ -89,14 +97,28 @@ def container(artifact_id: str, command: tuple[str, ...], *, name_hint: str) -> 
         run(["podman", "rm", "--force", "--time", "0", name], capture=True, ok_codes=(0, 1, 125))
 
 
-def installed_packages(container_name: str) -> tuple[tuple[str, str], ...]:
-    return parse_packages(run(["podman", "exec", container_name, *DPKG_QUERY], capture=True).stdout)
+def installed_packages(
+    container_name: str,
+) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str, str], ...]]:
+    """(name, version) and (name, source, source version) of every installed package."""
+    out = run(["podman", "exec", container_name, *DPKG_QUERY], capture=True).stdout
+    return parse_packages(out), parse_sources(out)
+
+
+def _installed_rows(out: str) -> list[list[str]]:
+    rows = (line.split("\t") for line in out.splitlines())
+    return [r for r in rows if len(r) in (3, 5) and r[0][1:2] == "i"]
 
 
 def parse_packages(out: str) -> tuple[tuple[str, str], ...]:
-    """``DPKG_QUERY``'s output as sorted (name, version) pairs of the installed packages."""
-    rows = (line.split("\t") for line in out.splitlines())
-    return tuple(sorted((r[1], r[2]) for r in rows if len(r) == 3 and r[0][1:2] == "i"))
+    """``DPKG_QUERY``'s output as sorted (name, version) pairs of the installed packages (the
+    source columns are optional: a host's older query may not ask for them)."""
+    return tuple(sorted((r[1], r[2]) for r in _installed_rows(out)))
+
+
+def parse_sources(out: str) -> tuple[tuple[str, str, str], ...]:
+    """(name, source, source version) of the installed packages whose query gave the source."""
+    return tuple(sorted((r[1], r[3] or r[1], r[4] or r[2]) for r in _installed_rows(out) if len(r) == 5))
 
 
 def checksum_command(paths: Iterable[str]) -> tuple[str, ...]:
@@ -288,7 +310,7 @@ def verify(
     paths = tracked_paths(spec, layout)
     with container(artifact_id, spec.container.verification_cmd, name_hint=spec.name) as name:
         report = run_tests(spec, layout, name, junit, version=version, commit=commit)
-        packages = installed_packages(name) if report.ok else ()
+        packages, sources = installed_packages(name) if report.ok else ((), ())
         files = recorded_files(name, paths) if report.ok else ()
     if not report.ok:
         listed = "\n".join(f"  FAILED {t}" for t in report.failed_tests) or "  (no test passed)"
@@ -298,4 +320,4 @@ def verify(
             failed_tests=report.failed_tests,
             hint=f"nothing was published; the JUnit report is {junit}",
         )
-    return Verified(report=report, packages=packages, files=files)
+    return Verified(report=report, packages=packages, sources=sources, files=files)

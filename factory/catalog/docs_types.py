@@ -248,6 +248,22 @@ class RegionCopy(TypedDict):
 class Package(TypedDict):
     name: str
     version: str
+    source: NotRequired[str]  # the Debian source package; absent in manifests before CVE tracking
+    source_version: NotRequired[str]
+
+
+class CveFixed(TypedDict):
+    """A CVE a version fixed relative to its predecessor (factory.catalog.cves.fixed_since)."""
+
+    id: str
+    source: str
+    fixed_in: str
+    urgency: str
+
+
+class CvesFixed(TypedDict):
+    relative_to: str  # the version that was `latest` when this one was built
+    cves: list[CveFixed]
 
 
 class ManifestTests(TypedDict):
@@ -267,6 +283,7 @@ class ManifestDoc(TypedDict):
     inputs: dict[str, str]
     packages: list[Package]
     files: NotRequired[dict[str, str]]  # absent in manifests published before drift detection
+    cves_fixed: NotRequired[CvesFixed]  # absent in first versions and before CVE tracking
     tests: ManifestTests
 
 

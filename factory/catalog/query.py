@@ -42,7 +42,7 @@ import hashlib
 import json
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -58,7 +58,8 @@ from factory.core.clock import iso, now_utc
 from factory.core.errors import ConfigError
 
 _SQLITE_PERM, _SQLITE_READONLY, _SQLITE_CANTOPEN = 3, 8, 14  # primary result codes (sqlite3.h)
-INDEX_FORMAT = 1  # Bump when the tables change: an index of another format is rebuilt.
+INDEX_FORMAT = 2  # Bump when the tables change: an index of another format is rebuilt.
+SOURCE = "src:"  # rows named src:<source> hold source versions (factory.catalog.cves)
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE versions (
@@ -145,10 +146,11 @@ def query(
     below: Version | None = None,
     channel: str | None = None,
     now: datetime,
+    index: sqlite3.Connection | None = None,
 ) -> Answer:
     """Every indexed version shipping ``package`` (below ``below``, on ``channel``), image by image,
-    newest first."""
-    with package_index(catalog, cache) as db:
+    newest first; from ``index`` when the caller opened it (``package_index``) for several questions."""
+    with nullcontext(index) if index is not None else package_index(catalog, cache) as db:
         rows = db.execute(HITS, (package,)).fetchall()
         images = json.loads(_meta(db, "images") or "{}")
         similar = () if rows else tuple(_similar(db, package))
@@ -183,7 +185,7 @@ def query(
 
 
 def _similar(db: sqlite3.Connection, package: str) -> list[str]:
-    names = [name for (name,) in db.execute("SELECT name FROM names")]
+    names = [name for (name,) in db.execute("SELECT name FROM names") if not name.startswith(SOURCE)]
     return difflib.get_close_matches(package, names, n=3)
 
 
@@ -344,13 +346,18 @@ def _sync_versions(db: sqlite3.Connection, catalog: Catalog, doc: IndexDoc) -> R
             "INSERT INTO versions (image, version, created, manifest_sha256) VALUES (?, ?, ?, ?)",
             (entry["image"], entry["version"], entry["created"], entry["manifest"]["sha256"]),
         )
+        shipped = {(p["name"], p["version"]) for p in packages}
+        # Each package's source and source version, where they are not the binary's own name and
+        # version (cves.exposed looks both up): manifests without them index no src: row at all.
+        sources = {(p.get("source", p["name"]), p.get("source_version", p["version"])) for p in packages}
+        shipped |= {(SOURCE + name, version) for name, version in sources - shipped}
         rows = {
             (
-                _id_of(db, names, "names", "name", p["name"]),
+                _id_of(db, names, "names", "name", name),
                 cursor.lastrowid,
-                _id_of(db, pkgvers, "pkgvers", "text", p["version"]),
+                _id_of(db, pkgvers, "pkgvers", "text", version),
             )
-            for p in packages
+            for name, version in shipped
         }
         db.executemany("INSERT INTO ships VALUES (?, ?, ?)", sorted(rows))
     return Refresh(fresh=False, read=len(new), kept=len(indexed))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import jinja2
 
-from factory.catalog import sbom, state
+from factory.catalog import cves, sbom, state
 from factory.catalog.docs_types import EntryDoc, IndexDoc, JsonObject
 from factory.catalog.indexdoc import state_of
 from factory.catalog.store import Catalog
@@ -77,9 +77,14 @@ def _sbom(catalog: Catalog, entry: EntryDoc) -> tuple[JsonObject | None, bytes |
     }, raw
 
 
-def site_data(catalog: Catalog, doc: IndexDoc, now: datetime) -> tuple[JsonObject, dict[Path, bytes]]:
-    """The data the page shows, and the files to publish beside it (site-relative path → bytes)."""
+def site_data(
+    catalog: Catalog, doc: IndexDoc, now: datetime, *, last_channel: str | None = None
+) -> tuple[JsonObject, dict[Path, bytes]]:
+    """The data the page shows, and the files to publish beside it (site-relative path → bytes).
+    Each version lists the CVEs it fixed and those it is still exposed to (the scans' knowledge);
+    the filter box highlights the versions on ``last_channel`` (prod) exposed to a CVE typed in."""
     files: dict[Path, bytes] = {}
+    known = cves.known(doc)
     images = []
     for name, data in sorted(doc["images"].items()):
         versions = []
@@ -91,9 +96,11 @@ def site_data(catalog: Catalog, doc: IndexDoc, now: datetime) -> tuple[JsonObjec
             except CatalogError as exc:
                 signature = {"verified": False, "error": exc.message}
             try:
-                packages = catalog.manifest(entry)["packages"]
+                manifest = catalog.manifest(entry)
             except CatalogError:
-                packages = []
+                manifest = None
+            packages = manifest["packages"] if manifest else []
+            fixed = manifest.get("cves_fixed") if manifest else None
             link, raw = _sbom(catalog, entry)
             if raw is not None:
                 files[sbom.path_of(name, version)] = raw
@@ -108,6 +115,8 @@ def site_data(catalog: Catalog, doc: IndexDoc, now: datetime) -> tuple[JsonObjec
                     "tests": entry["tests"],
                     "package_count": entry["package_count"],
                     "packages": packages,
+                    "cves_fixed": [c["id"] for c in fixed["cves"]] if fixed else [],
+                    "exposed": cves.exposed_in(packages, known),
                     "status": state.status(doc, name, version, now),
                     "reason": info.get("reason"),
                     "replacement": info.get("replacement"),
@@ -119,11 +128,19 @@ def site_data(catalog: Catalog, doc: IndexDoc, now: datetime) -> tuple[JsonObjec
             )
         channels = {c: p["version"] for c, p in sorted(data["channels"].items())}
         images.append({"name": name, "channels": channels, "versions": versions})
-    return {"generated": iso(now), "generation": doc["generation"], "images": images}, files
+    page: JsonObject = {
+        "generated": iso(now),
+        "generation": doc["generation"],
+        "last_channel": last_channel,
+        "images": images,
+    }
+    return page, files
 
 
-def write_site(catalog: Catalog, doc: IndexDoc, outdir: Path, now: datetime) -> list[Path]:
-    data, files = site_data(catalog, doc, now)
+def write_site(
+    catalog: Catalog, doc: IndexDoc, outdir: Path, now: datetime, *, last_channel: str | None = None
+) -> list[Path]:
+    data, files = site_data(catalog, doc, now, last_channel=last_channel)
     html = _environment().get_template(TEMPLATE).render(data=data, csp=CONTENT_SECURITY_POLICY)
     index_json = outdir / "index.json"
     index_html = outdir / "index.html"

@@ -4,10 +4,22 @@ exactly one module, and verb modules share only factory.cli.common."""
 
 from __future__ import annotations
 
-from factory.cli import build, catalog, deps, drift, lifecycle, query, rebuild, serve, signal, trust
+from factory.cli import (
+    advisories,
+    build,
+    catalog,
+    deps,
+    drift,
+    lifecycle,
+    query,
+    rebuild,
+    serve,
+    signal,
+    trust,
+)
 from factory.cli.common import Verb
 
-MODULES = (build, deps, catalog, lifecycle, rebuild, query, drift, signal, serve, trust)
+MODULES = (build, deps, catalog, lifecycle, rebuild, query, advisories, drift, signal, serve, trust)
 
 
 def verbs() -> dict[str, Verb]:

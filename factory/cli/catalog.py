@@ -9,9 +9,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
-from factory.catalog import audit, diff, freshness, history, hooks, resolve, site, state, trust
+from factory.catalog import audit, cvetimes, diff, freshness, history, hooks, resolve, site, state, trust
 from factory.catalog import s3 as s3catalog
+from factory.catalog.docs_types import IndexDoc
 from factory.catalog.indexdoc import image_of, state_of
+from factory.catalog.store import Catalog
 from factory.cli.common import (
     Verb,
     actor_of,
@@ -138,6 +140,8 @@ def cmd_history(args: argparse.Namespace, layout: Layout) -> int:
     doc = audit.trusted(catalog)
     if args.image not in doc["images"]:
         require_image(layout, args.image)
+    if args.cves:
+        return _cve_times(args, layout, catalog, doc)
     rows = [
         {k: cast(Mapping[str, object], r)[k] for k in (*history.FIELDS, "hash")}
         for r in doc["history"]
@@ -158,6 +162,23 @@ def cmd_history(args: argparse.Namespace, layout: Layout) -> int:
             + (f"  ({field(str(r['reason']))})" if r["reason"] else "")
             + ("  [EMULATED]" if r["version"] in emulated or r["to"] in emulated else "")
         )
+    return 0
+
+
+def _cve_times(args: argparse.Namespace, layout: Layout, catalog: Catalog, doc: IndexDoc) -> int:
+    """history --cves: per CVE, pending since, fixed by, and when the fix reached each channel."""
+    order = load_settings(layout).channels
+    found = cvetimes.timelines(catalog, doc, args.image) if args.image in doc["images"] else []
+    median = cvetimes.median_hours(found, order[-1])
+    if args.json:
+        emit({"cves": [t.as_json(order[-1]) for t in found], f"median_hours_to_{order[-1]}": median})
+        return 0
+    for t in found:
+        moves = ", ".join(f"{c} {t.reached[c]}" for c in order if c in t.reached) or "no channel yet"
+        fixed = f"fixed by {t.fixed_by} ({t.published}); {moves}" if t.fixed_by else "not fixed yet"
+        out(f"{t.cve}  pending since {t.first_seen}; {fixed}")
+    shown = "-" if median is None else f"{median} h"
+    out(f"median time from pending to {order[-1]}: {shown} ({len(found)} CVE(s))")
     return 0
 
 
@@ -196,12 +217,14 @@ def cmd_site(args: argparse.Namespace, layout: Layout) -> int:
     catalog = open_catalog(layout)
     doc = audit.trusted(catalog)
     if not s3catalog.is_s3(args.outdir):
-        written = site.write_site(catalog, doc, Path(args.outdir), now_utc())
+        last = load_settings(layout).channels[-1]
+        written = site.write_site(catalog, doc, Path(args.outdir), now_utc(), last_channel=last)
         out(f"wrote {', '.join(str(p) for p in written)}")
         return 0
     bucket, prefix = s3catalog.split(args.outdir, field="site")
     with tempfile.TemporaryDirectory(prefix="factory-site-") as tmp:
-        files = site.write_site(catalog, doc, Path(tmp), now_utc())  # SBOMs, then index.json, index.html
+        last = load_settings(layout).channels[-1]  # SBOMs, then index.json, index.html:
+        files = site.write_site(catalog, doc, Path(tmp), now_utc(), last_channel=last)
         urls = s3catalog.upload(
             {p.relative_to(tmp).as_posix(): p.read_bytes() for p in files},
             bucket=bucket,
@@ -257,6 +280,11 @@ def _resolve_args(parser: argparse.ArgumentParser) -> None:
 def _history_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", type=image_type())
     parser.add_argument("--channel", type=channel_type())
+    parser.add_argument(
+        "--cves",
+        action="store_true",
+        help="per CVE: pending since, fixed by, when the fix reached each channel",
+    )
     json_flag(parser)
 
 

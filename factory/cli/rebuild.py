@@ -54,7 +54,8 @@ def cmd_scan(args: argparse.Namespace, layout: Layout) -> int:
     doc = audit.trusted(catalog)
     signer = catalog.check_signer(trust.load_signer())
     wanted = set(args.images) or set(specs)
-    scans = rebuild.scan_all(catalog, doc, [n for n in build_order(specs) if n in wanted], args.jobs)
+    names = [n for n in build_order(specs) if n in wanted]
+    scans = rebuild.scan_all(catalog, doc, names, args.jobs, cache=layout.cache)
     if scans:
         records = [(s.image, s.version, s.details()) for s in scans]
         publishing.record_scans(catalog, records, signer=signer, actor=actor_of(args, layout))

@@ -22,7 +22,7 @@ from typing import Any
 
 from factory.bake import deps
 from factory.bake.inputs import HashCache
-from factory.catalog import audit, hooks, lifecycle, publishing, state, trust
+from factory.catalog import audit, cvetimes, hooks, lifecycle, publishing, state, trust
 from factory.catalog.docs_types import IndexDoc
 from factory.catalog.store import LATEST, Catalog, catalog_of
 from factory.catalog.txn import Txn
@@ -48,9 +48,13 @@ class Outcome:
     seconds: float = 0.0
     log: str | None = None
     promoted: tuple[str, ...] = ()
+    cves_fixed: tuple[str, ...] = ()  # what the published version's manifest says it fixed
+    # The median hours from a CVE's fix pending (first scan) to a version with it in the last
+    # channel (prod), over the image's CVEs that got there (factory/catalog/cvetimes.py).
+    fix_median_hours: float | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {**self.__dict__, "promoted": list(self.promoted)}
+        return {**self.__dict__, "promoted": list(self.promoted), "cves_fixed": list(self.cves_fixed)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,7 +77,8 @@ def rebuild(layout: Layout, request: Request, *, actor: str) -> list[Outcome]:
     )
     wanted = plan.selected(specs, request.only)
     if request.scan:
-        scans = scan_all(catalog, doc, [n for n in build_order(specs) if n in wanted], request.jobs)
+        names = [n for n in build_order(specs) if n in wanted]
+        scans = scan_all(catalog, doc, names, request.jobs, cache=layout.cache)
         if scans:
             publishing.record_scans(
                 catalog, [(s.image, s.version, s.details()) for s in scans], signer=signer, actor=actor
@@ -95,12 +100,27 @@ def rebuild(layout: Layout, request: Request, *, actor: str) -> list[Outcome]:
     if promoted:  # the targets (SSM parameters of an AMI catalog) follow the automatic promotions
         for line in hooks.follow(hooks.Change(layout=layout, catalog=catalog, images=promoted, actor=actor)):
             log.note(line)
+    doc = audit.trusted(catalog)
+    outcomes = [
+        replace(
+            o, fix_median_hours=cvetimes.median_hours(cvetimes.timelines(catalog, doc, o.image), order[-1])
+        )
+        if o.image in doc["images"]
+        else o
+        for o in outcomes
+    ]
+    timed = [f"{o.image} {o.fix_median_hours} h" for o in outcomes if o.fix_median_hours is not None]
+    if timed:
+        log.note(f"median time from a CVE fix pending to {order[-1]}: {', '.join(timed)}")
     (run_dir / "summary.json").write_text(json.dumps([o.as_json() for o in outcomes], indent=2) + "\n")
     return outcomes
 
 
-def scan_all(catalog: Catalog, doc: IndexDoc, names: Sequence[str], jobs: int) -> list[scan.ScanResult]:
-    """Scan the `latest` version of each image, once per artifact, ``jobs`` at a time."""
+def scan_all(
+    catalog: Catalog, doc: IndexDoc, names: Sequence[str], jobs: int, *, cache: Path | None
+) -> list[scan.ScanResult]:
+    """Scan the `latest` version of each image, once per artifact, ``jobs`` at a time; with a
+    ``cache``, read the CVEs each security update fixes from its changelog (cached there)."""
     targets: dict[str, tuple[str, str]] = {}
     for name in names:
         version = state.current(doc, name, LATEST)
@@ -112,12 +132,12 @@ def scan_all(catalog: Catalog, doc: IndexDoc, names: Sequence[str], jobs: int) -
             by_artifact: dict[str, Future[scan.ScanResult]] = {}
             for name, (version, artifact) in targets.items():
                 if artifact not in by_artifact:  # one scan per artifact in a run
-                    by_artifact[artifact] = pool.submit(scan.scan, name, version, artifact)
+                    by_artifact[artifact] = pool.submit(scan.scan, name, version, artifact, cache=cache)
         for name, (version, artifact) in targets.items():
             result = by_artifact[artifact].result()
             found[name] = replace(result, image=name, version=version)
             security = result.security
-            summary = ", ".join(f"{p.package} {p.installed} -> {p.candidate}" for p in security)
+            summary = ", ".join(scan.describe(p.as_json()) for p in security)
             log.note(f"  {name} {version}: {len(security)} pending security update(s) {summary}".rstrip())
     return [found[name] for name in names if name in found]
 
@@ -207,6 +227,7 @@ class _Runner:
         logfile = self.run_dir / f"{name}.log"
         result_file = self.run_dir / f"{name}.json"
         start = time.monotonic()
+        fixed: tuple[str, ...] = ()
         env = {k: os.environ[k] for k in ("FACTORY_SIGNING_KEY", "FACTORY_CACHE") if k in os.environ}
         cmd = [*child_command(self.layout), "bake", name, "--if-changed", "--result-file", str(result_file)]
         try:
@@ -225,7 +246,8 @@ class _Runner:
                 shown = f"= {name}: unchanged ({detail})"
             else:
                 status, version, detail = "built", result["version"], why
-                shown = f"✓ {name}: published {version}"
+                fixed = fixed_cves(self.catalog, name, version)
+                shown = f"✓ {name}: published {version}" + (f", fixes {', '.join(fixed)}" if fixed else "")
         seconds = time.monotonic() - start
         log.note(f"{shown} after {seconds:.0f}s")
         return Outcome(
@@ -236,7 +258,14 @@ class _Runner:
             kind=kind,
             seconds=seconds,
             log=str(logfile),
+            cves_fixed=fixed,
         )
+
+
+def fixed_cves(catalog: Catalog, image: str, version: str) -> tuple[str, ...]:
+    """The CVE ids a published version's signed manifest says it fixed relative to its predecessor."""
+    fixed = catalog.manifest(catalog.find(image, version)).get("cves_fixed")
+    return () if fixed is None else tuple(c["id"] for c in fixed["cves"])
 
 
 def child_command(layout: Layout) -> list[str]:
@@ -293,12 +322,20 @@ def auto_promote(
         return ()
 
 
-SUMMARY_COLUMNS = ("image", "result", "version", "promoted to", "time", "why")
+SUMMARY_COLUMNS = ("image", "result", "version", "promoted to", "fixes", "time", "why")
 
 
 def summary_rows(outcomes: Sequence[Outcome]) -> list[tuple[str, ...]]:
     return [
-        (o.image, o.status, o.version or "-", ", ".join(o.promoted) or "-", f"{o.seconds:.0f}s", o.detail)
+        (
+            o.image,
+            o.status,
+            o.version or "-",
+            ", ".join(o.promoted) or "-",
+            ", ".join(o.cves_fixed) or "-",
+            f"{o.seconds:.0f}s",
+            o.detail,
+        )
         for o in outcomes
     ]
 

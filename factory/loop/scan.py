@@ -8,12 +8,17 @@ machine's configured mirror. Nothing is installed; ``apt-get -s`` only simulates
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+import secrets
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
+from factory.catalog import advisories
 from factory.core.errors import CommandFailed, ExternalToolError
 from factory.core.run import run
+from factory.loop import changelog
 
 # `apt-get -s` prints one line per package it would install:
 #   Inst openssl [3.0.15-1~deb12u1] (3.0.17-1~deb12u2 Debian-Security:12/stable-security [amd64])
@@ -34,6 +39,12 @@ class Pending:
     installed: str | None  # None: a new package the upgrade would pull in
     candidate: str
     origins: tuple[str, ...]
+    # From the candidate's changelog (security updates only): its source package, the CVEs the
+    # entries in (installed, candidate] name, and the highest urgency among those entries.
+    source: str | None = None
+    cves: tuple[changelog.Fix, ...] = ()
+    urgency: str | None = None
+    advisories: tuple[str, ...] = ()  # ids of imported advisories naming those CVEs (DSA-…)
 
     @property
     def security(self) -> bool:
@@ -42,6 +53,8 @@ class Pending:
     def as_json(self) -> dict[str, Any]:
         found = asdict(self)
         found["origins"] = list(self.origins)
+        found["cves"] = [fix.as_json() for fix in self.cves]
+        found["advisories"] = list(self.advisories)
         return found
 
 
@@ -83,21 +96,97 @@ def parse_simulation(text: str) -> list[Pending]:
     return found
 
 
-def scan(image: str, version: str, artifact_id: str) -> ScanResult:
-    """Pending updates of one artifact, from a container that is removed afterwards."""
+def scan(image: str, version: str, artifact_id: str, *, cache: Path | None = None) -> ScanResult:
+    """Pending updates of one artifact, from a container that is removed afterwards. With a
+    ``cache`` directory, the security updates also get the CVEs their changelogs name."""
+    with _container(image, version, artifact_id) as name:
+        result = _exec(image, version, artifact_id, name, ["sh", "-c", SIMULATE])
+        pending = parse_simulation(result)
+        if cache is not None:
+            pending = with_changelogs(
+                pending, cache, lambda wanted: _download(image, version, artifact_id, name, wanted)
+            )
+    return ScanResult(image=image, version=version, artifact_id=artifact_id, pending=tuple(pending))
+
+
+def with_changelogs(
+    pending: Sequence[Pending], cache: Path, download: Callable[[Sequence[str]], str]
+) -> list[Pending]:
+    """``pending`` with source, CVEs and urgency on each security update, from the cache or, for
+    the candidates not cached yet, from one ``download`` of them all ("package=version" each)."""
+    wanted = [p for p in pending if p.security and p.installed is not None]
+    logs = {p.package: changelog.cached(cache, p.package, p.candidate) for p in wanted}
+    missing = [f"{p.package}={p.candidate}" for p in wanted if logs[p.package] is None]
+    if missing:
+        for found in changelog.unpack(download(missing), where=" ".join(missing)):
+            changelog.store(cache, found)
+            logs[found.package] = found
+    done = []
+    for p in pending:
+        got = logs.get(p.package)
+        if got is None:
+            done.append(p)
+            continue
+        span = changelog.in_range(got.entries, p.installed, p.candidate)
+        fixes = changelog.fixes(got.entries, p.installed, p.candidate)
+        named = sorted(
+            {i for f in fixes for i in advisories.lookup(cache, f.cve)[0]} - {f.cve for f in fixes}
+        )
+        done.append(
+            replace(
+                p,
+                source=got.source,
+                cves=fixes,
+                urgency=changelog.highest(e.urgency for e in span),
+                advisories=tuple(named),
+            )
+        )
+    return done
+
+
+@contextmanager
+def _container(image: str, version: str, artifact_id: str) -> Iterator[str]:
+    name = f"factory-scan-{image}-{secrets.token_hex(4)}"
     try:
-        result = run(
-            ["podman", "run", "--rm", "--pull=never", artifact_id, "sh", "-c", SIMULATE],
+        run(
+            [
+                "podman",
+                "run",
+                "--detach",
+                "--rm",
+                "--pull=never",
+                "--name",
+                name,
+                artifact_id,
+                "sleep",
+                "3600",
+            ],
             capture=True,
         )
     except CommandFailed as exc:
-        raise ExternalToolError(
-            f"cannot check {image} {version} for pending updates: apt in a container of {artifact_id} "
-            f"failed (exit {exc.returncode}): " + " | ".join(exc.tail[-3:]),
-            hint="is the mirror in the image's /etc/apt/sources.list.d reachable from this machine?",
-        ) from None
-    return ScanResult(
-        image=image, version=version, artifact_id=artifact_id, pending=tuple(parse_simulation(result.stdout))
+        raise _failed(image, version, artifact_id, exc) from None
+    try:
+        yield name
+    finally:
+        run(["podman", "rm", "--force", "--time", "0", name], capture=True, ok_codes=(0, 1, 125))
+
+
+def _exec(image: str, version: str, artifact_id: str, name: str, cmd: Sequence[str]) -> str:
+    try:
+        return run(["podman", "exec", name, *cmd], capture=True).stdout
+    except CommandFailed as exc:
+        raise _failed(image, version, artifact_id, exc) from None
+
+
+def _download(image: str, version: str, artifact_id: str, name: str, wanted: Sequence[str]) -> str:
+    return _exec(image, version, artifact_id, name, ["sh", "-c", changelog.DOWNLOAD, "download", *wanted])
+
+
+def _failed(image: str, version: str, artifact_id: str, exc: CommandFailed) -> ExternalToolError:
+    return ExternalToolError(
+        f"cannot check {image} {version} for pending updates: apt in a container of {artifact_id} "
+        f"failed (exit {exc.returncode}): " + " | ".join(exc.tail[-3:]),
+        hint="is the mirror in the image's /etc/apt/sources.list.d reachable from this machine?",
     )
 
 
@@ -110,4 +199,11 @@ def recorded_security(record: Mapping[str, Any] | None) -> Sequence[Mapping[str,
 
 
 def describe(pending: Mapping[str, Any]) -> str:
-    return f"{pending['package']} {pending['installed'] or '(new)'} -> {pending['candidate']}"
+    """``openssl 3.0.0-1~stale -> 3.0.17-1~deb12u2``, and what it fixes when the changelog said."""
+    text = f"{pending['package']} {pending['installed'] or '(new)'} -> {pending['candidate']}"
+    cves = [fix["id"] for fix in pending.get("cves", ())]
+    if cves:
+        text += f" (fixes {', '.join(cves)}; urgency {pending.get('urgency') or 'low'})"
+    elif pending.get("urgency"):
+        text += f" (no CVE named; urgency {pending['urgency']})"
+    return text

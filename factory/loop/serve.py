@@ -28,7 +28,7 @@ from factory.catalog import audit, resolve, site, state
 from factory.catalog.store import Catalog, catalog_of
 from factory.core import jsonio, log
 from factory.core.clock import now_utc
-from factory.core.config import Layout
+from factory.core.config import Layout, load_settings
 from factory.core.errors import CatalogError, ConfigError, FactoryError, Refused
 from factory.loop import signals
 from factory.loop.http_checks import (
@@ -149,7 +149,8 @@ class Service:
         if cached is None or cached[0] != key:
             with tempfile.TemporaryDirectory(prefix="factory-site-") as tmp:
                 root = Path(tmp)
-                written = site.write_site(catalog, doc, root, now)
+                last = load_settings(self.layout).channels[-1]
+                written = site.write_site(catalog, doc, root, now, last_channel=last)
                 cached = (key, {p.relative_to(root).as_posix(): p.read_bytes() for p in written})
             self.site_cache.slot = cached
         # Only the files the site itself wrote can be named: nothing else on disk is reachable.

@@ -1,28 +1,31 @@
 """Signals: a production alert acts on the catalog, as factory.toml's [signals] policy says.
 
 A firing alert names a version (``image`` + ``image_version`` labels, or ``artifact_id``) and has a
-``severity``. ``revoke`` revokes the version and its descendants, rolls back every channel that
-pointed at them and queues the image for rebuild (the plan's "production signal"); ``suspect``
-blocks its promotion until the alert resolves. Each alert acts once: a signal record keyed on its
-fingerprint and status says it was handled. The whole payload is checked, then carried out in one
+``severity``. An alert with a ``cve`` label instead names every version the last channel (prod)
+points to that still ships the CVE's source below its fix (factory/catalog/cves.py); each is
+acted on as if named, and queued for rebuild with the reason "CVE-… exposed in prod".
+``revoke`` revokes the version and its descendants, rolls back every channel that pointed at them
+and queues the image for rebuild (the plan's "production signal"); ``suspect`` blocks its promotion
+until the alert resolves. Each alert acts once: a signal record keyed on its fingerprint and
+status says it was handled. The whole payload is checked, then carried out in one
 locked, signed transaction, so a bad payload changes nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from factory.catalog import audit, history, hooks, lifecycle, state, trust
+from factory.catalog import advisories, audit, cves, history, hooks, lifecycle, state, trust
 from factory.catalog.docs_types import IndexDoc
 from factory.catalog.indexdoc import state_of
 from factory.catalog.store import Catalog, catalog_of
 from factory.catalog.txn import Txn
 from factory.core import jsonio
 from factory.core.clock import now_utc
-from factory.core.config import Layout, load_settings
+from factory.core.config import Layout, load_images, load_settings
 from factory.core.errors import ConfigError
 from factory.core.schemas import check_schema
 
@@ -39,9 +42,13 @@ class Alert:
     image: str
     version: str
     summary: str
+    cve: str | None = None  # the alert named a CVE; this version is exposed to it on ``channel``
+    channel: str | None = None
 
     def reason(self) -> str:
         text = f"production signal: {self.alertname} ({self.severity}, alert {self.fingerprint})"
+        if self.cve is not None:
+            text = f"{self.cve} exposed in {self.channel} ({text.removeprefix('production signal: ')})"
         return f"{text}: {self.summary}" if self.summary else text
 
     def details(self, action: str) -> dict[str, Any]:
@@ -51,7 +58,7 @@ class Alert:
             "severity": self.severity,
             "alertname": self.alertname,
             "action": action,
-        }
+        } | ({"cve": self.cve} if self.cve is not None else {})
 
     def outcome(self, action: str, detail: str) -> Action:
         return Action(
@@ -77,14 +84,26 @@ def handle(layout: Layout, raw: bytes, *, source: str, actor: str) -> list[Actio
     policy = load_settings(layout).signal_actions
     catalog = catalog_of(layout)
     doc = audit.trusted(catalog)
+    exposed = exposed_versions(layout, catalog, payload)
     for index, raw_alert in enumerate(payload["alerts"]):  # before the lock: a bad payload writes nothing
-        _alert(doc, source, index, raw_alert)
+        _alerts(doc, source, index, raw_alert, exposed)
     hooks.check(layout, catalog, doc)  # a target that could not follow refuses before the write
     signer = catalog.check_signer(trust.load_signer())
 
     def act(txn: Txn) -> list[Action]:
-        alerts = [_alert(txn.doc, source, i, a) for i, a in enumerate(payload["alerts"])]
-        return [_act(txn, catalog, alert, policy) for alert in alerts]
+        found: list[Action] = []
+        for i, raw_alert in enumerate(payload["alerts"]):
+            alerts = _alerts(txn.doc, source, i, raw_alert, exposed)
+            found.extend(_act(txn, catalog, alert, policy) for alert in alerts)
+            if not alerts:  # a CVE nothing on the last channel is exposed to
+                cve = raw_alert["labels"]["cve"]
+                detail = f"{cve}: no version on {exposed[cve][1]} ships a package below its fix"
+                found.append(
+                    Action(
+                        alert=raw_alert["fingerprint"], image="-", version="-", action="none", detail=detail
+                    )
+                )
+        return found
 
     actions = lifecycle.change(catalog, signer, actor, act)
     revoked = [(a.image, a.version) for a in actions if a.action == "revoke"]
@@ -108,10 +127,62 @@ def parse(raw: bytes, source: str) -> dict[str, Any]:
     return data
 
 
-def _alert(doc: IndexDoc, source: str, index: int, raw: Mapping[str, Any]) -> Alert:
+def exposed_versions(
+    layout: Layout, catalog: Catalog, payload: Mapping[str, Any]
+) -> dict[str, tuple[list[tuple[str, str]], str]]:
+    """For each CVE an alert names (and no image or artifact): the (image, version) pairs on the
+    last channel that ship its source below the fix, and that channel."""
+    wanted = sorted(
+        {
+            a["labels"]["cve"]
+            for a in payload["alerts"]
+            if "cve" in a["labels"] and not _names_a_version(a["labels"])
+        }
+    )
+    if not wanted:
+        return {}
+    channel = load_settings(layout).channels[-1]
+    releases = {
+        advisories.release_of(s.bootstrap.suite) for s in load_images(layout).values() if s.bootstrap
+    }
+    found = {}
+    with cves.answering(catalog, layout.cache) as (index, known):
+        for cve in wanted:
+            fixes = cves.with_feeds(known.get(cve, []), cve, layout.cache, releases)
+            hits = cves.exposed(catalog, layout.cache, fixes, channel=channel, now=now_utc(), index=index)
+            found[cve] = ([(e.image, e.version) for e in hits], channel)
+    return found
+
+
+def _names_a_version(labels: Mapping[str, Any]) -> bool:
+    return "image" in labels or "artifact_id" in labels
+
+
+def _alerts(
+    doc: IndexDoc,
+    source: str,
+    index: int,
+    raw: Mapping[str, Any],
+    exposed: Mapping[str, tuple[list[tuple[str, str]], str]],
+) -> list[Alert]:
+    labels = raw["labels"]
+    if _names_a_version(labels):
+        return [_alert(doc, source, index, raw)]
+    versions, channel = exposed[labels["cve"]]
+    return [
+        replace(_alert(doc, source, index, raw, named=(image, version)), cve=labels["cve"], channel=channel)
+        for image, version in versions
+    ]
+
+
+def _alert(
+    doc: IndexDoc, source: str, index: int, raw: Mapping[str, Any], named: tuple[str, str] | None = None
+) -> Alert:
     labels = raw["labels"]
     where = f"{source}: alerts.{index}.labels"
-    if "image" in labels:
+    if named is not None:
+        image, version = named
+    elif "image" in labels:
         image, version = labels["image"], labels["image_version"]
         if image not in doc["images"]:
             known = ", ".join(sorted(doc["images"])) or "(none)"
@@ -182,8 +253,12 @@ def _act(txn: Txn, catalog: Catalog, alert: Alert, policy: Mapping[str, str]) ->
             "ignore", f"severity {alert.severity!r} has no action in factory.toml [signals]"
         )
     if action == "suspect":
-        _record(txn, alert, alert.details("suspect"))
-        return alert.outcome("suspect", "marked suspect: no promotion until the alert resolves")
+        details = alert.details("suspect")
+        if alert.cve is not None:  # exposed: the rebuild that fixes it is due
+            details["queue"] = True
+        _record(txn, alert, details)
+        queued = "; queued for rebuild" if alert.cve is not None else ""
+        return alert.outcome("suspect", f"marked suspect: no promotion until the alert resolves{queued}")
     return _revoke(txn, catalog, alert)
 
 

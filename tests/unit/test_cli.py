@@ -72,6 +72,7 @@ def test_root_before_verb_is_used(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 V = version_id(0)
 MINIMAL_ARGS: dict[str, list[str]] = {
+    "advisories": ["import", "feed.json"],
     "list": [],
     "deps": ["install"],
     "render": ["base"],
