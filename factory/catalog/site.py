@@ -19,7 +19,7 @@ from pathlib import Path
 
 import jinja2
 
-from factory.catalog import cves, sbom, state
+from factory.catalog import cves, cvetimes, sbom, state
 from factory.catalog.docs_types import EntryDoc, IndexDoc, JsonObject
 from factory.catalog.indexdoc import state_of
 from factory.catalog.store import Catalog
@@ -127,7 +127,18 @@ def site_data(
                 }
             )
         channels = {c: p["version"] for c, p in sorted(data["channels"].items())}
-        images.append({"name": name, "channels": channels, "versions": versions})
+        # Time to fix: per CVE its scans found pending, when the fix was first seen, which version
+        # shipped it and when that reached each channel; the median hours to the last channel.
+        found = cvetimes.timelines(catalog, doc, name) if last_channel else []
+        images.append(
+            {
+                "name": name,
+                "channels": channels,
+                "versions": versions,
+                "time_to_fix": [t.as_json(last_channel) for t in found if last_channel],
+                "median_hours": cvetimes.median_hours(found, last_channel) if last_channel else None,
+            }
+        )
     page: JsonObject = {
         "generated": iso(now),
         "generation": doc["generation"],

@@ -344,3 +344,31 @@ def test_a_cve_not_fixed_yet_has_no_time_to_prod(
         f"{CVE}  pending since {catalog.load()['history'][-1]['at']}; not fixed yet",
         "median time from pending to prod: - (1 CVE(s))",
     ]
+
+
+def test_the_site_shows_each_cves_time_to_fix_and_the_median(
+    catalog: Catalog, signer: Signer, tmp_path: Path
+) -> None:
+    stale = _publish(catalog, signer, "base", 1, _openssl("3.0.0-1~stale"))
+    details = {"artifact_id": "sha256:x", "security": [_pending("3.0.0-1~stale")], "other_pending": 0}
+    publishing.record_scans(catalog, [("base", stale, details)], signer=signer, actor=ACTOR)
+    fixed = version_id(2)
+    manifest = with_fixed_cves(make_manifest("base", fixed) | {"packages": _openssl(FIXED)}, catalog.load())
+    junit = tmp_path / "junit.xml"
+    junit.write_text(JUNIT.format(image="base", version=fixed), encoding="utf-8")
+    publishing.publish(catalog, make_entry("base", fixed), manifest, junit, signer=signer, actor=ACTOR)
+    with lifecycle.transaction(catalog, signer, ACTOR) as txn:
+        for channel in ORDER:
+            lifecycle.promote(txn, catalog, ORDER, image="base", version=fixed, channel=channel)
+    site.write_site(catalog, catalog.load(), tmp_path / "site", now_utc(), last_channel="prod")
+    data = json.loads((tmp_path / "site" / "index.json").read_text())
+    (base,) = [i for i in data["images"] if i["name"] == "base"]
+    (timeline,) = base["time_to_fix"]
+    assert (timeline["cve"], timeline["fixed_by"], base["median_hours"]) == (
+        CVE,
+        fixed,
+        timeline["hours_to_prod"],
+    )
+    page = (tmp_path / "site" / "index.html").read_text()
+    assert f'<tr class="ttf-row" data-cve="{CVE.lower()}">' in page
+    assert f"Median hours from pending to prod: {timeline['hours_to_prod']}" in page
