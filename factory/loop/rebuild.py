@@ -322,7 +322,8 @@ def auto_promote(
         return ()
 
 
-SUMMARY_COLUMNS = ("image", "result", "version", "promoted to", "fixes", "time", "why")
+# "time to fix": the median hours from a CVE's fix pending to a version with it in the last channel.
+SUMMARY_COLUMNS = ("image", "result", "version", "promoted to", "fixes", "time to fix", "time", "why")
 
 
 def summary_rows(outcomes: Sequence[Outcome]) -> list[tuple[str, ...]]:
@@ -333,6 +334,7 @@ def summary_rows(outcomes: Sequence[Outcome]) -> list[tuple[str, ...]]:
             o.version or "-",
             ", ".join(o.promoted) or "-",
             ", ".join(o.cves_fixed) or "-",
+            "-" if o.fix_median_hours is None else f"{o.fix_median_hours} h",
             f"{o.seconds:.0f}s",
             o.detail,
         )

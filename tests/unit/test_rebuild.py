@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from factory.core.config import Layout
-from factory.loop.rebuild import child_command
+from factory.loop.rebuild import SUMMARY_COLUMNS, Outcome, child_command, summary_rows
 
 
 def _option(cmd: list[str], name: str) -> str | None:
@@ -35,3 +35,12 @@ def test_without_an_endpoint_the_child_gets_none(tmp_path: Path) -> None:
 def test_the_child_works_on_the_same_checkout(tmp_path: Path) -> None:
     layout = Layout(root=tmp_path, catalog_location=str(tmp_path / "cat"), cache=tmp_path / "cache")
     assert _option(child_command(layout), "--root") == str(tmp_path)
+
+
+def test_the_nightly_table_reports_fixes_and_the_median_time_to_fix() -> None:
+    fixed = Outcome(image="base", status="built", detail="security-updates", version="v2", seconds=61.2,
+                    cves_fixed=("CVE-2026-1234", "CVE-2026-1235"), fix_median_hours=26.5)  # fmt: skip
+    untouched = Outcome(image="nginx", status="skipped", detail="nothing changed")
+    rows = dict(zip(SUMMARY_COLUMNS, summary_rows([fixed])[0], strict=True))
+    assert (rows["fixes"], rows["time to fix"]) == ("CVE-2026-1234, CVE-2026-1235", "26.5 h")
+    assert dict(zip(SUMMARY_COLUMNS, summary_rows([untouched])[0], strict=True))["time to fix"] == "-"
