@@ -5,6 +5,11 @@ reader's cache (``<cache>/advisories/advisories.sqlite``), like the package inde
     advisories(id, file)                       one row per advisory (DSA-5417-1, CVE-2024-5535, …)
     aliases(alias, id)                         every name an advisory is found by, its own id included
     fixes(id, package, release, fixed_in, urgency)   the source package, Debian release, fixed version
+    imported(path, sha256)                     files of the configured directory, as last imported
+
+``factory advisories import FILE`` adds one file. A directory named in factory.toml
+(``[advisories] directory``) is read by every command that asks the index (scan, plan, rebuild,
+query, signal): each file whose content the index has not seen is imported then (``sync``).
 
 Advisories name Debian *source* packages; the package index holds each shipped source as
 ``src:<source>`` (factory/catalog/query.py), which is what factory/catalog/cves.py matches.
@@ -16,6 +21,7 @@ malformed file or record exits 2 naming the file and the record, and nothing is 
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -26,7 +32,8 @@ from typing import Any
 
 from debian.debian_support import Version
 
-from factory.core import jsonio
+from factory.core import jsonio, log
+from factory.core.config import Layout, load_settings
 from factory.core.errors import ConfigError
 
 MAX_FILE_BYTES = 512 * 2**20  # Debian's all.zip is ~100 MiB; the tracker's JSON ~80 MiB
@@ -38,7 +45,9 @@ CREATE TABLE IF NOT EXISTS aliases (alias TEXT NOT NULL, id TEXT NOT NULL, PRIMA
 CREATE TABLE IF NOT EXISTS fixes (
     id TEXT NOT NULL, package TEXT NOT NULL, release TEXT NOT NULL, fixed_in TEXT NOT NULL,
     urgency TEXT NOT NULL, PRIMARY KEY (id, package, release));
+CREATE TABLE IF NOT EXISTS imported (path TEXT PRIMARY KEY, sha256 TEXT NOT NULL);
 """
+FEED_SUFFIXES = (".json", ".zip")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -199,8 +208,11 @@ def index_path(cache: Path) -> Path:
     return cache / "advisories" / "advisories.sqlite"
 
 
-def store(cache: Path, advisories: Sequence[Advisory], *, file: str) -> int:
-    """Add (or replace) ``advisories`` in the index in one transaction; how many were stored."""
+def store(
+    cache: Path, advisories: Sequence[Advisory], *, file: str, source: tuple[str, str] | None = None
+) -> int:
+    """Add (or replace) ``advisories`` in the index in one transaction; how many were stored.
+    ``source``: (path, sha256) of the configured directory's file they came from."""
     path = index_path(cache)
     path.parent.mkdir(parents=True, exist_ok=True)
     with closing(sqlite3.connect(path, isolation_level=None, timeout=60)) as db:
@@ -216,6 +228,8 @@ def store(cache: Path, advisories: Sequence[Advisory], *, file: str) -> int:
                 db.executemany(
                     "INSERT OR REPLACE INTO fixes VALUES (?, ?, ?, ?, ?)", [(adv.id, *f) for f in adv.fixes]
                 )
+            if source is not None:
+                db.execute("INSERT OR REPLACE INTO imported VALUES (?, ?)", source)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -243,3 +257,39 @@ def lookup(cache: Path, name: str) -> tuple[tuple[str, ...], list[FeedFix]]:
             )
         ]
     return tuple(sorted(ids)), fixes
+
+
+def _imported(cache: Path) -> dict[str, str]:
+    path = index_path(cache)
+    if not path.exists():
+        return {}
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "imported" not in tables:
+            return {}
+        return dict(db.execute("SELECT path, sha256 FROM imported"))
+
+
+def sync(layout: Layout) -> list[str]:
+    """Import each feed file (``*.json``, ``*.zip``) of the directory factory.toml names under
+    ``[advisories] directory`` whose content the index has not seen; the names imported."""
+    directory = load_settings(layout).advisories_directory
+    if directory is None:
+        return []
+    folder = Path(directory) if Path(directory).is_absolute() else layout.root / directory
+    if not folder.is_dir():
+        raise ConfigError(
+            f"{layout.settings}: advisories.directory: {folder} is not a directory",
+            hint="put the OSV or Debian tracker files your mirror serves there, or remove the setting",
+        )
+    seen = _imported(layout.cache)
+    done = []
+    for path in sorted(p for p in folder.iterdir() if p.suffix in FEED_SUFFIXES and p.is_file()):
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if seen.get(str(path.resolve())) == digest:
+            continue
+        found = read(path)  # a bad file: exit 2 naming it and the record, nothing imported
+        store(layout.cache, found, file=path.name, source=(str(path.resolve()), digest))
+        log.note(f"{path}: {len(found)} advisories imported ([advisories] directory)")
+        done.append(path.name)
+    return done

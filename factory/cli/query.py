@@ -71,6 +71,7 @@ def _cves(args: argparse.Namespace, layout: Layout) -> int:
     cve = cves.check_id(args.cve) if args.cve is not None else None
     minimum = cves.rank(cves.check_urgency(args.min_urgency))
     catalog = catalog_of(layout)
+    advisories.sync(layout)  # the configured feed directory, if factory.toml names one
     with cves.answering(catalog, layout.cache) as (index, known):
         if cve is not None:  # an imported advisory may know fixes no changelog named
             if advisories.index_path(layout.cache).exists():

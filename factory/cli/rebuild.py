@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from factory.catalog import audit, publishing, trust
+from factory.catalog import advisories, audit, publishing, trust
 from factory.catalog.store import catalog_of
 from factory.cli.common import Verb, actor_of, emit, image_type, jobs, json_flag, open_catalog, out
 from factory.core import log
@@ -55,6 +55,7 @@ def cmd_scan(args: argparse.Namespace, layout: Layout) -> int:
     signer = catalog.check_signer(trust.load_signer())
     wanted = set(args.images) or set(specs)
     names = [n for n in build_order(specs) if n in wanted]
+    advisories.sync(layout)  # the configured feed directory: advisory ids beside each CVE
     scans = rebuild.scan_all(catalog, doc, names, args.jobs, cache=layout.cache)
     if scans:
         records = [(s.image, s.version, s.details()) for s in scans]

@@ -114,6 +114,8 @@ class Settings:
     aws_ssm_prefix: str = "/golden-images"
     # Days a signed catalog snapshot stays valid ([catalog] expiry_days; factory.catalog.freshness)
     catalog_expiry_days: int = CATALOG_EXPIRY_DAYS
+    # Advisory feed files imported on use ([advisories] directory; factory.catalog.advisories.sync)
+    advisories_directory: str | None = None
 
 
 def load_settings(layout: Layout) -> Settings:
@@ -133,6 +135,7 @@ def load_settings(layout: Layout) -> Settings:
         signal_actions=dict(data.get("signals", {}).get("severity", {})),
         aws_ssm_prefix=data.get("aws", {}).get("ssm_prefix", "/golden-images"),
         catalog_expiry_days=data.get("catalog", {}).get("expiry_days", CATALOG_EXPIRY_DAYS),
+        advisories_directory=data.get("advisories", {}).get("directory"),
     )
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from factory.bake import deps
 from factory.bake.inputs import HashCache
-from factory.catalog import audit, cvetimes, hooks, lifecycle, publishing, state, trust
+from factory.catalog import advisories, audit, cvetimes, hooks, lifecycle, publishing, state, trust
 from factory.catalog.docs_types import IndexDoc
 from factory.catalog.store import LATEST, Catalog, catalog_of
 from factory.catalog.txn import Txn
@@ -78,6 +78,7 @@ def rebuild(layout: Layout, request: Request, *, actor: str) -> list[Outcome]:
     wanted = plan.selected(specs, request.only)
     if request.scan:
         names = [n for n in build_order(specs) if n in wanted]
+        advisories.sync(layout)  # the configured feed directory: advisory ids beside each CVE
         scans = scan_all(catalog, doc, names, request.jobs, cache=layout.cache)
         if scans:
             publishing.record_scans(

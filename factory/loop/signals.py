@@ -142,6 +142,7 @@ def exposed_versions(
     if not wanted:
         return {}
     channel = load_settings(layout).channels[-1]
+    advisories.sync(layout)
     releases = {
         advisories.release_of(s.bootstrap.suite) for s in load_images(layout).values() if s.bootstrap
     }

@@ -165,3 +165,55 @@ def test_query_cve_uses_the_feed_for_a_cve_no_changelog_named(
     assert [(e["version"], e["installed"], e["fixed_in"], e["urgency"]) for e in found] == [
         (old, "3.0.11-1~deb12u2", "3.0.14-1~deb12u2", "high")
     ]
+
+
+# -- a feed directory named in factory.toml ([advisories] directory) ---------------------------
+
+
+def _configured(root: Path, directory: str) -> Layout:
+    settings = root / "factory.toml"
+    settings.write_text(settings.read_text() + f'\n[advisories]\ndirectory = "{directory}"\n')
+    return Layout.discover(root, catalog=str(root / "catalog"), cache=str(root / "cache"))
+
+
+def _checkout(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "factory.toml").write_text((REPO_ROOT / "factory.toml").read_text())
+    return root
+
+
+def test_the_configured_directory_is_imported_once_per_content(tmp_path: Path) -> None:
+    root = _checkout(tmp_path)
+    feeds = root / "feeds"
+    feeds.mkdir()
+    (feeds / "dsa.json").write_bytes((FEEDS / "DSA-5764-1.json").read_bytes())
+    (feeds / "notes.txt").write_text("not a feed")
+    layout = _configured(root, "feeds")
+    assert advisories.sync(layout) == ["dsa.json"]
+    assert advisories.sync(layout) == []  # nothing new: nothing read again
+    assert advisories.lookup(layout.cache, "CVE-2024-6119")[0] == ("DSA-5764-1",)
+    (feeds / "dsa.json").write_bytes((FEEDS / "CVE-2024-2511.json").read_bytes())  # the mirror moved on
+    assert advisories.sync(layout) == ["dsa.json"]
+    assert advisories.lookup(layout.cache, "CVE-2024-2511")[1][0].fixed_in == "3.0.13-1~deb12u1"
+
+
+def test_a_bad_file_in_the_directory_exits_2_naming_it_and_imports_nothing(tmp_path: Path) -> None:
+    root = _checkout(tmp_path)
+    (root / "feeds").mkdir()
+    (root / "feeds" / "broken.json").write_bytes((FEEDS / "bad-fixed.json").read_bytes())
+    layout = _configured(root, "feeds")
+    with pytest.raises(ConfigError, match=r"broken\.json"):
+        advisories.sync(layout)
+    assert not advisories.index_path(layout.cache).exists()
+
+
+def test_a_configured_directory_that_is_missing_names_the_setting(tmp_path: Path) -> None:
+    layout = _configured(_checkout(tmp_path), "no-such-feeds")
+    with pytest.raises(ConfigError, match=r"factory\.toml: advisories\.directory: .*no-such-feeds"):
+        advisories.sync(layout)
+
+
+def test_without_the_setting_nothing_is_read(tmp_path: Path) -> None:
+    root = _checkout(tmp_path)
+    assert advisories.sync(Layout.discover(root, catalog=str(root / "c"), cache=str(root / "k"))) == []
