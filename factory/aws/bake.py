@@ -199,7 +199,8 @@ def gate_evidence(rendered: Rendered) -> Verified:
     """What the gate inside the Packer build left behind: JUnit report, packages, file checksums."""
     junit = rendered.build_dir / "junit.xml"
     packages, files = remote_gate.read_evidence(rendered.gate or rendered.build_dir)
-    return Verified(report=parse_junit(junit), packages=packages, files=files)
+    sources = remote_gate.read_sources(rendered.gate or rendered.build_dir)
+    return Verified(report=parse_junit(junit), packages=packages, sources=sources, files=files)
 
 
 def _check_same_parent(spec: ImageSpec, catalog: Catalog, parent: ParentRef) -> None:

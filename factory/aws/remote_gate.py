@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from factory.bake.verify import DPKG_QUERY, checksum_command, parse_checksums, parse_packages
+from factory.bake.verify import DPKG_QUERY, checksum_command, parse_checksums, parse_packages, parse_sources
 from factory.core import jsonio, log
 from factory.core.errors import ConfigError, ExternalToolError, FactoryError
 from factory.core.files import atomic_write, dumps
@@ -152,8 +152,18 @@ def remote_command(ssh_config: Path, argv: Sequence[str], *, sudo: bool) -> list
     return ["ssh", "-F", str(ssh_config), "gate", shlex.join(["sudo", *argv] if sudo else argv)]
 
 
-def collect(settings: Mapping[str, Any], ssh_config: Path) -> tuple[Pairs, Pairs]:
-    """The installed packages and the sha256 of the tracked files, as factory.bake.verify records them."""
+Sources = tuple[tuple[str, str, str], ...]  # sorted (package, source, source version), as verify.Verified
+
+
+def sources_file(packages_file: Path) -> Path:
+    """Each package's Debian source and source version, beside the package list (advisories and
+    changelogs speak of sources: factory/catalog/cves.py)."""
+    return packages_file.with_name("sources.json")
+
+
+def collect(settings: Mapping[str, Any], ssh_config: Path) -> tuple[Pairs, Sources, Pairs]:
+    """The installed packages (and their sources) and the sha256 of the tracked files, as
+    factory.bake.verify records them."""
     sudo = bool(settings.get("sudo", True))
     listed = run(remote_command(ssh_config, DPKG_QUERY, sudo=sudo), capture=True)
     packages = parse_packages(listed.stdout)
@@ -168,7 +178,7 @@ def collect(settings: Mapping[str, Any], ssh_config: Path) -> tuple[Pairs, Pairs
         capture=True,
         ok_codes=(0, 1),
     )
-    return packages, tuple(sorted(parse_checksums(summed.stdout).items()))
+    return packages, parse_sources(listed.stdout), tuple(sorted(parse_checksums(summed.stdout).items()))
 
 
 def load_settings(path: Path) -> dict[str, Any]:
@@ -204,7 +214,11 @@ def load_settings(path: Path) -> dict[str, Any]:
 def gate(call: GateCall) -> int:
     """pytest + Testinfra through the adapter, then the evidence when it passed; pytest's exit code."""
     settings = load_settings(call.settings)
-    evidence = (Path(settings["packages_file"]), Path(settings["files_file"]))
+    evidence = (
+        Path(settings["packages_file"]),
+        Path(settings["files_file"]),
+        sources_file(Path(settings["packages_file"])),
+    )
     for path in evidence:  # a rerun in the same build dir must not leave an earlier run's files
         path.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="factory-gate-") as tmp:
@@ -216,7 +230,8 @@ def gate(call: GateCall) -> int:
         result = run(pytest_command(call, settings, ssh_config), cwd=settings["root"], ok_codes=(0, 1))
         if result.returncode != 0:
             return result.returncode
-        packages, files = collect(settings, ssh_config)
+        packages, sources, files = collect(settings, ssh_config)
+    atomic_write(evidence[2], dumps([list(row) for row in sources]))
     atomic_write(evidence[0], dumps([list(pair) for pair in packages]))
     atomic_write(evidence[1], dumps(dict(files)))
     log.note(f"recorded {len(packages)} packages and {len(files)} tracked files")
@@ -243,6 +258,25 @@ def read_evidence(source: Path) -> tuple[Pairs, Pairs]:
     if bad:
         raise ExternalToolError(f"{files_file}: not an absolute path with a sha256: {bad[0]!r}")
     return packages, files
+
+
+def read_sources(source: Path) -> Sources:
+    """The (package, source, source version) rows a passed gate recorded beside its package list;
+    none for a build directory of a gate that did not record them (an older factory)."""
+    gate_json = source / "gate.json" if source.is_dir() else source
+    try:
+        settings = jsonio.loads(gate_json.read_bytes(), source=str(gate_json), what="readable gate settings")
+        path = sources_file(Path(settings["packages_file"]))
+    except (ConfigError, OSError, TypeError, KeyError):
+        return ()  # read_evidence, which runs first, names what is wrong with gate.json
+    if not path.exists():
+        return ()
+    rows = _read_json(path)
+    if not isinstance(rows, list) or not all(
+        isinstance(r, list) and len(r) == 3 and all(isinstance(x, str) for x in r) for r in rows
+    ):
+        raise ExternalToolError(f"{path}: not a list of [package, source, source version]")
+    return tuple(sorted((r[0], r[1], r[2]) for r in rows))
 
 
 def _read_json(path: Path) -> Any:

@@ -22,6 +22,7 @@ from factory.aws.remote_gate import (
     parse_inventory,
     pytest_command,
     read_evidence,
+    read_sources,
     remote_command,
 )
 from factory.bake.packer import PACKER_ENV, AmiArtifact, aws_env, build_ami, read_ami_manifest
@@ -643,7 +644,8 @@ def test_pytest_command(tmp_path: Path) -> None:
     assert "--sudo" not in pytest_command(call, settings | {"sudo": False}, tmp_path / "c")
 
 
-DPKG_OUT = "ii \tbash\t5.2.15-2+b7\nrc \told\t1.0\nii \topenssh-server\t1:9.2p1-2+deb12u3\n"
+# dpkg-query's status, name, version, source and source version (verify.DPKG_QUERY); bash is a binNMU.
+DPKG_OUT = "ii \tbash\t5.2.15-2+b7\t\t5.2.15-2\nrc \told\t1.0\t\t\nii \topenssh-server\t1:9.2p1-2+deb12u3\topenssh\t\n"
 SUM_A, SUM_B = "a" * 64, "b" * 64
 SHA_OUT = (  # /etc/machine-id is per machine: not recorded
     f"{SUM_B}  /etc/sysctl.d/90-hardening.conf\n{SUM_A}  /etc/ssh/sshd_config\n{'c' * 64}  /etc/machine-id\n"
@@ -719,6 +721,18 @@ def test_passed_gate_records_packages_and_files(monkeypatch: pytest.MonkeyPatch,
     assert packages == (("bash", "5.2.15-2+b7"), ("openssh-server", "1:9.2p1-2+deb12u3"))
     assert files == (("/etc/ssh/sshd_config", SUM_A), ("/etc/sysctl.d/90-hardening.conf", SUM_B))
     assert read_evidence(tmp_path / "gate.json") == (packages, files)
+
+
+def test_passed_gate_records_each_packages_source(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert _run_gate(monkeypatch, tmp_path, FakeInstance()) == 0
+    assert read_sources(tmp_path) == (
+        ("bash", "bash", "5.2.15-2"),
+        ("openssh-server", "openssh", "1:9.2p1-2+deb12u3"),
+    )
+
+
+def test_a_gate_of_an_older_factory_recorded_no_sources(tmp_path: Path) -> None:
+    assert read_sources(_evidence(tmp_path, '[["bash", "5.2"]]', "{}")) == ()
 
 
 def test_evidence_comes_through_the_same_host(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
