@@ -645,7 +645,11 @@ def test_pytest_command(tmp_path: Path) -> None:
 
 
 # dpkg-query's status, name, version, source and source version (verify.DPKG_QUERY); bash is a binNMU.
-DPKG_OUT = "ii \tbash\t5.2.15-2+b7\t\t5.2.15-2\nrc \told\t1.0\t\t\nii \topenssh-server\t1:9.2p1-2+deb12u3\topenssh\t\n"
+DPKG_OUT = (
+    "ii \tbash\t5.2.15-2+b7\t\t5.2.15-2\n"
+    "rc \told\t1.0\t\t\n"
+    "ii \topenssh-server\t1:9.2p1-2+deb12u3\topenssh\t\n"
+)
 SUM_A, SUM_B = "a" * 64, "b" * 64
 SHA_OUT = (  # /etc/machine-id is per machine: not recorded
     f"{SUM_B}  /etc/sysctl.d/90-hardening.conf\n{SUM_A}  /etc/ssh/sshd_config\n{'c' * 64}  /etc/machine-id\n"
