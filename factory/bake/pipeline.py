@@ -13,7 +13,7 @@ from factory.bake import bootstrap, verify
 from factory.bake import packer as build
 from factory.bake.inputs import HashCache, fingerprint, input_hashes, parent_identity
 from factory.bake.render import AwsBuild, BuildContext, ParentRef, Rendered, render, structural_sha256
-from factory.catalog import audit, model, publishing, state, targets, trust
+from factory.catalog import audit, hooks, model, publishing, state, targets, trust
 from factory.catalog.docs_types import EntryDoc, IndexDoc, ManifestDoc
 from factory.catalog.store import LATEST, Catalog, catalog_of
 from factory.core import log
@@ -107,6 +107,8 @@ def bake(layout: Layout, name: str, *, publish: bool = True, if_changed: bool = 
     if not publish:
         log.note(f"built {ref} ({artifact.id}); not published (--no-publish)")
         return built
+    # A configured registry gets the image before the catalog does: a failed push records nothing.
+    pushed = hooks.push(layout, spec.name, ctx.version, ref)
     with log.step(f"Publishing {spec.name} {ctx.version} to {layout.catalog}"):
         assert signer is not None
         entry = publishing.publish(
@@ -114,7 +116,9 @@ def bake(layout: Layout, name: str, *, publish: bool = True, if_changed: bool = 
             catalog_entry(
                 ctx,
                 rendered=rendered,
-                artifact=model.PodmanImage(id=artifact.id, ref=ref),
+                artifact=model.PodmanImage(id=artifact.id, ref=ref)
+                if pushed is None
+                else model.PodmanImage(id=artifact.id, ref=pushed.ref, digest=pushed.digest),
                 verified=verified,
                 tools=tools,
                 input_fingerprint=fingerprint_sha256,
@@ -124,6 +128,10 @@ def bake(layout: Layout, name: str, *, publish: bool = True, if_changed: bool = 
             signer=signer,
             actor=tag.actor(layout.root),
         )
+    if pushed is not None:  # the registry follows: evidence attached, `latest` tag moved
+        change = hooks.Change(layout=layout, catalog=catalog, images=(spec.name,), signer=signer)
+        for line in hooks.follow(change):
+            log.note(line)
     return replace(built, published=True, entry=entry)
 
 

@@ -4,10 +4,10 @@ exactly one module, and verb modules share only factory.cli.common."""
 
 from __future__ import annotations
 
-from factory.cli import build, catalog, drift, lifecycle, query, rebuild, serve, signal, trust
+from factory.cli import build, catalog, drift, lifecycle, query, rebuild, registry, serve, signal, trust
 from factory.cli.common import Verb
 
-MODULES = (build, catalog, lifecycle, rebuild, query, drift, signal, serve, trust)
+MODULES = (build, catalog, lifecycle, rebuild, query, drift, signal, serve, trust, registry)
 
 
 def verbs() -> dict[str, Verb]:

@@ -244,6 +244,8 @@ def child_command(layout: Layout) -> list[str]:
     cmd += ["--catalog", layout.remote_catalog or str(layout.catalog)]
     if layout.aws_endpoint:
         cmd += ["--endpoint-url", layout.aws_endpoint]
+    if layout.registry:
+        cmd += ["--registry", layout.registry]
     return cmd
 
 
