@@ -81,7 +81,9 @@ def test_a_verb_lives_in_exactly_one_module() -> None:
     assert len(names) == len(set(names))
 
 
-def test_the_cli_registers_the_aws_and_registry_followers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cli_registers_the_aws_and_registry_followers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(hooks, "_FOLLOWERS", {})
     (tmp_path / "images").mkdir()
     (tmp_path / "roles").mkdir()
