@@ -15,7 +15,7 @@ from factory.cli.main import main_inner
 
 FACTORY = Path(__file__).resolve().parents[2] / "factory"
 MODULE_FILES = sorted(p for p in FACTORY.rglob("*.py") if "__pycache__" not in p.parts)
-STAGES = {"core", "catalog", "bake", "aws", "loop", "cli"}
+STAGES = {"core", "catalog", "bake", "aws", "registry", "loop", "cli"}
 
 
 def _rel(path: Path) -> str:
