@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from factory.catalog import hooks as catalog_hooks
 from factory.catalog.docs_types import EntryDoc, IndexDoc
@@ -120,7 +121,8 @@ def sync(
     reg: Registry, catalog: Catalog, doc: IndexDoc, channels: Sequence[str], images: Sequence[str] | None
 ) -> list[str]:
     """Make every channel tag of ``images`` (default: all) say what the catalog says; attach
-    missing evidence. One line per thing changed: nothing when the registry already agreed."""
+    missing evidence; delete what gc collected. One line per thing changed: nothing when the
+    registry already agreed. Channel tags go first: they are what a rollback waits for."""
     lines: list[str] = []
     for image in sorted(images if images is not None else doc["images"]):
         if image not in doc["images"]:
@@ -128,28 +130,45 @@ def sync(
         entries = pushed_versions(catalog, doc, image)
         if not entries:
             continue
-        digests = {e["version"]: e["artifact"]["digest"] for e in entries}
         tags = skopeo.list_tags(reg, image)
+        lines += sync_channels(reg, doc, image, (*channels, LATEST), entries=entries, tags=tags)
         lines += collect(reg, doc, entries, tags)
         for entry in entries:
             if not is_collected(doc, entry):
                 lines += attach_evidence(reg, catalog, entry, tags)
-        for channel in (*channels, LATEST):
-            version = current(doc, image, channel)
-            want = digests.get(version) if version is not None else None
-            found = skopeo.manifest(reg, image, channel) if channel in tags else None
-            name = reg.tag_ref(image, channel)
-            if want is None:
-                if found is not None and not is_withdrawn(found):
-                    withdrawn(reg, image, channel)
-                    lines.append(
-                        f"registry {name}: withdrawn (was {found.digest}; the channel points nowhere)"
-                    )
-                continue
-            if found is None or found.digest != want:
-                skopeo.tag(reg, image, want, channel)
-                was = "" if found is None else f" (was {found.digest})"
-                lines.append(f"registry {name} -> {version} {want}{was}")
+    return lines
+
+
+def sync_channels(
+    reg: Registry,
+    doc: IndexDoc,
+    image: str,
+    channels: Sequence[str],
+    *,
+    entries: Sequence[EntryDoc],
+    tags: Sequence[str],
+) -> list[str]:
+    """Each tag ``<image>:<channel>`` to the digest of the channel's version (a withdrawn marker
+    when it names none). The tags are read side by side: a swap waits for one round trip."""
+    digests = {e["version"]: e["artifact"]["digest"] for e in entries}
+    present = [c for c in channels if c in tags]
+    with ThreadPoolExecutor(max_workers=max(1, len(present))) as pool:
+        found = dict(zip(present, pool.map(lambda c: skopeo.manifest(reg, image, c), present), strict=True))
+    lines: list[str] = []
+    for channel in channels:
+        version = current(doc, image, channel)
+        want = digests.get(version) if version is not None else None
+        have = found.get(channel)
+        name = reg.tag_ref(image, channel)
+        if want is None:
+            if have is not None and not is_withdrawn(have):
+                withdrawn(reg, image, channel)
+                lines.append(f"registry {name}: withdrawn (was {have.digest}; the channel points nowhere)")
+            continue
+        if have is None or have.digest != want:
+            skopeo.tag(reg, image, want, channel)
+            was = "" if have is None else f" (was {have.digest})"
+            lines.append(f"registry {name} -> {version} {want}{was}")
     return lines
 
 

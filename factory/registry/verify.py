@@ -138,9 +138,9 @@ def verify_image(ref: ImageRef, key_path: Path) -> Verified:
     subject = statement["subject"][0]["digest"]["sha256"]
     if not isinstance(config, dict) or config.get("digest") != f"sha256:{subject}":
         raise ConfigError(f"{ref.describe()}: the image config is not the signed subject sha256:{subject}")
-    sbom = attach.fetch(reg, image, digest, "sbom")
-    signed_sbom = entry.get("sbom", {}).get("sha256")
-    if sbom is None or hashlib.sha256(sbom).hexdigest() != signed_sbom:
+    signed_sbom = entry.get("sbom", {}).get("sha256")  # entries from before SBOMs have none
+    sbom = attach.fetch(reg, image, digest, "sbom") if signed_sbom is not None else b""
+    if signed_sbom is not None and (sbom is None or hashlib.sha256(sbom).hexdigest() != signed_sbom):
         raise ConfigError(
             f"{ref.describe()}: the SBOM attached to {digest} is missing or not the signed one"
         )
