@@ -381,4 +381,9 @@ def test_plain_http_to_a_non_loopback_registry_is_refused(world: World) -> None:
         "--registry", "http://registry.example.com/golden", "promote", "nginx", world.second, "--to", "dev"
     )
     assert proc.returncode == 2 and "not loopback" in proc.stderr and "Traceback" not in proc.stderr
+    started = time.monotonic()
+    proc = world.scratch.factory("--registry", "http://registry.example.com/golden", "bake", "nginx")
+    assert proc.returncode == 2 and "not loopback" in proc.stderr
+    assert "packer build" not in proc.stderr, "refused before the build, not after it"
+    print(f"\nbake refused in {time.monotonic() - started:.1f} s")
     assert tree_digest(world.scratch.catalog) == before
