@@ -15,6 +15,7 @@ import hashlib
 import json
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -166,3 +167,20 @@ def _signed_entry(statement: Any) -> dict[str, Any]:
     if not isinstance(entry, dict):
         raise ConfigError("the signed statement is not a factory provenance")
     return cast(dict[str, Any], entry)
+
+
+def check_entry(reg: Registry | None, entry: Mapping[str, Any]) -> None:
+    """A pushed version's tag in the registry must still name the digest its entry signs: what
+    ``resolve`` hands a deployment is refused (exit 2) when the registry says otherwise."""
+    digest = entry["artifact"].get("digest")
+    if reg is None or digest is None:
+        return
+    image, version = entry["image"], entry["version"]
+    found = skopeo.manifest(reg, image, version)
+    if found is None or found.digest != digest:
+        raise ConfigError(
+            f"{reg.tag_ref(image, version)}: digest mismatch: the registry has "
+            f"{found.digest if found else 'no such tag'}, the signed entry says {digest}",
+            hint="the registry no longer holds what was published; do not deploy it "
+            f"(`factory verify-image {reg.digest_ref(image, digest)} --key …` checks the signed digest)",
+        )

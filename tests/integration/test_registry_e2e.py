@@ -278,6 +278,26 @@ def test_distribute_reports_and_puts_back_a_drifted_tag(world: World) -> None:
     world.assert_registry_follows_the_catalog()
 
 
+def retag(world: World, digest: str, tag: str) -> None:
+    skopeo(
+        "copy", "--quiet", "--preserve-digests", "--src-tls-verify=false", "--dest-tls-verify=false",
+        f"docker://{world.repo()}@{digest}", f"docker://{world.repo()}:{tag}",
+    )  # fmt: skip
+
+
+def test_resolve_refuses_a_version_whose_registry_digest_differs(world: World) -> None:
+    assert world.ok("resolve", "nginx", "--channel", "dev", "--format", "ref") == (
+        f"{world.repo()}@{world.digest(world.second)}\n"
+    )
+    retag(world, world.digest(world.first), world.second)  # the version tag swapped by hand
+    try:
+        proc = world.scratch.factory("resolve", "nginx", "--channel", "dev")
+        assert proc.returncode == 2 and "digest mismatch" in proc.stderr, proc.stderr
+    finally:
+        retag(world, world.digest(world.second), world.second)
+    world.ok("resolve", "nginx", "--channel", "dev")
+
+
 def test_revocation_takes_the_channel_tags_with_it(world: World) -> None:
     world.ok("revoke", "nginx", world.first, "--reason", "CVE-2026-0001 in the landing page")
     first = world.digest(world.first)
