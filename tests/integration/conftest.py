@@ -77,6 +77,7 @@ FIRST = [
     "test_aws_safety",
     "test_rebuild_security_e2e",
     "test_lifecycle_e2e",
+    "test_registry_e2e",
     "test_idempotence",
     "test_docs",
     "test_bake_e2e",
