@@ -15,24 +15,18 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from factory.catalog import trust
-from factory.catalog.hooks import Pushed
-from factory.core.config import Layout
-from factory.core.errors import ExternalToolError
 from factory.registry import attach
-from factory.registry import hooks as registry_hooks
 from tests.fixtures.scratch import Scratch, tree_digest
 from tests.integration.conftest import podman
 from tests.registry_server import RegistryServer, free_port, registry_server
@@ -325,74 +319,7 @@ def test_gc_deletes_the_collected_manifests_and_keeps_the_referenced(world: Worl
     world.assert_registry_follows_the_catalog()
 
 
-# -- faults: the catalog never changes ---------------------------------------------------------
-
-
-class Answer(BaseHTTPRequestHandler):
-    status = 500
-
-    def do_GET(self) -> None:
-        self.send_response(self.status)
-        if self.status == 401:
-            self.send_header("WWW-Authenticate", 'Basic realm="registry"')
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    do_HEAD = do_GET
-    do_PUT = do_GET
-    do_POST = do_GET
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture(params=[401, 404, 503])
-def broken(request: pytest.FixtureRequest) -> Iterator[str]:
-    handler = type("Handler", (Answer,), {"status": request.param})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/golden"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
-def push_to(world: World, url: str) -> Pushed | None:
-    """The bake's push step (after the gate, before publication) against ``url``."""
-    layout = Layout.discover(world.scratch.root, registry=url)
-    return registry_hooks.push(layout, "nginx", "fault", f"localhost/nginx:{world.second}")
-
-
-def test_a_push_to_a_failing_registry_exits_4_with_its_url_and_status(world: World, broken: str) -> None:
-    with pytest.raises(ExternalToolError) as caught:
-        push_to(world, broken)
-    assert caught.value.exit_code == 4
-    message = caught.value.message
-    assert broken in message
-    text = message.lower()
-    assert any(word in text for word in ("401", "unauthorized", "404", "not found", "503", "unavailable"))
-
-
-def test_a_push_to_an_unreachable_registry_exits_4(world: World) -> None:
-    url = f"http://127.0.0.1:{free_port()}/golden"
-    with pytest.raises(ExternalToolError, match="connection refused") as caught:
-        push_to(world, url)
-    assert url in caught.value.message
-
-
-def test_an_unreachable_registry_leaves_the_change_pending_not_lost(world: World) -> None:
-    # The registry's follow-up fails after the catalog is settled: recorded as pending, exit 6,
-    # and the next distribute against the real registry records it applied.
-    url = f"http://127.0.0.1:{free_port()}/golden"
-    proc = world.scratch.factory("--registry", url, "distribute", "nginx", world.second)
-    assert proc.returncode == 6, proc.stderr
-    assert url in proc.stderr and "connection refused" in proc.stderr
-    assert "factory distribute nginx" in proc.stderr
-    world.ok("distribute", "nginx", world.second)
-    pending = [r for r in world.index()["history"] if r["action"] == "follow-up"]
-    assert [r["details"]["status"] for r in pending[-2:]] == ["pending", "applied"]
+# -- faults (the others, without a bake: test_registry_tags.py) ---------------------------------
 
 
 def test_plain_http_to_a_non_loopback_registry_is_refused(world: World) -> None:
