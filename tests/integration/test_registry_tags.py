@@ -145,6 +145,34 @@ def test_a_revocation_empties_channels_and_their_tags_run_nothing(world: Tags) -
     world.assert_follows_the_catalog()
 
 
+def consumer(world: Tags, folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """verify-image in a directory that holds only the public key (no checkout)."""
+    folder.mkdir(exist_ok=True)
+    (folder / "team.pub").write_bytes(next((world.root / "keys").glob("*.pub")).read_bytes())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FACTORY_")}
+    return subprocess.run(
+        [sys.executable, "-m", "factory", "verify-image", *args, "--key", "team.pub"],
+        cwd=folder, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
+def test_verify_image_refuses_a_revoked_version_when_the_catalog_is_reachable(
+    world: Tags, tmp_path: Path
+) -> None:
+    first, second = world.versions
+    catalog = str(world.root / ".factory" / "catalog")
+    alone = consumer(world, tmp_path / "m", f"{world.repo}:{first}")
+    assert alone.returncode == 0, alone.stderr  # the registry alone: signed, so it verifies
+    assert "state    published" in alone.stdout
+    revoked = consumer(world, tmp_path / "m", f"{world.repo}:{first}", "--catalog", catalog)
+    assert revoked.returncode == 5 and "revoked" in revoked.stderr and "CVE-2026-0002" in revoked.stderr
+    good = consumer(world, tmp_path / "m", f"{world.repo}:dev", "--catalog", catalog, "--json")
+    assert good.returncode == 0, good.stderr
+    found = json.loads(good.stdout)
+    assert found["version"] == second and found["state"].startswith("active")
+    assert found["digest"] == world.digests[1]
+
+
 def test_gc_deletes_the_collected_manifest_and_its_evidence(world: Tags) -> None:
     first, second = world.versions
     out = world.ok("gc", "--keep", "1")
