@@ -10,6 +10,9 @@ declare -A PKG=(
   [debootstrap]=debootstrap [git]=git [make]=make [aws]=awscli
   # The catalog site's tests drive Debian's Chromium headless (no browser download).
   [chromium]=chromium
+  # The registry target: skopeo pushes, tags and reads; the tests and the bench run their own
+  # loopback registry (distribution 2.8) as a process, never the package's service.
+  [skopeo]=skopeo [docker-registry]=docker-registry
 )
 missing=()
 for tool in "${!PKG[@]}"; do

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from factory.aws import hooks as aws_catalog
 from factory.aws import remote_gate
 from factory.bake import packer as build
-from factory.bake import pipeline
+from factory.bake import pipeline, record
 from factory.bake.inputs import HashCache, fingerprint, input_hashes, parent_identity
 from factory.bake.render import AwsBuild, ParentRef, Rendered, render, structural_sha256
 from factory.bake.verify import Verified, parse_junit
@@ -86,7 +86,7 @@ def bake(layout: Layout, name: str, *, source_ami: str | None = None) -> pipelin
         if standin is not None and standin.verified is not None
         else Evidence(verified=gate_evidence(rendered), standin_id=None)
     )
-    entry = pipeline.catalog_entry(
+    entry = record.catalog_entry(
         ctx,
         rendered=rendered,
         artifact=model.Ami(
@@ -107,7 +107,7 @@ def bake(layout: Layout, name: str, *, source_ami: str | None = None) -> pipelin
         published = publishing.publish(
             catalog,
             entry,
-            pipeline.version_manifest(ctx, inputs, evidence.verified),
+            record.with_fixed_cves(record.version_manifest(ctx, inputs, evidence.verified), doc),
             evidence.verified.report.junit,
             signer=signer,
             actor=actor,

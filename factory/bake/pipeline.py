@@ -11,15 +11,17 @@ from typing import Any
 from factory import __version__
 from factory.bake import bootstrap, deps, verify
 from factory.bake import packer as build
-from factory.bake.inputs import HashCache, fingerprint, input_hashes, parent_identity, used_dependencies
+from factory.bake.inputs import HashCache, fingerprint, input_hashes, parent_identity
+from factory.bake.record import catalog_entry, version_manifest, with_fixed_cves
 from factory.bake.render import AwsBuild, BuildContext, ParentRef, Rendered, render, structural_sha256
-from factory.catalog import audit, cves, model, publishing, state, targets, trust
-from factory.catalog.docs_types import EntryDoc, IndexDoc, ManifestDoc, Package
+from factory.catalog import audit, hooks, model, publishing, state, targets, trust
+from factory.catalog.docs_types import EntryDoc, IndexDoc
 from factory.catalog.store import LATEST, Catalog, catalog_of
 from factory.core import log
 from factory.core import source as tag
 from factory.core.config import ImageSpec, Layout, Target, load_image
 from factory.core.errors import ConfigError, ExternalToolError, VerificationFailed
+from factory.core.registry_config import is_loopback
 from factory.core.run import run
 
 
@@ -58,6 +60,7 @@ def bake(layout: Layout, name: str, *, publish: bool = True, if_changed: bool = 
     doc = audit.trusted(catalog)  # a broken or tampered catalog fails before the build, not after
     if publish:
         targets.require_target(catalog, doc, targets.PODMAN_IMAGE)
+        hooks.check(layout, catalog, doc)  # a registry URL refused now, not after the build
     signer = catalog.check_signer(trust.load_signer()) if publish else None
     source = tag.source_state(layout.root)
     if publish:
@@ -108,6 +111,8 @@ def bake(layout: Layout, name: str, *, publish: bool = True, if_changed: bool = 
     if not publish:
         log.note(f"built {ref} ({artifact.id}); not published (--no-publish)")
         return built
+    # A configured registry gets the image before the catalog does: a failed push records nothing.
+    pushed = hooks.push(layout, spec.name, ctx.version, ref)
     with log.step(f"Publishing {spec.name} {ctx.version} to {layout.catalog_location}"):
         assert signer is not None
         entry = publishing.publish(
@@ -115,7 +120,9 @@ def bake(layout: Layout, name: str, *, publish: bool = True, if_changed: bool = 
             catalog_entry(
                 ctx,
                 rendered=rendered,
-                artifact=model.PodmanImage(id=artifact.id, ref=ref),
+                artifact=model.PodmanImage(id=artifact.id, ref=ref)
+                if pushed is None
+                else model.PodmanImage(id=artifact.id, ref=pushed.ref, digest=pushed.digest),
                 verified=verified,
                 tools=tools,
                 input_fingerprint=fingerprint_sha256,
@@ -125,6 +132,10 @@ def bake(layout: Layout, name: str, *, publish: bool = True, if_changed: bool = 
             signer=signer,
             actor=tag.actor(layout.root),
         )
+    if pushed is not None:  # the registry follows: evidence attached, `latest` tag moved
+        change = hooks.Change(layout=layout, catalog=catalog, images=(spec.name,), signer=signer)
+        for line in hooks.follow(change):
+            log.note(line)
     return replace(built, published=True, entry=entry)
 
 
@@ -262,16 +273,28 @@ def resolve_parent(
                 hint="bake the child for the aws target (its source AMI is the parent's AMI)",
             )
         artifact_id = ref = newest["artifact"]["standin_id"]
+    digest = newest["artifact"].get("digest")  # pushed to a registry: pulled by digest, never by tag
     if run(["podman", "image", "exists", artifact_id], ok_codes=(0, 1)).returncode != 0:
-        raise ExternalToolError(
-            f"the artifact of {spec.parent_image} {newest['version']} ({artifact_id}) "
-            "is not in local podman storage",
-            hint=f"the catalog records it but this machine lacks it: factory bake {spec.parent_image}",
-        )
+        if digest is None:
+            raise ExternalToolError(
+                f"the artifact of {spec.parent_image} {newest['version']} ({artifact_id}) "
+                "is not in local podman storage",
+                hint=f"the catalog records it but this machine lacks it: factory bake {spec.parent_image}",
+            )
+        with log.step(f"Pulling {ref}"):
+            host = ref.split("/", 1)[0].rsplit(":", 1)[0]
+            run(
+                [
+                    "podman",
+                    "pull",
+                    "--quiet",
+                    f"--tls-verify={'false' if is_loopback(host) else 'true'}",
+                    ref,
+                ]
+            )
+    record = {"image": spec.parent_image, "version": newest["version"], "artifact_id": artifact_id}
     return ParentRef(
-        ref=ref,
-        artifact_id=artifact_id,
-        record={"image": spec.parent_image, "version": newest["version"], "artifact_id": artifact_id},
+        ref=ref, artifact_id=artifact_id, record=record | ({"digest": digest} if digest else {})
     )
 
 
@@ -301,82 +324,3 @@ def tool_versions() -> dict[str, str]:
         "ansible": match.group(1) if match else ansible.splitlines()[0],
         "factory": __version__,
     }
-
-
-def catalog_entry(
-    ctx: BuildContext,
-    *,
-    rendered: Rendered,
-    artifact: model.Artifact,
-    verified: verify.Verified,
-    tools: dict[str, str],
-    input_fingerprint: str,
-) -> model.Entry:
-    report = verified.report
-    return model.Entry(
-        image=ctx.image.name,
-        version=ctx.version,
-        commit=ctx.commit,
-        created=ctx.created,
-        source=ctx.source,
-        artifact=artifact,
-        parent=dict(ctx.parent.record),
-        template_sha256=rendered.template_sha256,
-        tools=tools,
-        tests=model.TestCounts(
-            passed=report.passed,
-            failed=report.failed,
-            skipped=report.skipped,
-            errors=report.errors,
-            duration_s=report.duration_s,
-            junit=str(report.junit),
-        ),
-        package_count=len(verified.packages),
-        fingerprint=input_fingerprint,
-        dependencies=tuple(d.to_json() for d in used_dependencies(ctx.image)),
-        vars_unchecked=tuple(r.name for r in ctx.image.roles if r.vars_unchecked),
-    )
-
-
-def version_manifest(ctx: BuildContext, inputs: dict[str, str], verified: verify.Verified) -> ManifestDoc:
-    report = verified.report
-    return {
-        "schema_version": 1,
-        "image": ctx.image.name,
-        "version": ctx.version,
-        "commit": ctx.commit,
-        "inputs": inputs,
-        "packages": manifest_packages(verified),
-        "files": dict(verified.files),
-        "tests": {
-            "files": list(ctx.image.tests),
-            "passed": report.passed,
-            "failed": report.failed,
-            "skipped": report.skipped,
-        },
-    }
-
-
-def manifest_packages(verified: verify.Verified) -> list[Package]:
-    """Each installed package with its Debian source and source version, when dpkg gave them."""
-    sources = {name: (source, version) for name, source, version in verified.sources}
-    found: list[Package] = []
-    for name, version in verified.packages:
-        package: Package = {"name": name, "version": version}
-        if name in sources:
-            package["source"], package["source_version"] = sources[name]
-        found.append(package)
-    return found
-
-
-def with_fixed_cves(manifest: ManifestDoc, doc: IndexDoc) -> ManifestDoc:
-    """The manifest with the CVEs it fixes relative to the image's `latest` when the bake started:
-    what that version's last scan found pending and this one now ships the fix of."""
-    previous = state.current(doc, manifest["image"], LATEST)
-    if previous is None:
-        return manifest
-    scan = state.last_record(doc, manifest["image"], previous, "scan")
-    fixed = cves.fixed_since(scan, manifest["packages"])
-    if scan is None:
-        return manifest
-    return {**manifest, "cves_fixed": {"relative_to": previous, "cves": fixed}}

@@ -65,6 +65,7 @@ class ArtifactDoc(TypedDict):
     standin_id: NotRequired[str]
     name: NotRequired[str]
     endpoint: NotRequired[str]
+    digest: NotRequired[str]  # a podman image pushed to a registry: its manifest digest
 
 
 class ParentDoc(TypedDict, total=False):
@@ -73,6 +74,7 @@ class ParentDoc(TypedDict, total=False):
     image: str
     version: str
     artifact_id: str
+    digest: str  # the parent's registry manifest digest, when it was pushed
     bootstrap: JsonObject
 
 

@@ -1,9 +1,9 @@
 """Follow-ups after a catalog change, registered by the targets that mirror the catalog.
 
-The catalog is the source of truth; a target (AWS SSM parameters and AMI deprecation, later a
+The catalog is the source of truth; a target (AWS SSM parameters and AMI deprecation, a
 registry's tags) follows it. Each target registers a :class:`Follower` here
-(``factory.aws.hooks.register``), so that nothing below ``factory.cli`` imports a target and the
-layers stay one-way. A command that changes the catalog:
+(``factory.aws.hooks.register``, ``factory.registry.hooks.register``), so that nothing below
+``factory.cli`` imports a target and the layers stay one-way. A command that changes the catalog:
 
 1. calls :func:`check` before it writes: a target refuses (exit 2) what it could not follow, such
    as emulated AMIs without their local endpoint, so that nothing is recorded;
@@ -12,6 +12,10 @@ layers stay one-way. A command that changes the catalog:
    ``pending`` on each image concerned, and the command exits 6 (recorded, follow-up pending),
    naming the command that re-applies it. The next follow-up of that image that succeeds
    records ``applied``; ``factory catalog`` shows what is still pending.
+
+A target that holds the artifacts themselves (the registry) also registers a ``push``: the bake
+calls :func:`push` after the gate and before publication, and records the digest it returns in
+the signed entry. A push that fails raises (exit 4) before anything is written.
 """
 
 from __future__ import annotations
@@ -48,12 +52,26 @@ class Change:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Pushed:
+    """Where a target put a built artifact: its manifest digest and ``<repo>@<digest>``."""
+
+    digest: str
+    ref: str
+
+
+# (layout, image, version, local ref) -> where it was pushed, or None when this target is off
+Pusher = Callable[[Layout, str, str, str], Pushed | None]
+
+
+@dataclass(frozen=True, kw_only=True)
 class Follower:
     name: str
     # Before the change: raise ConfigError for what this target could not follow.
     check: Callable[[Layout, Catalog, IndexDoc], None]
     # After it: apply it, return one line per thing applied; ExternalToolError when it cannot.
     follow: Callable[[Change], list[str]]
+    # Before publication: copy the built artifact to the target (None: this target holds none).
+    push: Pusher | None = None
 
 
 _FOLLOWERS: dict[str, Follower] = {}
@@ -68,6 +86,15 @@ def check(layout: Layout, catalog: Catalog, doc: IndexDoc) -> None:
     """Every follower's refusals, before anything is written."""
     for follower in list(_FOLLOWERS.values()):
         follower.check(layout, catalog, doc)
+
+
+def push(layout: Layout, image: str, version: str, local_ref: str) -> Pushed | None:
+    """The built artifact copied to the target that holds artifacts, if one is registered and
+    configured; its failure propagates (exit 4), before anything is recorded."""
+    for follower in list(_FOLLOWERS.values()):
+        if follower.push is not None and (pushed := follower.push(layout, image, version, local_ref)):
+            return pushed
+    return None
 
 
 def follow(change: Change) -> list[str]:

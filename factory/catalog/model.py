@@ -23,11 +23,15 @@ class PodmanImage:
     """An image in the build host's podman storage."""
 
     id: str  # sha256:<64 hex>
-    ref: str  # localhost/<image>:<version>
+    ref: str  # localhost/<image>:<version>, or <repo>@<digest> once pushed to a registry
+    digest: str | None = None  # the registry's manifest digest (sha256:<64 hex>), once pushed
     type: Literal["podman-image"] = PODMAN_IMAGE
 
     def to_json(self) -> JsonObject:
-        return {"type": self.type, "id": self.id, "ref": self.ref}
+        data: JsonObject = {"type": self.type, "id": self.id, "ref": self.ref}
+        if self.digest is not None:
+            data["digest"] = self.digest
+        return data
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,7 +152,11 @@ class Entry:
                     endpoint=str(art["endpoint"]) if "endpoint" in art else None,
                 )
                 if art["type"] == AMI
-                else PodmanImage(id=str(art["id"]), ref=str(art["ref"]))
+                else PodmanImage(
+                    id=str(art["id"]),
+                    ref=str(art["ref"]),
+                    digest=str(art["digest"]) if "digest" in art else None,
+                )
             )
             return cls(
                 image=str(data["image"]),

@@ -13,13 +13,27 @@ from factory.cli import (
     lifecycle,
     query,
     rebuild,
+    registry,
     serve,
     signal,
     trust,
 )
 from factory.cli.common import Verb
 
-MODULES = (build, deps, catalog, lifecycle, rebuild, query, advisories, drift, signal, serve, trust)
+MODULES = (
+    build,
+    deps,
+    catalog,
+    lifecycle,
+    rebuild,
+    query,
+    advisories,
+    drift,
+    signal,
+    serve,
+    trust,
+    registry,
+)
 
 
 def verbs() -> dict[str, Verb]:

@@ -29,8 +29,9 @@ from factory.cli.common import (
 from factory.core import awsapi as aws
 from factory.core import log
 from factory.core.clock import now_utc
-from factory.core.config import Layout, load_settings, require_image
+from factory.core.config import Layout, load_settings, registry_of, require_image
 from factory.core.errors import CatalogError
+from factory.registry import verify as registry_verify
 
 
 def cmd_catalog(args: argparse.Namespace, layout: Layout) -> int:
@@ -115,6 +116,7 @@ def cmd_resolve(args: argparse.Namespace, layout: Layout) -> int:
     for warning in found.warnings:
         log.warn(warning)
     entry = found.entry
+    registry_verify.check_entry(registry_of(layout), entry)  # a pushed version: the registry agrees
     if args.format:
         fields = {
             "ref": entry["artifact"]["ref"],

@@ -36,6 +36,7 @@ class Verb:
     handler: Handler
     arguments: Arguments = no_arguments
     actor: bool = False  # takes --actor: the verb records who did it
+    checkout: bool = True  # False: runs anywhere (a consumer's machine), no checkout needed
 
 
 def emit(data: Any, *, sort_keys: bool = True) -> None:

@@ -24,7 +24,7 @@ from factory.cli.common import (
 )
 from factory.core import log
 from factory.core.clock import now_utc
-from factory.core.config import Layout, load_settings
+from factory.core.config import Layout, load_settings, registry_of
 from factory.core.errors import ConfigError
 from factory.core.run import run
 
@@ -210,6 +210,7 @@ def cmd_gc(args: argparse.Namespace, layout: Layout) -> int:
                     f"{decision.image} {decision.version}: podman kept {decision.artifact_id} "
                     f"({rmi.tail[-1] if rmi.tail else 'no reason given'}); run gc again later"
                 )
+        _follow(layout, catalog, sorted({d.image for d in plan if d.remove}))  # registry manifests
     for d in plan:
         out(f"{'remove' if d.remove else 'keep  '} {d.image} {d.version}: {d.reason}")
     removed = sum(d.remove for d in plan)
@@ -240,21 +241,17 @@ def cmd_distribute(args: argparse.Namespace, layout: Layout) -> int:
     catalog = open_catalog(layout)
     doc = audit.trusted(catalog)
     preflight(layout, catalog, args.image, args.version)
-    targets.require_target(catalog, doc, targets.AMI)
-    ctx = aws_catalog.context(layout, catalog, doc)
-    amis = aws_catalog.distribute_version(
-        ctx,
-        catalog,
-        args.image,
-        args.version,
-        signer=trust.load_signer(),
-        actor=actor_of(args, layout),
-    )
-    for ami in amis:
-        out(
-            f"{args.image} {args.version} {ami.region} {ami.ami} snapshots {', '.join(ami.snapshots) or '-'}"
+    if targets.is_ami_catalog(doc) or registry_of(layout) is None:
+        targets.require_target(catalog, doc, targets.AMI)
+        ctx = aws_catalog.context(layout, catalog, doc)
+        amis = aws_catalog.distribute_version(
+            ctx, catalog, args.image, args.version, signer=trust.load_signer(), actor=actor_of(args, layout)
         )
-    # The channel parameters follow as after any change; a pending follow-up is cleared.
+        for ami in amis:
+            snapshots = ", ".join(ami.snapshots) or "-"
+            out(f"{args.image} {args.version} {ami.region} {ami.ami} snapshots {snapshots}")
+    # Every target follows as after any change (SSM parameters; registry tags, each one that
+    # differed reported); a pending follow-up is cleared.
     _follow(layout, catalog, [args.image], actor=actor_of(args, layout))
     return 0
 

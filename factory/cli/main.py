@@ -14,6 +14,7 @@ from factory.core import log, names
 from factory.core.config import Layout
 from factory.core.errors import ConfigError
 from factory.core.text import safe
+from factory.registry import hooks as registry_hooks
 
 
 def find_root(start: Path) -> Path:
@@ -59,6 +60,12 @@ def parser() -> Parser:
         help="a local AWS API (moto) instead of AWS; loopback only (default: $FACTORY_AWS_ENDPOINT_URL)",
     )
     common.add_argument(
+        "--registry",
+        metavar="URL",
+        help="OCI registry and repository prefix images are pushed to, e.g. https://HOST/golden "
+        "(default: $FACTORY_REGISTRY, then [registry] url of factory.toml; http for loopback only)",
+    )
+    common.add_argument(
         "--root",
         metavar="DIR",
         type=Path,
@@ -92,7 +99,14 @@ def parser() -> Parser:
     return top
 
 
-GLOBAL_DEFAULTS = {"catalog": None, "endpoint_url": None, "root": None, "verbose": False, "debug": False}
+GLOBAL_DEFAULTS = {
+    "catalog": None,
+    "endpoint_url": None,
+    "registry": None,
+    "root": None,
+    "verbose": False,
+    "debug": False,
+}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -119,8 +133,20 @@ def _check_utf8(args: argparse.Namespace, labels: dict[str, str]) -> None:
 def main_inner(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     log.set_verbose(args.verbose)
-    root = args.root.resolve() if args.root else find_root(Path.cwd())
-    layout = Layout.discover(root, catalog=args.catalog, aws_endpoint=args.endpoint_url)
+    verb = verbs()[args.verb]
+    if args.root:
+        root = args.root.resolve()
+    elif verb.checkout:
+        root = find_root(Path.cwd())
+    else:  # a consumer's verb: the checkout's settings if there is one, else none at all
+        try:
+            root = find_root(Path.cwd())
+        except ConfigError:
+            root = Path.cwd()
+    layout = Layout.discover(
+        root, catalog=args.catalog, aws_endpoint=args.endpoint_url, registry=args.registry
+    )
     # The layers run one way: a target registers its follow-ups with the catalog from up here.
     aws_hooks.register()
-    return verbs()[args.verb].handler(args, layout)
+    registry_hooks.register()
+    return verb.handler(args, layout)

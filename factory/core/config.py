@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from factory.core import aws_config, jsonio
+from factory.core import aws_config, jsonio, registry_config
 from factory.core.aws_config import AwsSettings
 from factory.core.errors import ConfigError
 from factory.core.galaxy import Finder
+from factory.core.registry_config import Registry
 from factory.core.roles import RoleRef, check_roles
 from factory.core.schemas import check_schema
 
@@ -38,6 +39,8 @@ class Layout:
     cache: Path
     # A local AWS API (moto) for emulated runs; None means real AWS. Loopback only (factory.core.awsapi).
     aws_endpoint: str | None = None
+    # --registry or $FACTORY_REGISTRY, unchecked (registry_of checks it, and falls back to factory.toml).
+    registry: str | None = None
 
     @classmethod
     def discover(
@@ -47,6 +50,7 @@ class Layout:
         catalog: str | None = None,
         cache: str | None = None,
         aws_endpoint: str | None = None,
+        registry: str | None = None,
     ) -> Layout:
         root = root.resolve()
         catalog = catalog or os.environ.get("FACTORY_CATALOG") or str(root / ".factory" / "catalog")
@@ -56,6 +60,7 @@ class Layout:
             catalog_location=catalog if catalog.startswith("s3://") else str(Path(catalog).resolve()),
             cache=Path(cache).resolve(),
             aws_endpoint=aws_endpoint or os.environ.get("FACTORY_AWS_ENDPOINT_URL") or None,
+            registry=registry or os.environ.get("FACTORY_REGISTRY") or None,
         )
 
     @property
@@ -116,6 +121,8 @@ class Settings:
     catalog_expiry_days: int = CATALOG_EXPIRY_DAYS
     # Advisory feed files imported on use ([advisories] directory; factory.catalog.advisories.sync)
     advisories_directory: str | None = None
+    # [registry] url: where images are pushed (factory.core.registry_config); None: nowhere
+    registry_url: str | None = None
 
 
 def load_settings(layout: Layout) -> Settings:
@@ -136,7 +143,19 @@ def load_settings(layout: Layout) -> Settings:
         aws_ssm_prefix=data.get("aws", {}).get("ssm_prefix", "/golden-images"),
         catalog_expiry_days=data.get("catalog", {}).get("expiry_days", CATALOG_EXPIRY_DAYS),
         advisories_directory=data.get("advisories", {}).get("directory"),
+        registry_url=data.get("registry", {}).get("url"),
     )
+
+
+def registry_of(layout: Layout) -> Registry | None:
+    """The registry images are pushed to: ``--registry``, else ``$FACTORY_REGISTRY`` (both in
+    ``layout.registry``), else ``[registry] url`` of factory.toml; None when none is configured."""
+    if layout.registry is not None:
+        return registry_config.parse(layout.registry, source="--registry / FACTORY_REGISTRY")
+    url = load_settings(layout).registry_url
+    if url is None:
+        return None
+    return registry_config.parse(url, source=f"{layout.settings}: registry.url")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -276,6 +276,8 @@ def child_command(layout: Layout) -> list[str]:
     cmd += ["--catalog", layout.catalog_location]
     if layout.aws_endpoint:
         cmd += ["--endpoint-url", layout.aws_endpoint]
+    if layout.registry:
+        cmd += ["--registry", layout.registry]
     return cmd
 
 

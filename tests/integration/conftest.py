@@ -80,6 +80,7 @@ FIRST = [
     "test_catalog_concurrency",
     "test_rebuild_security_e2e",
     "test_lifecycle_e2e",
+    "test_registry_e2e",
     "test_docs",
     "test_bake_e2e",
     "test_deps_e2e",

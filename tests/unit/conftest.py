@@ -58,7 +58,7 @@ def mock_protection(monkeypatch: pytest.MonkeyPatch) -> None:
     for module, name in _SPAWNERS:
         if hasattr(module, name):
             monkeypatch.setattr(module, name, _refuse)
-    for name in ("FACTORY_CATALOG", "FACTORY_CACHE"):
+    for name in ("FACTORY_CATALOG", "FACTORY_CACHE", "FACTORY_REGISTRY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(log, "_verbose", False)
 

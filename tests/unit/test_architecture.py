@@ -15,7 +15,7 @@ from factory.cli.main import main_inner
 
 FACTORY = Path(__file__).resolve().parents[2] / "factory"
 MODULE_FILES = sorted(p for p in FACTORY.rglob("*.py") if "__pycache__" not in p.parts)
-STAGES = {"core", "catalog", "bake", "aws", "loop", "cli"}
+STAGES = {"core", "catalog", "bake", "aws", "registry", "loop", "cli"}
 
 
 def _rel(path: Path) -> str:
@@ -81,12 +81,14 @@ def test_a_verb_lives_in_exactly_one_module() -> None:
     assert len(names) == len(set(names))
 
 
-def test_the_cli_registers_the_aws_follower(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cli_registers_the_aws_and_registry_followers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(hooks, "_FOLLOWERS", {})
     (tmp_path / "images").mkdir()
     (tmp_path / "roles").mkdir()
     assert main_inner(["list", "--root", str(tmp_path), "--names"]) == 0
-    assert list(hooks._FOLLOWERS) == ["aws"]
+    assert list(hooks._FOLLOWERS) == ["aws", "registry"]
 
 
 def test_importing_the_factory_blocks_no_module() -> None:

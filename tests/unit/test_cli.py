@@ -100,6 +100,7 @@ MINIMAL_ARGS: dict[str, list[str]] = {
     "signal": ["alert.json"],
     "serve": [],
     "trust": ["reset", ".factory/catalog", "--reason", "restored"],
+    "verify-image": ["127.0.0.1:5000/golden/nginx:prod", "--key", "keys/team.pub"],
 }
 
 

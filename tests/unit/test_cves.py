@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from factory.__main__ import main
-from factory.bake.pipeline import with_fixed_cves
+from factory.bake.record import with_fixed_cves
 from factory.catalog import cves, lifecycle, publishing, query, site
 from factory.catalog.docs_types import Package
 from factory.catalog.store import Catalog
