@@ -156,3 +156,9 @@ def test_the_any_check_sees_every_spelling() -> None:
         "def e(x: object) -> JsonObject: ...\n"
     )
     assert [f.split()[-1] for f in _functions_with_any(source, "m")] == ["a", "b", "c", "d"]
+
+
+def test_the_readme_stays_a_front_door() -> None:
+    """What the factory is, the two set-up commands, a first bake, exit codes and links: at most
+    10 KB; every other concern has its page under docs/."""
+    assert (FACTORY.parent / "README.md").stat().st_size <= 10 * 1024
