@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from debian.debian_support import Version
 from playwright.sync_api import sync_playwright
 
 from factory.catalog import model, publishing, trust
@@ -39,22 +40,52 @@ def night(repo: Scratch) -> Scratch:
     return repo
 
 
-def _stale_openssl(night: Scratch, tmp_path: Path) -> str:
-    """Publish a base whose openssl is older than the mirror's security suite has: the state of
-    every published image the day a DSA comes out. The artifact is the current base with openssl's
-    dpkg record set back, so apt in it sees exactly one pending security update."""
+# One Debian source, two binaries: both go back to the same older version, as a real image has them.
+SET_BACK = ("libssl3", "openssl")
+
+
+def _older_than_security(image_id: str) -> str:
+    """The newest openssl the image's own apt sources carry outside the security suite, below the
+    security suite's: what every image shipped before the DSA that the security suite answers."""
+    listed = podman(
+        "run", "--rm", image_id, "sh", "-c", "apt-get update -qq >/dev/null && apt-cache madison openssl"
+    ).stdout
+    rows = [
+        [part.strip() for part in line.split("|")] for line in listed.splitlines() if line.count("|") == 2
+    ]
+    security = [Version(v) for _, v, where in rows if "-security" in where]
+    older = [Version(v) for _, v, where in rows if "-security" not in where]
+    below = [v for v in older if security and v < max(security)]
+    if not below:
+        pytest.fail(f"the mirror has no openssl below its security suite's to pin:\n{listed}")
+    return str(max(below))
+
+
+def _stale_openssl(night: Scratch, tmp_path: Path) -> tuple[str, str]:
+    """Publish a base that really ships an older openssl than the mirror's security suite has: the
+    state of every published image the day a DSA comes out. The artifact is the current base with
+    libssl3 and openssl pinned back (apt-get install --allow-downgrades, from the image's own
+    sources); apt in it then sees exactly those two pending security updates. Returns the version
+    published and the openssl version it ships."""
     catalog = Catalog(night.catalog, night.root / "keys")
     doc = catalog.load()
     current = doc["images"]["base"]["channels"]["latest"]["version"]
     entry = catalog.find("base", current, doc)
     manifest = catalog.manifest(entry)
+    older = _older_than_security(entry["artifact"]["id"])
     name = f"stale-{tmp_path.name}"
-    set_back = "/^Package: openssl$/,/^$/ s/^Version: .*/Version: 3.0.0-1~stale/"
-    podman("run", "--name", name, entry["artifact"]["id"], "sed", "-i", set_back, "/var/lib/dpkg/status")
+    pins = " ".join(f"{package}={older}" for package in SET_BACK)
+    install = (
+        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --allow-downgrades"
+        f" --no-install-recommends {pins} && apt-get clean && rm -rf /var/lib/apt/lists/*"
+    )
+    podman("run", "--name", name, entry["artifact"]["id"], "sh", "-c", install)
     try:
         stale_id = "sha256:" + podman("commit", "-q", "--change", 'CMD ["/bin/bash"]', name).stdout.strip()
     finally:
         podman("rm", "-f", name, check=False)
+    shipped = podman("run", "--rm", stale_id, "dpkg-query", "-W", "-f", "${Version}", "openssl").stdout
+    assert shipped == older, f"openssl {shipped} after pinning {older}"
     moment = datetime.fromisoformat(entry["created"]) + timedelta(seconds=1)  # same commit, later
     version = f"{moment:%Y%m%d.%H%M%S}{current[15:]}"
     ref = f"localhost/base:{version}"
@@ -70,20 +101,18 @@ def _stale_openssl(night: Scratch, tmp_path: Path) -> str:
         **manifest,
         "version": version,
         "packages": [
-            {**p, "version": "3.0.0-1~stale", "source_version": "3.0.0-1~stale"}
-            if p["name"] == "openssl"
-            else p
+            {**p, "version": older, "source_version": older} if p["name"] in SET_BACK else p
             for p in manifest["packages"]
         ],
     }
     junit = night.catalog / entry["tests"]["junit"]
     publishing.publish(catalog, stale, manifest, junit, signer=trust.load_signer(), actor="a DSA")
-    return version
+    return version, older
 
 
 @pytest.fixture(scope="module")
 def sec(night: Scratch, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    stale = _stale_openssl(night, tmp_path_factory.mktemp("stale"))
+    stale, older = _stale_openssl(night, tmp_path_factory.mktemp("stale"))
     scanned = json.loads(night.factory("scan", "--json", check=True).stdout)
     plan = json.loads(night.factory("plan", "--security-only", "--json", check=True).stdout)
     plan_text = night.factory("plan", "--security-only", check=True).stdout
@@ -92,6 +121,7 @@ def sec(night: Scratch, tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
     outcomes = nights.rebuild(night, "--security-only", "-j", "2")
     return {
         "stale": stale,
+        "older": older,
         "scanned": scanned,
         "plan": plan,
         "plan_text": plan_text,
@@ -110,8 +140,8 @@ def _cves_of(scanned: list[dict[str, Any]]) -> list[str]:
 
 def test_the_scan_records_the_pending_security_update(night: Scratch, sec: Night) -> None:
     scans = [s for s in nights.history(night, "base", "scan") if s["version"] == sec["stale"]]
-    assert [(p["package"], p["installed"]) for p in scans[-1]["details"]["security"]] == [
-        ("openssl", "3.0.0-1~stale")
+    assert sorted((p["package"], p["installed"]) for p in scans[-1]["details"]["security"]) == [
+        (package, sec["older"]) for package in SET_BACK
     ]
 
 
@@ -120,7 +150,7 @@ def test_the_security_rebuild_publishes_a_patched_base(night: Scratch, sec: Nigh
     catalog = Catalog(night.catalog, night.root / "keys")
     manifest = catalog.manifest(catalog.find("base", base["version"]))
     openssl = next(p["version"] for p in manifest["packages"] if p["name"] == "openssl")
-    assert (base["status"], base["kind"], openssl != "3.0.0-1~stale") == ("built", "security", True)
+    assert (base["status"], base["kind"], openssl != sec["older"]) == ("built", "security", True)
 
 
 def test_the_new_base_triggers_its_child(sec: Night) -> None:
@@ -154,17 +184,16 @@ def test_every_automatic_promotion_is_recorded_with_its_reason(night: Scratch, s
 
 def test_scan_reports_the_stale_package_as_a_security_update(sec: Night) -> None:
     base = next(s for s in sec["scanned"] if s["image"] == "base")
-    assert [(p["package"], p["installed"], p["origins"][-1].split(":")[0]) for p in base["security"]] == [
-        ("openssl", "3.0.0-1~stale", "Debian-Security")
-    ]
+    found = sorted((p["package"], p["installed"], p["origins"][-1].split(":")[0]) for p in base["security"])
+    assert found == [(package, sec["older"], "Debian-Security") for package in SET_BACK]
 
 
 def test_the_plan_gave_the_package_and_versions(sec: Night) -> None:
     base = sec["plan"]["images"][0]
     reason = next(r for r in base["reasons"] if r["code"] == "security-updates")
-    assert (base["action"], [(u["package"], u["installed"]) for u in reason["updates"]]) == (
+    assert (base["action"], sorted((u["package"], u["installed"]) for u in reason["updates"])) == (
         "rebuild",
-        [("openssl", "3.0.0-1~stale")],
+        [(package, sec["older"]) for package in SET_BACK],
     )
 
 
@@ -173,7 +202,7 @@ def test_the_plan_gave_the_package_and_versions(sec: Night) -> None:
 
 def test_the_scan_reads_cve_ids_from_the_real_changelog(sec: Night) -> None:
     base = next(s for s in sec["scanned"] if s["image"] == "base")
-    (openssl,) = base["security"]
+    openssl = next(p for p in base["security"] if p["package"] == "openssl")
     assert (openssl["source"], openssl["urgency"] in ("low", "medium", "high", "emergency", "critical")) == (
         "openssl",
         True,
@@ -181,13 +210,13 @@ def test_the_scan_reads_cve_ids_from_the_real_changelog(sec: Night) -> None:
 
 
 def test_the_plan_text_names_the_cves_it_fixes(sec: Night) -> None:
-    assert "openssl 3.0.0-1~stale -> " in sec["plan_text"] and sec["cve"] in sec["plan_text"]
+    assert f"openssl {sec['older']} -> " in sec["plan_text"] and sec["cve"] in sec["plan_text"]
 
 
 def test_query_cve_lists_the_stale_version(sec: Night) -> None:
     stale = [e for e in sec["exposed_before"] if e["version"] == sec["stale"]]
-    assert [(e["image"], e["package"], e["installed"]) for e in stale] == [
-        ("base", "openssl", "3.0.0-1~stale")
+    assert sorted((e["image"], e["package"], e["installed"]) for e in stale) == [
+        ("base", package, sec["older"]) for package in SET_BACK
     ]
 
 
