@@ -8,8 +8,8 @@ reader's cache (``<cache>/advisories/advisories.sqlite``), like the package inde
     imported(path, sha256)                     files of the configured directory, as last imported
 
 ``factory advisories import FILE`` adds one file. A directory named in factory.toml
-(``[advisories] directory``) is read by every command that asks the index (scan, plan, rebuild,
-query, signal): each file whose content the index has not seen is imported then (``sync``).
+(``[advisories] directory``) is read by every command that asks the index (scan, rebuild, query,
+signal): each file whose content the index has not seen is imported then (``sync``).
 
 Advisories name Debian *source* packages; the package index holds each shipped source as
 ``src:<source>`` (factory/catalog/query.py), which is what factory/catalog/cves.py matches.
