@@ -61,7 +61,7 @@ TEST_JOBS ?= 3
 test: setup ## Unit and linter tests beside integration tests (real packer/podman/ansible bakes) on TEST_JOBS workers
 	@mkdir -p build; $(VENV)/bin/python -m pytest -n 2 -p no:cacheprovider tests/unit tests/test_linters.py \
 	  > build/unit-tests.log 2>&1 & unit_pid=$$!; \
-	$(VENV)/bin/python -m pytest -n $(TEST_JOBS) --dist loadgroup tests/integration; integration=$$?; \
+	$(VENV)/bin/python -m pytest -n $(TEST_JOBS) --dist loadgroup --durations=25 tests/integration; integration=$$?; \
 	wait $$unit_pid; unit=$$?; echo "== unit and linter tests (build/unit-tests.log)"; cat build/unit-tests.log; \
 	exit $$(( unit || integration ))
 
