@@ -215,9 +215,8 @@ def test_the_plan_text_names_the_cves_it_fixes(sec: Night) -> None:
 
 def test_query_cve_lists_the_stale_version(sec: Night) -> None:
     stale = [e for e in sec["exposed_before"] if e["version"] == sec["stale"]]
-    assert sorted((e["image"], e["package"], e["installed"]) for e in stale) == [
-        ("base", package, sec["older"]) for package in SET_BACK
-    ]
+    # One row per version and Debian source: libssl3 and openssl are both of source openssl.
+    assert [(e["image"], e["package"], e["installed"]) for e in stale] == [("base", "openssl", sec["older"])]
 
 
 def test_the_new_base_records_the_fix_in_its_signed_manifest(night: Scratch, sec: Night) -> None:
