@@ -293,9 +293,9 @@ def test_the_site_lists_each_versions_exposure_and_fixes(
 # -- time to fix -------------------------------------------------------------------------------
 
 
-def test_history_cves_says_when_the_fix_was_pending_published_and_in_each_channel(
-    layout: Layout, catalog: Catalog, signer: Signer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _fix_reaches_prod(catalog: Catalog, signer: Signer, tmp_path: Path) -> str:
+    """A scan finds the CVE pending on a stale base; the next version ships the fix and goes
+    through every channel. Returns that version."""
     stale = _publish(catalog, signer, "base", 1, _openssl("3.0.0-1~stale"))
     details = {"artifact_id": "sha256:x", "security": [_pending("3.0.0-1~stale")], "other_pending": 0}
     publishing.record_scans(catalog, [("base", stale, details)], signer=signer, actor=ACTOR)
@@ -307,6 +307,13 @@ def test_history_cves_says_when_the_fix_was_pending_published_and_in_each_channe
     with lifecycle.transaction(catalog, signer, ACTOR) as txn:
         for channel in ORDER:
             lifecycle.promote(txn, catalog, ORDER, image="base", version=fixed, channel=channel)
+    return fixed
+
+
+def test_history_cves_says_when_the_fix_was_pending_published_and_in_each_channel(
+    layout: Layout, catalog: Catalog, signer: Signer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fixed = _fix_reaches_prod(catalog, signer, tmp_path)
     argv = [
         "history",
         "base",
@@ -349,17 +356,7 @@ def test_a_cve_not_fixed_yet_has_no_time_to_prod(
 def test_the_site_shows_each_cves_time_to_fix_and_the_median(
     catalog: Catalog, signer: Signer, tmp_path: Path
 ) -> None:
-    stale = _publish(catalog, signer, "base", 1, _openssl("3.0.0-1~stale"))
-    details = {"artifact_id": "sha256:x", "security": [_pending("3.0.0-1~stale")], "other_pending": 0}
-    publishing.record_scans(catalog, [("base", stale, details)], signer=signer, actor=ACTOR)
-    fixed = version_id(2)
-    manifest = with_fixed_cves(make_manifest("base", fixed) | {"packages": _openssl(FIXED)}, catalog.load())
-    junit = tmp_path / "junit.xml"
-    junit.write_text(JUNIT.format(image="base", version=fixed), encoding="utf-8")
-    publishing.publish(catalog, make_entry("base", fixed), manifest, junit, signer=signer, actor=ACTOR)
-    with lifecycle.transaction(catalog, signer, ACTOR) as txn:
-        for channel in ORDER:
-            lifecycle.promote(txn, catalog, ORDER, image="base", version=fixed, channel=channel)
+    fixed = _fix_reaches_prod(catalog, signer, tmp_path)
     site.write_site(catalog, catalog.load(), tmp_path / "site", now_utc(), last_channel="prod")
     data = json.loads((tmp_path / "site" / "index.json").read_text())
     (base,) = [i for i in data["images"] if i["name"] == "base"]
