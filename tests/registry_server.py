@@ -38,6 +38,15 @@ class RegistryServer:
         return "/".join(p for p in (self.host, prefix, image) if p)
 
 
+# The tags the catalog's channels move in the registry (factory/registry/hooks.py).
+CHANNELS = ("dev", "staging", "prod", "latest")
+
+
+def skopeo(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """The standard tool, as a consumer reads the registry (inspect, list-tags) in the tests."""
+    return subprocess.run(["skopeo", *args], capture_output=True, text=True, check=check)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

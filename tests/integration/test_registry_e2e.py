@@ -29,15 +29,9 @@ from factory.catalog import trust
 from factory.registry import attach
 from tests.fixtures.scratch import Scratch, tree_digest
 from tests.integration.conftest import podman
-from tests.registry_server import RegistryServer, free_port, registry_server
+from tests.registry_server import CHANNELS, RegistryServer, free_port, registry_server, skopeo
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
-
-CHANNELS = ("dev", "staging", "prod", "latest")
-
-
-def skopeo(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["skopeo", *args], capture_output=True, text=True, check=check)
 
 
 @dataclass(frozen=True)

@@ -29,15 +29,9 @@ from factory.core.errors import ExternalToolError
 from factory.registry import attach
 from factory.registry import hooks as registry_hooks
 from tests.fixtures.scratch import tree_digest
-from tests.registry_server import RegistryServer, free_port, registry_server
+from tests.registry_server import CHANNELS, RegistryServer, free_port, registry_server, skopeo
 
 pytestmark = pytest.mark.integration
-
-CHANNELS = ("dev", "staging", "prod", "latest")
-
-
-def skopeo(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["skopeo", *args], capture_output=True, text=True, check=check)
 
 
 @dataclass(frozen=True)
