@@ -167,16 +167,18 @@ def test_sshd_dropin_is_private(host: Any) -> None:
     assert host.file(SSHD_DROPIN).mode == 0o600
 
 
-@pytest.mark.parametrize(
-    ("key", "value"),
-    [
-        ("kernel.randomize_va_space", "2"),
-        ("fs.suid_dumpable", "0"),
-        ("net.ipv4.ip_forward", "0"),
-        ("net.ipv4.conf.all.accept_redirects", "0"),
-        ("net.ipv4.tcp_syncookies", "1"),
-    ],
-)
+# The kernel settings the hardening role sets: in its own file, and in effect after every file
+# procps reads (another role's file must not undo them).
+HARDENED_SYSCTL = [
+    ("kernel.randomize_va_space", "2"),
+    ("fs.suid_dumpable", "0"),
+    ("net.ipv4.ip_forward", "0"),
+    ("net.ipv4.conf.all.accept_redirects", "0"),
+    ("net.ipv4.tcp_syncookies", "1"),
+]
+
+
+@pytest.mark.parametrize(("key", "value"), HARDENED_SYSCTL)
 def test_sysctl_hardening(host: Any, key: str, value: str) -> None:
     assert host.file("/etc/sysctl.d/90-hardening.conf").contains(f"^{key} = {value}$")
 
@@ -206,16 +208,7 @@ print(values.get(sys.argv[1], "(unset)"))
 """
 
 
-@pytest.mark.parametrize(
-    ("key", "value"),
-    [
-        ("kernel.randomize_va_space", "2"),
-        ("fs.suid_dumpable", "0"),
-        ("net.ipv4.ip_forward", "0"),
-        ("net.ipv4.conf.all.accept_redirects", "0"),
-        ("net.ipv4.tcp_syncookies", "1"),
-    ],
-)
+@pytest.mark.parametrize(("key", "value"), HARDENED_SYSCTL)
 def test_sysctl_effective(host: Any, key: str, value: str) -> None:
     result = host.run(f"python3 -c {shlex.quote(SYSCTL_EFFECTIVE)} {key}")
     assert result.stdout.strip() == value, result.stderr

@@ -9,10 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import socket
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -22,6 +19,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+
+from tests.fixtures.loopback import free_port, running
 
 # Fake credentials, recognisable in a leak search, never valid anywhere.
 ACCESS_KEY = "AKIAFACTORYTESTKEY01"
@@ -79,45 +78,22 @@ class ServerError(RuntimeError):
     """moto's server exited, or did not answer in time."""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def moto_server(log: Path, env: Mapping[str, str] | None = None) -> Iterator[AwsServer]:
     """moto's server on a free port of 127.0.0.1, its output in ``log``; stopped on exit. The one
     way the tests (``aws_server``) and the benchmarks (bench/s3_catalog.py) start it."""
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with log.open("wb") as handle:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=handle, stderr=subprocess.STDOUT,
-            env={**(os.environ if env is None else env), "MOTO_CALL_RESET_API": "true"},
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                if proc.poll() is not None:
-                    text = log.read_text(errors="replace")[-2000:]
-                    raise ServerError(f"moto server exited {proc.returncode}: {text}")
-                try:
-                    with urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=2):
-                        break
-                except (urllib.error.URLError, ConnectionError, TimeoutError):
-                    if time.monotonic() > deadline:
-                        raise ServerError(f"moto server did not answer on {url} within 60 s") from None
-                    time.sleep(0.2)
-            yield AwsServer(url=url, log=log)
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with running(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        probe=f"{url}/moto-api/data.json",
+        log=log,
+        name="moto server",
+        error=ServerError,
+        timeout_s=60,
+        env={**(os.environ if env is None else env), "MOTO_CALL_RESET_API": "true"},
+    ):
+        yield AwsServer(url=url, log=log)
 
 
 @pytest.fixture(scope="session")

@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.fixtures.loopback import free_port, running
+
 BINARY = "docker-registry"
+__all__ = ["CHANNELS", "RegistryServer", "free_port", "registry_server", "skopeo"]
 
 
 class RegistryServerError(RuntimeError):
@@ -47,12 +46,6 @@ def skopeo(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["skopeo", *args], capture_output=True, text=True, check=check)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def config_text(port: int, storage: Path) -> str:
     return (
         "version: 0.1\n"
@@ -75,27 +68,12 @@ def registry_server(folder: Path) -> Iterator[RegistryServer]:
     config = folder / "config.yml"
     config.write_text(config_text(port, storage))
     log = folder / "registry.log"
-    url = f"http://127.0.0.1:{port}/v2/"
-    with log.open("wb") as handle:
-        proc = subprocess.Popen([binary, "serve", str(config)], stdout=handle, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                if proc.poll() is not None:
-                    text = log.read_text(errors="replace")[-2000:]
-                    raise RegistryServerError(f"{BINARY} exited {proc.returncode}: {text}")
-                try:
-                    with urllib.request.urlopen(url, timeout=2):
-                        break
-                except (urllib.error.URLError, ConnectionError, TimeoutError):
-                    if time.monotonic() > deadline:
-                        raise RegistryServerError(f"{BINARY} did not answer on {url} within 30 s") from None
-                    time.sleep(0.1)
-            yield RegistryServer(host=f"127.0.0.1:{port}", storage=storage, log=log, pid=proc.pid)
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with running(
+        [binary, "serve", str(config)],
+        probe=f"http://127.0.0.1:{port}/v2/",
+        log=log,
+        name=BINARY,
+        error=RegistryServerError,
+        timeout_s=30,
+    ) as proc:
+        yield RegistryServer(host=f"127.0.0.1:{port}", storage=storage, log=log, pid=proc.pid)
