@@ -25,6 +25,7 @@ import pytest
 from bench.world import copy_definitions
 from factory.core.config import Layout
 from factory.core.files import exclusive
+from tests.fixtures import timeline
 from tests.fixtures.scratch import REPO, Scratch, make_scratch, open_scratch, tree_digest
 
 __all__ = ["REPO", "Scratch", "make_scratch", "podman", "tree_digest"]
@@ -45,6 +46,7 @@ def pytest_configure(config: pytest.Config) -> None:
     given = getattr(config, "workerinput", {}).get(WORKER_KEY)
     config.stash[OWNER] = given is None
     config.stash[RUN_DIR] = Path(given or tempfile.mkdtemp(prefix="factory-tests-"))
+    timeline.register(config)
 
 
 @pytest.hookimpl(optionalhook=True)
