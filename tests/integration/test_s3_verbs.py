@@ -2,7 +2,7 @@
 process, against a catalog under an S3 prefix on moto's server (tests/aws_server.py). One store
 interface underneath (factory.catalog.storage) is what makes this so; this module is the proof
 for the verbs, test_s3_catalog.py for the store itself. The bakes on S3 are
-test_rebuild_e2e's and test_aws_e2e's concern; here the versions are published without podman
+test_s3_runners's (two rebuilds at once) and test_aws_e2e's concern; here the versions are published without podman
 (catalog_fixture)."""
 
 from __future__ import annotations
