@@ -130,8 +130,8 @@ def sync(
         entries = pushed_versions(catalog, doc, image)
         if not entries:
             continue
-        tags = skopeo.list_tags(reg, image)
-        lines += sync_channels(reg, doc, image, (*channels, LATEST), entries=entries, tags=tags)
+        lines += sync_channels(reg, doc, image, (*channels, LATEST), entries=entries)
+        tags = skopeo.list_tags(reg, image)  # after the swap: what follows needs it, the swap does not
         lines += collect(reg, doc, entries, tags)
         for entry in entries:
             if not is_collected(doc, entry):
@@ -146,14 +146,14 @@ def sync_channels(
     channels: Sequence[str],
     *,
     entries: Sequence[EntryDoc],
-    tags: Sequence[str],
 ) -> list[str]:
     """Each tag ``<image>:<channel>`` to the digest of the channel's version (a withdrawn marker
-    when it names none). The tags are read side by side: a swap waits for one round trip."""
+    when it names none). The tags are read side by side, a missing one answering None: a swap
+    waits for one round trip, then the one copy."""
     digests = {e["version"]: e["artifact"]["digest"] for e in entries}
-    present = [c for c in channels if c in tags]
-    with ThreadPoolExecutor(max_workers=max(1, len(present))) as pool:
-        found = dict(zip(present, pool.map(lambda c: skopeo.manifest(reg, image, c), present), strict=True))
+    with ThreadPoolExecutor(max_workers=max(1, len(channels))) as pool:
+        read = pool.map(lambda channel: skopeo.manifest(reg, image, channel), channels)
+        found = dict(zip(channels, read, strict=True))
     lines: list[str] = []
     for channel in channels:
         version = current(doc, image, channel)
