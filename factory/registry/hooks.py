@@ -78,7 +78,12 @@ def push(layout: Layout, image: str, version: str, local_ref: str) -> catalog_ho
 def attach_evidence(reg: Registry, catalog: Catalog, entry: EntryDoc, tags: Sequence[str]) -> list[str]:
     """Attach the entry's signed envelope and SBOM to its image unless the registry has them."""
     image, digest = entry["image"], entry["artifact"]["digest"]
-    wanted = [kind for kind in ("att", "sbom") if attach.tag_of(digest, kind) not in tags]
+    wanted = {kind for kind in ("att", "sbom") if attach.tag_of(digest, kind) not in tags}
+    payloads = {"att": json.dumps(entry["envelope"], sort_keys=True).encode()}
+    if "sbom" in wanted:
+        payloads["sbom"] = catalog.sbom(entry) or b""
+        if not payloads["sbom"]:  # an entry from before SBOMs: nothing to attach, nothing to ask
+            wanted.discard("sbom")
     if not wanted:
         return []
     found = skopeo.manifest(reg, image, digest)
@@ -87,14 +92,8 @@ def attach_evidence(reg: Registry, catalog: Catalog, entry: EntryDoc, tags: Sequ
         return []
     subject = attach.Subject(digest=digest, media_type=found.media_type, size=len(found.raw))
     annotations = {"org.opencontainers.image.version": entry["version"], "dev.image-factory.image": image}
-    payloads = {
-        "att": json.dumps(entry["envelope"], sort_keys=True).encode(),
-        "sbom": catalog.sbom(entry) or b"",
-    }
     lines = []
-    for kind in wanted:
-        if kind == "sbom" and not payloads[kind]:
-            continue
+    for kind in sorted(wanted):
         item = attach.Attachment(kind=kind, payload=payloads[kind], annotations=annotations)
         name = attach.attach(reg, image, subject, item)
         lines.append(f"registry {reg.tag_ref(image, name)}: attached to {entry['version']}")
