@@ -79,7 +79,7 @@ role-docs: setup ## Regenerate roles/*/README.md from meta/argument_specs.yml
 	$(VENV)/bin/python -m factory.bake.roledoc
 
 ##@ Benchmarks (ratios measured in one run; see bench/README.md)
-bench: setup ## Every benchmark side by side (real bakes, S3 catalog on moto; ~28 min): bench/results/latest.{json,md}
+bench: setup ## Every benchmark side by side (real bakes, S3 catalog on moto, a loopback registry; ~28 min): bench/results/latest.{json,md}
 	$(VENV)/bin/python bench/run.py
 
 bench-plan: setup ## factory plan with nothing to do at 50/200/1000 images; fails if a ratio target is broken

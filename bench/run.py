@@ -14,12 +14,15 @@ says which), seconds are printed for information. Each figure is repeated (--rep
 - memory: peak RSS of the factory process in a bake and in a 10k resolve, over `--version`'s;
 - s3 (bench/s3_catalog.py): promote and `resolve --json` on an S3 catalog (moto's server on
   loopback) against the same local catalog at 100 and 1000 versions; 4 writer processes at once
-  against one doing the same updates in turn, lost races counted, no update lost.
+  against one doing the same updates in turn, lost races counted, no update lost;
+- registry (bench/registry_swap.py, issue 14): the rollback swap against a real loopback
+  registry (start of `factory rollback` to the tag at the old digest), over a yardstick and over
+  the same rollback without a registry; `verify-image` over `factory --version`.
 
 This module holds the pure parts (statistics, the step-line parser, the Markdown writer) and
 the driver; it imports only the standard library, as the other bench scripts do.
 
-    .venv/bin/python bench/run.py [--quick] [--only overhead,plan,catalog,parallel,s3]
+    .venv/bin/python bench/run.py [--quick] [--only overhead,plan,catalog,parallel,s3,registry]
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ if __package__ in (None, ""):  # `python bench/run.py`: make `bench` importable
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
-SECTIONS = ("overhead", "plan", "catalog", "parallel", "s3")
+SECTIONS = ("overhead", "plan", "catalog", "parallel", "s3", "registry")
 PLAN_SIZES = (50, 200, 1000)
 QUICK_PLAN_SIZES = (50, 200)
 CATALOG_SIZES = (100, 1000, 10000)
@@ -209,7 +212,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from bench import bakes, catalog_ops, plan_section, s3_catalog  # noqa: PLC0415 -- after sys.path fix-up
+    from bench import bakes, catalog_ops, plan_section, registry_swap, s3_catalog  # noqa: PLC0415 -- after sys.path fix-up
 
     args = parse_args(argv)
     repeat = args.repeat or (2 if args.quick else 3)
@@ -226,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "catalog": lambda r: catalog_ops.catalog(r, repeat=repeat, sizes=CATALOG_SIZES, keep=args.keep),
         "parallel": lambda r: bakes.parallel(r, repeat=repeat, keep=args.keep),
         "s3": lambda r: s3_catalog.s3(r, repeat=repeat, keep=args.keep),
+        "registry": lambda r: registry_swap.registry(r, repeat=repeat),
     }
     failed: list[str] = []
     try:

@@ -28,11 +28,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar, cast
 
-from securesystemslib.signer._key import Key
-
 from factory.catalog import freshness, provenance
 from factory.catalog.docs_types import EntryDoc, IndexDoc, ManifestDoc, Subject
 from factory.catalog.indexdoc import image_of, parse, schema_checked, snapshot_digest
+from factory.catalog.sslib import Key
 from factory.catalog.storage import Conflict, LocalStore, Store, open_store
 from factory.catalog.trust import BadSignature, Signer, open_signed, sign, statement, trusted_keys
 from factory.catalog.txn import Txn

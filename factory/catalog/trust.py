@@ -21,13 +21,17 @@ from typing import cast
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from securesystemslib.dsse import Envelope
-from securesystemslib.exceptions import FormatError, VerificationError
-from securesystemslib.signer._crypto_signer import CryptoSigner
-from securesystemslib.signer._key import Key, SSlibKey
-from securesystemslib.signer._utils import compute_default_keyid
 
 from factory.catalog.docs_types import EnvelopeDoc, Statement, Subject
+from factory.catalog.sslib import (
+    CryptoSigner,
+    Envelope,
+    FormatError,
+    Key,
+    SSlibKey,
+    VerificationError,
+    compute_default_keyid,
+)
 from factory.core import jsonio
 from factory.core.errors import ConfigError
 

@@ -5,14 +5,13 @@ jsonschema is imported here and nowhere else. At import it probes for rfc3987_sy
 "iri" format, and when that package is present (the dev extras bring it, through
 cyclonedx-python-lib[json-validation]) building its grammar costs about 0.75 s of CPU at every start
 of every command. No factory schema uses a format check, so the probe is answered "not installed"
-for the duration of this one import, and the module table is left as it was afterwards: a test
-that wants rfc3987_syntax can still import it.
+for the duration of this one import (factory.core.imports.absent), and the module table is left as
+it was afterwards: a test that wants rfc3987_syntax can still import it.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Mapping
 from functools import cache
 from importlib import resources
@@ -21,21 +20,16 @@ from types import ModuleType
 from typing import Any
 
 from factory.core.errors import ConfigError
+from factory.core.imports import absent
 
 FORMAT_PROBE = "rfc3987_syntax"
 
 
 def _import_jsonschema() -> ModuleType:
-    blocked = FORMAT_PROBE not in sys.modules
-    if blocked:
-        sys.modules[FORMAT_PROBE] = None  # type: ignore[assignment]  # "import X" now raises ImportError
-    try:
+    with absent(FORMAT_PROBE):
         import jsonschema  # noqa: PLC0415 -- the one import, with the probe answered
 
         return jsonschema
-    finally:
-        if blocked:
-            del sys.modules[FORMAT_PROBE]
 
 
 jsonschema = _import_jsonschema()

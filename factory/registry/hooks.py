@@ -78,7 +78,12 @@ def push(layout: Layout, image: str, version: str, local_ref: str) -> catalog_ho
 def attach_evidence(reg: Registry, catalog: Catalog, entry: EntryDoc, tags: Sequence[str]) -> list[str]:
     """Attach the entry's signed envelope and SBOM to its image unless the registry has them."""
     image, digest = entry["image"], entry["artifact"]["digest"]
-    wanted = [kind for kind in ("att", "sbom") if attach.tag_of(digest, kind) not in tags]
+    wanted = {kind for kind in ("att", "sbom") if attach.tag_of(digest, kind) not in tags}
+    payloads = {"att": json.dumps(entry["envelope"], sort_keys=True).encode()}
+    if "sbom" in wanted:
+        payloads["sbom"] = catalog.sbom(entry) or b""
+        if not payloads["sbom"]:  # an entry from before SBOMs: nothing to attach, nothing to ask
+            wanted.discard("sbom")
     if not wanted:
         return []
     found = skopeo.manifest(reg, image, digest)
@@ -87,14 +92,8 @@ def attach_evidence(reg: Registry, catalog: Catalog, entry: EntryDoc, tags: Sequ
         return []
     subject = attach.Subject(digest=digest, media_type=found.media_type, size=len(found.raw))
     annotations = {"org.opencontainers.image.version": entry["version"], "dev.image-factory.image": image}
-    payloads = {
-        "att": json.dumps(entry["envelope"], sort_keys=True).encode(),
-        "sbom": catalog.sbom(entry) or b"",
-    }
     lines = []
-    for kind in wanted:
-        if kind == "sbom" and not payloads[kind]:
-            continue
+    for kind in sorted(wanted):
         item = attach.Attachment(kind=kind, payload=payloads[kind], annotations=annotations)
         name = attach.attach(reg, image, subject, item)
         lines.append(f"registry {reg.tag_ref(image, name)}: attached to {entry['version']}")
@@ -130,8 +129,8 @@ def sync(
         entries = pushed_versions(catalog, doc, image)
         if not entries:
             continue
-        tags = skopeo.list_tags(reg, image)
-        lines += sync_channels(reg, doc, image, (*channels, LATEST), entries=entries, tags=tags)
+        lines += sync_channels(reg, doc, image, (*channels, LATEST), entries=entries)
+        tags = skopeo.list_tags(reg, image)  # after the swap: what follows needs it, the swap does not
         lines += collect(reg, doc, entries, tags)
         for entry in entries:
             if not is_collected(doc, entry):
@@ -146,14 +145,14 @@ def sync_channels(
     channels: Sequence[str],
     *,
     entries: Sequence[EntryDoc],
-    tags: Sequence[str],
 ) -> list[str]:
     """Each tag ``<image>:<channel>`` to the digest of the channel's version (a withdrawn marker
-    when it names none). The tags are read side by side: a swap waits for one round trip."""
+    when it names none). The tags are read side by side, a missing one answering None: a swap
+    waits for one round trip, then the one copy."""
     digests = {e["version"]: e["artifact"]["digest"] for e in entries}
-    present = [c for c in channels if c in tags]
-    with ThreadPoolExecutor(max_workers=max(1, len(present))) as pool:
-        found = dict(zip(present, pool.map(lambda c: skopeo.manifest(reg, image, c), present), strict=True))
+    with ThreadPoolExecutor(max_workers=max(1, len(channels))) as pool:
+        read = pool.map(lambda channel: skopeo.manifest(reg, image, channel), channels)
+        found = dict(zip(channels, read, strict=True))
     lines: list[str] = []
     for channel in channels:
         version = current(doc, image, channel)

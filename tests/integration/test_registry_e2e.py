@@ -1,32 +1,41 @@
 """Images leave the build host (issue 14), end to end against a real registry: Debian's
 docker-registry (distribution 2.8) on loopback, started and stopped by this module.
 
-Two real bakes of nginx (FROM the session's base) with ``FACTORY_REGISTRY`` set push by digest;
-then promotion through dev, staging and prod moves the tags, a deployment pulls ``nginx:prod``
-by tag and serves it, ``rollback`` swaps it back (timed), ``verify-image`` checks it in a
-directory that holds only the public key, a tag moved by hand is put back by ``distribute``,
-a revocation takes the channel tags with it, and gc deletes the collected manifests. After each
-step ``skopeo inspect`` and ``skopeo list-tags`` must say what the catalog says.
+Two real bakes of nginx with ``FACTORY_REGISTRY`` set push by digest. They are FROM a version of
+base that is in the registry (the session's base image, pushed and signed into this copy's
+catalog with its digest), and the first of them runs on a containers storage of its own that has
+never held base: a build machine that must pull the parent, by digest, never by tag. Then
+promotion through dev, staging and prod moves the tags, a deployment pulls ``nginx:prod`` by tag
+and serves it, ``rollback`` swaps it back (timed), ``verify-image`` checks it in a directory that
+holds only the public key, a tag moved by hand is put back by ``distribute``, a revocation takes
+the channel tags with it, and gc deletes the collected manifests. After each step ``skopeo
+inspect`` and ``skopeo list-tags`` must say what the catalog says.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from factory.catalog import trust
+from factory.catalog import model, publishing, trust
+from factory.catalog.store import Catalog
+from factory.core.config import Layout
 from factory.registry import attach
+from factory.registry import hooks as registry_hooks
 from tests.fixtures.scratch import Scratch, tree_digest
 from tests.integration.conftest import podman
 from tests.registry_server import CHANNELS, RegistryServer, free_port, registry_server, skopeo
@@ -35,11 +44,24 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 
 @dataclass(frozen=True)
+class ParentPull:
+    """What the first bake, on a storage without base, did to get its parent."""
+
+    base_version: str  # the version of base in the registry
+    base_digest: str  # its manifest digest, signed in its entry
+    had_it_before: bool  # `podman image exists` on that storage before the bake
+    images: list[dict[str, Any]]  # `podman images --format json` of that storage after the bake
+    requested: list[str]  # every reference the registry was asked for a base manifest during the bake
+    stderr: str  # the bake's
+
+
+@dataclass(frozen=True)
 class World:
     scratch: Scratch
     server: RegistryServer
     first: str  # the older nginx version
     second: str  # the newer one
+    pull: ParentPull
 
     def repo(self, image: str = "nginx") -> str:
         return self.server.repository(image)
@@ -112,13 +134,91 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]
         yield running
 
 
+def publish_pushed_base(scratch: Scratch, server: RegistryServer) -> tuple[str, str, str]:
+    """base as a bake with a registry publishes it, without a bake: the session's base image pushed
+    by the factory's own push (its digest read back from skopeo), then signed into this copy's
+    catalog as a new version whose artifact is ``<repo>@<digest>``. (version, digest, image id)"""
+    layout = Layout(
+        root=scratch.root, catalog_location=str(scratch.catalog), cache=scratch.root / ".cache",
+        registry=server.url(),
+    )  # fmt: skip
+    catalog = Catalog(layout.catalog, layout.keys)
+    doc = catalog.load()
+    built = max(doc["images"]["base"]["versions"], key=lambda e: e["created"])
+    created = datetime.now(UTC).replace(microsecond=0)
+    version = f"{created:%Y%m%d.%H%M%S}-{built['commit'][:12]}"
+    pushed = registry_hooks.push(layout, "base", version, built["artifact"]["ref"])
+    assert pushed is not None
+    artifact = model.PodmanImage(id=built["artifact"]["id"], ref=pushed.ref, digest=pushed.digest)
+    entry = replace(
+        model.Entry.from_json(built), version=version, created=created.isoformat(), artifact=artifact
+    )
+    manifest = json.loads((catalog.root / built["manifest"]["path"]).read_text()) | {"version": version}
+    junit = catalog.root / built["tests"]["junit"]
+    key = Path(scratch.env.get("FACTORY_SIGNING_KEY") or trust.DEFAULT_KEY).expanduser()  # the bakes' key
+    publishing.publish(catalog, entry, manifest, junit, signer=trust.load_signer(key), actor="registry e2e")
+    return version, pushed.digest, built["artifact"]["id"]
+
+
+def storage_env(folder: Path) -> dict[str, str]:
+    """A containers storage of its own under ``folder``, empty, for podman, skopeo and Packer's
+    docker builder (the podman-docker shim): a build machine that has never held base. The
+    session's storage, which the other modules use at the same time, is not touched."""
+    folder.mkdir()
+    conf = folder / "storage.conf"
+    conf.write_text(
+        f'[storage]\ndriver = "overlay"\ngraphroot = "{folder / "graph"}"\nrunroot = "{folder / "run"}"\n'
+    )
+    return {"CONTAINERS_STORAGE_CONF": str(conf)}
+
+
+def podman_on(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["podman", *args], capture_output=True, text=True, check=False, env=dict(env))
+
+
+MANIFEST_REQUEST = re.compile(r'"(?:GET|HEAD) /v2/golden/base/manifests/(?P<ref>[^ ?"]+)')
+
+
+def bake_without_the_parent(
+    scratch: Scratch, server: RegistryServer, folder: Path
+) -> tuple[str, ParentPull]:
+    """The first nginx bake, on an empty storage: what it asked the registry for base, what it
+    left in that storage. The storage is removed afterwards (its nginx is in the registry)."""
+    base_version, base_digest, base_id = publish_pushed_base(scratch, server)
+    env = {**scratch.env, **storage_env(folder), "COLUMNS": "400"}  # step lines unfolded
+    try:
+        had_it = podman_on(env, "image", "exists", base_id).returncode == 0
+        log_offset = server.log.stat().st_size
+        started = time.monotonic()
+        proc = Scratch(root=scratch.root, env=env).factory("bake", "nginx")
+        pulled = re.search(r"✓ Pulling \S+ \((?P<s>[\d.]+)s\)", proc.stderr)
+        took = f"{time.monotonic() - started:.1f} s, the pull {pulled['s'] if pulled else '?'} s"
+        print(f"\nnginx bake on an empty storage, base pulled by digest: {took}")
+        assert proc.returncode == 0, (
+            f"factory bake nginx exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        )
+        with server.log.open(encoding="utf-8", errors="replace") as log:
+            log.seek(log_offset)
+            requested = [m["ref"] for m in MANIFEST_REQUEST.finditer(log.read())]
+        images = json.loads(podman_on(env, "images", "--format", "json").stdout or "[]")
+    finally:
+        podman_on(env, "rmi", "--all", "--force")
+        shutil.rmtree(folder, ignore_errors=True)
+    pull = ParentPull(
+        base_version=base_version, base_digest=base_digest, had_it_before=had_it,
+        images=images, requested=requested, stderr=proc.stderr,
+    )  # fmt: skip
+    return proc.stdout.split()[1], pull
+
+
 @pytest.fixture(scope="module")
-def world(repo: Scratch, server: RegistryServer) -> World:
-    """Two nginx versions baked and pushed (their landing pages name their versions)."""
+def world(repo: Scratch, server: RegistryServer, tmp_path_factory: pytest.TempPathFactory) -> World:
+    """Two nginx versions baked and pushed (their landing pages name their versions), FROM base
+    pulled from the registry by digest for the first."""
     scratch = Scratch(root=repo.root, env={**repo.env, "FACTORY_REGISTRY": server.url()})
-    first = bake(scratch)
+    first, pull = bake_without_the_parent(scratch, server, tmp_path_factory.mktemp("storage") / "storage")
     second = bake(scratch)
-    return World(scratch=scratch, server=server, first=first, second=second)
+    return World(scratch=scratch, server=server, first=first, second=second, pull=pull)
 
 
 def test_a_bake_pushes_by_digest_and_signs_the_digest(world: World) -> None:
@@ -134,6 +234,21 @@ def test_a_bake_pushes_by_digest_and_signs_the_digest(world: World) -> None:
         assert att is not None and att["subject"]["digest"] == digest
     assert world.tag_digest("latest") == world.digest(world.second)
     world.assert_registry_follows_the_catalog()
+
+
+def test_a_child_on_a_machine_without_its_parent_pulls_the_parent_by_digest(world: World) -> None:
+    pull, base_repo = world.pull, world.repo("base")
+    assert not pull.had_it_before  # the storage the first bake ran on had never held base
+    assert f"Pulling {base_repo}@{pull.base_digest}" in pull.stderr
+    parent = [i for i in pull.images if f"{base_repo}@{pull.base_digest}" in (i.get("RepoDigests") or [])]
+    assert len(parent) == 1, pull.images  # pulled, and it is the digest that was signed
+    assert parent[0]["Digest"] == pull.base_digest
+    assert not [n for n in parent[0]["Names"] if "@" not in n]  # never named by a tag
+    # The registry was asked for base's manifest by that digest and nothing else.
+    assert pull.requested and set(pull.requested) == {pull.base_digest}
+    for version in (world.first, world.second):  # the second bake found base in its storage
+        assert world.entry(version)["parent"]["digest"] == pull.base_digest
+        assert world.entry(version)["parent"]["version"] == pull.base_version
 
 
 def test_promotion_through_dev_staging_prod_moves_the_tags(world: World) -> None:
@@ -189,7 +304,7 @@ def test_rollback_swaps_prod_back_within_seconds(world: World, podman_images_cle
         cwd=world.scratch.root, env=world.scratch.env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    while world.tag_digest("prod") != old:
+    while world.server.tag_digest("nginx", "prod") != old:  # one HEAD: the poller takes no CPU from it
         assert proc.poll() is None or time.monotonic() - started < 30, "prod never pointed at the old digest"
         time.sleep(0.02)
     swapped = time.monotonic() - started
@@ -305,12 +420,20 @@ def test_revocation_takes_the_channel_tags_with_it(world: World) -> None:
 def test_gc_deletes_the_collected_manifests_and_keeps_the_referenced(world: World) -> None:
     # The session's nginx (in this copy's catalog, never pushed) is everybody's: a second name
     # makes `podman rmi` keep it, as gc does for an image it cannot remove.
-    shared = next(e for e in world.index()["images"]["nginx"]["versions"] if "digest" not in e["artifact"])
-    podman("tag", shared["artifact"]["id"], "localhost/registry-e2e-keep:shared")
+    # The session's base is in this copy's catalog twice (as baked, and as pushed for the layered
+    # bakes): the older entry is collected, its image is the newer one's and everybody's.
+    index = world.index()["images"]
+    shared = [
+        next(e for e in index[image]["versions"] if "digest" not in e["artifact"])
+        for image in ("nginx", "base")
+    ]
+    for n, entry in enumerate(shared):
+        podman("tag", entry["artifact"]["id"], f"localhost/registry-e2e-keep:shared{n}")
     try:
         out = world.ok("gc", "--keep", "1")
     finally:
-        podman("untag", shared["artifact"]["id"], "localhost/registry-e2e-keep:shared", check=False)
+        for n, entry in enumerate(shared):
+            podman("untag", entry["artifact"]["id"], f"localhost/registry-e2e-keep:shared{n}", check=False)
     first, second = world.digest(world.first), world.digest(world.second)
     assert f"{world.repo()}@{first}: deleted ({world.first} collected)" in out
     tags = world.tags()

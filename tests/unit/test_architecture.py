@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import re
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from factory.catalog import hooks
 from factory.cli import MODULES, verbs
 from factory.cli.main import main_inner
+from factory.core.imports import absent
 
 FACTORY = Path(__file__).resolve().parents[2] / "factory"
 MODULE_FILES = sorted(p for p in FACTORY.rglob("*.py") if "__pycache__" not in p.parts)
@@ -97,6 +99,40 @@ def test_importing_the_factory_blocks_no_module() -> None:
     import factory.core.schemas  # noqa: F401, PLC0415
 
     assert [name for name, module in sys.modules.items() if module is None and "rfc3987" in name] == []
+
+
+def _third_party_imports(path: Path) -> set[str]:
+    """The top-level names of every package ``path`` imports."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize(
+    ("package", "door"), [("securesystemslib", "catalog/sslib.py"), ("jsonschema", "core/schemas.py")]
+)
+def test_a_package_imported_with_its_probes_answered_has_one_door(package: str, door: str) -> None:
+    # Imported anywhere else first, it would probe for boto3 / rfc3987_syntax and every command
+    # would pay for it at start-up (factory.core.imports).
+    importers = {_rel(p) for p in MODULE_FILES if package in _third_party_imports(p)}
+    assert importers == {f"factory/{door}"}
+
+
+def test_an_absent_module_cannot_be_imported_and_comes_back_afterwards() -> None:
+    with absent("json", "factory_no_such_module"), pytest.raises(ImportError):
+        import factory_no_such_module  # type: ignore[import-not-found]  # noqa: F401, PLC0415
+    assert "factory_no_such_module" not in sys.modules
+    assert sys.modules["json"] is json  # imported before: not blocked, and left in place
+
+
+def test_importing_the_catalog_leaves_boto3_importable() -> None:
+    import factory.catalog.trust  # noqa: F401, PLC0415
+
+    assert sys.modules.get("boto3", "not imported") is not None
 
 
 @pytest.mark.parametrize("path", MODULE_FILES, ids=_rel)

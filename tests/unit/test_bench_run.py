@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.run import Row, Summary, markdown_table, parse_steps, step_seconds, summarize
+from bench.run import Row, Summary, markdown_table, parse_args, parse_steps, step_seconds, summarize
 
 BAKE_STDERR = """\
 ▶ Rendering base 20261129.120425-46a31737732c
@@ -116,3 +116,42 @@ def test_markdown_table_escapes_pipes_in_cells() -> None:
 def test_markdown_table_says_when_there_was_one_run() -> None:
     single = Summary(median=2.0, low=2.0, high=2.0, runs=1)
     assert "(1 run)" in markdown_table([row(summary=single)])
+
+
+# -- bench/registry_swap.py's rows (issue 14): ratios taken run by run, goals checked --------
+
+SWAP_RUNS = {
+    "with": [0.6, 0.9],
+    "without": [0.5, 0.5],
+    "verify": [0.1, 0.3],
+    "startup": [0.4, 0.4],
+    "yardstick": [0.5, 0.3],
+}
+
+
+def test_the_registry_swap_is_a_section_of_make_bench() -> None:
+    assert "registry" in parse_args([]).only.split(",")
+    assert parse_args(["--only", "registry"]).only == "registry"
+
+
+def test_the_swap_ratios_pair_the_runs_measured_side_by_side() -> None:
+    from bench.registry_swap import ratios  # noqa: PLC0415 -- imports the factory and the registry fixture
+
+    found = ratios(SWAP_RUNS)
+    assert found["swap_over_yardstick"] == pytest.approx([1.2, 3.0])
+    assert found["with_over_without"] == pytest.approx([1.2, 1.8])
+    assert found["verify_over_startup"] == pytest.approx([0.25, 0.75])
+
+
+def test_the_swap_rows_check_each_goal_on_the_median_ratio() -> None:
+    from bench.registry_swap import GOALS, rows  # noqa: PLC0415
+
+    checked = {row.goal: row.met for row in rows(SWAP_RUNS) if row.met is not None}
+    # medians: swap 2.1 yardsticks, with/without 1.5, verify/startup 0.5
+    assert checked == {
+        f"≤ {GOALS['swap_over_yardstick']}": True,
+        f"≤ {GOALS['with_over_without']}": True,
+        f"≤ {GOALS['verify_over_startup']}": True,
+    }
+    broken = dict(SWAP_RUNS, verify=[0.3, 0.5])
+    assert [row.met for row in rows(broken) if "verify-image` /" in row.figure] == [False]

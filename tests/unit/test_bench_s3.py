@@ -152,5 +152,5 @@ def test_entries_differ_per_image_and_grow_with_the_index() -> None:
 
 def test_s3_is_a_section_of_make_bench() -> None:
     assert "s3" in run.SECTIONS
-    assert run.parse_args([]).only.split(",")[-1] == "s3"
+    assert "s3" in run.parse_args([]).only.split(",")
     assert run.parse_args(["--only", "s3"]).only == "s3"
