@@ -108,6 +108,14 @@ def test_unit_never_ran_during_the_build(host: Any) -> None:
     assert not host.file("UNIT_RAN").exists
 
 
+def test_packaged_systemctl_is_back(host: Any) -> None:
+    assert host.run("/usr/bin/systemctl").stdout == "PACKAGE_SYSTEMCTL\\n"
+
+
+def test_packaged_systemctl_verifies(host: Any) -> None:
+    assert host.run("dpkg --verify PACKAGE").rc == 0
+
+
 def test_zabbix_agent_installed(host: Any) -> None:
     assert host.package("zabbix-agent").is_installed
 
@@ -122,7 +130,9 @@ def test_zabbix_agent_runs(host: Any) -> None:
 
 def test_zabbix_agent_not_started_in_the_build(host: Any) -> None:
     assert host.run("find /run/zabbix -name '*.pid'").stdout == ""
-'''.replace("UNIT_RAN", galaxy.UNIT_RAN)
+'''.replace("PACKAGE_SYSTEMCTL", galaxy.PACKAGE_SYSTEMCTL)
+    .replace("PACKAGE", galaxy.PACKAGE)
+    .replace("UNIT_RAN", galaxy.UNIT_RAN)
     .replace("UNIT", galaxy.UNIT)
     .replace("WANTS", WANTS)
     .replace("ZABBIX_CONF", ZABBIX_CONF)
@@ -258,6 +268,16 @@ def test_idempotence_report_lists_every_role_over_two_runs(story: Story) -> None
 def test_idempotence_report_marks_the_roles_of_the_checkout_idempotent(story: Story) -> None:
     own = [r for r in json.loads(story.idempotence)["roles"] if not r["external"]]
     assert [(r["name"], r["idempotent"]) for r in own] == [("common", True), ("sanitize", True)]
+
+
+def test_idempotence_report_names_what_an_external_role_changed_again(story: Story) -> None:
+    """Reported, not failed: the bake passed (test_bake_with_external_roles_passes_the_gate)."""
+    role = next(r for r in json.loads(story.idempotence)["roles"] if r["name"] == galaxy.ROLE_NAME)
+    assert role["changed_again"] == [f"{galaxy.ROLE_NAME} : {galaxy.PACKAGE_TASK}"]
+
+
+def test_bake_log_reports_the_external_role(story: Story) -> None:
+    assert f"not idempotent (reported, not failed): {galaxy.ROLE_NAME} (external)" in story.bake.stderr
 
 
 def test_bake_leaves_the_tree_clean(story: Story) -> None:

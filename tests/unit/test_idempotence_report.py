@@ -17,7 +17,7 @@ from factory.catalog import audit, publishing
 from factory.catalog.store import Catalog
 from factory.catalog.trust import Signer
 from factory.core.config import ImageSpec, Layout, load_image
-from factory.core.errors import CatalogError, VerificationFailed
+from factory.core.errors import CatalogError, ExternalToolError, VerificationFailed
 from tests.unit.conftest import JUNIT, WriteImage, make_entry, make_manifest
 from tests.unit.test_deps import TOOLS, _install
 
@@ -103,7 +103,7 @@ def test_a_role_of_roles_changing_again_fails_the_bake_naming_the_task(tools: Im
 
 
 def test_a_missing_change_report_names_the_file(tools: ImageSpec, tmp_path: Path) -> None:
-    with pytest.raises(idempotence.ExternalToolError) as err:
+    with pytest.raises(ExternalToolError) as err:
         idempotence.collect(tools, "v1", [tmp_path / "changes-1.json"], tmp_path / "out.json")
     assert str(tmp_path / "changes-1.json") in err.value.message
     assert not (tmp_path / "out.json").exists()
