@@ -65,11 +65,15 @@ def check(doc: dict[str, Any]) -> None:
     own = [r for r in doc["roles"] if not r["external"] and not r["idempotent"]]
     if own:
         tasks = [f"{r['name']}: {task}" for r in own for task in r["changed_again"]]
+        others = [r["name"] for r in doc["roles"] if r["external"] and not r["idempotent"]]
+        hint = "make those tasks idempotent (tests/integration/test_idempotence.py runs them twice)"
+        if others:  # e.g. sanitize removing again what an external role left again
+            hint += f"; {', '.join(others)} changed something again too, which those tasks may undo"
         raise VerificationFailed(
             f"{doc['image']} {doc['version']}: roles of roles/ changed something when applied again: "
             + "; ".join(tasks),
             failed_tests=[f"idempotence::{r['name']}" for r in own],
-            hint="make those tasks idempotent (tests/integration/test_idempotence.py runs them twice)",
+            hint=hint,
         )
 
 

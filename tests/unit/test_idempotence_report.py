@@ -102,6 +102,13 @@ def test_a_role_of_roles_changing_again_fails_the_bake_naming_the_task(tools: Im
     assert "sanitize: sanitize task" in err.value.message
 
 
+def test_the_hint_names_external_roles_that_changed_again_too(tools: ImageSpec) -> None:
+    second = _run(**{"acme.gitconfig": 1, "sanitize": 1})
+    with pytest.raises(VerificationFailed) as err:
+        idempotence.check(idempotence.report(tools, "v1", [_run(sanitize=4), second]))
+    assert err.value.hint is not None and "acme.gitconfig changed something again too" in err.value.hint
+
+
 def test_a_missing_change_report_names_the_file(tools: ImageSpec, tmp_path: Path) -> None:
     with pytest.raises(ExternalToolError) as err:
         idempotence.collect(tools, "v1", [tmp_path / "changes-1.json"], tmp_path / "out.json")
