@@ -104,6 +104,25 @@ def test_no_ssh_private_keys_anywhere(host: Any, name: str) -> None:
     assert host.run(f"find / -xdev -name '{name}' -print").stdout == ""
 
 
+# The build's service management (common's tasks/services.yml), removed by sanitize: nothing of
+# it may ship, and a real systemctl a package installed must be back in its place.
+def test_no_policy_rc_d(host: Any) -> None:
+    assert not host.file("/usr/sbin/policy-rc.d").exists
+
+
+def test_no_systemctl_stand_in(host: Any) -> None:
+    systemctl = host.file("/usr/bin/systemctl")
+    assert not systemctl.exists or not systemctl.contains("factory build shim")
+
+
+def test_systemctl_is_not_diverted(host: Any) -> None:
+    assert "systemctl" not in host.run("dpkg-divert --list").stdout
+
+
+def test_no_build_environment_marker(host: Any) -> None:
+    assert not host.file("/run/factory-build-env").exists
+
+
 def test_no_debconf_passwords(host: Any) -> None:
     assert host.file("/var/cache/debconf/passwords.dat").size == 0
 

@@ -159,8 +159,10 @@ def _galaxy_install(
         run(["ansible-galaxy", "role", "install", "-r", requirements, "-p", staging / "roles", *extra],
             cwd=root, env=env)  # fmt: skip
     if wanted.get("collections"):
+        # --force: the staging folder is empty, and a collection bundled with the `ansible` package
+        # (community.zabbix, installed as `type: dir`) would otherwise count as installed already
         run(["ansible-galaxy", "collection", "install", "-r", requirements, "-p", staging / "collections",
-             *extra], cwd=root, env=env)  # fmt: skip
+             "--force", *extra], cwd=root, env=env)  # fmt: skip
 
 
 def _role_source(entry: str | Mapping[str, Any]) -> tuple[str, str, str]:
@@ -212,6 +214,8 @@ def _collection_source(fqcn: str, version: str, wanted: list[Any]) -> tuple[str,
         stem = fqcn.replace(".", "-") + "-"
         if kind in ("file", "url") and name.rsplit("/", 1)[-1].startswith(stem):
             return name, kind
+        if kind == "dir" and name.rstrip("/").split("/")[-2:] == fqcn.split("."):
+            return name, kind  # an installed collection's folder (one bundled with `ansible`)
     return fqcn, "galaxy"  # a dependency of another collection
 
 

@@ -6,10 +6,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from factory import __version__
-from factory.bake import bootstrap, deps, verify
+from factory.bake import bootstrap, deps, idempotence, verify
 from factory.bake import packer as build
 from factory.bake.inputs import HashCache, fingerprint, input_hashes, parent_identity
 from factory.bake.record import catalog_entry, version_manifest, with_fixed_cves
@@ -78,6 +79,7 @@ def bake(layout: Layout, name: str, *, publish: bool = True, if_changed: bool = 
         build.validate(rendered)
     with log.step(f"packer build ({spec.name} FROM {parent.ref})"):
         artifact = build.build(rendered)
+    replayed = idempotent(spec, rendered, artifact.id, ctx)
     with log.step(f"Testinfra gate ({', '.join(spec.tests)})"):
         verified = gate(spec, layout, artifact.id, rendered, ctx)
     ref = tag.image_ref(spec.name, ctx.version)
@@ -131,6 +133,7 @@ def bake(layout: Layout, name: str, *, publish: bool = True, if_changed: bool = 
             verified.report.junit,
             signer=signer,
             actor=tag.actor(layout.root),
+            idempotence=replayed,
         )
     if pushed is not None:  # the registry follows: evidence attached, `latest` tag moved
         change = hooks.Change(layout=layout, catalog=catalog, images=(spec.name,), signer=signer)
@@ -314,6 +317,23 @@ def gate(
     except VerificationFailed:
         tag.tag_artifact(artifact_id, tag.rejected_ref(spec.name, ctx.version))
         raise
+
+
+def idempotent(spec: ImageSpec, rendered: Rendered, artifact_id: str, ctx: BuildContext) -> Path | None:
+    """The idempotence report of a build that ran its playbook twice (external roles), or None; a
+    role of roles/ that changed something again rejects the artifact as the gate would."""
+    if not rendered.change_reports:
+        return None
+    out = rendered.build_dir / idempotence.FILE
+    with log.step("Idempotence report (the playbook applied twice)"):
+        try:
+            doc = idempotence.collect(spec, ctx.version, rendered.change_reports, out)
+        except VerificationFailed:
+            tag.tag_artifact(artifact_id, tag.rejected_ref(spec.name, ctx.version))
+            raise
+    for line in idempotence.summary(doc):
+        log.note(f"not idempotent (reported, not failed): {line}")
+    return out
 
 
 def tool_versions() -> dict[str, str]:

@@ -77,6 +77,9 @@ class Rendered:
     vars_file: Path
     packer_manifest: Path
     gate: Path | None = None  # aws (not emulated): the settings of the Testinfra gate in Packer
+    # What each Ansible run changed, per role (one file per run; docker builds with external roles
+    # run the playbook twice: factory.bake.idempotence)
+    change_reports: tuple[Path, ...] = ()
 
 
 def _strict_json(value: Any, **kwargs: Any) -> str:
@@ -121,6 +124,7 @@ def render_template(
             build_dir=str(build_dir),
             ansible_cfg=str(ansible_cfg),
             galaxy_env=_galaxy_env(ansible_cfg, galaxy_dir),
+            ansible_runs=[_run_env(ansible_cfg, report) for report in change_reports(build_dir, galaxy_dir)],
             **target_vars,
         )
     except jinja2.UndefinedError as exc:
@@ -144,6 +148,28 @@ def _galaxy_env(ansible_cfg: Path, galaxy_dir: Path | None) -> list[str]:
     return [
         f"ANSIBLE_ROLES_PATH={ansible_cfg.parent / 'roles'}:{galaxy_dir / 'roles'}",
         f"ANSIBLE_COLLECTIONS_PATH={galaxy_dir / 'collections'}",
+    ]
+
+
+CHANGES_CALLBACK = "factory_changes"  # plugins/callback/factory_changes.py
+
+
+def change_reports(build_dir: Path, galaxy_dir: Path | None) -> list[Path | None]:
+    """One entry per Ansible run of a docker build: an image without external roles runs its
+    playbook once and reports nothing; one with them runs it twice, each run writing what every
+    role changed, so the second run shows how idempotent the roles are."""
+    if galaxy_dir is None:
+        return [None]
+    return [build_dir / "changes-1.json", build_dir / "changes-2.json"]
+
+
+def _run_env(ansible_cfg: Path, report: Path | None) -> list[str]:
+    if report is None:
+        return []
+    return [
+        f"ANSIBLE_CALLBACK_PLUGINS={ansible_cfg.parent / 'plugins' / 'callback'}",
+        f"ANSIBLE_CALLBACKS_ENABLED={CHANGES_CALLBACK}",
+        f"FACTORY_CHANGES_REPORT={report}",
     ]
 
 
@@ -313,6 +339,9 @@ def render(ctx: BuildContext, layout: Layout) -> Rendered:
         vars_file=vars_file,
         packer_manifest=build_dir / "packer-manifest.json",
         gate=gate,
+        change_reports=tuple(p for p in change_reports(build_dir, galaxy_dir) if p is not None)
+        if ctx.target is Target.DOCKER
+        else (),
     )
 
 

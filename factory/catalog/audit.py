@@ -48,6 +48,8 @@ def _versions(catalog: Catalog, doc: IndexDoc, *, files: bool) -> list[str]:
             ]
             if "sbom" in entry:  # versions published before SBOMs have none
                 signed_files.append((entry["sbom"]["path"], entry["sbom"]["sha256"]))
+            if "idempotence" in entry:  # only images with external roles have one
+                signed_files.append((entry["idempotence"]["path"], entry["idempotence"]["sha256"]))
             for rel, expected in signed_files:
                 try:
                     actual: str | None = hashlib.sha256(catalog.read_file(rel)).hexdigest()

@@ -133,6 +133,7 @@ class SignedEntry(TypedDict):
     fingerprint: NotRequired[str]
     dependencies: NotRequired[list[DependencyDoc]]  # absent: no external role or collection used
     vars_unchecked: NotRequired[list[str]]
+    idempotence: NotRequired[FileDoc]  # the playbook applied twice (images with external roles)
 
 
 class EntryDoc(SignedEntry):

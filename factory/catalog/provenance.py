@@ -38,6 +38,9 @@ def statement_for(entry: EntryDoc) -> Statement:
     ]
     if "sbom" in fields:
         byproducts.append({"name": fields["sbom"]["path"], "digest": {"sha256": fields["sbom"]["sha256"]}})
+    if "idempotence" in fields:
+        replay = fields["idempotence"]
+        byproducts.append({"name": replay["path"], "digest": {"sha256": replay["sha256"]}})
     dependencies: list[JsonObject] = [
         {"uri": f"git+{fields.get('source', '')}", "digest": {"gitCommit": fields["commit"]}}
     ]

@@ -31,8 +31,10 @@ def publish(
     *,
     signer: Signer,
     actor: str,
+    idempotence: Path | None = None,
 ) -> EntryDoc:
-    """Add one verified version, signed, and point `latest` at it."""
+    """Add one verified version, signed, and point `latest` at it. ``idempotence``: the bake's
+    idempotence report (factory.bake.idempotence), kept as evidence beside the JUnit file."""
     image, version = built.image, built.version
     evidence = Path("evidence") / image / version / "junit.xml"
     manifest_rel = Path("manifests") / image / f"{version}.json"
@@ -43,6 +45,10 @@ def publish(
     entry["tests"]["junit"] = str(evidence)
     entry["tests"]["junit_sha256"] = hashlib.sha256(junit_bytes).hexdigest()
     entry["manifest"] = {"path": str(manifest_rel), "sha256": hashlib.sha256(manifest_bytes).hexdigest()}
+    replay_rel = evidence.with_name("idempotence.json")
+    replay_bytes = idempotence.read_bytes() if idempotence is not None else None
+    if replay_bytes is not None:
+        entry["idempotence"] = {"path": str(replay_rel), "sha256": hashlib.sha256(replay_bytes).hexdigest()}
     check_schema(
         manifest,
         "manifest.schema.json",
@@ -69,6 +75,8 @@ def publish(
         move_latest(txn, image)
         if not written:  # files are written once; a change re-applied after a lost race has them
             catalog.write_file(evidence, junit_bytes)
+            if replay_bytes is not None:
+                catalog.write_file(replay_rel, replay_bytes)
             catalog.write_file(manifest_rel, manifest_bytes)
             catalog.write_file(sbom_rel, sbom_bytes)
             written.append(True)

@@ -140,11 +140,29 @@ def load_toml(raw: bytes, *, source: str, what: str = "valid TOML") -> dict[str,
     return data
 
 
+class _AnsibleSafeLoader(yaml.SafeLoader):
+    """The safe loader, plus Ansible's ``!unsafe`` tag (a value Ansible will not template), which
+    roles' defaults use (community.zabbix's ``zabbix_api_login_pass: !unsafe zabbix``): read as
+    the plain value it marks."""
+
+
+def _unsafe(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node)
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node)
+    return loader.construct_scalar(node)  # type: ignore[arg-type]
+
+
+_AnsibleSafeLoader.add_constructor("!unsafe", _unsafe)
+
+
 def load_yaml(raw: bytes, *, source: str, what: str = "valid YAML") -> Any:
-    """``yaml.safe_load`` of strict UTF-8; YAML errors (and deep nesting) become ``ConfigError``."""
+    """``yaml.safe_load`` of strict UTF-8 (Ansible's ``!unsafe`` read as its value); YAML errors
+    (and deep nesting) become ``ConfigError``."""
     text = decode(raw, source=source, what=what)
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_AnsibleSafeLoader)  # noqa: S506 -- a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not {what}: {_one_line(str(exc))}") from None
     # PyYAML's constructors let these through: int()'s digit limit, 2001-02-30, !!int "x",

@@ -1,14 +1,18 @@
 """External roles and collections, end to end, offline, with artifacts made by the real tools.
 
-A Galaxy-shape role (dotted name, no argument_specs, a handler, `cache_valid_time`) is served
-from a git repository this module creates; a collection tarball is built by `ansible-galaxy
-collection build`. The copy of the session's clone locks both (`factory deps lock`), bakes one
-image FROM the session's base that uses them by their own names, and then shows what the plan
-makes of a reinstall (skip) and of a changed collection (rebuild, naming it).
+A Galaxy-shape role (dotted name, no argument_specs, a handler, `cache_valid_time`, a systemd
+unit it enables) is served from a git repository this module creates; a collection tarball is
+built by `ansible-galaxy collection build`; community.zabbix comes from PyPI's `ansible` package
+(its zabbix_agent role, repository management off, installs Debian's zabbix-agent). The copy of
+the session's clone locks the three (`factory deps lock`), bakes one image FROM the session's
+base that uses them by their own names (the playbook applied twice: the idempotence report), and
+then shows what the plan makes of a reinstall (skip) and of a changed collection (rebuild,
+naming it).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -23,6 +27,10 @@ from tests.fixtures import galaxy
 from .conftest import Scratch
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+ZABBIX_SERVER = "zabbix.example.com"
+ZABBIX_CONF = "/etc/zabbix/zabbix_agentd.conf"
+WANTS = "/etc/systemd/system/multi-user.target.wants"
 
 IMAGE_TOML = f"""# git and a message of the day, from roles this checkout does not hold.
 description = "tools from external roles"
@@ -47,6 +55,17 @@ name = "{galaxy.COLLECTION_ROLE}"
 motd_text = "built by the factory"
 
 [[roles]]
+name = "{galaxy.BUNDLED_ROLE}"
+# Not in the role's defaults (it reads them with `default()`): passed unchecked.
+vars_unchecked = true
+
+[roles.vars]
+zabbix_manage_repo = false  # Debian's own zabbix-agent, not repo.zabbix.com
+zabbix_agent_version = 6.0  # bookworm's
+zabbix_agent_install_agent_only = true  # Debian has no zabbix-sender/zabbix-get packages
+zabbix_agent_server = "{ZABBIX_SERVER}"
+
+[[roles]]
 name = "sanitize"
 
 [container]
@@ -54,11 +73,14 @@ cmd = ["/bin/bash"]
 verify_cmd = ["sleep", "infinity"]
 """
 
-GATE = '''"""The tools image: what its external roles did."""
+GATE = (
+    '''"""The tools image: what its external roles did."""
 
 from __future__ import annotations
 
 from typing import Any
+
+import pytest
 
 
 def test_git_installed(host: Any) -> None:
@@ -71,7 +93,51 @@ def test_git_default_branch(host: Any) -> None:
 
 def test_motd(host: Any) -> None:
     assert host.file("/etc/motd").content_string == "built by the factory\\n"
-'''
+
+
+@pytest.mark.parametrize("unit", ["UNIT", "zabbix-agent.service"])
+def test_unit_enabled(host: Any, unit: str) -> None:
+    assert host.file(f"WANTS/{unit}").is_symlink
+
+
+def test_unit_enabled_points_at_its_file(host: Any) -> None:
+    assert host.file("WANTS/UNIT").linked_to == "/etc/systemd/system/UNIT"
+
+
+def test_unit_never_ran_during_the_build(host: Any) -> None:
+    assert not host.file("UNIT_RAN").exists
+
+
+def test_packaged_systemctl_is_back(host: Any) -> None:
+    assert host.run("/usr/bin/systemctl").stdout == "PACKAGE_SYSTEMCTL\\n"
+
+
+def test_packaged_systemctl_verifies(host: Any) -> None:
+    assert host.run("dpkg --verify PACKAGE").rc == 0
+
+
+def test_zabbix_agent_installed(host: Any) -> None:
+    assert host.package("zabbix-agent").is_installed
+
+
+def test_zabbix_agent_server(host: Any) -> None:
+    assert host.file("ZABBIX_CONF").contains("^Server=ZABBIX_SERVER$")
+
+
+def test_zabbix_agent_runs(host: Any) -> None:
+    assert "zabbix_agentd" in host.run_expect([0], "zabbix_agentd --version").stdout
+
+
+def test_zabbix_agent_not_started_in_the_build(host: Any) -> None:
+    assert host.run("find /run/zabbix -name '*.pid'").stdout == ""
+'''.replace("PACKAGE_SYSTEMCTL", galaxy.PACKAGE_SYSTEMCTL)
+    .replace("PACKAGE", galaxy.PACKAGE)
+    .replace("UNIT_RAN", galaxy.UNIT_RAN)
+    .replace("UNIT", galaxy.UNIT)
+    .replace("WANTS", WANTS)
+    .replace("ZABBIX_CONF", ZABBIX_CONF)
+    .replace("ZABBIX_SERVER", ZABBIX_SERVER.replace(".", "\\\\."))
+)
 
 
 @dataclass
@@ -81,6 +147,7 @@ class Story:
     bake: Any
     bake_seconds: float
     entry: dict[str, Any]
+    idempotence: bytes  # the published report, as the catalog holds it
     status_after_bake: str
     reinstall: Any
     plan_after_reinstall: dict[str, Any]
@@ -115,6 +182,8 @@ def story(repo: Scratch, tmp_path_factory: pytest.TempPathFactory) -> Story:
         else {}
     )
     status = repo.git("status", "--porcelain")
+    replay = entry.get("idempotence", {}).get("path")
+    idempotence = (repo.catalog / replay).read_bytes() if replay else b""
 
     # Air-gapped: the cache is gone, the original tarball too; vendor/ has it.
     (root / "vendor").mkdir()
@@ -144,6 +213,7 @@ def story(repo: Scratch, tmp_path_factory: pytest.TempPathFactory) -> Story:
         bake=bake,
         bake_seconds=bake_seconds,
         entry=entry,
+        idempotence=idempotence,
         status_after_bake=status,
         reinstall=reinstall,
         plan_after_reinstall=plan_after_reinstall,
@@ -153,12 +223,18 @@ def story(repo: Scratch, tmp_path_factory: pytest.TempPathFactory) -> Story:
     )
 
 
-def test_lock_pins_both_dependencies_by_hash(story: Story) -> None:
+def bundled_version() -> str:
+    manifest = json.loads((galaxy.bundled_collection() / "MANIFEST.json").read_text())
+    return str(manifest["collection_info"]["version"])
+
+
+def test_lock_pins_every_dependency_by_hash(story: Story) -> None:
     lock = json.loads((story.root / "requirements.lock").read_text())
     pinned = {(d["kind"], d["name"], d["version"]) for d in lock["dependencies"]}
     assert pinned == {
         ("role", galaxy.ROLE_NAME, galaxy.ROLE_VERSION),
         ("collection", galaxy.COLLECTION, "1.0.1"),
+        ("collection", galaxy.BUNDLED, bundled_version()),
     }
 
 
@@ -168,11 +244,40 @@ def test_bake_with_external_roles_passes_the_gate(story: Story) -> None:
     assert story.entry["tests"]["failed"] == 0
 
 
-def test_entry_lists_both_dependencies_with_hashes(story: Story) -> None:
+def test_entry_lists_every_dependency_with_hashes(story: Story) -> None:
     lock_text = story.lock.stdout
     deps = {d["name"]: d for d in story.entry["dependencies"]}
-    assert set(deps) == {galaxy.ROLE_NAME, galaxy.COLLECTION}
+    assert set(deps) == {galaxy.ROLE_NAME, galaxy.COLLECTION, galaxy.BUNDLED}
     assert all(d["sha256"][:16] in lock_text for d in deps.values())
+
+
+def test_idempotence_report_is_published_with_its_sha256(story: Story) -> None:
+    assert story.idempotence, story.entry.get("idempotence")
+    assert hashlib.sha256(story.idempotence).hexdigest() == story.entry["idempotence"]["sha256"]
+    assert story.entry["idempotence"]["path"] == f"evidence/tools/{story.entry['version']}/idempotence.json"
+
+
+def test_idempotence_report_lists_every_role_over_two_runs(story: Story) -> None:
+    report = json.loads(story.idempotence)
+    print(json.dumps(report["roles"], indent=1))
+    names = ["common", galaxy.ROLE_NAME, galaxy.COLLECTION_ROLE, galaxy.BUNDLED_ROLE, "sanitize"]
+    assert [r["name"] for r in report["roles"]] == names
+    assert all(len(r["changed"]) == 2 for r in report["roles"])
+
+
+def test_idempotence_report_marks_the_roles_of_the_checkout_idempotent(story: Story) -> None:
+    own = [r for r in json.loads(story.idempotence)["roles"] if not r["external"]]
+    assert [(r["name"], r["idempotent"]) for r in own] == [("common", True), ("sanitize", True)]
+
+
+def test_idempotence_report_names_what_an_external_role_changed_again(story: Story) -> None:
+    """Reported, not failed: the bake passed (test_bake_with_external_roles_passes_the_gate)."""
+    role = next(r for r in json.loads(story.idempotence)["roles"] if r["name"] == galaxy.ROLE_NAME)
+    assert role["changed_again"] == [f"{galaxy.ROLE_NAME} : {task}" for task in galaxy.PACKAGE_TASKS]
+
+
+def test_bake_log_reports_the_external_role(story: Story) -> None:
+    assert f"not idempotent (reported, not failed): {galaxy.ROLE_NAME} (external)" in story.bake.stderr
 
 
 def test_bake_leaves_the_tree_clean(story: Story) -> None:

@@ -218,3 +218,16 @@ def test_yaml_aliases_are_walked_once() -> None:
     lines = ["l0: &l0 [1, 2]"] + [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, 10)]
     data = jsonio.load_yaml("\n".join(lines).encode(), source="a.yml")
     assert data["l9"][0][0][0][0][0][0][0][0][0] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        (b"p: !unsafe zab{{ x }}\n", "zab{{ x }}"),
+        (b"p: !unsafe [a, b]\n", ["a", "b"]),
+        (b"p: !unsafe {k: v}\n", {"k": "v"}),
+    ],
+)
+def test_ansible_unsafe_tag_reads_as_its_value(text: bytes, value: object) -> None:
+    """Roles' defaults use it (community.zabbix: ``zabbix_api_login_pass: !unsafe zabbix``)."""
+    assert jsonio.load_yaml(text, source="defaults/main.yml") == {"p": value}

@@ -179,8 +179,9 @@ def test_entry_paths_cover_every_field(world: World) -> None:
     assert sorted(world.catalog.find("nginx", world.nginx[1])) == ENTRY_KEYS
 
 
-# Only versions that use external roles carry these; test_entry_dependencies_are_signed covers them.
-DEPENDENCY_FIELDS = {"dependencies", "vars_unchecked"}
+# Only versions that use external roles carry these; test_entry_dependencies_are_signed and
+# tests/unit/test_idempotence_report.py cover them.
+DEPENDENCY_FIELDS = {"dependencies", "vars_unchecked", "idempotence"}
 
 
 def test_entry_paths_cover_every_field_the_schema_allows() -> None:
