@@ -1,9 +1,9 @@
 """Every catalog verb works the same on ``--catalog s3://…`` as on a directory: the real CLI, as a
 process, against a catalog under an S3 prefix on moto's server (tests/aws_server.py). One store
 interface underneath (factory.catalog.storage) is what makes this so; this module is the proof
-for the verbs, test_s3_catalog.py for the store itself. The bakes on S3 are
-test_s3_runners's (two rebuilds at once) and test_aws_e2e's concern; here the versions are published without podman
-(catalog_fixture)."""
+for the verbs, test_s3_catalog.py for the store itself. The bakes on S3 are the concern of
+test_s3_runners (two rebuilds at once) and test_aws_e2e; here the versions are published without
+podman (catalog_fixture)."""
 
 from __future__ import annotations
 
