@@ -1,7 +1,8 @@
 """Verification: the Testinfra gate.
 
 A container is started from the freshly built artifact, the image's Testinfra files run
-against it over ``podman://``, and the JUnit XML is kept as evidence. The container is removed
+against it over ``podman-nsenter://`` (``podman://`` through nsenter: factory.bake.gatehost),
+and the JUnit XML is kept as evidence. The container is removed
 afterwards whatever happens, Ctrl-C included. Once the gate passed, the same container gives the
 package list and the sha256 of the configuration files `factory drift` later compares hosts with.
 """
@@ -244,7 +245,9 @@ def run_tests(
             "-m",
             "pytest",
             *files,
-            f"--hosts=podman://{container_name}",
+            "-p",
+            "factory.bake.gatehost",
+            f"--hosts=podman-nsenter://{container_name}",
             f"--junitxml={junit}",
             f"--image-name={spec.name}",
             f"--image-version={version}",

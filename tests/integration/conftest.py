@@ -86,6 +86,7 @@ FIRST = [
     "test_docs",
     "test_bake_e2e",
     "test_deps_e2e",
+    "test_s3_runners",
     "test_remote_gate",
     "test_secrets",
     "test_drift_e2e",

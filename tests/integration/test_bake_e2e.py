@@ -8,6 +8,7 @@ shows that a failing Testinfra suite publishes nothing.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,14 @@ def test_image_has_an_empty_machine_id(base: dict[str, Any]) -> None:
 
 def test_test_evidence_is_recorded(repo: Scratch, base: dict[str, Any]) -> None:
     assert base["tests"]["failed"] == 0 and (repo.catalog / base["tests"]["junit"]).is_file()
+
+
+def test_the_gate_reached_the_container_through_nsenter(repo: Scratch, base: dict[str, Any]) -> None:
+    """Every case of the published evidence ran on the nsenter door (factory.bake.gatehost)."""
+    junit = (repo.catalog / base["tests"]["junit"]).read_text()
+    cases = re.findall(r'<testcase [^>]*name="([^"]+)"', junit)
+    hosts = [name for name in cases if "://" in name]
+    assert hosts and all("[podman-nsenter://factory-verify-base-" in name for name in hosts), hosts[:3]
 
 
 def test_package_list_is_recorded(repo: Scratch, base: dict[str, Any]) -> None:
