@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+from functools import cached_property
 from typing import Any
 
 from testinfra.backend import BACKENDS, base
@@ -39,12 +40,8 @@ class NsenterBackend(PodmanBackend):  # type: ignore[misc]  # testinfra ships no
 
     NAME = SCHEME
 
-    def __init__(self, name: str, *args: Any, **kwargs: Any) -> None:
-        super().__init__(name, *args, **kwargs)
-        self._door: str | bool | None = False  # False: not looked up yet; None: podman exec
-
     def run(self, command: str, *args: str, **kwargs: Any) -> base.CommandResult:
-        door = self._nsenter()
+        door = self.door
         if door is None:
             return super().run(command, *args, **kwargs)
         cmd = self.get_command(command, *args)
@@ -52,11 +49,10 @@ class NsenterBackend(PodmanBackend):  # type: ignore[misc]  # testinfra ships no
         out.command = self.encode(cmd)
         return out
 
-    def _nsenter(self) -> str | None:
+    @cached_property
+    def door(self) -> str | None:
         """The command prefix that enters the container, or None to use ``podman exec``."""
-        if self._door is False:
-            self._door = _prefix(self.name) if self.user is None and os.geteuid() == 0 else None
-        return self._door if isinstance(self._door, str) else None
+        return _prefix(self.name) if self.user is None and os.geteuid() == 0 else None
 
 
 def _prefix(container: str) -> str | None:

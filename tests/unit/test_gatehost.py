@@ -70,9 +70,9 @@ def test_without_a_running_container_it_uses_podman_exec(
 
 def test_a_user_or_a_non_root_caller_uses_podman_exec(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = _inspect(monkeypatch, [RUNNING])
-    assert gatehost.NsenterBackend("nobody@gate-1")._nsenter() is None
+    assert gatehost.NsenterBackend("nobody@gate-1").door is None
     monkeypatch.setattr("os.geteuid", lambda: 1000)
-    assert gatehost.NsenterBackend("gate-1")._nsenter() is None
+    assert gatehost.NsenterBackend("gate-1").door is None
     assert calls == []  # neither asked podman anything
 
 
@@ -80,5 +80,5 @@ def test_the_door_is_looked_up_once(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = _inspect(monkeypatch, [RUNNING])
     monkeypatch.setattr("os.geteuid", lambda: 0)
     backend = gatehost.NsenterBackend("gate-1")
-    assert backend._nsenter() == backend._nsenter() is not None
+    assert backend.door == backend.door is not None
     assert calls == [["podman", "container", "inspect", "gate-1"]]
