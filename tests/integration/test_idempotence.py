@@ -1,11 +1,11 @@
 """Every role is idempotent: applied twice to the same container, the second run changes nothing.
 
 The roles are every role any image uses (``roles_in_use``), external ones included, in an order
-the images use them. They run as root through the containers.podman connection (bundled in PyPI's
-`ansible`, no sudo) against a container of the bootstrapped base, with the same ansible.cfg,
-group_vars and apt timeouts as a real build. A role of roles/ that changes something on the
-second run fails the test; an external role (requirements.lock) is reported, not failed: its
-idempotence is its authors' to fix.
+the images use them. They run as root, pipelined, through nsenter into a container of the
+bootstrapped base (tests/fixtures/connection_plugins/nsenter.py: no podman exec per command), with
+the same ansible.cfg, group_vars and apt timeouts as a real build. A role of roles/ that changes
+something on the second run fails the test; an external role (requirements.lock) is reported, not
+failed: its idempotence is its authors' to fix.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from .conftest import REPO, podman
 
 pytestmark = pytest.mark.integration
 
+CONNECTIONS = REPO / "tests" / "fixtures" / "connection_plugins"
 RECAP = re.compile(r"ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
 
 
@@ -88,11 +89,12 @@ def container() -> Iterator[str]:
 def workdir(tmp_path_factory: pytest.TempPathFactory, container: str, in_use: InUse) -> Path:
     work = tmp_path_factory.mktemp("idempotence")
     shutil.copytree(REPO / "inventory", work / "inventory")
+    pid = podman("container", "inspect", "--format", "{{.State.Pid}}", container).stdout.strip()
     (work / "inventory" / "hosts.ini").write_text(
-        # The podman connection writes module files through `podman mount`, which cannot see the
-        # /dev/shm tmpfs that real builds use (inventory/group_vars/build.yml); /run/ansible-tmp
-        # is on the container's own filesystem and outside every directory sanitize empties.
-        f"[build]\n{container} ansible_connection=containers.podman.podman"
+        # tests/fixtures/connection_plugins/nsenter.py: the container's namespaces, by its PID.
+        # /run/ansible-tmp (not the /dev/shm of real builds, inventory/group_vars/build.yml) is on
+        # the container's own filesystem and outside every directory sanitize empties.
+        f"[build]\nidempotence ansible_connection=nsenter ansible_host={pid}"
         " ansible_remote_tmp=/run/ansible-tmp\n"
     )
     (work / "playbook.yml").write_text(
@@ -123,6 +125,7 @@ def play(workdir: Path, galaxy: Path | None) -> Run:
         **os.environ,
         "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
         "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_CONNECTION_PLUGINS": str(CONNECTIONS),
         "PATH": f"{Path(sys.executable).parent}:/usr/sbin:/usr/bin:/sbin:/bin",
     }
     if galaxy is not None:  # as a bake has it (factory.bake.render)
