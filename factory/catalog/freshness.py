@@ -31,7 +31,7 @@ import secrets
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from factory.catalog import history
 from factory.catalog.docs_types import IndexDoc, JsonObject, SnapshotPredicate, TrustedState
@@ -50,6 +50,23 @@ DEFAULT_EXPIRY_DAYS = CATALOG_EXPIRY_DAYS
 SNAPSHOT_TYPE = "https://image-factory.invalid/catalog-snapshot/v1"
 REFRESH = "factory catalog refresh"
 RESETS = "resets.jsonl"
+
+
+class Place(Protocol):
+    """What freshness needs of a catalog: where it is and the reader's cache (``Catalog``, and the
+    v3 reader, factory.catalog.v3.reader)."""
+
+    @property
+    def cache(self) -> Path | None: ...
+
+    @property
+    def location(self) -> str: ...
+
+    @property
+    def trust_location(self) -> str: ...
+
+    @property
+    def where(self) -> str: ...
 
 
 class Rollback(CatalogError):
@@ -104,7 +121,7 @@ def signed_predicate(catalog: Catalog, doc: IndexDoc) -> SnapshotPredicate | Non
     return found
 
 
-def seen(catalog: Catalog) -> TrustedState | None:
+def seen(catalog: Place) -> TrustedState | None:
     """What this reader remembers of the catalog's location; None when nothing (or no cache)."""
     if catalog.cache is None:
         return None
@@ -129,14 +146,30 @@ def check(catalog: Catalog, doc: IndexDoc, *, expiry: bool = True, now: datetime
     """Refuse ``doc`` (whose snapshot verifies) if it is older than, or other than, what this
     reader has seen at its location, or (``expiry``) past its expiry; then remember it."""
     signed = signed_predicate(catalog, doc)
+    check_predicate(
+        catalog, signed, generation=doc["generation"], updated=doc["updated"], expiry=expiry, now=now
+    )
+
+
+def check_predicate(
+    catalog: Place,
+    signed: SnapshotPredicate | None,
+    *,
+    generation: int,
+    updated: str,
+    expiry: bool = True,
+    now: datetime | None = None,
+) -> None:
+    """:func:`check` of a predicate already verified (None: an empty, unsigned catalog); the v3
+    reader passes what its signed ``catalog.json`` says."""
     before = seen(catalog)
     if before is not None:
-        _compare(catalog, doc, signed, before)
+        _compare(catalog, generation, updated, signed, before)
     if expiry and signed is not None and "expires" in signed:
         moment = now or now_utc()
         if iso(moment) > signed["expires"]:
             raise CatalogError(
-                f"{catalog.where}: the signed snapshot (generation {doc['generation']}) expired at "
+                f"{catalog.where}: the signed snapshot (generation {generation}) expired at "
                 f"{signed['expires']}; it is {iso(moment)} now: a frozen or abandoned catalog cannot be "
                 "told from a current one",
                 hint=f"a writer runs `{REFRESH}` (re-signs it; schedule it well inside the expiry)",
@@ -146,7 +179,7 @@ def check(catalog: Catalog, doc: IndexDoc, *, expiry: bool = True, now: datetime
 
 
 def _compare(
-    catalog: Catalog, doc: IndexDoc, signed: SnapshotPredicate | None, before: TrustedState
+    catalog: Place, generation: int, updated: str, signed: SnapshotPredicate | None, before: TrustedState
 ) -> None:
     then = f"generation {before['generation']} of catalog {before.get('catalog_id') or '(no id)'}"
     then += f", verified at {before.get('verified_at')}"
@@ -160,25 +193,25 @@ def _compare(
     catalog_id = signed.get("catalog_id")
     if before.get("catalog_id") and catalog_id is None:
         raise CatalogError(
-            f"{catalog.where}: a catalog without an id (generation {doc['generation']}, written "
+            f"{catalog.where}: a catalog without an id (generation {generation}, written "
             f"before rollback protection) where this reader saw {then}",
             hint=hint,
         )
     if before.get("catalog_id") and catalog_id != before["catalog_id"]:
         raise CatalogError(
-            f"{catalog.where}: catalog {catalog_id} (generation {doc['generation']}) is served where "
+            f"{catalog.where}: catalog {catalog_id} (generation {generation}) is served where "
             f"this reader saw {then}: a file from another catalog",
             hint=hint,
         )
     if signed["generation"] < before["generation"]:
         raise Rollback(
-            f"{catalog.where}: generation {signed['generation']} (written {doc['updated']}) is served "
+            f"{catalog.where}: generation {signed['generation']} (written {updated}) is served "
             f"where this reader saw {then}: the catalog was rolled back",
             hint=hint,
         )
 
 
-def remember(catalog: Catalog, before: TrustedState | None, signed: SnapshotPredicate) -> None:
+def remember(catalog: Place, before: TrustedState | None, signed: SnapshotPredicate) -> None:
     """Keep the highest generation; a cache that cannot be written is skipped (read-only mounts)."""
     if catalog.cache is None:
         return

@@ -82,11 +82,46 @@ def make_record(
     actor: str,
     at: str,
 ) -> HistoryRecord:
-    assert action in ACTIONS, action
     chain = doc["history"]
+    return new_record(
+        signer,
+        seq=len(chain) + 1,
+        prev=chain[-1]["hash"] if chain else None,
+        action=action,
+        image=image,
+        version=version,
+        channel=channel,
+        source=source,
+        to=to,
+        reason=reason,
+        details=details,
+        actor=actor,
+        at=at,
+    )
+
+
+def new_record(
+    signer: Signer,
+    *,
+    seq: int,
+    prev: str | None,
+    action: str,
+    image: str,
+    version: str | None,
+    channel: str | None,
+    source: str | None,
+    to: str | None,
+    reason: str | None,
+    details: JsonObject,
+    actor: str,
+    at: str,
+) -> HistoryRecord:
+    """A signed record at position ``seq`` of a chain whose last hash is ``prev`` (the index's one
+    chain, or one image's chain in a v3 catalog: factory.catalog.v3)."""
+    assert action in ACTIONS, action
     fields: RecordFields = {
-        "seq": len(chain) + 1,
-        "prev": chain[-1]["hash"] if chain else None,
+        "seq": seq,
+        "prev": prev,
         "at": at,
         "actor": actor,
         "action": action,
