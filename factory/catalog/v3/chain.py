@@ -1,0 +1,265 @@
+"""One image inside one change of a v3 catalog: its checkpoint as read, what the change adds
+(entries, version rows, history records), the state those records derive, and the new immutable
+files that hold the result (factory.catalog.v3.writer commits them).
+
+Records change channels and states through the same function as in v2 (history.effect), so the
+derived state cannot differ between the two formats; the channel stacks follow the rule of
+``state.held``, one record at a time.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import cast
+
+from factory.catalog import history
+from factory.catalog.docs_types import (
+    ChannelPointer,
+    EntryDoc,
+    HistoryRecord,
+    ImageDoc,
+    StateDoc,
+)
+from factory.catalog.trust import Signer
+from factory.catalog.v3.formats import (
+    PAGE_SIZE,
+    SEGMENT_SIZE,
+    FileRef,
+    entry_path,
+    image_path,
+    page_path,
+    segment_path,
+    sha256,
+)
+from factory.catalog.v3.model import (
+    Channel,
+    Checkpoint,
+    ImageRef,
+    JsonObject,
+    PageRef,
+    Row,
+    SegmentRef,
+    page_json,
+    segment_json,
+)
+from factory.catalog.v3.reader import View
+from factory.core.errors import CatalogError, ConfigError
+from factory.core.files import dumps
+
+Files = list[tuple[str, bytes]]
+
+
+def entry_file(entry: EntryDoc) -> tuple[str, bytes]:
+    """The sha256 and bytes of an entry's content-addressed file."""
+    data = dumps(entry)
+    return sha256(data), data
+
+
+def row_of(entry: EntryDoc, digest: str) -> Row:
+    parent = entry["parent"]
+    pointer = (parent["image"], parent["version"]) if "image" in parent and "version" in parent else None
+    return Row(version=entry["version"], created=entry["created"], entry=digest, parent=pointer)
+
+
+def push(stack: list[str], record: HistoryRecord) -> None:
+    """One channel record on the channel's stack (the rule of factory.catalog.state.held)."""
+    to = record["to"]
+    if to is None:
+        stack.clear()
+    elif record["action"] == "rollback":
+        while stack and stack[-1] != to:
+            stack.pop()
+        if not stack:
+            stack.append(to)
+    else:
+        stack.append(to)
+
+
+class ImageWork:
+    """The working state of one image in a change: read once from ``view``, changed in memory."""
+
+    def __init__(self, view: View, image: str) -> None:
+        self.view = view
+        self.image = image
+        self.base: Checkpoint = view.image(image)
+        ref = view.snapshot.images.get(image)
+        self.parents: set[str] = set(ref.parents) if ref is not None else set()
+        self.channels: dict[str, ChannelPointer] = {n: c.pointer() for n, c in self.base.channels.items()}
+        self.channel_entries: dict[str, str] = {n: c.entry for n, c in self.base.channels.items()}
+        self.stacks: dict[str, list[str]] = {n: list(s) for n, s in self.base.stacks.items()}
+        self.states: dict[str, StateDoc] = copy.deepcopy(dict(self.base.states))
+        self.amis: dict[str, tuple[JsonObject, ...]] = dict(self.base.amis)
+        self.rows: list[Row] = []
+        self.entries: dict[str, bytes] = {}
+        self.records: list[HistoryRecord] = []
+        self.imported = self.base.imported
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.rows or self.records)
+
+    @property
+    def head(self) -> str | None:
+        return self.records[-1]["hash"] if self.records else self.base.head
+
+    def find(self, version: str) -> Row | None:
+        for row in self.rows:
+            if row.version == version:
+                return row
+        return self.view.row(self.image, version)
+
+    def add_entry(self, entry: EntryDoc) -> Row:
+        """A new version: its entry file and its row (the caller adds the publish record)."""
+        if entry["image"] != self.image:
+            raise ConfigError(f"entry of {entry['image']!r} added to image {self.image!r}")
+        if self.find(entry["version"]) is not None:
+            raise ConfigError(f"images.{self.image}: version {entry['version']} is already published")
+        digest, data = entry_file(entry)
+        row = row_of(entry, digest)
+        self.entries[digest] = data
+        self.rows.append(row)
+        if row.parent is not None:
+            self.parents.add(row.parent[0])
+        return row
+
+    def import_rows(self, rows: list[Row], entries: Mapping[str, bytes]) -> None:
+        """Rows and entry files as they are (the migration)."""
+        self.rows.extend(rows)
+        self.entries.update(entries)
+        self.parents.update(r.parent[0] for r in rows if r.parent is not None)
+
+    def import_records(self, records: list[HistoryRecord]) -> None:
+        """v2 records copied verbatim at the start of the chain (the migration); their seq and prev
+        are those of the v2 index's one chain, which the archived index keeps verifiable."""
+        if self.base.records or self.records:
+            raise CatalogError(f"images.{self.image}: v2 records go before any v3 record")
+        self.records.extend(records)
+        self.imported = len(records)
+
+    def record(self, signer: Signer, *, action: str, actor: str, at: str, **fields: object) -> HistoryRecord:
+        """Sign the next record of this image's chain and apply it."""
+        rec = history.new_record(
+            signer,
+            seq=self.base.records + len(self.records) + 1,
+            prev=self.head,
+            action=action,
+            image=self.image,
+            version=cast(str | None, fields.get("version")),
+            channel=cast(str | None, fields.get("channel")),
+            source=cast(str | None, fields.get("source")),
+            to=cast(str | None, fields.get("to")),
+            reason=cast(str | None, fields.get("reason")),
+            details=cast(JsonObject, fields.get("details") or {}),
+            actor=actor,
+            at=at,
+        )
+        self.apply(rec)
+        self.records.append(rec)
+        return rec
+
+    def apply(self, rec: HistoryRecord) -> None:
+        """What one record does: channels and states (history.effect), stacks, AMI copies."""
+        doc = cast(ImageDoc, {"versions": [], "channels": self.channels, "states": self.states})
+        history.effect(doc, rec)
+        channel = rec["channel"]
+        if channel is not None:
+            push(self.stacks.setdefault(channel, []), rec)
+            pointer = self.channels.get(channel)
+            if pointer is None:
+                self.channel_entries.pop(channel, None)
+            else:
+                row = self.find(pointer["version"])
+                if row is None:
+                    raise ConfigError(
+                        f"images.{self.image}: channel {channel!r} cannot point to {pointer['version']!r}: "
+                        "no such version",
+                        hint=f"`factory catalog {self.image}` lists its versions",
+                    )
+                self.channel_entries[channel] = row.entry
+        if rec["action"] == "distribute" and rec["version"] is not None:
+            regions = rec["details"].get("regions")
+            if isinstance(regions, list):
+                self.amis[rec["version"]] = tuple(cast(list[JsonObject], regions))
+
+    # -- the new files -------------------------------------------------------------------------
+
+    def files(self, catalog_id: str) -> tuple[Files, ImageRef]:
+        """The new immutable files of this image (entries, pages, segments, the image file last)
+        and its entry in the next snapshot."""
+        out: Files = [(entry_path(digest), data) for digest, data in sorted(self.entries.items())]
+        pages = self._pages(catalog_id, out)
+        segments = self._segments(catalog_id, out)
+        checkpoint = Checkpoint(
+            catalog_id=catalog_id,
+            image=self.image,
+            revision=self.base.revision + 1,
+            channels={
+                name: Channel(version=p["version"], record=p["record"], entry=self.channel_entries[name])
+                for name, p in self.channels.items()
+            },
+            stacks={name: tuple(stack) for name, stack in self.stacks.items() if stack},
+            states=self.states,
+            versions=self.base.versions + len(self.rows),
+            pages=pages,
+            records=self.base.records + len(self.records),
+            imported=self.imported,
+            head=self.head,
+            segments=segments,
+            amis=self.amis,
+        )
+        data = dumps(checkpoint.to_json())
+        path = image_path(self.image, checkpoint.revision, data)
+        out.append((path, data))
+        ref = ImageRef(
+            file=FileRef(path=path, sha256=sha256(data)),
+            revision=checkpoint.revision,
+            parents=tuple(sorted(self.parents)),
+        )
+        return out, ref
+
+    def _pages(self, catalog_id: str, out: Files) -> tuple[PageRef, ...]:
+        kept = list(self.base.pages)
+        rows = list(self.rows)
+        if rows and kept and kept[-1].count < PAGE_SIZE:  # the last page is copied, not changed
+            rows = self.view.page(self.image, len(kept) - 1) + rows
+            kept.pop()
+        for start in range(0, len(rows), PAGE_SIZE):
+            chunk = rows[start : start + PAGE_SIZE]
+            data = dumps(page_json(self.image, catalog_id, chunk))
+            path = page_path(self.image, len(kept), data)
+            out.append((path, data))
+            kept.append(
+                PageRef(
+                    file=FileRef(path=path, sha256=sha256(data)),
+                    count=len(chunk),
+                    first=min(r.version for r in chunk),
+                    last=max(r.version for r in chunk),
+                )
+            )
+        return tuple(kept)
+
+    def _segments(self, catalog_id: str, out: Files) -> tuple[SegmentRef, ...]:
+        kept = list(self.base.segments)
+        records = list(self.records)
+        first = self.base.records + 1
+        if records and kept and kept[-1].last - kept[-1].first + 1 < SEGMENT_SIZE:
+            last = kept.pop()
+            records = self._segment_records(last) + records
+            first = last.first
+        for start in range(0, len(records), SEGMENT_SIZE):
+            chunk = records[start : start + SEGMENT_SIZE]
+            at = first + start
+            data = dumps(segment_json(self.image, catalog_id, at, chunk))
+            path = segment_path(self.image, at, at + len(chunk) - 1, data)
+            out.append((path, data))
+            kept.append(
+                SegmentRef(file=FileRef(path=path, sha256=sha256(data)), first=at, last=at + len(chunk) - 1)
+            )
+        return tuple(kept)
+
+    def _segment_records(self, ref: SegmentRef) -> list[HistoryRecord]:
+        found = self.view.catalog.verified(
+            ref.file, self.view.snapshot.images[self.image].file.path, self.view.catalog_id
+        )
+        return list(cast(list[HistoryRecord], found.raw("records")))

@@ -1,0 +1,286 @@
+"""The v3 documents as frozen dataclasses: each reads itself from a verified file (``parse``,
+refusing a missing or mistyped field by name) and writes itself (``to_json``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import cast
+
+from factory.catalog.docs_types import ChannelPointer, HistoryRecord, StateDoc
+from factory.catalog.v3.formats import SCHEMA_VERSION, Fields, FileRef
+
+JsonObject = dict[str, object]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Head:
+    """What catalog.json's signed statement says (the predicate), plus the token of its bytes."""
+
+    catalog_id: str
+    generation: int
+    updated: str
+    expires: str
+    snapshot: FileRef
+    root: FileRef
+    token: str = ""
+
+    def predicate(self) -> JsonObject:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "catalog_id": self.catalog_id,
+            "generation": self.generation,
+            "updated": self.updated,
+            "expires": self.expires,
+            "snapshot": self.snapshot.to_json(),
+            "root": self.root.to_json(),
+        }
+
+    @classmethod
+    def parse(cls, found: Fields, token: str) -> Head:
+        found.expect("schema_version", SCHEMA_VERSION, "this factory reads v3 catalogs only")
+        return cls(
+            catalog_id=found.text("catalog_id"),
+            generation=found.number("generation"),
+            updated=found.text("updated"),
+            expires=found.text("expires"),
+            snapshot=found.ref("snapshot"),
+            root=found.ref("root"),
+            token=token,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageRef:
+    """One image in the snapshot: its current image file, revision, and the images its versions
+    were built on (a revoke's cascade reads only the images that name the revoked one)."""
+
+    file: FileRef
+    revision: int
+    parents: tuple[str, ...] = ()
+
+    def to_json(self) -> JsonObject:
+        return {**self.file.to_json(), "revision": self.revision, "parents": list(self.parents)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Snapshot:
+    catalog_id: str
+    generation: int
+    images: Mapping[str, ImageRef]
+    v2_archive: FileRef | None = None  # the v2 index.json a migrated catalog came from
+
+    def to_json(self) -> JsonObject:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "catalog_id": self.catalog_id,
+            "generation": self.generation,
+            "images": {name: ref.to_json() for name, ref in sorted(self.images.items())},
+            "v2_archive": None if self.v2_archive is None else self.v2_archive.to_json(),
+        }
+
+    @classmethod
+    def parse(cls, found: Fields) -> Snapshot:
+        images = {
+            name: ImageRef(
+                file=FileRef(path=item.text("path"), sha256=item.text("sha256")),
+                revision=item.number("revision"),
+                parents=tuple(item.texts("parents")),
+            )
+            for name, item in found.mapping("images").items()
+        }
+        archive = None if found.raw("v2_archive") is None else found.ref("v2_archive")
+        return cls(
+            catalog_id=found.text("catalog_id"),
+            generation=found.number("generation"),
+            images=images,
+            v2_archive=archive,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class PageRef:
+    """A page of version rows; ``first``/``last``: its first and last version ids (lookups)."""
+
+    file: FileRef
+    count: int
+    first: str
+    last: str
+
+    def to_json(self) -> JsonObject:
+        return {**self.file.to_json(), "count": self.count, "first": self.first, "last": self.last}
+
+
+@dataclass(frozen=True, kw_only=True)
+class SegmentRef:
+    """Records ``first``..``last`` (positions in the image's chain, from 1) of one segment."""
+
+    file: FileRef
+    first: int
+    last: int
+
+    def to_json(self) -> JsonObject:
+        return {**self.file.to_json(), "first": self.first, "last": self.last}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Row:
+    """One version of an image as its page lists it; ``entry`` is the sha256 of its entry file."""
+
+    version: str
+    created: str
+    entry: str
+    parent: tuple[str, str] | None  # (image, version) it was built FROM; None: bootstrapped
+
+    def to_json(self) -> JsonObject:
+        parent = None if self.parent is None else {"image": self.parent[0], "version": self.parent[1]}
+        return {"version": self.version, "created": self.created, "entry": self.entry, "parent": parent}
+
+    @classmethod
+    def parse(cls, found: Fields) -> Row:
+        parent = None
+        if found.raw("parent") is not None:
+            pointer = found.obj("parent")
+            parent = (pointer.text("image"), pointer.text("version"))
+        return cls(
+            version=found.text("version"),
+            created=found.text("created"),
+            entry=found.text("entry"),
+            parent=parent,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Channel:
+    """Where a channel points: the version, the record that moved it, the version's entry sha256."""
+
+    version: str
+    record: str
+    entry: str
+
+    def pointer(self) -> ChannelPointer:
+        return {"version": self.version, "record": self.record}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Checkpoint:
+    """One image file: the derived state of the image after its history's last record (``head``),
+    so that a resolve needs no replay, and where its versions and records are."""
+
+    catalog_id: str
+    image: str
+    revision: int
+    channels: Mapping[str, Channel]
+    stacks: Mapping[str, tuple[str, ...]]  # per channel, oldest first (factory.catalog.state.held)
+    states: Mapping[str, StateDoc]  # versions that have a state (history.effect)
+    versions: int
+    pages: tuple[PageRef, ...]
+    records: int  # length of the image's chain
+    imported: int  # how many of them are v2 records copied verbatim by the migration
+    head: str | None  # hash of the last record
+    segments: tuple[SegmentRef, ...]
+    amis: Mapping[str, tuple[JsonObject, ...]] = field(default_factory=dict)  # version -> regions
+
+    def to_json(self) -> JsonObject:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "catalog_id": self.catalog_id,
+            "image": self.image,
+            "revision": self.revision,
+            "channels": {
+                name: {"version": c.version, "record": c.record, "entry": c.entry}
+                for name, c in sorted(self.channels.items())
+            },
+            "stacks": {name: list(stack) for name, stack in sorted(self.stacks.items())},
+            "states": dict(sorted(self.states.items())),
+            "versions": self.versions,
+            "pages": [p.to_json() for p in self.pages],
+            "history": {
+                "records": self.records,
+                "imported": self.imported,
+                "head": self.head,
+                "segments": [s.to_json() for s in self.segments],
+            },
+            "amis": {version: list(regions) for version, regions in sorted(self.amis.items())},
+        }
+
+    @classmethod
+    def parse(cls, found: Fields) -> Checkpoint:
+        history = found.obj("history")
+        states = {}
+        for version, state in found.mapping("states").items():
+            state.text("status")
+            state.text("record")
+            states[version] = cast(StateDoc, dict(state.data))  # status and record checked above
+        return cls(
+            catalog_id=found.text("catalog_id"),
+            image=found.text("image"),
+            revision=found.number("revision"),
+            channels={
+                name: Channel(version=c.text("version"), record=c.text("record"), entry=c.text("entry"))
+                for name, c in found.mapping("channels").items()
+            },
+            stacks={name: tuple(found.obj("stacks").texts(name)) for name in found.names("stacks")},
+            states=states,
+            versions=found.number("versions"),
+            pages=tuple(
+                PageRef(
+                    file=FileRef(path=p.text("path"), sha256=p.text("sha256")),
+                    count=p.number("count"),
+                    first=p.text("first"),
+                    last=p.text("last"),
+                )
+                for p in found.items("pages")
+            ),
+            records=history.number("records"),
+            imported=history.number("imported"),
+            head=history.maybe_text("head"),
+            segments=tuple(
+                SegmentRef(
+                    file=FileRef(path=s.text("path"), sha256=s.text("sha256")),
+                    first=s.number("first"),
+                    last=s.number("last"),
+                )
+                for s in history.items("segments")
+            ),
+            amis={
+                version: tuple(dict(region.data) for region in found.obj("amis").items(version))
+                for version in found.names("amis")
+            },
+        )
+
+
+def page_json(image: str, catalog_id: str, rows: list[Row]) -> JsonObject:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "catalog_id": catalog_id,
+        "image": image,
+        "rows": [r.to_json() for r in rows],
+    }
+
+
+def segment_json(image: str, catalog_id: str, first: int, records: list[HistoryRecord]) -> JsonObject:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "catalog_id": catalog_id,
+        "image": image,
+        "first": first,
+        "records": records,
+    }
+
+
+def empty_checkpoint(catalog_id: str, image: str) -> Checkpoint:
+    return Checkpoint(
+        catalog_id=catalog_id,
+        image=image,
+        revision=0,
+        channels={},
+        stacks={},
+        states={},
+        versions=0,
+        pages=(),
+        records=0,
+        imported=0,
+        head=None,
+        segments=(),
+    )

@@ -1,0 +1,374 @@
+"""The v3 catalog (factory.catalog.v3): a round trip, what a resolve and a write touch, and every
+attack refused with the file named. Catalogs are small and written in one transaction each."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from factory.catalog import history, state
+from factory.catalog.docs_types import EntryDoc
+from factory.catalog.storage import LocalStore
+from factory.catalog.trust import Signer, digest
+from factory.catalog.v3 import chain
+from factory.catalog.v3.formats import CATALOG, MIGRATE, V2_INDEX
+from factory.catalog.v3.reader import CatalogV3
+from factory.catalog.v3.writer import Change, WriterV3
+from factory.core.clock import now_utc
+from factory.core.errors import CatalogError, ConfigError
+from tests.fixtures.catalog_v3 import Counting, MemoryStore, signed_entry
+
+ACTOR = "unit tests <tests@localhost>"
+
+
+@dataclass
+class V3:
+    root: Path
+    store: Counting
+    writer: WriterV3
+    signer: Signer
+    keys_root: Path
+    cache: Path
+    base: list[EntryDoc]
+    nginx: list[EntryDoc]
+
+    def reader(self, store: Counting | None = None) -> CatalogV3:
+        """A new reader of the catalog (nothing read yet), sharing the trusted state in ``cache``."""
+        return CatalogV3(store or self.store, self.keys_root, cache=self.cache)
+
+    def change(self) -> AbstractContextManager[Change]:
+        return self.writer.transaction(self.signer, ACTOR)
+
+    def promote(self, image: str, version: str, channel: str, action: str = "promote") -> None:
+        def body(change: Change) -> None:
+            here = change.work(image).channels.get(channel)
+            change.record(action, image, channel=channel, source=here and here["version"], to=version)
+
+        self.writer.update(self.signer, ACTOR, body)
+
+    def file(self, prefix: str) -> Path:
+        """The newest file whose path starts with ``prefix`` (as the current snapshot names it)."""
+        view = self.reader().open()
+        image = view.image(prefix.split("/")[1]) if prefix.startswith(("images/", "history/")) else None
+        if prefix.startswith("images/") and "/pages" in prefix:
+            assert image is not None
+            return self.root / image.pages[-1].file.path
+        if prefix.startswith("images/"):
+            return self.root / view.snapshot.images[prefix.split("/")[1]].file.path
+        if prefix.startswith("history/"):
+            assert image is not None
+            return self.root / image.segments[-1].file.path
+        return self.root / view.head.snapshot.path
+
+
+def make(root: Path, keys_root: Path, signer: Signer, cache: Path) -> V3:
+    """base 0..2 and nginx 0..2 (nginx[i] built FROM base[i]), base[0] on dev: one transaction."""
+    store = Counting(LocalStore(root))
+    writer = WriterV3(CatalogV3(store, keys_root, cache=cache))
+    base = [signed_entry(signer, "base", i) for i in range(3)]
+    nginx = [signed_entry(signer, "nginx", 10 + i, parent=base[i]) for i in range(3)]
+    with writer.transaction(signer, ACTOR) as change:
+        for parent, child in zip(base, nginx, strict=True):
+            change.publish(parent)
+            change.publish(child)
+        change.record("promote", "base", channel="dev", to=base[0]["version"])
+    store.reset()
+    return V3(root, store, writer, signer, keys_root, cache, base, nginx)
+
+
+@pytest.fixture
+def v3(tmp_path: Path, keys_root: Path, signer: Signer) -> V3:
+    return make(tmp_path / "catalog", keys_root, signer, tmp_path / "cache")
+
+
+# -- round trip ---------------------------------------------------------------------------------
+
+
+def test_resolve_gives_the_entry_each_channel_points_to(v3: V3, signer: Signer) -> None:
+    view = v3.reader().open()
+    latest = view.resolve("base", "latest")
+    assert latest.entry == v3.base[2]
+    assert latest.keyid == signer.keyid
+    assert view.resolve("base", "dev").entry == v3.base[0]
+    assert view.resolve("nginx", "latest").entry == v3.nginx[2]
+    assert latest.state == {"status": "active"}
+
+
+def test_versions_are_listed_with_their_parents(v3: V3) -> None:
+    view = v3.reader().open()
+    rows = view.rows("nginx")
+    assert [r.version for r in rows] == [e["version"] for e in v3.nginx]
+    assert rows[1].parent == ("base", v3.base[1]["version"])
+    assert view.row("base", v3.base[1]["version"]) == view.rows("base")[1]
+    assert view.row("base", "no-such-version") is None
+
+
+def test_each_image_has_its_own_hash_chain(v3: V3) -> None:
+    view = v3.reader().open()
+    records = list(view.records("base"))
+    assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
+    assert [r["prev"] for r in records] == [None, *[r["hash"] for r in records[:-1]]]
+    assert all(digest(history.fields_of(r)) == r["hash"] for r in records)
+    assert view.image("base").head == records[-1]["hash"]
+    assert {r["image"] for r in records} == {"base"}
+
+
+def test_stacks_follow_the_rule_of_state_held(v3: V3) -> None:
+    v3.promote("base", v3.base[1]["version"], "dev")
+    v3.promote("base", v3.base[2]["version"], "dev")
+    v3.promote("base", v3.base[0]["version"], "dev", action="rollback")
+    view = v3.reader().open()
+    assert view.image("base").stacks["dev"] == (v3.base[0]["version"],)
+    assert view.resolve("base", "dev").entry == v3.base[0]
+
+
+def test_revoke_state_is_derived_by_history_effect(v3: V3) -> None:
+    version = v3.base[1]["version"]
+
+    def body(change: Change) -> None:
+        change.record("revoke", "base", version=version, reason="CVE-2026-0001", details={})
+
+    v3.writer.update(v3.signer, ACTOR, body)
+    found = v3.reader().open().image("base").states[version]
+    assert (found["status"], found.get("reason")) == ("revoked", "CVE-2026-0001")
+
+
+def test_descendants_read_only_the_images_built_on_it(v3: V3) -> None:
+    view = v3.reader().open()
+    assert view.descendants("base", v3.base[0]["version"]) == [("nginx", v3.nginx[0]["version"])]
+    assert view.snapshot.images["nginx"].parents == ("base",)
+    assert view.snapshot.images["base"].parents == ()
+
+
+def test_a_version_is_published_once(v3: V3) -> None:
+    with pytest.raises(ConfigError, match="already published"), v3.change() as change:
+        change.publish(v3.base[0])
+
+
+def test_a_channel_cannot_point_to_an_unknown_version(v3: V3) -> None:
+    with pytest.raises(ConfigError, match="no such version"):
+        v3.promote("base", "20990101.000000-000000000000", "dev")
+
+
+def test_refresh_moves_the_generation_and_the_expiry_only(v3: V3) -> None:
+    before = v3.reader().open()
+    head = v3.writer.refresh(v3.signer, ACTOR)
+    after = v3.reader().open()
+    assert head.generation == before.head.generation + 1
+    assert after.snapshot.images == before.snapshot.images
+
+
+# -- what a read and a write touch ----------------------------------------------------------------
+
+
+def test_resolve_reads_exactly_four_files(v3: V3) -> None:
+    v3.reader().open().resolve("nginx", "latest")
+    assert len(v3.store.reads) == 4
+    assert v3.store.reads[0] == CATALOG
+    assert [p.split("/")[0] for p in v3.store.reads[1:]] == ["snapshots", "images", "entries"]
+
+
+def test_a_write_touches_only_the_changed_image(v3: V3) -> None:
+    v3.promote("nginx", v3.nginx[0]["version"], "dev")
+    assert v3.store.replaced == [CATALOG]
+    assert {p.split("/")[0] for p in v3.store.created} == {"images", "history", "snapshots"}
+    assert all("nginx" in p for p in v3.store.created if not p.startswith("snapshots/"))
+    assert not [p for p in v3.store.reads if "base" in p]
+
+
+def test_pages_and_segments_are_copied_on_write(
+    tmp_path: Path, keys_root: Path, signer: Signer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(chain, "PAGE_SIZE", 4)
+    monkeypatch.setattr(chain, "SEGMENT_SIZE", 4)
+    store = Counting(MemoryStore())
+    writer = WriterV3(CatalogV3(store, keys_root))
+    entries = [signed_entry(signer, "base", i) for i in range(10)]
+    for entry in entries:
+        store.reset()
+
+        def body(change: Change, entry: EntryDoc = entry) -> None:
+            change.publish(entry)
+
+        writer.update(signer, ACTOR, body)
+        assert len([p for p in store.created if "/pages/" in p]) == 1  # the last page, anew
+    view = CatalogV3(store, keys_root).open()
+    assert [p.count for p in view.image("base").pages] == [4, 4, 2]
+    assert [r.version for r in view.rows("base")] == [e["version"] for e in entries]
+    records = list(view.records("base"))  # publish + latest per version, 4 a segment
+    assert len(records) == 20 and len(view.image("base").segments) == 5
+    assert [r["prev"] for r in records[1:]] == [r["hash"] for r in records[:-1]]
+
+
+def test_a_lost_race_is_re_applied_to_what_won(keys_root: Path, signer: Signer) -> None:
+    store = MemoryStore()  # no lock, as on S3
+    writer = WriterV3(CatalogV3(store, keys_root))
+    base, nginx = signed_entry(signer, "base", 0), signed_entry(signer, "nginx", 1)
+    writer.update(signer, ACTOR, lambda change: change.publish(base))
+    runs: list[int] = []
+
+    def body(change: Change) -> None:
+        runs.append(change.view.head.generation)
+        if len(runs) == 1:  # another writer commits between this one's read and its commit
+            WriterV3(CatalogV3(store, keys_root)).update(signer, ACTOR, lambda other: other.publish(nginx))
+        change.record("promote", "base", channel="dev", to=base["version"])
+
+    writer.update(signer, ACTOR, body)
+    view = CatalogV3(store, keys_root).open()
+    assert runs == [1, 2]
+    assert view.resolve("nginx", "latest").entry == nginx
+    assert view.resolve("base", "dev").entry == base
+
+
+def test_a_crash_before_catalog_json_leaves_the_previous_catalog(
+    v3: V3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = v3.reader().open()
+
+    def killed(*_args: object) -> None:
+        raise KeyboardInterrupt  # the process dies between the files and the commit
+
+    monkeypatch.setattr(v3.store.inner, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        v3.promote("base", v3.base[2]["version"], "dev")
+    monkeypatch.undo()
+    after = v3.reader().open()
+    assert after.head.generation == before.head.generation
+    assert after.resolve("base", "dev").entry == v3.base[0]
+    assert v3.store.created  # written, and named by nothing: for gc
+
+
+# -- attacks --------------------------------------------------------------------------------------
+
+
+def _flip(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def test_a_tampered_image_file_is_refused_naming_it(v3: V3) -> None:
+    path = v3.file("images/base")
+    _flip(path, v3.base[2]["version"], v3.base[1]["version"])
+    with pytest.raises(CatalogError, match=r"images/base/.*sha256 .* changed after it was written"):
+        v3.reader().open().resolve("base", "latest")
+
+
+def test_a_tampered_page_is_refused_naming_it(v3: V3) -> None:
+    path = v3.file("images/base/pages")
+    _flip(path, v3.base[1]["version"], v3.base[0]["version"])
+    with pytest.raises(CatalogError, match=rf"{path.name}: sha256"):
+        v3.reader().open().rows("base")
+
+
+def test_a_tampered_history_segment_is_refused_naming_it(v3: V3) -> None:
+    path = v3.file("history/base")
+    _flip(path, '"action": "promote"', '"action": "publish"')
+    with pytest.raises(CatalogError, match=rf"{path.name}: sha256"):
+        list(v3.reader().open().records("base"))
+
+
+def test_a_swapped_entry_is_refused_naming_it(v3: V3) -> None:
+    view = v3.reader().open()
+    wanted = view.image("base").channels["latest"].entry
+    other = view.row("base", v3.base[1]["version"])
+    assert other is not None
+    target = v3.root / "entries" / f"{wanted}.json"
+    target.write_bytes((v3.root / "entries" / f"{other.entry}.json").read_bytes())
+    with pytest.raises(CatalogError, match=rf"entries/{wanted}.json: sha256"):
+        v3.reader().open().resolve("base", "latest")
+
+
+def test_catalog_json_with_a_changed_field_does_not_verify(v3: V3) -> None:
+    path = v3.root / CATALOG
+    outer = json.loads(path.read_text(encoding="utf-8"))
+    stmt = json.loads(base64.b64decode(outer["envelope"]["payload"]))
+    stmt["predicate"]["expires"] = "2099-01-01T00:00:00+00:00"
+    outer["envelope"]["payload"] = base64.b64encode(json.dumps(stmt).encode()).decode()
+    path.write_text(json.dumps(outer), encoding="utf-8")
+    with pytest.raises(CatalogError, match=r"catalog.json: envelope: signature does not verify"):
+        v3.reader().open()
+
+
+def test_catalog_json_signed_by_an_untrusted_key_is_refused(
+    tmp_path: Path, v3: V3, untrusted_signer: Signer
+) -> None:
+    other = make(tmp_path / "other", untrusted_signer_keys(tmp_path), untrusted_signer, tmp_path / "c2")
+    shutil.copy2(other.root / CATALOG, v3.root / CATALOG)
+    with pytest.raises(CatalogError, match=r"catalog.json: envelope: signature does not verify"):
+        v3.reader().open()
+
+
+def untrusted_signer_keys(tmp_path: Path) -> Path:
+    return tmp_path / "untrusted" / "keys"
+
+
+def test_a_catalog_from_another_catalog_is_refused(tmp_path: Path, v3: V3, signer: Signer) -> None:
+    v3.reader().open()  # this reader remembers the catalog's id
+    other = make(tmp_path / "other", v3.keys_root, signer, tmp_path / "other-cache")
+    shutil.rmtree(v3.root)
+    shutil.copytree(other.root, v3.root)
+    with pytest.raises(CatalogError, match=r"catalog.json: catalog \w+ .* a file from another catalog"):
+        v3.reader().open()
+
+
+def test_a_rolled_back_catalog_json_is_refused(v3: V3) -> None:
+    old = (v3.root / CATALOG).read_bytes()
+    v3.promote("base", v3.base[1]["version"], "dev")
+    v3.reader().open()  # the reader has seen the newer generation
+    (v3.root / CATALOG).write_bytes(old)
+    with pytest.raises(CatalogError, match=r"catalog.json: generation \d+ .* the catalog was rolled back"):
+        v3.reader().open()
+
+
+def test_an_expired_catalog_json_is_refused_naming_the_refresh(v3: V3) -> None:
+    with pytest.raises(CatalogError, match=r"catalog.json: the signed snapshot .* expired") as caught:
+        v3.reader().open(now=now_utc() + timedelta(days=30))
+    assert "factory catalog refresh" in str(caught.value.hint)
+
+
+def test_an_empty_catalog_in_place_of_a_used_one_is_refused(v3: V3) -> None:
+    v3.reader().open()
+    shutil.rmtree(v3.root)
+    v3.root.mkdir()
+    with pytest.raises(CatalogError, match=r"catalog.json: an empty, unsigned catalog"):
+        v3.reader().open()
+    with pytest.raises(CatalogError, match=r"an empty, unsigned catalog"):  # nor is it written over
+        v3.promote("base", v3.base[0]["version"], "dev")
+
+
+def test_json_nested_too_deep_is_refused_naming_the_file(v3: V3) -> None:
+    (v3.root / CATALOG).write_text("[" * 100 + "]" * 100, encoding="utf-8")
+    with pytest.raises(CatalogError, match=r"catalog.json: not a readable v3 catalog file: nested deeper"):
+        v3.reader().open()
+
+
+def test_a_v2_catalog_names_the_migrate_command(tmp_path: Path, keys_root: Path) -> None:
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / V2_INDEX).write_text("{}", encoding="utf-8")
+    with pytest.raises(CatalogError) as caught:
+        CatalogV3(LocalStore(tmp_path / "old"), keys_root).open()
+    assert MIGRATE in str(caught.value.hint)
+
+
+def test_state_held_and_the_stack_rule_agree() -> None:
+    # chain.push is state.held one record at a time; the same records give the same stack.
+    records = [
+        {"action": "promote", "to": "a", "channel": "prod", "image": "x"},
+        {"action": "promote", "to": "b", "channel": "prod", "image": "x"},
+        {"action": "promote", "to": "c", "channel": "prod", "image": "x"},
+        {"action": "rollback", "to": "a", "channel": "prod", "image": "x"},
+        {"action": "promote", "to": "d", "channel": "prod", "image": "x"},
+    ]
+    stack: list[str] = []
+    for rec in records:
+        chain.push(stack, rec)  # type: ignore[arg-type]
+    doc = {"history": records, "images": {}}
+    assert stack == state.held(doc, "x", "prod") == ["a", "d"]  # type: ignore[arg-type]
