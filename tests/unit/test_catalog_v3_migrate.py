@@ -1,0 +1,229 @@
+"""migrate_v2: a v2 catalog made by the existing builders (tests/unit/conftest.py World) becomes a
+v3 catalog that answers the same, keeps every entry and record, and survives crashes and re-runs.
+Also a timing print of resolve at 100 and 10,000 versions (not an assertion)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from factory.catalog import state
+from factory.catalog.docs_types import IndexDoc
+from factory.catalog.indexdoc import parse as parse_v2
+from factory.catalog.storage import LocalStore
+from factory.catalog.trust import Signer
+from factory.catalog.v3.formats import CATALOG, V2_INDEX
+from factory.catalog.v3.migrate import is_marker, migrate_v2
+from factory.catalog.v3.reader import CatalogV3
+from factory.catalog.v3.writer import Change, WriterV3
+from factory.core.errors import CatalogError
+from tests.fixtures.catalog_v3 import Counting, MemoryStore, signed_entry
+from tests.unit.conftest import ACTOR, World
+
+
+@pytest.fixture
+def used(world: World, tmp_path: Path) -> World:
+    """The v2 world after a life: base[0] through prod, base[1] on dev then revoked (nginx[1]
+    follows), base[2] deprecated, nginx[0] on dev."""
+    world.through("base", world.base[0], "prod")
+    world.promote("base", world.base[1], "dev")
+    world.promote("nginx", world.nginx[0], "dev")
+    world.revoke("base", world.base[1])
+    world.deprecate("base", world.base[2], "deprecated", world.base[3])
+    return world
+
+
+def migrate(world: World, cache: Path, signer: Signer) -> tuple[IndexDoc, bytes]:
+    raw = world.catalog.index_path.read_bytes()
+    migrate_v2(LocalStore(world.catalog.root), world.catalog.keys_root, signer, cache=cache)
+    return parse_v2(raw, "index.json"), raw
+
+
+def reader(world: World, cache: Path) -> CatalogV3:
+    return CatalogV3(LocalStore(world.catalog.root), world.catalog.keys_root, cache=cache)
+
+
+def test_every_channel_resolves_to_the_same_entry(used: World, tmp_path: Path, signer: Signer) -> None:
+    doc, _ = migrate(used, tmp_path / "cache", signer)
+    view = reader(used, tmp_path / "cache").open()
+    pairs = [(i, c) for i, d in doc["images"].items() for c in d["channels"]]
+    assert len(pairs) >= 6
+    for image, channel in pairs:
+        version = state.current(doc, image, channel)
+        assert version is not None
+        assert view.resolve(image, channel).entry == state.entry_of(doc, image, version)
+
+
+def test_states_and_stacks_are_those_of_the_v2_index(used: World, tmp_path: Path, signer: Signer) -> None:
+    doc, _ = migrate(used, tmp_path / "cache", signer)
+    view = reader(used, tmp_path / "cache").open()
+    for image, data in doc["images"].items():
+        checkpoint = view.image(image)
+        assert dict(checkpoint.states) == data["states"]
+        for channel in data["channels"]:
+            assert list(checkpoint.stacks[channel]) == state.held(doc, image, channel)
+    assert view.image("base").states[used.base[1]]["status"] == "revoked"
+    assert view.image("nginx").states[used.nginx[1]]["status"] == "revoked"
+
+
+def test_every_entry_and_record_is_kept_verbatim(used: World, tmp_path: Path, signer: Signer) -> None:
+    doc, _ = migrate(used, tmp_path / "cache", signer)
+    view = reader(used, tmp_path / "cache").open()
+    for image, data in doc["images"].items():
+        rows = view.rows(image)
+        assert [r.version for r in rows] == [e["version"] for e in data["versions"]]
+        for row, entry in zip(rows, data["versions"], strict=True):
+            assert view.entry(image, row.version, row.entry)[0] == entry  # signature, manifest, SBOM
+        assert list(view.records(image)) == [r for r in doc["history"] if r["image"] == image]
+        assert view.image(image).imported == view.image(image).records
+
+
+def test_the_v2_index_is_archived_and_named_by_the_snapshot(
+    used: World, tmp_path: Path, signer: Signer
+) -> None:
+    doc, raw = migrate(used, tmp_path / "cache", signer)
+    view = reader(used, tmp_path / "cache").open()
+    archive = view.snapshot.v2_archive
+    assert archive is not None
+    assert (used.catalog.root / archive.path).read_bytes() == raw
+    assert (view.catalog_id, view.head.generation) == (doc.get("catalog_id"), doc["generation"] + 1)
+
+
+def test_a_v2_factory_refuses_the_migrated_catalog(used: World, tmp_path: Path, signer: Signer) -> None:
+    migrate(used, tmp_path / "cache", signer)
+    assert is_marker((used.catalog.root / V2_INDEX).read_bytes())
+    with pytest.raises(CatalogError, match="schema_version: 3 is not supported"):
+        used.catalog.load()
+    with pytest.raises(CatalogError, match="schema_version: 3 is not supported"):
+        used.promote("base", used.base[3], "dev")
+
+
+def test_a_reader_of_the_v2_catalog_accepts_the_v3_one_and_refuses_the_v2_put_back(
+    used: World, tmp_path: Path, signer: Signer
+) -> None:
+    used.catalog.cache = tmp_path / "cache"
+    used.catalog.load()  # this reader has verified the v2 catalog
+    _, raw = migrate(used, tmp_path / "cache", signer)
+    reader(used, tmp_path / "cache").open()
+    (used.catalog.root / CATALOG).unlink()
+    (used.catalog.root / V2_INDEX).write_bytes(raw)
+    with pytest.raises(CatalogError, match=r"catalog.json: missing; .* is a v2 catalog"):
+        reader(used, tmp_path / "cache").open()
+    with pytest.raises(CatalogError, match="the catalog was rolled back"):  # nor migrated again
+        migrate_v2(LocalStore(used.catalog.root), used.catalog.keys_root, signer, cache=tmp_path / "cache")
+
+
+def test_v3_records_continue_each_image_chain(used: World, tmp_path: Path, signer: Signer) -> None:
+    migrate(used, tmp_path / "cache", signer)
+    catalog = reader(used, tmp_path / "cache")
+    before = catalog.open().image("nginx")
+
+    def body(change: Change) -> None:
+        change.record("promote", "nginx", channel="staging", to=used.nginx[0])
+
+    WriterV3(catalog).update(signer, ACTOR, body)
+    view = catalog.open()
+    last = list(view.records("nginx"))[-1]
+    assert (last["seq"], last["prev"]) == (before.records + 1, before.head)
+    assert view.resolve("nginx", "staging").entry["version"] == used.nginx[0]
+    assert view.snapshot.v2_archive is not None  # every later snapshot still names the archive
+
+
+def test_re_running_after_success_changes_nothing(used: World, tmp_path: Path, signer: Signer) -> None:
+    migrate(used, tmp_path / "cache", signer)
+    files = {p: p.read_bytes() for p in used.catalog.root.rglob("*") if p.is_file() and p.name != ".lock"}
+    again = migrate_v2(
+        LocalStore(used.catalog.root), used.catalog.keys_root, signer, cache=tmp_path / "cache"
+    )
+    assert not again.done
+    after = {p: p.read_bytes() for p in used.catalog.root.rglob("*") if p.is_file() and p.name != ".lock"}
+    assert after == files
+
+
+def _dies_on(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    real: Callable[[LocalStore, str | Path, bytes, str | None], None] = LocalStore.replace
+
+    def replace(self: LocalStore, rel: str | Path, data: bytes, token: str | None) -> None:
+        if str(rel) == name:
+            raise KeyboardInterrupt  # SIGKILL, as far as the catalog can tell
+        real(self, rel, data, token)
+
+    monkeypatch.setattr(LocalStore, "replace", replace)
+
+
+@pytest.mark.parametrize("dies_on", [CATALOG, V2_INDEX])
+def test_a_crashed_migration_is_completed_by_a_re_run(
+    used: World, tmp_path: Path, signer: Signer, monkeypatch: pytest.MonkeyPatch, dies_on: str
+) -> None:
+    raw = used.catalog.index_path.read_bytes()
+    _dies_on(dies_on, monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        migrate_v2(LocalStore(used.catalog.root), used.catalog.keys_root, signer, cache=tmp_path / "cache")
+    monkeypatch.undo()
+    assert used.catalog.index_path.read_bytes() == raw  # the v2 catalog is intact until the end
+    if dies_on == CATALOG:
+        assert used.catalog.load()["generation"] == parse_v2(raw, "index.json")["generation"]
+    migrate_v2(LocalStore(used.catalog.root), used.catalog.keys_root, signer, cache=tmp_path / "cache")
+    assert is_marker(used.catalog.index_path.read_bytes())
+    assert reader(used, tmp_path / "cache").open().resolve("base", "prod").entry["version"] == used.base[0]
+
+
+def test_a_v2_write_after_the_migration_read_is_not_overwritten(
+    used: World, tmp_path: Path, signer: Signer
+) -> None:
+    migrate(used, tmp_path / "cache", signer)
+    (used.catalog.root / V2_INDEX).write_text('{"schema_version": 2}', encoding="utf-8")
+    with pytest.raises(CatalogError, match="differs from the v2 index this catalog was migrated from"):
+        migrate_v2(LocalStore(used.catalog.root), used.catalog.keys_root, signer, cache=tmp_path / "cache")
+
+
+# -- timing (printed, not asserted) ------------------------------------------------------------
+
+
+def _built(root: Path, keys_root: Path, signer: Signer, versions: int, images: int = 20) -> LocalStore:
+    """A v3 catalog of ``versions`` signed versions over ``images`` images, made in memory (one
+    transaction) and written to ``root`` with plain writes."""
+    memory = MemoryStore()
+    writer = WriterV3(CatalogV3(memory, keys_root))
+    with writer.transaction(signer, ACTOR) as change:
+        for n in range(versions):
+            change.publish(signed_entry(signer, f"img-{n % images:02d}", n))
+    memory.dump(root)
+    return LocalStore(root)
+
+
+def _resolve_ms(store: LocalStore, keys_root: Path, repeat: int = 15) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        CatalogV3(store, keys_root).open().resolve("img-00", "latest")
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def _resolve_bytes(store: LocalStore, keys_root: Path) -> int:
+    counting = Counting(store)
+    CatalogV3(counting, keys_root).open().resolve("img-00", "latest")
+    assert len(counting.reads) == 4
+    return sum((store.root / p).stat().st_size for p in counting.reads)
+
+
+def test_resolve_time_does_not_grow_with_the_catalog(
+    tmp_path: Path, keys_root: Path, signer: Signer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    small = _built(tmp_path / "small", keys_root, signer, 100)
+    start = time.perf_counter()
+    large = _built(tmp_path / "large", keys_root, signer, 10_000)
+    built = time.perf_counter() - start
+    figures = {"100": _resolve_ms(small, keys_root), "10000": _resolve_ms(large, keys_root)}
+    read = {"100": _resolve_bytes(small, keys_root), "10000": _resolve_bytes(large, keys_root)}
+    with capsys.disabled():
+        print(
+            f"\nv3 resolve (in-process, median of 15): 100 versions {figures['100']:.2f} ms "
+            f"({read['100']} bytes in 4 files), 10,000 versions {figures['10000']:.2f} ms "
+            f"({read['10000']} bytes in 4 files; built in {built:.1f} s)"
+        )
