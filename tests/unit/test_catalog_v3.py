@@ -136,7 +136,7 @@ def test_revoke_state_is_derived_by_history_effect(v3: V3) -> None:
         change.record("revoke", "base", version=version, reason="CVE-2026-0001", details={})
 
     v3.writer.update(v3.signer, ACTOR, body)
-    found = v3.reader().open().image("base").states[version]
+    found = v3.reader().open().state("base", version)
     assert (found["status"], found.get("reason")) == ("revoked", "CVE-2026-0001")
 
 
@@ -372,3 +372,63 @@ def test_state_held_and_the_stack_rule_agree() -> None:
         chain.push(stack, rec)  # type: ignore[arg-type]
     doc = {"history": records, "images": {}}
     assert stack == state.held(doc, "x", "prod") == ["a", "d"]  # type: ignore[arg-type]
+
+
+# -- states and AMI copies live on the rows; the channel carries its version's -------------------
+
+
+def test_a_channel_carries_the_state_of_its_version(v3: V3) -> None:
+    version = v3.base[0]["version"]  # on dev
+
+    def body(change: Change) -> None:
+        change.record("revoke", "base", version=version, reason="CVE-2026-0002", details={})
+
+    v3.writer.update(v3.signer, ACTOR, body)
+    v3.store.reset()
+    resolved = v3.reader().open().resolve("base", "dev")
+    assert (resolved.state["status"], len(v3.store.reads)) == ("revoked", 4)
+
+
+def test_a_state_change_rewrites_only_the_page_of_that_version(
+    keys_root: Path, signer: Signer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(chain, "PAGE_SIZE", 4)
+    store = Counting(MemoryStore())
+    writer = WriterV3(CatalogV3(store, keys_root))
+    entries = [signed_entry(signer, "base", i) for i in range(10)]
+    with writer.transaction(signer, ACTOR) as change:
+        for entry in entries:
+            change.publish(entry)
+    store.reset()
+
+    def body(change: Change) -> None:
+        change.record("deprecate", "base", version=entries[1]["version"], details={"state": "obsolete"})
+
+    writer.update(signer, ACTOR, body)
+    assert [p.split("/")[-1].split(".")[0] for p in store.created if "/pages/" in p] == ["0"]
+    view = CatalogV3(store, keys_root).open()
+    assert view.state("base", entries[1]["version"])["status"] == "obsolete"
+    assert view.state("base", entries[2]["version"]) == {}
+
+
+def test_ami_copies_follow_the_newest_distribute_record(v3: V3) -> None:
+    version = v3.base[0]["version"]
+    regions = [{"region": "eu-west-1", "ami": "ami-0123", "snapshots": ["snap-1"]}]
+
+    def body(change: Change) -> None:
+        change.record("distribute", "base", version=version, details={"regions": regions})
+
+    v3.writer.update(v3.signer, ACTOR, body)
+    view = v3.reader().open()
+    assert view.resolve("base", "dev").amis == tuple(regions)
+    assert view.row("base", version) is not None
+    assert view.resolve("base", "latest").amis is None
+
+
+def test_latest_keeps_no_stack_and_stacks_keep_the_newest(v3: V3, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(chain, "STACK_DEPTH", 2)
+    for entry in v3.base[1:]:
+        v3.promote("base", entry["version"], "dev")
+    stacks = v3.reader().open().image("base").stacks
+    assert "latest" not in stacks
+    assert stacks["dev"] == (v3.base[1]["version"], v3.base[2]["version"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import cast
 
 from factory.catalog import history
@@ -21,6 +22,7 @@ from factory.catalog.docs_types import (
     ImageDoc,
     StateDoc,
 )
+from factory.catalog.store import LATEST
 from factory.catalog.trust import Signer
 from factory.catalog.v3.formats import (
     PAGE_SIZE,
@@ -48,6 +50,8 @@ from factory.core.errors import CatalogError, ConfigError
 from factory.core.files import dumps
 
 Files = list[tuple[str, bytes]]
+# Versions a channel's stack keeps (newest): a rollback without --to walks back at most this far.
+STACK_DEPTH = 256
 
 
 def entry_file(entry: EntryDoc) -> tuple[str, bytes]:
@@ -77,7 +81,10 @@ def push(stack: list[str], record: HistoryRecord) -> None:
 
 
 class ImageWork:
-    """The working state of one image in a change: read once from ``view``, changed in memory."""
+    """The working state of one image in a change: read once from ``view``, changed in memory.
+
+    Only what the change looks at is read: the image file, the page of a version whose state a
+    record reads or changes, the last page and the last segment (copied with what is added)."""
 
     def __init__(self, view: View, image: str) -> None:
         self.view = view
@@ -86,11 +93,11 @@ class ImageWork:
         ref = view.snapshot.images.get(image)
         self.parents: set[str] = set(ref.parents) if ref is not None else set()
         self.channels: dict[str, ChannelPointer] = {n: c.pointer() for n, c in self.base.channels.items()}
-        self.channel_entries: dict[str, str] = {n: c.entry for n, c in self.base.channels.items()}
         self.stacks: dict[str, list[str]] = {n: list(s) for n, s in self.base.stacks.items()}
-        self.states: dict[str, StateDoc] = copy.deepcopy(dict(self.base.states))
-        self.amis: dict[str, tuple[JsonObject, ...]] = dict(self.base.amis)
-        self.rows: list[Row] = []
+        self.states: dict[str, StateDoc] = {}  # the versions records have looked at: their state now
+        self.looked: set[str] = set()
+        self.rows: list[Row] = []  # new versions
+        self.touched: dict[str, Row] = {}  # older versions whose state or AMI copies changed
         self.entries: dict[str, bytes] = {}
         self.records: list[HistoryRecord] = []
         self.imported = self.base.imported
@@ -107,7 +114,34 @@ class ImageWork:
         for row in self.rows:
             if row.version == version:
                 return row
+        if version in self.touched:
+            return self.touched[version]
         return self.view.row(self.image, version)
+
+    def require(self, version: str, what: str) -> Row:
+        row = self.find(version)
+        if row is None:
+            raise ConfigError(
+                f"images.{self.image}: {what} {version!r}: no such version",
+                hint=f"`factory catalog {self.image}` lists its versions",
+            )
+        return row
+
+    def _put(self, row: Row) -> None:
+        for n, new in enumerate(self.rows):
+            if new.version == row.version:
+                self.rows[n] = row
+                return
+        self.touched[row.version] = row
+
+    def _look(self, version: str) -> None:
+        """Bring the version's state in, for history.effect to read and change."""
+        if version in self.looked:
+            return
+        self.looked.add(version)
+        row = self.find(version)
+        if row is not None and row.state is not None:
+            self.states[version] = copy.deepcopy(row.state)
 
     def add_entry(self, entry: EntryDoc) -> Row:
         """A new version: its entry file and its row (the caller adds the publish record)."""
@@ -160,27 +194,29 @@ class ImageWork:
 
     def apply(self, rec: HistoryRecord) -> None:
         """What one record does: channels and states (history.effect), stacks, AMI copies."""
-        doc = cast(ImageDoc, {"versions": [], "channels": self.channels, "states": self.states})
-        history.effect(doc, rec)
+        version = rec["version"]
+        if version is not None:
+            self._look(version)
+        before = copy.deepcopy(self.states.get(version)) if version is not None else None
+        history.effect(
+            cast(ImageDoc, {"versions": [], "channels": self.channels, "states": self.states}), rec
+        )
+        if version is not None and self.states.get(version) != before:
+            self._put(replace(self.require(version, "state of"), state=self.states[version]))
         channel = rec["channel"]
         if channel is not None:
-            push(self.stacks.setdefault(channel, []), rec)
             pointer = self.channels.get(channel)
-            if pointer is None:
-                self.channel_entries.pop(channel, None)
-            else:
-                row = self.find(pointer["version"])
-                if row is None:
-                    raise ConfigError(
-                        f"images.{self.image}: channel {channel!r} cannot point to {pointer['version']!r}: "
-                        "no such version",
-                        hint=f"`factory catalog {self.image}` lists its versions",
-                    )
-                self.channel_entries[channel] = row.entry
-        if rec["action"] == "distribute" and rec["version"] is not None:
+            if pointer is not None:
+                self.require(pointer["version"], f"channel {channel!r} to")
+            if channel != LATEST:  # `latest` follows the newest good version: it needs no stack
+                stack = self.stacks.setdefault(channel, [])
+                push(stack, rec)
+                del stack[:-STACK_DEPTH]
+        if rec["action"] == "distribute" and version is not None:
             regions = rec["details"].get("regions")
             if isinstance(regions, list):
-                self.amis[rec["version"]] = tuple(cast(list[JsonObject], regions))
+                row = self.require(version, "AMI copies of")
+                self._put(replace(row, amis=tuple(cast(list[JsonObject], regions))))
 
     # -- the new files -------------------------------------------------------------------------
 
@@ -194,19 +230,14 @@ class ImageWork:
             catalog_id=catalog_id,
             image=self.image,
             revision=self.base.revision + 1,
-            channels={
-                name: Channel(version=p["version"], record=p["record"], entry=self.channel_entries[name])
-                for name, p in self.channels.items()
-            },
+            channels={name: self._channel(name, p) for name, p in self.channels.items()},
             stacks={name: tuple(stack) for name, stack in self.stacks.items() if stack},
-            states=self.states,
             versions=self.base.versions + len(self.rows),
             pages=pages,
             records=self.base.records + len(self.records),
             imported=self.imported,
             head=self.head,
             segments=segments,
-            amis=self.amis,
         )
         data = dumps(checkpoint.to_json())
         path = image_path(self.image, checkpoint.revision, data)
@@ -218,26 +249,48 @@ class ImageWork:
         )
         return out, ref
 
+    def _channel(self, name: str, pointer: ChannelPointer) -> Channel:
+        """The channel as resolve reads it: its version's entry, state and AMI copies."""
+        version = pointer["version"]
+        old = self.base.channels.get(name)
+        if old is not None and old.pointer() == pointer and version not in self.touched:
+            return old
+        row = self.require(version, f"channel {name!r} to")
+        return Channel(
+            version=version, record=pointer["record"], entry=row.entry, state=row.state, amis=row.amis
+        )
+
     def _pages(self, catalog_id: str, out: Files) -> tuple[PageRef, ...]:
         kept = list(self.base.pages)
         rows = list(self.rows)
-        if rows and kept and kept[-1].count < PAGE_SIZE:  # the last page is copied, not changed
-            rows = self.view.page(self.image, len(kept) - 1) + rows
+        reopen = bool(rows and kept and kept[-1].count < PAGE_SIZE)  # the last page gets the new rows
+        changed: set[int] = set()
+        for version in self.touched:
+            found = self.view.locate(self.image, version)
+            if found is not None:
+                changed.add(found[0])
+        for index in sorted(changed):  # an older version's state changed: its page anew
+            if not (reopen and index == len(kept) - 1):
+                page = [self.touched.get(r.version, r) for r in self.view.page(self.image, index)]
+                kept[index] = self._page(catalog_id, index, page, out)
+        if reopen:
+            last = [self.touched.get(r.version, r) for r in self.view.page(self.image, len(kept) - 1)]
+            rows = last + rows
             kept.pop()
         for start in range(0, len(rows), PAGE_SIZE):
-            chunk = rows[start : start + PAGE_SIZE]
-            data = dumps(page_json(self.image, catalog_id, chunk))
-            path = page_path(self.image, len(kept), data)
-            out.append((path, data))
-            kept.append(
-                PageRef(
-                    file=FileRef(path=path, sha256=sha256(data)),
-                    count=len(chunk),
-                    first=min(r.version for r in chunk),
-                    last=max(r.version for r in chunk),
-                )
-            )
+            kept.append(self._page(catalog_id, len(kept), rows[start : start + PAGE_SIZE], out))
         return tuple(kept)
+
+    def _page(self, catalog_id: str, index: int, rows: list[Row], out: Files) -> PageRef:
+        data = dumps(page_json(self.image, catalog_id, rows))
+        path = page_path(self.image, index, data)
+        out.append((path, data))
+        return PageRef(
+            file=FileRef(path=path, sha256=sha256(data)),
+            count=len(rows),
+            first=min(r.version for r in rows),
+            last=max(r.version for r in rows),
+        )
 
     def _segments(self, catalog_id: str, out: Files) -> tuple[SegmentRef, ...]:
         kept = list(self.base.segments)

@@ -23,7 +23,7 @@ after the migration read it is refused, never overwritten.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import cast
@@ -32,9 +32,9 @@ from factory.catalog import freshness
 from factory.catalog.docs_types import HistoryRecord, IndexDoc, JsonObject
 from factory.catalog.indexdoc import parse as parse_v2
 from factory.catalog.storage import Conflict, Store
-from factory.catalog.store import Catalog
+from factory.catalog.store import LATEST, Catalog
 from factory.catalog.trust import Signer
-from factory.catalog.v3.chain import ImageWork, entry_file, push, row_of
+from factory.catalog.v3.chain import STACK_DEPTH, ImageWork, entry_file, push, row_of
 from factory.catalog.v3.formats import CATALOG, V2_INDEX, FileRef, archive_path, parse, sha256
 from factory.catalog.v3.model import Head, ImageRef, Snapshot
 from factory.catalog.v3.reader import CatalogV3, View
@@ -168,33 +168,37 @@ def _identity(catalog: CatalogV3, doc: IndexDoc) -> str:
 
 
 def _image(view: View, doc: IndexDoc, image: str) -> tuple[list[tuple[str, bytes]], ImageRef]:
+    """One image's files: its rows (with their states and AMI copies), entries and records."""
     data = doc["images"][image]
+    records: list[HistoryRecord] = [r for r in doc["history"] if r["image"] == image]
+    amis: dict[str, tuple[JsonObject, ...]] = {}
     work = ImageWork(view, image)
+    for rec in records:
+        if rec["channel"] is not None and rec["channel"] != LATEST:
+            stack = work.stacks.setdefault(rec["channel"], [])
+            push(stack, rec)
+            del stack[:-STACK_DEPTH]
+        if rec["action"] == "distribute" and rec["version"] is not None:
+            amis[rec["version"]] = tuple(cast(list[JsonObject], rec["details"].get("regions", [])))
     entries: dict[str, bytes] = {}
     rows = []
     for entry in data["versions"]:
         digest, raw = entry_file(entry)
         entries[digest] = raw
-        rows.append(row_of(entry, digest))
+        state = data["states"].get(entry["version"])
+        row = row_of(entry, digest)
+        rows.append(replace(row, state=copy.deepcopy(state), amis=amis.get(entry["version"])))
     work.import_rows(rows, entries)
-    records: list[HistoryRecord] = [r for r in doc["history"] if r["image"] == image]
     work.import_records(records)
-    by_version = {r.version: r.entry for r in rows}
-    work.channels = copy.deepcopy(data["channels"])
-    for name, pointer in work.channels.items():
-        if pointer["version"] not in by_version:
+    versions = {r.version for r in rows}
+    for name, pointer in data["channels"].items():
+        if pointer["version"] not in versions:
             raise CatalogError(
                 f"{view.catalog.store.describe(V2_INDEX)}: images.{image}.channels.{name}: "
                 f"{pointer['version']} is not a version of {image}",
                 hint="`factory verify-catalog` on the v2 catalog first",
             )
-        work.channel_entries[name] = by_version[pointer["version"]]
-    work.states = copy.deepcopy(data["states"])
-    for rec in records:
-        if rec["channel"] is not None:
-            push(work.stacks.setdefault(rec["channel"], []), rec)
-        if rec["action"] == "distribute" and rec["version"] is not None:
-            work.amis[rec["version"]] = tuple(cast(list[JsonObject], rec["details"].get("regions", [])))
+    work.channels = copy.deepcopy(data["channels"])
     return work.files(view.catalog_id)
 
 

@@ -4,7 +4,7 @@ refusing a missing or mistyped field by name) and writes itself (``to_json``).""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import cast
 
 from factory.catalog.docs_types import ChannelPointer, HistoryRecord, StateDoc
@@ -125,16 +125,32 @@ class SegmentRef:
 
 @dataclass(frozen=True, kw_only=True)
 class Row:
-    """One version of an image as its page lists it; ``entry`` is the sha256 of its entry file."""
+    """One version of an image as its page lists it; ``entry`` is the sha256 of its entry file.
+
+    ``state`` (its lifecycle state, history.effect; None: active, never changed) and ``amis`` (its
+    AMI copies, the newest ``distribute`` record; None: only the build region) change after
+    publication: the page that holds the row is then written anew (copy-on-write)."""
 
     version: str
     created: str
     entry: str
     parent: tuple[str, str] | None  # (image, version) it was built FROM; None: bootstrapped
+    state: StateDoc | None = None
+    amis: tuple[JsonObject, ...] | None = None
 
     def to_json(self) -> JsonObject:
         parent = None if self.parent is None else {"image": self.parent[0], "version": self.parent[1]}
-        return {"version": self.version, "created": self.created, "entry": self.entry, "parent": parent}
+        data: JsonObject = {
+            "version": self.version,
+            "created": self.created,
+            "entry": self.entry,
+            "parent": parent,
+        }
+        if self.state is not None:
+            data["state"] = self.state
+        if self.amis is not None:
+            data["amis"] = list(self.amis)
+        return data
 
     @classmethod
     def parse(cls, found: Fields) -> Row:
@@ -147,19 +163,58 @@ class Row:
             created=found.text("created"),
             entry=found.text("entry"),
             parent=parent,
+            state=state_of(found, "state"),
+            amis=amis_of(found, "amis"),
         )
+
+
+def state_of(found: Fields, key: str) -> StateDoc | None:
+    """An optional state: an object with at least its status and the record that set it."""
+    if found.data.get(key) is None:
+        return None
+    state = found.obj(key)
+    state.text("status")
+    state.text("record")
+    return cast(StateDoc, dict(state.data))  # status and record checked above
+
+
+def amis_of(found: Fields, key: str) -> tuple[JsonObject, ...] | None:
+    if found.data.get(key) is None:
+        return None
+    return tuple(dict(region.data) for region in found.items(key))
 
 
 @dataclass(frozen=True, kw_only=True)
 class Channel:
-    """Where a channel points: the version, the record that moved it, the version's entry sha256."""
+    """Where a channel points: the version, the record that moved it, the version's entry sha256,
+    and the version's state and AMI copies (its row's), so that a resolve reads no page."""
 
     version: str
     record: str
     entry: str
+    state: StateDoc | None = None
+    amis: tuple[JsonObject, ...] | None = None
 
     def pointer(self) -> ChannelPointer:
         return {"version": self.version, "record": self.record}
+
+    def to_json(self) -> JsonObject:
+        data: JsonObject = {"version": self.version, "record": self.record, "entry": self.entry}
+        if self.state is not None:
+            data["state"] = self.state
+        if self.amis is not None:
+            data["amis"] = list(self.amis)
+        return data
+
+    @classmethod
+    def parse(cls, found: Fields) -> Channel:
+        return cls(
+            version=found.text("version"),
+            record=found.text("record"),
+            entry=found.text("entry"),
+            state=state_of(found, "state"),
+            amis=amis_of(found, "amis"),
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -171,15 +226,13 @@ class Checkpoint:
     image: str
     revision: int
     channels: Mapping[str, Channel]
-    stacks: Mapping[str, tuple[str, ...]]  # per channel, oldest first (factory.catalog.state.held)
-    states: Mapping[str, StateDoc]  # versions that have a state (history.effect)
+    stacks: Mapping[str, tuple[str, ...]]  # per channel, oldest first, newest STACK_DEPTH (state.held)
     versions: int
     pages: tuple[PageRef, ...]
     records: int  # length of the image's chain
     imported: int  # how many of them are v2 records copied verbatim by the migration
     head: str | None  # hash of the last record
     segments: tuple[SegmentRef, ...]
-    amis: Mapping[str, tuple[JsonObject, ...]] = field(default_factory=dict)  # version -> regions
 
     def to_json(self) -> JsonObject:
         return {
@@ -187,12 +240,8 @@ class Checkpoint:
             "catalog_id": self.catalog_id,
             "image": self.image,
             "revision": self.revision,
-            "channels": {
-                name: {"version": c.version, "record": c.record, "entry": c.entry}
-                for name, c in sorted(self.channels.items())
-            },
+            "channels": {name: c.to_json() for name, c in sorted(self.channels.items())},
             "stacks": {name: list(stack) for name, stack in sorted(self.stacks.items())},
-            "states": dict(sorted(self.states.items())),
             "versions": self.versions,
             "pages": [p.to_json() for p in self.pages],
             "history": {
@@ -201,27 +250,17 @@ class Checkpoint:
                 "head": self.head,
                 "segments": [s.to_json() for s in self.segments],
             },
-            "amis": {version: list(regions) for version, regions in sorted(self.amis.items())},
         }
 
     @classmethod
     def parse(cls, found: Fields) -> Checkpoint:
         history = found.obj("history")
-        states = {}
-        for version, state in found.mapping("states").items():
-            state.text("status")
-            state.text("record")
-            states[version] = cast(StateDoc, dict(state.data))  # status and record checked above
         return cls(
             catalog_id=found.text("catalog_id"),
             image=found.text("image"),
             revision=found.number("revision"),
-            channels={
-                name: Channel(version=c.text("version"), record=c.text("record"), entry=c.text("entry"))
-                for name, c in found.mapping("channels").items()
-            },
+            channels={name: Channel.parse(c) for name, c in found.mapping("channels").items()},
             stacks={name: tuple(found.obj("stacks").texts(name)) for name in found.names("stacks")},
-            states=states,
             versions=found.number("versions"),
             pages=tuple(
                 PageRef(
@@ -243,10 +282,6 @@ class Checkpoint:
                 )
                 for s in history.items("segments")
             ),
-            amis={
-                version: tuple(dict(region.data) for region in found.obj("amis").items(version))
-                for version in found.names("amis")
-            },
         )
 
 
@@ -276,7 +311,6 @@ def empty_checkpoint(catalog_id: str, image: str) -> Checkpoint:
         revision=0,
         channels={},
         stacks={},
-        states={},
         versions=0,
         pages=(),
         records=0,

@@ -47,6 +47,7 @@ class Resolved:
     entry: EntryDoc
     keyid: str
     state: StateView
+    amis: tuple[dict[str, object], ...] | None = None  # AMI copies by region (None: build region only)
 
 
 class CatalogV3:
@@ -222,15 +223,28 @@ class View:
         """Every version of ``image``, oldest first (all its pages)."""
         return [row for n in range(len(self.image(image).pages)) for row in self.page(image, n)]
 
-    def row(self, image: str, version: str) -> Row | None:
-        """One version's row: the pages whose range holds it first (one read as a rule), then the rest."""
+    def locate(self, image: str, version: str) -> tuple[int, Row] | None:
+        """The page that holds a version and its row: the pages whose range holds it first (one
+        read as a rule), then the others."""
         pages = self.image(image).pages
         likely = [n for n, p in enumerate(pages) if p.first <= version <= p.last]
         for n in likely + [n for n in range(len(pages)) if n not in likely]:
             for row in self.page(image, n):
                 if row.version == version:
-                    return row
+                    return n, row
         return None
+
+    def row(self, image: str, version: str) -> Row | None:
+        found = self.locate(image, version)
+        return None if found is None else found[1]
+
+    def state(self, image: str, version: str) -> StateView:
+        """A version's state (empty: active, as factory.catalog.indexdoc.state_of gives it)."""
+        for channel in self.image(image).channels.values():
+            if channel.version == version:
+                return {} if channel.state is None else cast(StateView, dict(channel.state))
+        row = self.row(image, version)
+        return {} if row is None or row.state is None else cast(StateView, dict(row.state))
 
     def entry(self, image: str, version: str, digest: str) -> tuple[EntryDoc, str]:
         """The signed entry in entries/<digest>.json and the keyid that signed it."""
@@ -298,6 +312,8 @@ class View:
                 hint=f"promote one: factory promote {image} VERSION --to {channel}",
             )
         entry, keyid = self.entry(image, pointer.version, pointer.entry)
-        found = self.image(image).states.get(pointer.version)
+        found = pointer.state
         state: StateView = {"status": "active"} if found is None else cast(StateView, dict(found))
-        return Resolved(image=image, channel=channel, entry=entry, keyid=keyid, state=state)
+        return Resolved(
+            image=image, channel=channel, entry=entry, keyid=keyid, state=state, amis=pointer.amis
+        )
