@@ -18,6 +18,7 @@ from factory.catalog.docs_types import EntryDoc
 from factory.catalog.storage import LocalStore
 from factory.catalog.trust import Signer, digest
 from factory.catalog.v3 import chain
+from factory.catalog.v3.audit import audit
 from factory.catalog.v3.formats import CATALOG, MIGRATE, V2_INDEX
 from factory.catalog.v3.reader import CatalogV3
 from factory.catalog.v3.writer import Change, WriterV3
@@ -432,3 +433,39 @@ def test_latest_keeps_no_stack_and_stacks_keep_the_newest(v3: V3, monkeypatch: p
     stacks = v3.reader().open().image("base").stacks
     assert "latest" not in stacks
     assert stacks["dev"] == (v3.base[1]["version"], v3.base[2]["version"])
+
+
+# -- the audit (verify-catalog) replays every chain ------------------------------------------------
+
+
+def test_the_audit_of_a_written_catalog_finds_nothing(v3: V3) -> None:
+    v3.promote("base", v3.base[1]["version"], "dev")
+    v3.promote("base", v3.base[0]["version"], "dev", action="rollback")
+
+    def body(change: Change) -> None:
+        change.record("revoke", "nginx", version=v3.nginx[1]["version"], reason="CVE", details={})
+        regions = [{"region": "eu-west-1", "ami": "ami-1", "snapshots": []}]
+        change.record("distribute", "base", version=v3.base[0]["version"], details={"regions": regions})
+
+    v3.writer.update(v3.signer, ACTOR, body)
+    assert audit(v3.reader()) == []
+
+
+def test_the_audit_names_a_channel_moved_without_a_record(v3: V3) -> None:
+    def body(change: Change) -> None:
+        change.record("promote", "nginx", channel="dev", to=v3.nginx[0]["version"])
+        change.work("base").channels["dev"]["version"] = v3.base[2]["version"]  # no record says so
+        change.record("scan", "base", version=v3.base[2]["version"], details={})
+
+    v3.writer.update(v3.signer, ACTOR, body)
+    assert audit(v3.reader()) == ["images.base.channels.dev: does not match the signed history"]
+
+
+def test_the_audit_names_a_record_changed_after_signing(v3: V3) -> None:
+    def body(change: Change) -> None:
+        rec = change.record("scan", "base", version=v3.base[2]["version"], reason="clean", details={})
+        rec["reason"] = "changed"  # after signing, before the commit
+
+    v3.writer.update(v3.signer, ACTOR, body)
+    (problem,) = audit(v3.reader())
+    assert problem.startswith("images.base: history[") and "fields changed after" in problem

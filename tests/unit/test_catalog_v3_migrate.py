@@ -16,6 +16,7 @@ from factory.catalog.docs_types import IndexDoc
 from factory.catalog.indexdoc import parse as parse_v2
 from factory.catalog.storage import LocalStore
 from factory.catalog.trust import Signer
+from factory.catalog.v3.audit import audit
 from factory.catalog.v3.formats import CATALOG, V2_INDEX
 from factory.catalog.v3.migrate import is_marker, migrate_v2
 from factory.catalog.v3.reader import CatalogV3
@@ -84,6 +85,11 @@ def test_every_entry_and_record_is_kept_verbatim(used: World, tmp_path: Path, si
             assert view.entry(image, row.version, row.entry)[0] == entry  # signature, manifest, SBOM
         assert list(view.records(image)) == [r for r in doc["history"] if r["image"] == image]
         assert view.image(image).imported == view.image(image).records
+
+
+def test_the_audit_of_a_migrated_catalog_finds_nothing(used: World, tmp_path: Path, signer: Signer) -> None:
+    migrate(used, tmp_path / "cache", signer)
+    assert audit(reader(used, tmp_path / "cache")) == []
 
 
 def test_the_v2_index_is_archived_and_named_by_the_snapshot(
