@@ -174,7 +174,7 @@ def _functions_with_any(source: str, where: str) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("path", sorted(FACTORY.glob("catalog/*.py")), ids=_rel)
+@pytest.mark.parametrize("path", sorted(FACTORY.glob("catalog/**/*.py")), ids=_rel)
 def test_catalog_public_functions_are_typed_without_any(path: Path) -> None:
     # The catalog's documents have types (factory/catalog/docs_types.py, as the schema defines
     # them): a public function takes and returns those, or a JSON alias, never Any. Private helpers
