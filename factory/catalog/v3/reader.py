@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import cast
+from typing import NoReturn, cast
 
 from factory.catalog import freshness, provenance
 from factory.catalog.docs_types import EntryDoc, HistoryRecord, SnapshotPredicate, StateView
@@ -120,7 +120,7 @@ class CatalogV3:
         found = self.store.read(CATALOG)
         if found is None:
             self.missing()
-        raw, token = cast(tuple[bytes, str], found)  # missing() never returns
+        raw, token = found
         outer = Fields(parse(raw, self.where), self.where)
         outer.expect("schema_version", 3, "this factory reads v3 catalogs only")
         try:
@@ -138,7 +138,7 @@ class CatalogV3:
         head = Head.parse(Fields(stmt["predicate"], self.where, "predicate"), token)
         return head
 
-    def missing(self) -> None:
+    def missing(self) -> NoReturn:
         """No catalog.json: a v2 catalog to migrate, a fresh catalog put in place of a used one,
         or no catalog at all; always a CatalogError."""
         if self.store.exists(V2_INDEX):

@@ -209,7 +209,6 @@ class WriterV3:
         archive: FileRef | None = None,
     ) -> Head:
         generation = view.head.generation + 1
-        root = root_file(signer, view.catalog_id, [k.keyid for k in self.catalog.trusted()], now)
         snap = Snapshot(
             catalog_id=view.catalog_id,
             generation=generation,
@@ -218,10 +217,12 @@ class WriterV3:
         )
         snap_bytes = dumps(snap.to_json())
         snap_ref = FileRef(path=snapshot_path(generation, snap_bytes), sha256=sha256(snap_bytes))
-        if not view.head.token and not self.catalog.store.exists(ROOT):  # a new or migrated catalog
+        root_ref = view.head.root
+        if not view.head.token:  # a new or migrated catalog: root.json first (or as a crash left it)
+            found = self.catalog.store.read(ROOT)
+            root = found[0] if found is not None else self._root(view.catalog_id, signer, now)
             files = [(ROOT, root), *files]
-        root_found = self.catalog.store.read(ROOT)
-        root_sha = sha256(root_found[0]) if root_found is not None else sha256(root)
+            root_ref = FileRef(path=ROOT, sha256=sha256(root))
         try:
             for path, data in [*files, (snap_ref.path, snap_bytes)]:
                 self.catalog.store.create(path, data)
@@ -233,7 +234,7 @@ class WriterV3:
             updated=iso(now),
             expires=iso(now_utc() + timedelta(days=self.expiry_days)),
             snapshot=snap_ref,
-            root=FileRef(path=ROOT, sha256=root_sha),
+            root=root_ref,
         )
         subject: list[Subject] = [{"name": snap_ref.path, "digest": {"sha256": snap_ref.sha256}}]
         envelope = sign(signer, statement(subject, CATALOG_TYPE, head.predicate()))
@@ -241,6 +242,9 @@ class WriterV3:
         self.catalog.store.replace(CATALOG, data, view.head.token or None)
         self.catalog.check_fresh(head, expiry=False)  # remembers what this writer wrote
         return head
+
+    def _root(self, catalog_id: str, signer: Signer, now: datetime) -> bytes:
+        return root_file(signer, catalog_id, [k.keyid for k in self.catalog.trusted()], now)
 
     def refresh(self, signer: Signer, actor: str) -> Head:
         """A new generation and expiry and nothing else (``factory catalog refresh``)."""
