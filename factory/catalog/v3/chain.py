@@ -225,7 +225,7 @@ class ImageWork:
         and its entry in the next snapshot."""
         out: Files = [(entry_path(digest), data) for digest, data in sorted(self.entries.items())]
         pages = self._pages(catalog_id, out)
-        segments = self._segments(catalog_id, out)
+        segment = self._segments(catalog_id, out)
         checkpoint = Checkpoint(
             catalog_id=catalog_id,
             image=self.image,
@@ -237,7 +237,7 @@ class ImageWork:
             records=self.base.records + len(self.records),
             imported=self.imported,
             head=self.head,
-            segments=segments,
+            segment=segment,
         )
         data = dumps(checkpoint.to_json())
         path = image_path(self.image, checkpoint.revision, data)
@@ -292,27 +292,25 @@ class ImageWork:
             last=max(r.version for r in rows),
         )
 
-    def _segments(self, catalog_id: str, out: Files) -> tuple[SegmentRef, ...]:
-        kept = list(self.base.segments)
+    def _segments(self, catalog_id: str, out: Files) -> SegmentRef | None:
+        """The new records in new segments; the last segment, if not full, is copied with them."""
+        last = self.base.segment
+        if not self.records:
+            return last
         records = list(self.records)
         first = self.base.records + 1
-        if records and kept and kept[-1].last - kept[-1].first + 1 < SEGMENT_SIZE:
-            last = kept.pop()
-            records = self._segment_records(last) + records
+        previous = last
+        if last is not None and last.last - last.first + 1 < SEGMENT_SIZE:
+            before, previous = self.view.segment(self.image, last)
+            records = before + records
             first = last.first
         for start in range(0, len(records), SEGMENT_SIZE):
             chunk = records[start : start + SEGMENT_SIZE]
             at = first + start
-            data = dumps(segment_json(self.image, catalog_id, at, chunk))
+            data = dumps(segment_json(self.image, catalog_id, at, chunk, previous))
             path = segment_path(self.image, at, at + len(chunk) - 1, data)
             out.append((path, data))
-            kept.append(
-                SegmentRef(file=FileRef(path=path, sha256=sha256(data)), first=at, last=at + len(chunk) - 1)
+            previous = SegmentRef(
+                file=FileRef(path=path, sha256=sha256(data)), first=at, last=at + len(chunk) - 1
             )
-        return tuple(kept)
-
-    def _segment_records(self, ref: SegmentRef) -> list[HistoryRecord]:
-        found = self.view.catalog.verified(
-            ref.file, self.view.snapshot.images[self.image].file.path, self.view.catalog_id
-        )
-        return list(cast(list[HistoryRecord], found.raw("records")))
+        return previous

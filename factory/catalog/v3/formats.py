@@ -4,10 +4,13 @@
                                           generation, updated, expires, the snapshot (path, sha256)
     root.json                             written once; signed: catalog id, trusted keyids
     snapshots/<generation>.<h>.json       every image: its image file (path, sha256), its parents
-    images/<image>/<revision>.<h>.json    checkpoint: channels, stacks, states, pages, history
-    images/<image>/pages/<k>.<h>.json     up to PAGE_SIZE version rows (version, created, entry, parent)
+    images/<image>/<revision>.<h>.json    checkpoint: channels (version, entry, state), stacks,
+                                          pages, history head and last segment
+    images/<image>/pages/<k>.<h>.json     up to PAGE_SIZE version rows (version, created, entry,
+                                          parent, state, AMI copies)
     entries/<sha256>.json                 one signed entry, content-addressed
-    history/<image>/<first>-<last>.<h>.json   up to SEGMENT_SIZE records of the image's chain
+    history/<image>/<first>-<last>.<h>.json   up to SEGMENT_SIZE records of the image's chain, and
+                                          the segment before (the image file names the last)
     archive/v2-index.<sha256>.json        the v2 index a migrated catalog came from (verbatim)
 
 ``<h>`` is the start of the file's own sha256: two writers racing for the same revision never
@@ -28,8 +31,10 @@ SCHEMA_VERSION = 3  # Bump when a v3 file changes incompatibly.
 CATALOG = "catalog.json"
 ROOT = "root.json"
 V2_INDEX = "index.json"
-PAGE_SIZE = 512
-SEGMENT_SIZE = 512
+# Rows a page holds and records a segment holds: the most a write copies (the last page, the last
+# segment) and a lookup reads (one page): about 50 KB and 150 KB (records carry their envelopes).
+PAGE_SIZE = 256
+SEGMENT_SIZE = 128
 CATALOG_TYPE = "https://image-factory.invalid/catalog-v3/v1"
 ROOT_TYPE = "https://image-factory.invalid/catalog-v3-root/v1"
 MIGRATE = "factory catalog migrate"

@@ -113,7 +113,9 @@ class PageRef:
 
 @dataclass(frozen=True, kw_only=True)
 class SegmentRef:
-    """Records ``first``..``last`` (positions in the image's chain, from 1) of one segment."""
+    """Records ``first``..``last`` (positions in the image's chain, from 1) of one segment. The
+    image file names the last segment; each segment names the one before it (``previous``), so
+    the image file stays the same size however long the history grows."""
 
     file: FileRef
     first: int
@@ -121,6 +123,14 @@ class SegmentRef:
 
     def to_json(self) -> JsonObject:
         return {**self.file.to_json(), "first": self.first, "last": self.last}
+
+    @classmethod
+    def parse(cls, found: Fields) -> SegmentRef:
+        return cls(
+            file=FileRef(path=found.text("path"), sha256=found.text("sha256")),
+            first=found.number("first"),
+            last=found.number("last"),
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -232,7 +242,7 @@ class Checkpoint:
     records: int  # length of the image's chain
     imported: int  # how many of them are v2 records copied verbatim by the migration
     head: str | None  # hash of the last record
-    segments: tuple[SegmentRef, ...]
+    segment: SegmentRef | None  # the last segment of the history (None: no record yet)
 
     def to_json(self) -> JsonObject:
         return {
@@ -248,7 +258,7 @@ class Checkpoint:
                 "records": self.records,
                 "imported": self.imported,
                 "head": self.head,
-                "segments": [s.to_json() for s in self.segments],
+                "segment": None if self.segment is None else self.segment.to_json(),
             },
         }
 
@@ -274,14 +284,7 @@ class Checkpoint:
             records=history.number("records"),
             imported=history.number("imported"),
             head=history.maybe_text("head"),
-            segments=tuple(
-                SegmentRef(
-                    file=FileRef(path=s.text("path"), sha256=s.text("sha256")),
-                    first=s.number("first"),
-                    last=s.number("last"),
-                )
-                for s in history.items("segments")
-            ),
+            segment=None if history.raw("segment") is None else SegmentRef.parse(history.obj("segment")),
         )
 
 
@@ -294,12 +297,15 @@ def page_json(image: str, catalog_id: str, rows: list[Row]) -> JsonObject:
     }
 
 
-def segment_json(image: str, catalog_id: str, first: int, records: list[HistoryRecord]) -> JsonObject:
+def segment_json(
+    image: str, catalog_id: str, first: int, records: list[HistoryRecord], previous: SegmentRef | None
+) -> JsonObject:
     return {
         "schema_version": SCHEMA_VERSION,
         "catalog_id": catalog_id,
         "image": image,
         "first": first,
+        "previous": None if previous is None else previous.to_json(),
         "records": records,
     }
 
@@ -316,5 +322,5 @@ def empty_checkpoint(catalog_id: str, image: str) -> Checkpoint:
         records=0,
         imported=0,
         head=None,
-        segments=(),
+        segment=None,
     )

@@ -32,7 +32,7 @@ from factory.catalog.v3.formats import (
     parse,
     sha256,
 )
-from factory.catalog.v3.model import Checkpoint, Head, Row, Snapshot, empty_checkpoint
+from factory.catalog.v3.model import Checkpoint, Head, Row, SegmentRef, Snapshot, empty_checkpoint
 from factory.core.errors import CatalogError, ConfigError
 
 RESTORE = "restore the catalog from backup; `factory verify-catalog` lists every problem"
@@ -268,14 +268,34 @@ class View:
             raise CatalogError(f"{where}: fields changed after signing: {', '.join(differs)}", hint=RESTORE)
         return entry, keyid
 
+    def segment(self, image: str, ref: SegmentRef) -> tuple[list[HistoryRecord], SegmentRef | None]:
+        """One segment's records and the segment before it."""
+        found = self.catalog.verified(ref.file, self.snapshot.images[image].file.path, self.catalog_id)
+        found.expect("image", image, RESTORE)
+        found.expect("first", ref.first, RESTORE)
+        records = cast(list[HistoryRecord], found.raw("records"))  # the image file's hash vouches
+        if not isinstance(records, list) or len(records) != ref.last - ref.first + 1:
+            raise CatalogError(
+                f"{found.where}: records: not {ref.last - ref.first + 1} records", hint=RESTORE
+            )
+        previous = None if found.raw("previous") is None else SegmentRef.parse(found.obj("previous"))
+        return records, previous
+
     def records(self, image: str) -> Iterator[HistoryRecord]:
-        """The image's history, oldest first (each segment read when reached)."""
-        checkpoint = self.image(image)
-        for ref in checkpoint.segments:
-            found = self.catalog.verified(ref.file, self.snapshot.images[image].file.path, self.catalog_id)
-            found.expect("image", image, RESTORE)
-            found.expect("first", ref.first, RESTORE)
-            yield from cast(list[HistoryRecord], found.raw("records"))  # the image file's hash vouches
+        """The image's history, oldest first (every segment read, from the last one back)."""
+        ref = self.image(image).segment
+        segments: list[list[HistoryRecord]] = []
+        while ref is not None:
+            records, previous = self.segment(image, ref)
+            if (previous.last + 1 if previous is not None else 1) != ref.first:
+                where = self.catalog.store.describe(ref.file.path)
+                raise CatalogError(
+                    f"{where}: previous: does not end where this segment starts", hint=RESTORE
+                )
+            segments.append(records)
+            ref = previous
+        for records in reversed(segments):
+            yield from records
 
     def children(self, image: str, version: str) -> list[tuple[str, str]]:
         """(image, version) of the versions built directly on this one: only the images whose
