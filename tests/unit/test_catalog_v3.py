@@ -4,6 +4,7 @@ attack refused with the file named. Catalogs are small and written in one transa
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import shutil
 from contextlib import AbstractContextManager
@@ -21,7 +22,7 @@ from factory.catalog.v3 import chain
 from factory.catalog.v3.audit import audit
 from factory.catalog.v3.formats import CATALOG, MIGRATE, V2_INDEX
 from factory.catalog.v3.reader import CatalogV3
-from factory.catalog.v3.writer import Change, WriterV3
+from factory.catalog.v3.writer import Change, WriterV3, read_root
 from factory.core.clock import now_utc
 from factory.core.errors import CatalogError, ConfigError
 from tests.fixtures.catalog_v3 import Counting, MemoryStore, signed_entry
@@ -471,3 +472,39 @@ def test_the_audit_names_a_record_changed_after_signing(v3: V3) -> None:
     v3.writer.update(v3.signer, ACTOR, body)
     (problem,) = audit(v3.reader())
     assert problem.startswith("images.base: history[") and "fields changed after" in problem
+
+
+# -- identity and the writer's own freshness ------------------------------------------------------
+
+
+def test_the_first_commit_makes_root_json_with_the_catalog_id(v3: V3) -> None:
+    view = v3.reader().open()
+    assert read_root(v3.reader()) == view.catalog_id
+    assert view.head.root.sha256 == hashlib.sha256((v3.root / "root.json").read_bytes()).hexdigest()
+    assert audit(v3.reader()) == []
+
+
+def test_the_audit_names_a_missing_root_json(v3: V3) -> None:
+    (v3.root / "root.json").unlink()
+    assert audit(v3.reader()) == [f"{v3.root / 'root.json'}: missing"]
+
+
+def test_a_writer_refuses_a_rolled_back_catalog(v3: V3) -> None:
+    old = (v3.root / CATALOG).read_bytes()
+    v3.promote("base", v3.base[1]["version"], "dev")
+    (v3.root / CATALOG).write_bytes(old)
+    with pytest.raises(CatalogError, match="the catalog was rolled back"):
+        v3.promote("base", v3.base[2]["version"], "dev")
+
+
+def test_a_writer_refuses_an_untrusted_signer(v3: V3, untrusted_signer: Signer) -> None:
+    with pytest.raises(ConfigError, match="is not among the trusted keys"):
+        v3.writer.update(untrusted_signer, ACTOR, lambda change: None)
+
+
+def test_a_file_of_the_wrong_schema_version_is_refused_naming_the_field(v3: V3) -> None:
+    outer = json.loads((v3.root / CATALOG).read_text(encoding="utf-8"))
+    outer["schema_version"] = 2
+    (v3.root / CATALOG).write_text(json.dumps(outer), encoding="utf-8")
+    with pytest.raises(CatalogError, match=r"catalog.json: schema_version: 2 where 3 is expected"):
+        v3.reader().open()
