@@ -24,7 +24,7 @@ from factory.catalog.v3.formats import CATALOG, MIGRATE, V2_INDEX
 from factory.catalog.v3.reader import CatalogV3
 from factory.catalog.v3.writer import Change, WriterV3, read_root
 from factory.core.clock import now_utc
-from factory.core.errors import CatalogError, ConfigError
+from factory.core.errors import CatalogError, ConfigError, Refused
 from tests.fixtures.catalog_v3 import Counting, MemoryStore, signed_entry
 
 ACTOR = "unit tests <tests@localhost>"
@@ -508,3 +508,11 @@ def test_a_file_of_the_wrong_schema_version_is_refused_naming_the_field(v3: V3) 
     (v3.root / CATALOG).write_text(json.dumps(outer), encoding="utf-8")
     with pytest.raises(CatalogError, match=r"catalog.json: schema_version: 2 where 3 is expected"):
         v3.reader().open()
+
+
+def test_a_channel_that_points_nowhere_is_refused_and_an_unknown_image_is_bad_input(v3: V3) -> None:
+    view = v3.reader().open()
+    with pytest.raises(Refused, match="channel 'prod' points to no version"):
+        view.resolve("base", "prod")
+    with pytest.raises(ConfigError, match="'redis' has no published version"):
+        view.resolve("redis", "latest")

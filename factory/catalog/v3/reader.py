@@ -33,7 +33,7 @@ from factory.catalog.v3.formats import (
     sha256,
 )
 from factory.catalog.v3.model import Checkpoint, Head, Row, SegmentRef, Snapshot, empty_checkpoint
-from factory.core.errors import CatalogError, ConfigError
+from factory.core.errors import CatalogError, ConfigError, Refused
 
 RESTORE = "restore the catalog from backup; `factory verify-catalog` lists every problem"
 
@@ -327,7 +327,7 @@ class View:
             )
         pointer = self.image(image).channels.get(channel)
         if pointer is None:
-            raise ConfigError(
+            raise Refused(
                 f"{image}: channel {channel!r} points to no version",
                 hint=f"promote one: factory promote {image} VERSION --to {channel}",
             )
