@@ -171,7 +171,20 @@ class ImageWork:
         self.records.extend(records)
         self.imported = len(records)
 
-    def record(self, signer: Signer, *, action: str, actor: str, at: str, **fields: object) -> HistoryRecord:
+    def record(
+        self,
+        signer: Signer,
+        *,
+        action: str,
+        actor: str,
+        at: str,
+        version: str | None = None,
+        channel: str | None = None,
+        source: str | None = None,
+        to: str | None = None,
+        reason: str | None = None,
+        details: JsonObject | None = None,
+    ) -> HistoryRecord:
         """Sign the next record of this image's chain and apply it."""
         rec = history.new_record(
             signer,
@@ -179,12 +192,12 @@ class ImageWork:
             prev=self.head,
             action=action,
             image=self.image,
-            version=cast(str | None, fields.get("version")),
-            channel=cast(str | None, fields.get("channel")),
-            source=cast(str | None, fields.get("source")),
-            to=cast(str | None, fields.get("to")),
-            reason=cast(str | None, fields.get("reason")),
-            details=cast(JsonObject, fields.get("details") or {}),
+            version=version,
+            channel=channel,
+            source=source,
+            to=to,
+            reason=reason,
+            details=dict(details or {}),
             actor=actor,
             at=at,
         )

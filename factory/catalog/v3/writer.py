@@ -71,10 +71,30 @@ class Change:
             self.works[image] = ImageWork(self.view, image)
         return self.works[image]
 
-    def record(self, action: str, image: str, **fields: object) -> HistoryRecord:
-        """Sign and apply the next record of ``image``'s chain (the fields of ``Txn.record``)."""
+    def record(
+        self,
+        action: str,
+        image: str,
+        *,
+        version: str | None = None,
+        channel: str | None = None,
+        source: str | None = None,
+        to: str | None = None,
+        reason: str | None = None,
+        details: Mapping[str, object] | None = None,
+    ) -> HistoryRecord:
+        """Sign and apply the next record of ``image``'s chain (the arguments of ``Txn.record``)."""
         rec = self.work(image).record(
-            self.signer, action=action, actor=self.actor, at=iso(self.now), **fields
+            self.signer,
+            action=action,
+            actor=self.actor,
+            at=iso(self.now),
+            version=version,
+            channel=channel,
+            source=source,
+            to=to,
+            reason=reason,
+            details=dict(details or {}),
         )
         self.added.append(rec)
         return rec
