@@ -470,8 +470,9 @@ def test_the_audit_names_a_record_changed_after_signing(v3: V3) -> None:
         rec["reason"] = "changed"  # after signing, before the commit
 
     v3.writer.update(v3.signer, ACTOR, body)
-    (problem,) = audit(v3.reader())
+    problem, row = audit(v3.reader())  # the forged record is not replayed: its row's last scan differs
     assert problem.startswith("images.base: history[") and "fields changed after" in problem
+    assert row.endswith("AMI copies, channels held or last scan do not match the history")
 
 
 # -- identity and the writer's own freshness ------------------------------------------------------
@@ -516,3 +517,24 @@ def test_a_channel_that_points_nowhere_is_refused_and_an_unknown_image_is_bad_in
         view.resolve("base", "prod")
     with pytest.raises(ConfigError, match="'redis' has no published version"):
         view.resolve("redis", "latest")
+
+
+def test_held_channels_last_scan_and_queued_signals_follow_the_records(v3: V3) -> None:
+    version = v3.nginx[2]["version"]
+
+    def body(change: Change) -> None:
+        change.record("promote", "nginx", channel="dev", to=version)
+        change.record("scan", "nginx", version=version, reason="first", details={})
+        change.record("scan", "nginx", version=version, reason="second", details={})
+        queue = {"action": "rebuild", "queue": True, "fingerprint": "f"}
+        change.record("signal", "nginx", version=version, reason="alert", details=queue)
+
+    v3.writer.update(v3.signer, ACTOR, body)
+    view = v3.reader().open()
+    assert view.channels_held("nginx", version) == {"latest", "dev"}
+    scan = view.last_scan("nginx", version)
+    assert scan is not None and scan["reason"] == "second"
+    assert [r["reason"] for r in view.queued_signals("nginx")] == ["alert"]
+    assert audit(v3.reader()) == []
+    v3.writer.update(v3.signer, ACTOR, lambda change: change.publish(signed_entry(v3.signer, "nginx", 20)))
+    assert v3.reader().open().queued_signals("nginx") == []

@@ -35,6 +35,11 @@ def used(world: World, tmp_path: Path) -> World:
     world.promote("nginx", world.nginx[0], "dev")
     world.revoke("base", world.base[1])
     world.deprecate("base", world.base[2], "deprecated", world.base[3])
+    with world.change() as txn:
+        txn.record("scan", "base", version=world.base[3], reason="1 pending", details={"security": ["x"]})
+        txn.record("scan", "base", version=world.base[3], reason="none", details={"security": []})
+        signal = {"action": "rebuild", "queue": True, "fingerprint": "f1"}
+        txn.record("signal", "nginx", version=world.nginx[3], reason="alert", details=signal)
     return world
 
 
@@ -73,6 +78,20 @@ def test_states_and_stacks_are_those_of_the_v2_index(used: World, tmp_path: Path
             assert checkpoint.channels[channel].state == data["states"].get(pointed)
     assert view.state("base", used.base[1])["status"] == "revoked"
     assert view.state("nginx", used.nginx[1])["status"] == "revoked"
+
+
+def test_what_queries_replayed_the_history_for_is_on_the_rows(
+    used: World, tmp_path: Path, signer: Signer
+) -> None:
+    doc, _ = migrate(used, tmp_path / "cache", signer)
+    view = reader(used, tmp_path / "cache").open()
+    for image, data in doc["images"].items():
+        for entry in data["versions"]:
+            version = entry["version"]
+            assert view.channels_held(image, version) == state.channels_held(doc, image, version)
+            assert view.last_scan(image, version) == state.last_record(doc, image, version, "scan")
+        assert view.queued_signals(image) == state.queued_signals(doc, image)
+    assert view.queued_signals("nginx") and view.last_scan("base", used.base[3])
 
 
 def test_every_entry_and_record_is_kept_verbatim(used: World, tmp_path: Path, signer: Signer) -> None:

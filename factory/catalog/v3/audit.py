@@ -9,9 +9,10 @@ seq and prev: each must be a record of the archived v2 index, whose own signatur
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 from factory.catalog import history, provenance
-from factory.catalog.docs_types import ChannelPointer, HistoryRecord, ImageDoc, StateDoc
+from factory.catalog.docs_types import ChannelPointer, HistoryRecord, ImageDoc, JsonObject, StateDoc
 from factory.catalog.indexdoc import parse as parse_v2
 from factory.catalog.store import LATEST, Catalog
 from factory.catalog.trust import BadSignature, digest, open_envelope
@@ -71,6 +72,33 @@ def _archive(catalog: CatalogV3, view: View) -> tuple[set[str], list[str]]:
     return {r["hash"] for r in doc["history"]}, []
 
 
+class Derived:
+    """What a writer derives on the rows and the checkpoint (chain.ImageWork.derive), replayed."""
+
+    def __init__(self) -> None:
+        self.amis: dict[str, tuple[JsonObject, ...]] = {}
+        self.held: dict[str, list[str]] = {}
+        self.scans: dict[str, int] = {}
+        self.queued: list[int] = []
+
+    def add(self, rec: HistoryRecord, position: int) -> None:
+        action, version, channel, to = rec["action"], rec["version"], rec["channel"], rec["to"]
+        if (
+            action == "distribute"
+            and version is not None
+            and isinstance(rec["details"].get("regions"), list)
+        ):
+            self.amis[version] = tuple(cast(list[JsonObject], rec["details"]["regions"]))
+        if channel is not None and to is not None and channel not in self.held.setdefault(to, []):
+            self.held[to].append(channel)
+        if action == "scan" and version is not None:
+            self.scans[version] = position
+        if action == "publish":
+            self.queued.clear()
+        elif action == "signal" and rec["details"].get("queue"):
+            self.queued.append(position)
+
+
 def _record_problem(rec: HistoryRecord, view: View) -> str | None:
     fields = history.fields_of(rec)
     if digest(fields) != rec["hash"]:
@@ -93,6 +121,7 @@ def _image(view: View, image: str, archived: set[str]) -> list[str]:
     published: dict[str, object] = {}
     prev: str | None = None
     count = 0
+    derived = Derived()
     for index, rec in enumerate(view.records(image)):
         count += 1
         at = (
@@ -115,15 +144,22 @@ def _image(view: View, image: str, archived: set[str]) -> list[str]:
             del stack[:-STACK_DEPTH]
         if rec["action"] == "publish" and rec["version"] is not None:
             published[rec["version"]] = rec["details"].get("entry")
+        derived.add(rec, index + 1)
     if (count, prev) != (checkpoint.records, checkpoint.head):
         problems.append(f"{where}: history head is not the last record's (records removed?)")
-    problems.extend(_rows(view, image, replay["states"], published))
+    if list(checkpoint.queued) != derived.queued:
+        problems.append(f"{where}: queued signals do not match the signed history")
+    problems.extend(_rows(view, image, replay["states"], published, derived))
     problems.extend(_channels(view, image, replay["channels"], stacks))
     return problems
 
 
 def _rows(
-    view: View, image: str, states: Mapping[str, StateDoc], published: Mapping[str, object]
+    view: View,
+    image: str,
+    states: Mapping[str, StateDoc],
+    published: Mapping[str, object],
+    derived: Derived,
 ) -> list[str]:
     problems = []
     rows = view.rows(image)
@@ -142,6 +178,13 @@ def _rows(
             problems.append(f"{where}: no publish record in history names this entry")
         if row.state != states.get(row.version):
             problems.append(f"{where}: state does not match the signed history")
+        found = (row.amis, list(row.held), row.scan)
+        if found != (
+            derived.amis.get(row.version),
+            derived.held.get(row.version, []),
+            derived.scans.get(row.version),
+        ):
+            problems.append(f"{where}: AMI copies, channels held or last scan do not match the history")
     listed = {row.version for row in rows}
     problems.extend(
         f"images.{image}.versions[{v}]: published in history but missing"

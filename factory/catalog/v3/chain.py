@@ -97,10 +97,12 @@ class ImageWork:
         self.states: dict[str, StateDoc] = {}  # the versions records have looked at: their state now
         self.looked: set[str] = set()
         self.rows: list[Row] = []  # new versions
+        self.new: dict[str, int] = {}  # version -> its index in rows
         self.touched: dict[str, Row] = {}  # older versions whose state or AMI copies changed
         self.entries: dict[str, bytes] = {}
         self.records: list[HistoryRecord] = []
         self.imported = self.base.imported
+        self.queued: list[int] = list(self.base.queued)
 
     @property
     def changed(self) -> bool:
@@ -111,9 +113,8 @@ class ImageWork:
         return self.records[-1]["hash"] if self.records else self.base.head
 
     def find(self, version: str) -> Row | None:
-        for row in self.rows:
-            if row.version == version:
-                return row
+        if version in self.new:
+            return self.rows[self.new[version]]
         if version in self.touched:
             return self.touched[version]
         return self.view.row(self.image, version)
@@ -128,11 +129,10 @@ class ImageWork:
         return row
 
     def _put(self, row: Row) -> None:
-        for n, new in enumerate(self.rows):
-            if new.version == row.version:
-                self.rows[n] = row
-                return
-        self.touched[row.version] = row
+        if row.version in self.new:
+            self.rows[self.new[row.version]] = row
+        else:
+            self.touched[row.version] = row
 
     def _look(self, version: str) -> None:
         """Bring the version's state in, for history.effect to read and change."""
@@ -152,6 +152,7 @@ class ImageWork:
         digest, data = entry_file(entry)
         row = row_of(entry, digest)
         self.entries[digest] = data
+        self.new[row.version] = len(self.rows)
         self.rows.append(row)
         if row.parent is not None:
             self.parents.add(row.parent[0])
@@ -159,7 +160,9 @@ class ImageWork:
 
     def import_rows(self, rows: list[Row], entries: Mapping[str, bytes]) -> None:
         """Rows and entry files as they are (the migration)."""
-        self.rows.extend(rows)
+        for row in rows:
+            self.new[row.version] = len(self.rows)
+            self.rows.append(row)
         self.entries.update(entries)
         self.parents.update(r.parent[0] for r in rows if r.parent is not None)
 
@@ -225,11 +228,28 @@ class ImageWork:
                 stack = self.stacks.setdefault(channel, [])
                 push(stack, rec)
                 del stack[:-STACK_DEPTH]
-        if rec["action"] == "distribute" and version is not None:
+        self.derive(rec, self.base.records + len(self.records) + 1)
+
+    def derive(self, rec: HistoryRecord, position: int) -> None:
+        """What the queries would otherwise replay the history for, kept as the record is applied
+        (``position``: its place in the image's chain): a version's AMI copies, the channels it
+        has been on, its newest scan; the signals queued since the last publication."""
+        action, version, channel, to = rec["action"], rec["version"], rec["channel"], rec["to"]
+        if action == "distribute" and version is not None:
             regions = rec["details"].get("regions")
             if isinstance(regions, list):
                 row = self.require(version, "AMI copies of")
                 self._put(replace(row, amis=tuple(cast(list[JsonObject], regions))))
+        if channel is not None and to is not None:
+            row = self.require(to, f"channel {channel!r} to")
+            if channel not in row.held:
+                self._put(replace(row, held=(*row.held, channel)))
+        if action == "scan" and version is not None:
+            self._put(replace(self.require(version, "scan of"), scan=position))
+        if action == "publish":
+            self.queued.clear()
+        elif action == "signal" and rec["details"].get("queue"):
+            self.queued.append(position)
 
     # -- the new files -------------------------------------------------------------------------
 
@@ -251,6 +271,7 @@ class ImageWork:
             imported=self.imported,
             head=self.head,
             segment=segment,
+            queued=tuple(self.queued),
         )
         data = dumps(checkpoint.to_json())
         path = image_path(self.image, checkpoint.revision, data)

@@ -26,7 +26,6 @@ import copy
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import cast
 
 from factory.catalog import freshness
 from factory.catalog.docs_types import HistoryRecord, IndexDoc, JsonObject
@@ -168,18 +167,16 @@ def _identity(catalog: CatalogV3, doc: IndexDoc) -> str:
 
 
 def _image(view: View, doc: IndexDoc, image: str) -> tuple[list[tuple[str, bytes]], ImageRef]:
-    """One image's files: its rows (with their states and AMI copies), entries and records."""
+    """One image's files: its rows (with their states; AMI copies, channels held and scans are
+    derived from the records, as a writer derives them), entries and records."""
     data = doc["images"][image]
     records: list[HistoryRecord] = [r for r in doc["history"] if r["image"] == image]
-    amis: dict[str, tuple[JsonObject, ...]] = {}
     work = ImageWork(view, image)
     for rec in records:
         if rec["channel"] is not None and rec["channel"] != LATEST:
             stack = work.stacks.setdefault(rec["channel"], [])
             push(stack, rec)
             del stack[:-STACK_DEPTH]
-        if rec["action"] == "distribute" and rec["version"] is not None:
-            amis[rec["version"]] = tuple(cast(list[JsonObject], rec["details"].get("regions", [])))
     entries: dict[str, bytes] = {}
     rows = []
     for entry in data["versions"]:
@@ -187,9 +184,11 @@ def _image(view: View, doc: IndexDoc, image: str) -> tuple[list[tuple[str, bytes
         entries[digest] = raw
         state = data["states"].get(entry["version"])
         row = row_of(entry, digest)
-        rows.append(replace(row, state=copy.deepcopy(state), amis=amis.get(entry["version"])))
+        rows.append(replace(row, state=copy.deepcopy(state)))
     work.import_rows(rows, entries)
     work.import_records(records)
+    for position, rec in enumerate(records, start=1):
+        work.derive(rec, position)
     versions = {r.version for r in rows}
     for name, pointer in data["channels"].items():
         if pointer["version"] not in versions:

@@ -9,6 +9,7 @@ from typing import cast
 
 from factory.catalog.docs_types import ChannelPointer, HistoryRecord, StateDoc
 from factory.catalog.v3.formats import SCHEMA_VERSION, Fields, FileRef
+from factory.core.errors import CatalogError
 
 JsonObject = dict[str, object]
 
@@ -137,9 +138,12 @@ class SegmentRef:
 class Row:
     """One version of an image as its page lists it; ``entry`` is the sha256 of its entry file.
 
-    ``state`` (its lifecycle state, history.effect; None: active, never changed) and ``amis`` (its
-    AMI copies, the newest ``distribute`` record; None: only the build region) change after
-    publication: the page that holds the row is then written anew (copy-on-write)."""
+    What the history says about the version after publication is kept on its row, so that no
+    query replays the history: ``state`` (history.effect; None: active, never changed), ``amis``
+    (its AMI copies, the newest ``distribute`` record; None: only the build region), ``held``
+    (the channels it has been on: state.channels_held) and ``scan`` (the position of its newest
+    ``scan`` record in the image's chain: state.last_record). A change of these writes the page
+    that holds the row anew (copy-on-write)."""
 
     version: str
     created: str
@@ -147,6 +151,8 @@ class Row:
     parent: tuple[str, str] | None  # (image, version) it was built FROM; None: bootstrapped
     state: StateDoc | None = None
     amis: tuple[JsonObject, ...] | None = None
+    held: tuple[str, ...] = ()
+    scan: int | None = None
 
     def to_json(self) -> JsonObject:
         parent = None if self.parent is None else {"image": self.parent[0], "version": self.parent[1]}
@@ -160,6 +166,10 @@ class Row:
             data["state"] = self.state
         if self.amis is not None:
             data["amis"] = list(self.amis)
+        if self.held:
+            data["held"] = list(self.held)
+        if self.scan is not None:
+            data["scan"] = self.scan
         return data
 
     @classmethod
@@ -175,6 +185,8 @@ class Row:
             parent=parent,
             state=state_of(found, "state"),
             amis=amis_of(found, "amis"),
+            held=tuple(found.texts("held")) if "held" in found.data else (),
+            scan=found.number("scan") if "scan" in found.data else None,
         )
 
 
@@ -243,6 +255,7 @@ class Checkpoint:
     imported: int  # how many of them are v2 records copied verbatim by the migration
     head: str | None  # hash of the last record
     segment: SegmentRef | None  # the last segment of the history (None: no record yet)
+    queued: tuple[int, ...] = ()  # positions of the signals that queued a rebuild since the last publish
 
     def to_json(self) -> JsonObject:
         return {
@@ -259,6 +272,7 @@ class Checkpoint:
                 "imported": self.imported,
                 "head": self.head,
                 "segment": None if self.segment is None else self.segment.to_json(),
+                "queued": list(self.queued),
             },
         }
 
@@ -285,6 +299,7 @@ class Checkpoint:
             imported=history.number("imported"),
             head=history.maybe_text("head"),
             segment=None if history.raw("segment") is None else SegmentRef.parse(history.obj("segment")),
+            queued=tuple(_positions(history, "queued")),
         )
 
 
@@ -324,3 +339,13 @@ def empty_checkpoint(catalog_id: str, image: str) -> Checkpoint:
         head=None,
         segment=None,
     )
+
+
+def _positions(found: Fields, key: str) -> list[int]:
+    value = found.raw(key)
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise CatalogError(
+            f"{found.where}: {found.prefix}.{key}: a list of record positions is expected",
+            hint="restore the file from backup; `factory verify-catalog` lists every problem",
+        )
+    return list(value)

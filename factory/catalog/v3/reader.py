@@ -297,6 +297,30 @@ class View:
         for records in reversed(segments):
             yield from records
 
+    def record_at(self, image: str, position: int) -> HistoryRecord:
+        """The record at ``position`` of the image's chain: segments are read from the last back
+        to the one that holds it (one or two for a recent record)."""
+        ref = self.image(image).segment
+        while ref is not None and ref.first > position:
+            ref = self.segment(image, ref)[1]
+        if ref is None or position > ref.last:
+            raise CatalogError(f"{self.catalog.where}: images.{image}: no record at position {position}")
+        return self.segment(image, ref)[0][position - ref.first]
+
+    def channels_held(self, image: str, version: str) -> set[str]:
+        """The channels the version has been on (state.channels_held), from its row."""
+        row = self.row(image, version)
+        return set() if row is None else set(row.held)
+
+    def last_scan(self, image: str, version: str) -> HistoryRecord | None:
+        """The version's newest ``scan`` record (state.last_record(..., "scan"))."""
+        row = self.row(image, version)
+        return None if row is None or row.scan is None else self.record_at(image, row.scan)
+
+    def queued_signals(self, image: str) -> list[HistoryRecord]:
+        """The signals that queued the image for a rebuild since its last publication."""
+        return [self.record_at(image, position) for position in self.image(image).queued]
+
     def children(self, image: str, version: str) -> list[tuple[str, str]]:
         """(image, version) of the versions built directly on this one: only the images whose
         snapshot entry names ``image`` as a parent are read."""
