@@ -134,7 +134,7 @@ class ImageWork:
         else:
             self.touched[row.version] = row
 
-    def _look(self, version: str) -> None:
+    def look(self, version: str) -> None:
         """Bring the version's state in, for history.effect to read and change."""
         if version in self.looked:
             return
@@ -212,7 +212,7 @@ class ImageWork:
         """What one record does: channels and states (history.effect), stacks, AMI copies."""
         version = rec["version"]
         if version is not None:
-            self._look(version)
+            self.look(version)
         before = copy.deepcopy(self.states.get(version)) if version is not None else None
         history.effect(
             cast(ImageDoc, {"versions": [], "channels": self.channels, "states": self.states}), rec
