@@ -20,7 +20,7 @@ host: ## Install packer, podman(-docker), runc, debootstrap; write containers.co
 
 $(STAMP): pyproject.toml | host
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-compile -e '.[dev]'
 	@touch $@
 
 keys/local: | $(STAMP)

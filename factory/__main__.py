@@ -7,10 +7,18 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from factory.cli.main import main_inner
-from factory.core import log
-from factory.core.errors import FactoryError
-from factory.core.text import safe
+from factory.core.imports import absent
+
+# jsonschema probes at import for the format libraries the dev extras install; parsing their
+# grammars costs about 40 ms of every command's start. A command checks no format
+# (factory.core.schemas), so here, and only here, they are answered "not installed" while the
+# CLI loads (rfc3987_syntax is answered so everywhere: factory.core.schemas). Code that imports
+# the factory without the CLI (the tests) keeps them.
+with absent("rfc3986_validator", "isoduration"):
+    from factory.cli.main import main_inner
+    from factory.core import log
+    from factory.core.errors import FactoryError
+    from factory.core.text import safe
 
 # 128 + SIGPIPE: what a coreutils tool's exit looks like when the reader of its output went away.
 BROKEN_PIPE = 141
