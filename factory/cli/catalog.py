@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, cast
 
@@ -14,6 +15,8 @@ from factory.catalog import s3 as s3catalog
 from factory.catalog.docs_types import IndexDoc
 from factory.catalog.indexdoc import image_of, state_of
 from factory.catalog.store import Catalog
+from factory.catalog.v3.formats import CATALOG
+from factory.catalog.v3.migrate import migrate_v2
 from factory.cli.common import (
     Verb,
     actor_of,
@@ -37,6 +40,8 @@ from factory.registry import verify as registry_verify
 def cmd_catalog(args: argparse.Namespace, layout: Layout) -> int:
     if args.image == REFRESH:
         return _refresh(args, layout)
+    if args.image == MIGRATE:
+        return _migrate(args, layout)
     catalog = open_catalog(layout)
     doc = audit.trusted(catalog)
     if args.image and args.image not in doc["images"]:
@@ -103,6 +108,27 @@ def _refresh(args: argparse.Namespace, layout: Layout) -> int:
         emit({"generation": generation, "expires": expires})
     else:
         out(f"{catalog.where}: generation {generation}, signed snapshot valid until {expires}")
+    return 0
+
+
+def _migrate(args: argparse.Namespace, layout: Layout) -> int:
+    """`factory catalog migrate`: the v2 catalog (index.json) becomes a v3 one (docs/catalog-v3.md);
+    once done, running it again changes nothing."""
+    store = open_catalog(layout).store
+    signer = trust.load_signer()
+    found = migrate_v2(
+        store, layout.keys, signer, cache=layout.cache, expiry_days=freshness.expiry_days(layout)
+    )
+    if args.json:
+        emit({**asdict(found), "catalog": store.describe(CATALOG)})
+    elif found.done:
+        out(
+            f"{store.describe(CATALOG)}: migrated {found.versions} versions of {found.images} image(s) and "
+            f"{found.records} history records (generation {found.generation}); the v2 index is kept "
+            f"as {store.describe(found.archive.path)}"
+        )
+    else:
+        out(f"{store.describe(CATALOG)}: already migrated (generation {found.generation}); nothing to do")
     return 0
 
 
@@ -310,12 +336,14 @@ def _keygen_args(parser: argparse.ArgumentParser) -> None:
 
 V = "20261129.084512-0123456789ab"
 REFRESH = "refresh"  # `factory catalog refresh`: not an image name (factory.core.config refuses it)
+MIGRATE = "migrate"  # `factory catalog migrate`: likewise
 VERBS = (
     Verb(
         name="catalog",
         summary="Show the published versions, newest first, with their channels and states.",
         details="`factory catalog refresh` re-signs the catalog's snapshot (a new generation and expiry,\n"
-        "[catalog] expiry_days of factory.toml) and changes nothing else; run it daily.",
+        "[catalog] expiry_days of factory.toml) and changes nothing else; run it daily.\n"
+        "`factory catalog migrate` turns a v2 catalog (index.json) into a v3 one (docs/catalog-v3.md).",
         example="factory catalog base --json   |   factory catalog refresh",
         handler=cmd_catalog,
         arguments=_image_args,

@@ -4,9 +4,14 @@ Also a timing print of resolve at 100 and 10,000 versions (not an assertion)."""
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+import shutil
 import statistics
 import time
 from collections.abc import Callable
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,9 +26,11 @@ from factory.catalog.v3.formats import CATALOG, V2_INDEX
 from factory.catalog.v3.migrate import is_marker, migrate_v2
 from factory.catalog.v3.reader import CatalogV3
 from factory.catalog.v3.writer import Change, WriterV3
+from factory.core.config import Layout
 from factory.core.errors import CatalogError
 from tests.fixtures.catalog_v3 import Counting, MemoryStore, signed_entry
-from tests.unit.conftest import ACTOR, World
+from tests.unit.conftest import ACTOR, KeyPair, World
+from tests.unit.test_cli import Cli
 
 
 @pytest.fixture
@@ -275,3 +282,71 @@ def test_resolve_time_does_not_grow_with_the_catalog(
             f"v3 promote (in-process, committed, median of 5): 100 versions {promote['100']:.1f} ms, "
             f"10,000 versions {promote['10000']:.1f} ms"
         )
+
+
+# -- the command: `factory catalog migrate` ------------------------------------------------
+
+
+@pytest.fixture
+def cli(layout: Layout, world: World, session_key: KeyPair, monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """As tests/unit/test_cli.py's: the v2 world's catalog at layout.catalog, signed with its key."""
+    monkeypatch.setenv("FACTORY_SIGNING_KEY", str(session_key.private))
+    return Cli(layout=layout, world=world)
+
+
+def catalog_files(root: Path) -> dict[str, bytes]:
+    """Every file of the catalog but the writers' lock file."""
+    found = {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    return {name: data for name, data in found.items() if name != ".lock"}
+
+
+def test_the_migrate_command_migrates_then_says_there_is_nothing_to_do(
+    cli: Cli, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = cli.layout.catalog
+    raw = (root / V2_INDEX).read_bytes()
+    assert cli("catalog", "migrate") == 0
+    said = capsys.readouterr().out
+    assert f"{root / CATALOG}: migrated 8 versions of 2 image(s)" in said
+    assert f"archive/v2-index.{hashlib.sha256(raw).hexdigest()}.json" in said
+    assert is_marker((root / V2_INDEX).read_bytes())
+    assert audit(CatalogV3(LocalStore(root), cli.layout.keys)) == []
+    after = catalog_files(root)
+    assert cli("catalog", "migrate", "--json") == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["done"] is False
+    assert answer["catalog"] == str(root / CATALOG)
+    assert answer["archive"]["sha256"] == hashlib.sha256(raw).hexdigest()
+    assert catalog_files(root) == after
+
+
+def test_the_migrate_command_uses_the_configured_expiry(
+    cli: Cli, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = cli.layout.settings
+    settings.write_text(settings.read_text().replace("expiry_days = 7", "expiry_days = 2"))
+    assert cli("catalog", "migrate") == 0
+    head = CatalogV3(LocalStore(cli.layout.catalog), cli.layout.keys).head_unchecked()
+    assert date.fromisoformat(head.expires[:10]) - date.fromisoformat(head.updated[:10]) == timedelta(days=2)
+
+
+def test_the_migrate_command_without_a_catalog_exits_2_naming_the_file(
+    cli: Cli, console: io.StringIO, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shutil.rmtree(cli.layout.catalog)
+    assert cli("catalog", "migrate") == 2
+    assert f"{cli.layout.catalog / V2_INDEX}: no v2 catalog to migrate" in console.getvalue()
+    assert capsys.readouterr().out == ""
+    assert not (cli.layout.catalog / CATALOG).exists()
+
+
+def test_the_migrate_command_refuses_a_tampered_v2_catalog_and_writes_nothing(
+    cli: Cli, console: io.StringIO
+) -> None:
+    root = cli.layout.catalog
+    index = root / V2_INDEX
+    index.write_bytes(index.read_bytes().replace(cli.world.base[0].encode(), cli.world.base[1].encode(), 1))
+    before = catalog_files(root)
+    assert cli("catalog", "migrate") == 2
+    assert str(index) in console.getvalue()
+    assert catalog_files(root) == before
