@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from factory.catalog import history
-from factory.catalog.docs_types import EntryDoc, HistoryRecord, ImagesDoc, IndexDoc
+from factory.catalog.docs_types import EntryDoc, HistoryRecord, ImagesDoc, IndexDoc, StateView
 from factory.catalog.indexdoc import image_of, state_of
 from factory.catalog.store import LATEST, Catalog
 from factory.core.errors import ConfigError
@@ -31,19 +31,28 @@ def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def status(doc: ImagesDoc, image: str, version: str, now: datetime) -> str:
-    """active, revoked, revoke-scheduled, deprecated, obsolete; `collected` is reported separately."""
-    state = state_of(image_of(doc, image)["states"], version)
+def status_of(state: StateView, now: datetime) -> str:
+    """A version's status from its state (empty: active): active, revoked, revoke-scheduled,
+    deprecated, obsolete; `collected` is reported separately. The rule of v2 and v3 readers."""
     current = str(state.get("status", "active"))
     if current == "revoked" and parse_time(state["at"]) > now:
         return "revoke-scheduled"
     return current
 
 
+def good(state: StateView, now: datetime) -> bool:
+    """Fit to be pointed at: not revoked (now), not obsolete, artifact not collected."""
+    return status_of(state, now) not in ("revoked", "obsolete") and not state.get("collected")
+
+
+def status(doc: ImagesDoc, image: str, version: str, now: datetime) -> str:
+    """active, revoked, revoke-scheduled, deprecated, obsolete; `collected` is reported separately."""
+    return status_of(state_of(image_of(doc, image)["states"], version), now)
+
+
 def is_good(doc: ImagesDoc, image: str, version: str, now: datetime) -> bool:
     """Fit to be pointed at: not revoked (now), not obsolete, artifact not collected."""
-    state = state_of(image_of(doc, image)["states"], version)
-    return status(doc, image, version, now) not in ("revoked", "obsolete") and not state.get("collected")
+    return good(state_of(image_of(doc, image)["states"], version), now)
 
 
 def entry_of(doc: IndexDoc, image: str, version: str) -> EntryDoc | None:

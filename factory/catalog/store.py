@@ -35,6 +35,8 @@ from factory.catalog.sslib import Key
 from factory.catalog.storage import Conflict, LocalStore, Store, open_store
 from factory.catalog.trust import BadSignature, Signer, open_signed, sign, statement, trusted_keys
 from factory.catalog.txn import Txn
+from factory.catalog.v3.formats import CATALOG
+from factory.catalog.v3.reader import CatalogV3
 from factory.core import jsonio, log
 from factory.core.clock import iso, now_utc
 from factory.core.config import Layout
@@ -141,6 +143,14 @@ class Catalog:
 
     def exists(self) -> bool:
         return self.store.exists(INDEX)
+
+    def v3(self) -> CatalogV3 | None:
+        """The v3 catalog at the same place, when it has a catalog.json (a migrated or v3-made
+        catalog), read with this reader's keys and cache; None for a v2 or absent catalog. The
+        commands moved onto v3 read it (docs/catalog-v3.md, "how the commands move")."""
+        if not self.store.exists(CATALOG):
+            return None
+        return CatalogV3(self.store, self.keys_root, cache=self.cache)
 
     def index_bytes(self) -> bytes | None:
         return self._read_index()[0]
