@@ -6,15 +6,18 @@ signature fails, to name the entry that was changed.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Literal
 
-from factory.catalog import history, provenance
+from factory.catalog import freshness, history, provenance
 from factory.catalog.docs_types import IndexDoc, Ledger
 from factory.catalog.indexdoc import image_of
 from factory.catalog.store import Catalog, Untrusted
 from factory.catalog.trust import BadSignature, digest, open_envelope
+from factory.catalog.v3.audit import audit as v3_audit
+from factory.catalog.v3.audit import signed_file_problems
+from factory.catalog.v3.reader import CatalogV3, View
 from factory.core.errors import CatalogError
 
 
@@ -33,31 +36,15 @@ def audit(catalog: Catalog, doc: IndexDoc, *, files: bool = True) -> list[str]:
 
 def _versions(catalog: Catalog, doc: IndexDoc, *, files: bool) -> list[str]:
     problems = []
-    for image, data in sorted(doc["images"].items()):
+    for _, data in sorted(doc["images"].items()):
         for entry in data["versions"]:
             try:
                 catalog.verify_entry(entry)
             except CatalogError as exc:
                 problems.append(exc.message.replace(f"{catalog.where}: ", ""))
                 continue
-            if not files:
-                continue
-            signed_files = [
-                (entry["manifest"]["path"], entry["manifest"]["sha256"]),
-                (entry["tests"]["junit"], entry["tests"]["junit_sha256"]),
-            ]
-            if "sbom" in entry:  # versions published before SBOMs have none
-                signed_files.append((entry["sbom"]["path"], entry["sbom"]["sha256"]))
-            if "idempotence" in entry:  # only images with external roles have one
-                signed_files.append((entry["idempotence"]["path"], entry["idempotence"]["sha256"]))
-            for rel, expected in signed_files:
-                try:
-                    actual: str | None = hashlib.sha256(catalog.read_file(rel)).hexdigest()
-                except OSError:
-                    actual = None
-                if actual != expected:
-                    what = "missing" if actual is None else "changed after signing"
-                    problems.append(f"images.{image}.versions[{entry['version']}]: {rel} is {what}")
+            if files:
+                problems.extend(signed_file_problems(catalog.store, entry))
     return problems
 
 
@@ -123,6 +110,61 @@ def _derived(doc: IndexDoc, replay: Ledger, published: Mapping[tuple[str, str | 
             if name == image and version not in listed:
                 problems.append(f"images.{image}.versions[{version}]: published in history but missing")
     return problems
+
+
+@dataclass(frozen=True, kw_only=True)
+class Verified:
+    """What `factory verify-catalog` reports: every problem, and the size of what was checked."""
+
+    where: str
+    problems: tuple[str, ...]
+    versions: int
+    records: int
+    generation: int
+
+
+def verify(catalog: Catalog) -> Verified:
+    """The full audit of the catalog, v2 (index.json) or v3 (catalog.json: v3.audit); when it
+    finds nothing, the freshness check too (rolled back, another catalog's, expired: refused)."""
+    v3 = catalog.v3()
+    if v3 is not None:
+        problems = v3_audit(v3, files=True)
+        versions, records, generation = _v3_size(v3, clean=not problems)
+        return Verified(
+            where=v3.where,
+            problems=tuple(problems),
+            versions=versions,
+            records=records,
+            generation=generation,
+        )
+    doc = catalog.load_unverified()  # the audit checks every signature and says what fails
+    problems = audit(catalog, doc)
+    if not problems:
+        freshness.check(catalog, doc)
+    return Verified(
+        where=catalog.where,
+        problems=tuple(problems),
+        versions=sum(len(d["versions"]) for d in doc["images"].values()),
+        records=len(doc["history"]),
+        generation=doc["generation"],
+    )
+
+
+def _v3_size(catalog: CatalogV3, *, clean: bool) -> tuple[int, int, int]:
+    """Versions, records and generation of a v3 catalog; a clean one is opened as a reader opens
+    it (freshness checked), one with problems as far as it can be read (zeros where it cannot)."""
+    try:
+        if clean:
+            view = catalog.open()
+        else:
+            head = catalog.head_unchecked()
+            view = View(catalog, head, catalog.snapshot(head))
+        images = [view.image(name) for name in view.images()]
+    except CatalogError:
+        if clean:
+            raise
+        return 0, 0, 0
+    return sum(i.versions for i in images), sum(i.records for i in images), view.head.generation
 
 
 def trusted(catalog: Catalog) -> IndexDoc:

@@ -218,25 +218,21 @@ def cmd_keygen(args: argparse.Namespace, layout: Layout) -> int:
 
 
 def cmd_verify_catalog(args: argparse.Namespace, layout: Layout) -> int:
-    catalog = open_catalog(layout)
-    doc = catalog.load_unverified()  # the audit checks every signature and says what fails
-    problems = audit.audit(catalog, doc)
-    if not problems:
-        freshness.check(catalog, doc)  # rolled back, another catalog's, or expired: refused too
-    versions = sum(len(d["versions"]) for d in doc["images"].values())
+    found = audit.verify(open_catalog(layout))
+    problems = list(found.problems)
     if args.json:
         emit(
-            {"ok": not problems, "problems": problems, "versions": versions, "records": len(doc["history"])}
+            {"ok": not problems, "problems": problems, "versions": found.versions, "records": found.records}
         )
     if problems:
         raise CatalogError(
-            f"{catalog.where}: {len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems),
+            f"{found.where}: {len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems),
             hint="restore the catalog from backup; the entries named above cannot be trusted",
         )
     if not args.json:
         out(
-            f"{catalog.where}: {versions} versions, {len(doc['history'])} history records, "
-            f"generation {doc['generation']}: every signature and the history chain verify"
+            f"{found.where}: {found.versions} versions, {found.records} history records, "
+            f"generation {found.generation}: every signature and the history chain verify"
         )
     return 0
 

@@ -12,8 +12,16 @@ from collections.abc import Mapping
 from typing import cast
 
 from factory.catalog import history, provenance
-from factory.catalog.docs_types import ChannelPointer, HistoryRecord, ImageDoc, JsonObject, StateDoc
+from factory.catalog.docs_types import (
+    ChannelPointer,
+    EntryDoc,
+    HistoryRecord,
+    ImageDoc,
+    JsonObject,
+    StateDoc,
+)
 from factory.catalog.indexdoc import parse as parse_v2
+from factory.catalog.storage import Store
 from factory.catalog.store import LATEST, Catalog
 from factory.catalog.trust import BadSignature, digest, open_envelope
 from factory.catalog.v3.chain import STACK_DEPTH, push
@@ -23,8 +31,10 @@ from factory.catalog.v3.writer import read_root
 from factory.core.errors import CatalogError
 
 
-def audit(catalog: CatalogV3) -> list[str]:
-    """Every problem found, each naming its file or image; an empty list: the catalog is intact."""
+def audit(catalog: CatalogV3, *, files: bool = False) -> list[str]:
+    """Every problem found, each naming its file or image; an empty list: the catalog is intact.
+    ``files`` (verify-catalog): also the manifest, JUnit, SBOM and idempotence files each entry
+    names, by their sha256 (the catalog's own metadata is checked either way)."""
     try:
         head = catalog.head_unchecked()
         view = View(catalog, head, catalog.snapshot(head))
@@ -35,7 +45,7 @@ def audit(catalog: CatalogV3) -> list[str]:
     problems.extend(more)
     for image in view.images():
         try:
-            problems.extend(_image(view, image, archived))
+            problems.extend(_image(view, image, archived, files=files))
         except CatalogError as exc:
             problems.append(exc.message)
     return problems
@@ -112,7 +122,7 @@ def _record_problem(rec: HistoryRecord, view: View) -> str | None:
     return None
 
 
-def _image(view: View, image: str, archived: set[str]) -> list[str]:
+def _image(view: View, image: str, archived: set[str], *, files: bool) -> list[str]:
     checkpoint = view.image(image)
     problems: list[str] = []
     where = f"images.{image}"
@@ -149,7 +159,7 @@ def _image(view: View, image: str, archived: set[str]) -> list[str]:
         problems.append(f"{where}: history head is not the last record's (records removed?)")
     if list(checkpoint.queued) != derived.queued:
         problems.append(f"{where}: queued signals do not match the signed history")
-    problems.extend(_rows(view, image, replay["states"], published, derived))
+    problems.extend(_rows(view, image, replay["states"], published, derived, files=files))
     problems.extend(_channels(view, image, replay["channels"], stacks))
     return problems
 
@@ -160,6 +170,8 @@ def _rows(
     states: Mapping[str, StateDoc],
     published: Mapping[str, object],
     derived: Derived,
+    *,
+    files: bool,
 ) -> list[str]:
     problems = []
     rows = view.rows(image)
@@ -174,6 +186,8 @@ def _rows(
         except CatalogError as exc:
             problems.append(exc.message)
             continue
+        if files:
+            problems.extend(signed_file_problems(view.catalog.store, entry))
         if published.get(row.version) != provenance.entry_digest(entry):
             problems.append(f"{where}: no publish record in history names this entry")
         if row.state != states.get(row.version):
@@ -212,4 +226,28 @@ def _channels(
     for name in sorted(set(checkpoint.stacks) | set(stacks)):
         if list(checkpoint.stacks.get(name, ())) != stacks.get(name, []):
             problems.append(f"images.{image}.stacks.{name}: does not match the signed history")
+    return problems
+
+
+def signed_file_problems(store: Store, entry: EntryDoc) -> list[str]:
+    """The files a signed entry names (manifest, JUnit report, SBOM, idempotence report) that are
+    missing or whose bytes do not have the sha256 it names (v2 and v3 catalogs alike)."""
+    signed_files = [
+        (entry["manifest"]["path"], entry["manifest"]["sha256"]),
+        (entry["tests"]["junit"], entry["tests"]["junit_sha256"]),
+    ]
+    if "sbom" in entry:  # versions published before SBOMs have none
+        signed_files.append((entry["sbom"]["path"], entry["sbom"]["sha256"]))
+    if "idempotence" in entry:  # only images with external roles have one
+        signed_files.append((entry["idempotence"]["path"], entry["idempotence"]["sha256"]))
+    problems = []
+    for rel, expected in signed_files:
+        try:
+            found = store.read(rel)
+        except OSError:
+            found = None
+        actual = None if found is None else sha256(found[0])
+        if actual != expected:
+            what = "missing" if actual is None else "changed after signing"
+            problems.append(f"images.{entry['image']}.versions[{entry['version']}]: {rel} is {what}")
     return problems
