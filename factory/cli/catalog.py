@@ -10,13 +10,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, cast
 
-from factory.catalog import audit, cvetimes, diff, freshness, history, hooks, resolve, site, state, trust
+from factory.catalog import audit, cvetimes, diff, history, hooks, resolve, site, state, trust, upkeep
 from factory.catalog import s3 as s3catalog
 from factory.catalog.docs_types import IndexDoc
 from factory.catalog.indexdoc import image_of, state_of
 from factory.catalog.store import Catalog
 from factory.catalog.v3.formats import CATALOG
-from factory.catalog.v3.migrate import migrate_v2
 from factory.cli.common import (
     Verb,
     actor_of,
@@ -97,38 +96,33 @@ def cmd_catalog(args: argparse.Namespace, layout: Layout) -> int:
 
 
 def _refresh(args: argparse.Namespace, layout: Layout) -> int:
-    """`factory catalog refresh`: re-sign the snapshot (a new generation and expiry), nothing else."""
-    catalog = open_catalog(layout)
-    if not catalog.exists():
-        raise CatalogError(
-            f"{catalog.where}: no catalog to refresh", hint="a bake publishes the first version"
-        )
-    generation, expires = freshness.refresh(catalog, trust.load_signer(), actor_of(args, layout))
+    """`factory catalog refresh`: re-sign the catalog (a new generation and expiry), nothing else."""
+    where, generation, expires = upkeep.refresh(
+        open_catalog(layout), trust.load_signer(), actor_of(args, layout)
+    )
     if args.json:
         emit({"generation": generation, "expires": expires})
     else:
-        out(f"{catalog.where}: generation {generation}, signed snapshot valid until {expires}")
+        out(f"{where}: generation {generation}, signed snapshot valid until {expires}")
     return 0
 
 
 def _migrate(args: argparse.Namespace, layout: Layout) -> int:
     """`factory catalog migrate`: the v2 catalog (index.json) becomes a v3 one (docs/catalog-v3.md);
     once done, running it again changes nothing."""
-    store = open_catalog(layout).store
-    signer = trust.load_signer()
-    found = migrate_v2(
-        store, layout.keys, signer, cache=layout.cache, expiry_days=freshness.expiry_days(layout)
-    )
+    catalog = open_catalog(layout)
+    found = upkeep.migrate(catalog, trust.load_signer())
+    where = catalog.store.describe(CATALOG)
     if args.json:
-        emit({**asdict(found), "catalog": store.describe(CATALOG)})
+        emit({**asdict(found), "catalog": where})
     elif found.done:
         out(
-            f"{store.describe(CATALOG)}: migrated {found.versions} versions of {found.images} image(s) and "
+            f"{where}: migrated {found.versions} versions of {found.images} image(s) and "
             f"{found.records} history records (generation {found.generation}); the v2 index is kept "
-            f"as {store.describe(found.archive.path)}"
+            f"as {catalog.store.describe(found.archive.path)}"
         )
     else:
-        out(f"{store.describe(CATALOG)}: already migrated (generation {found.generation}); nothing to do")
+        out(f"{where}: already migrated (generation {found.generation}); nothing to do")
     return 0
 
 

@@ -13,7 +13,6 @@ import pytest
 from factory.catalog import freshness
 from factory.catalog.storage import LocalStore
 from factory.catalog.v3.reader import CatalogV3
-from factory.catalog.v3.writer import WriterV3
 from factory.core.clock import now_utc
 from factory.core.config import Layout
 from tests.unit.conftest import ACTOR, KeyPair, World
@@ -77,12 +76,11 @@ def test_a_changed_history_segment_is_named(cli: Cli, console: io.StringIO) -> N
     assert f"{segment}: sha256 is" in console.getvalue()
 
 
-def test_a_catalog_rolled_back_is_refused(cli: Cli, console: io.StringIO, session_key: KeyPair) -> None:
+def test_a_catalog_rolled_back_is_refused(cli: Cli, console: io.StringIO) -> None:
     top = cli.layout.catalog / "catalog.json"
     old = top.read_bytes()
-    v3 = CatalogV3(LocalStore(cli.layout.catalog), cli.layout.keys, cache=cli.layout.cache)
-    WriterV3(v3).refresh(session_key.signer, ACTOR)
-    assert cli("verify-catalog") == 0  # this reader has seen the newer generation
+    assert cli("catalog", "refresh", "--actor", ACTOR) == 0  # a new generation, signed
+    assert cli("verify-catalog") == 0  # this reader has seen it
     top.write_bytes(old)
     assert cli("verify-catalog") == 2
     err = console.getvalue()
@@ -100,3 +98,19 @@ def test_an_expired_catalog_is_refused_naming_the_refresh(
     err = console.getvalue()
     assert f"{cli.layout.catalog / 'catalog.json'}" in err
     assert "factory catalog refresh" in err
+
+
+def test_refresh_re_signs_a_migrated_catalog(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
+    top = cli.layout.catalog / "catalog.json"
+    before = CatalogV3(LocalStore(cli.layout.catalog), cli.layout.keys).head_unchecked()
+    index = (cli.layout.catalog / "index.json").read_bytes()
+    capsys.readouterr()
+    assert cli("catalog", "refresh", "--actor", ACTOR, "--json") == 0
+    answer = json.loads(capsys.readouterr().out)
+    after = CatalogV3(LocalStore(cli.layout.catalog), cli.layout.keys).head_unchecked()
+    assert answer == {"generation": before.generation + 1, "expires": after.expires}
+    assert after.snapshot != before.snapshot  # the snapshot of the next generation
+    assert (cli.layout.catalog / "index.json").read_bytes() == index  # the marker is left alone
+    assert cli("catalog", "refresh", "--actor", ACTOR) == 0
+    assert capsys.readouterr().out.startswith(f"{top}: generation {before.generation + 2}, signed")
+    assert cli("verify-catalog") == 0
