@@ -13,28 +13,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
-from factory.catalog.docs_types import EntryDoc, IndexDoc
-from factory.catalog.indexdoc import state_of
-from factory.catalog.state import (
-    channels_held,
-    current,
-    descendants,
-    is_good,
-    newest_good,
-    parse_time,
-    previous_good,
-    require_channel,
-    require_entry,
-    status,
-)
+from factory.catalog.changes import Changes, changes_of
+from factory.catalog.docs_types import EntryDoc
+from factory.catalog.state import good, parse_time, require_channel, status_of
 from factory.catalog.store import LATEST, Catalog
 from factory.catalog.trust import Signer
 from factory.catalog.txn import Txn
+from factory.catalog.v3.writer import Change, WriterV3
 from factory.core.clock import iso
-from factory.core.errors import ConfigError
+from factory.core.errors import CatalogError, ConfigError
 
 GOOD_FOR_PROMOTION = ("active",)
 T = TypeVar("T")
+Writing = Txn | Change  # one change of a v2 index or of a v3 catalog (factory.catalog.changes)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,7 +47,33 @@ def change(
     than writing catalog files that are the same each time.
     """
 
+    if catalog.v3() is not None:
+        raise CatalogError(
+            f"{catalog.location}: a v3 catalog (catalog.json); this command writes v2 catalogs only",
+            hint="promote, rollback, revoke, restore, deprecate and refresh write v3 catalogs",
+        )
     return catalog.update(signer, actor, body, now=now, prepare=apply_due)
+
+
+def update(
+    catalog: Catalog,
+    signer: Signer,
+    actor: str,
+    body: Callable[[Writing], T],
+    *,
+    now: datetime | None = None,
+) -> T:
+    """``change`` for a body written against ``Changes``: on a v3 catalog (catalog.json) one
+    ``WriterV3.update`` (the same retries after a lost race), on a v2 one ``Catalog.update``."""
+    v3 = catalog.v3()
+    if v3 is None:
+        return catalog.update(signer, actor, body, now=now, prepare=apply_due)
+
+    def run(change: Change) -> T:
+        apply_due(change)
+        return body(change)
+
+    return WriterV3(v3, expiry_days=catalog.expiry_days).update(signer, actor, run, now=now)
 
 
 @contextmanager
@@ -69,17 +86,52 @@ def transaction(
         yield txn
 
 
+# -- state queries on one change ---------------------------------------------------------------
+
+
+def _status(book: Changes, image: str, version: str) -> str:
+    return status_of(book.state(image, version), book.now)
+
+
+def _good(book: Changes, image: str, version: str) -> bool:
+    return good(book.state(image, version), book.now)
+
+
+def _current(book: Changes, image: str, channel: str) -> str | None:
+    return book.channels(image).get(channel)
+
+
+def previous_good(book: Changes, image: str, channel: str, *, skip: Sequence[str] = ()) -> str | None:
+    """The newest version below the current one on the channel's stack that is still good."""
+    here = _current(book, image, channel)
+    stack = book.stack(image, channel)
+    if stack and stack[-1] == here:
+        stack.pop()
+    for version in reversed(stack):
+        if version != here and version not in skip and _good(book, image, version):
+            return version
+    return None
+
+
+def newest_good(book: Changes, image: str) -> str | None:
+    for version in book.newest_first(image):
+        if _good(book, image, version):
+            return version
+    return None
+
+
 # -- operations ------------------------------------------------------------------------------
 
 
-def move_latest(txn: Txn, image: str) -> Move | None:
+def move_latest(txn: Writing | Changes, image: str) -> Move | None:
     """`latest` follows the newest good version; a no-op when it already does."""
-    target = newest_good(txn.doc, image, txn.now)
-    here = current(txn.doc, image, LATEST)
+    book = txn if not isinstance(txn, Txn | Change) else changes_of(txn)
+    target = newest_good(book, image)
+    here = _current(book, image, LATEST)
     if target == here:
         return None
     reason = "newest good version" if target else "no good version left"
-    txn.record(
+    book.record(
         "promote" if target else "rollback", image, channel=LATEST, source=here, to=target, reason=reason
     )
     return Move(image=image, channel=LATEST, source=here, to=target, reason=reason)
@@ -103,12 +155,12 @@ def check_channel(
     require_channel(channel, order, what=what)
 
 
-def _unfit(doc: IndexDoc, entry: EntryDoc, now: datetime) -> str | None:
+def _unfit(book: Changes, entry: EntryDoc) -> str | None:
     """Why the version may go to no channel at all (its evidence or its state), if it may not."""
     image, version = entry["image"], entry["version"]
     tests = entry["tests"]
-    detail = state_of(doc["images"][image]["states"], version)
-    state = status(doc, image, version, now)
+    detail = book.state(image, version)
+    state = _status(book, image, version)
     if entry["dirty"]:
         return f"{image} {version} was built from a dirty tree"
     if tests["failed"] or tests["errors"] or tests["passed"] < 1:
@@ -124,15 +176,15 @@ def _unfit(doc: IndexDoc, entry: EntryDoc, now: datetime) -> str | None:
 
 
 def promotion_refusal(
-    doc: IndexDoc, entry: EntryDoc, order: Sequence[str], channel: str, now: datetime
+    book: Changes, entry: EntryDoc, order: Sequence[str], channel: str
 ) -> tuple[str | None, str | None]:
     """(why the version may not go to channel at all, why only the order forbids it)."""
-    refusal = _unfit(doc, entry, now)
+    refusal = _unfit(book, entry)
     if refusal:
         return refusal, None
     image, version = entry["image"], entry["version"]
     index = order.index(channel)
-    if index > 0 and order[index - 1] not in channels_held(doc, image, version):
+    if index > 0 and order[index - 1] not in book.held(image, version):
         return (
             None,
             f"{image} {version} has not been on {order[index - 1]!r}, which comes before {channel!r}",
@@ -141,7 +193,7 @@ def promotion_refusal(
 
 
 def promote(
-    txn: Txn,
+    txn: Writing,
     catalog: Catalog,
     order: Sequence[str],
     *,
@@ -152,8 +204,9 @@ def promote(
     reason: str | None = None,
 ) -> Move | None:
     check_channel(catalog, order, channel)
-    entry = require_entry(catalog, txn.doc, image, version)
-    refusal, order_refusal = promotion_refusal(txn.doc, entry, order, channel, txn.now)
+    book = changes_of(txn, catalog)
+    entry = book.entry(image, version)
+    refusal, order_refusal = promotion_refusal(book, entry, order, channel)
     if refusal:
         raise ConfigError(
             f"refusing to promote: {refusal}", hint="no override skips the evidence or the state"
@@ -165,16 +218,16 @@ def promote(
         )
     if skip_order and not reason:
         raise ConfigError("--skip-order needs --reason TEXT: the override is recorded in history")
-    here = current(txn.doc, image, channel)
+    here = _current(book, image, channel)
     if here == version:
         return None
     details = {"skip_order": True} if order_refusal and skip_order else {}
-    txn.record("promote", image, channel=channel, source=here, to=version, reason=reason, details=details)
+    book.record("promote", image, channel=channel, source=here, to=version, reason=reason, details=details)
     return Move(image=image, channel=channel, source=here, to=version, reason=reason or "promoted")
 
 
 def rollback(
-    txn: Txn,
+    txn: Writing,
     catalog: Catalog,
     order: Sequence[str],
     image: str,
@@ -184,56 +237,59 @@ def rollback(
     reason: str | None = None,
 ) -> Move:
     check_channel(catalog, order, channel)  # `latest` follows the newest good version by itself
-    here = current(txn.doc, image, channel)
+    book = changes_of(txn, catalog)
+    here = _current(book, image, channel)
     if here is None:
         raise ConfigError(
             f"{image}: channel {channel!r} points to no version; there is nothing to roll back"
         )
     if to is None:
-        target = previous_good(txn.doc, image, channel, txn.now)
+        target = previous_good(book, image, channel)
         if target is None:
             raise ConfigError(
                 f"{image}: channel {channel!r} held no good version before {here}",
                 hint=f"pick one explicitly: factory rollback {image} --channel {channel} --to VERSION",
             )
     else:
-        entry = require_entry(catalog, txn.doc, image, to)
-        if entry["created"] >= require_entry(catalog, txn.doc, image, here)["created"]:
+        entry = book.entry(image, to)
+        if entry["created"] >= book.entry(image, here)["created"]:
             raise ConfigError(f"{image} {to} is not earlier than {here}, the version {channel!r} holds now")
-        refusal, _ = promotion_refusal(txn.doc, entry, (channel,), channel, txn.now)
+        refusal, _ = promotion_refusal(book, entry, (channel,), channel)
         if refusal:
             raise ConfigError(f"refusing to roll back to it: {refusal}")
         target = to
     why = reason or f"rollback from {here}"
-    txn.record("rollback", image, channel=channel, source=here, to=target, reason=why)
+    book.record("rollback", image, channel=channel, source=here, to=target, reason=why)
     return Move(image=image, channel=channel, source=here, to=target, reason=why)
 
 
 def revoke(
-    txn: Txn, catalog: Catalog, image: str, version: str, *, reason: str, at: datetime | None = None
+    txn: Writing, catalog: Catalog, image: str, version: str, *, reason: str, at: datetime | None = None
 ) -> tuple[list[tuple[str, str]], list[Move]]:
-    """Revoke a version and everything built on it; move channels off them if it is effective now."""
-    require_entry(catalog, txn.doc, image, version)
-    moment = at or txn.now
-    existing = state_of(txn.doc["images"][image]["states"], version)
+    """Revoke a version and everything built on it; move channels off them if it is effective now.
+    On a v3 catalog each image concerned is one ``Change.work``, all in one commit."""
+    book = changes_of(txn, catalog)
+    book.entry(image, version)
+    moment = at or book.now
+    existing = book.state(image, version)
     if existing.get("status") == "revoked":
-        if parse_time(existing["at"]) <= txn.now:
+        if parse_time(existing["at"]) <= book.now:
             raise ConfigError(
                 f"{image} {version} is already revoked (since {existing['at']}): {existing['reason']}"
             )
         moment = min(moment, parse_time(existing["at"]))  # a second revocation never postpones the first
     if existing.get("status") == "obsolete":
-        moment = min(moment, txn.now)  # already unusable: a scheduled revocation must not revive it
+        moment = min(moment, book.now)  # already unusable: a scheduled revocation must not revive it
     effective = iso(moment)
     revoked = [(image, version)]
-    txn.record("revoke", image, version=version, reason=reason, details={"effective": effective})
-    for child_image, child_version in descendants(txn.doc, image, version):
-        child = state_of(txn.doc["images"][child_image]["states"], child_version)
+    book.record("revoke", image, version=version, reason=reason, details={"effective": effective})
+    for child_image, child_version in book.descendants(image, version):
+        child = book.state(child_image, child_version)
         # The same two rules, per descendant: never postpone, never revive an obsolete version.
-        child_moment = min(moment, txn.now) if child.get("status") == "obsolete" else moment
+        child_moment = min(moment, book.now) if child.get("status") == "obsolete" else moment
         if child.get("status") == "revoked" and parse_time(child["at"]) <= child_moment:
             continue
-        txn.record(
+        book.record(
             "revoke",
             child_image,
             version=child_version,
@@ -244,52 +300,56 @@ def revoke(
             },
         )
         revoked.append((child_image, child_version))
-    return revoked, apply_due(txn)
+    return revoked, apply_due(book)
 
 
-def apply_due(txn: Txn) -> list[Move]:
-    """Move every channel that points at a version revoked (now) to its previous good version."""
+def apply_due(txn: Writing | Changes) -> list[Move]:
+    """Move every channel that points at a version revoked (now) to its previous good version.
+    On a v3 catalog this reads every image file (not its pages: a channel carries its state)."""
+    book = txn if not isinstance(txn, Txn | Change) else changes_of(txn)
     moves: list[Move] = []
-    for image, data in sorted(txn.doc["images"].items()):
-        for channel, pointer in sorted(data["channels"].items()):
-            version = pointer["version"]
-            if status(txn.doc, image, version, txn.now) != "revoked":
+    for image in book.images():
+        for channel, version in book.channels(image).items():
+            if _status(book, image, version) != "revoked":
                 continue
             if channel == LATEST:
-                move = move_latest(txn, image)
+                move = move_latest(book, image)
                 if move:
                     moves.append(move)
                 continue
-            target = previous_good(txn.doc, image, channel, txn.now)
-            why = f"{image} {version} was revoked: {data['states'][version].get('reason')}"
-            txn.record("rollback", image, channel=channel, source=version, to=target, reason=why)
+            target = previous_good(book, image, channel)
+            why = f"{image} {version} was revoked: {book.state(image, version).get('reason')}"
+            book.record("rollback", image, channel=channel, source=version, to=target, reason=why)
             moves.append(Move(image=image, channel=channel, source=version, to=target, reason=why))
     return moves
 
 
-def restore(txn: Txn, catalog: Catalog, image: str, version: str, *, reason: str | None = None) -> list[str]:
+def restore(
+    txn: Writing, catalog: Catalog, image: str, version: str, *, reason: str | None = None
+) -> list[str]:
     """Undo a revocation (and the revocations its descendants inherited from it)."""
-    require_entry(catalog, txn.doc, image, version)
-    if state_of(txn.doc["images"][image]["states"], version).get("status") != "revoked":
+    book = changes_of(txn, catalog)
+    book.entry(image, version)
+    if book.state(image, version).get("status") != "revoked":
         raise ConfigError(f"{image} {version} is not revoked")
     restored = [f"{image} {version}"]
     touched = [image]
-    txn.record("restore", image, version=version, reason=reason or "revocation undone")
-    for child_image, child_version in descendants(txn.doc, image, version):
-        state = state_of(txn.doc["images"][child_image]["states"], child_version)
+    book.record("restore", image, version=version, reason=reason or "revocation undone")
+    for child_image, child_version in book.descendants(image, version):
+        state = book.state(child_image, child_version)
         if state.get("inherited_from") == {"image": image, "version": version}:
-            txn.record(
+            book.record(
                 "restore", child_image, version=child_version, reason=f"{image} {version} was restored"
             )
             restored.append(f"{child_image} {child_version}")
             touched.append(child_image)
     for name in dict.fromkeys(touched):
-        move_latest(txn, name)
+        move_latest(book, name)
     return restored
 
 
 def deprecate(
-    txn: Txn,
+    txn: Writing,
     catalog: Catalog,
     *,
     image: str,
@@ -298,26 +358,27 @@ def deprecate(
     replacement: str | None,
     reason: str | None,
 ) -> None:
-    require_entry(catalog, txn.doc, image, version)
-    if state_of(txn.doc["images"][image]["states"], version).get("status") == "revoked":
+    book = changes_of(txn, catalog)
+    book.entry(image, version)
+    if book.state(image, version).get("status") == "revoked":
         raise ConfigError(
             f"{image} {version} is revoked", hint=f"restore it first: factory restore {image} {version}"
         )
     if replacement is not None:
-        require_entry(catalog, txn.doc, image, replacement)
+        book.entry(image, replacement)
         if replacement == version:
             raise ConfigError(f"{image} {version} cannot replace itself")
-        if not is_good(txn.doc, image, replacement, txn.now):
+        if not _good(book, image, replacement):
             raise ConfigError(
                 f"{image} {replacement} cannot be the replacement: it is "
-                f"{status(txn.doc, image, replacement, txn.now)} or its artifact was removed"
+                f"{_status(book, image, replacement)} or its artifact was removed"
             )
     if state != "active" and replacement is None:
         raise ConfigError(
             f"--replacement VERSION is required to mark {image} {version} {state}",
             hint="GCP-style deprecation always names what to use instead",
         )
-    txn.record(
+    book.record(
         "deprecate",
         image,
         version=version,
@@ -325,9 +386,9 @@ def deprecate(
         details={"state": state, "replacement": replacement},
     )
     if state == "obsolete":
-        for channel, pointer in sorted(txn.doc["images"][image]["channels"].items()):
-            if pointer["version"] == version and channel != LATEST:
-                txn.record(
+        for channel, pointed in book.channels(image).items():
+            if pointed == version and channel != LATEST:
+                book.record(
                     "rollback",
                     image,
                     channel=channel,
@@ -335,4 +396,4 @@ def deprecate(
                     to=replacement,
                     reason=f"{version} is obsolete; replaced by {replacement}",
                 )
-    move_latest(txn, image)
+    move_latest(book, image)
