@@ -26,10 +26,10 @@ from datetime import datetime
 from typing import NoReturn
 
 from factory.catalog import lifecycle, trust
+from factory.catalog.changes import changes_of
 from factory.catalog.docs_types import HistoryRecord, IndexDoc
 from factory.catalog.store import LATEST, Catalog
 from factory.catalog.trust import Signer
-from factory.catalog.txn import Txn
 from factory.core.config import Layout
 from factory.core.errors import ExternalToolError, FactoryError, FollowUpPending
 
@@ -133,8 +133,11 @@ def fail(change: Change, images: Sequence[str], failures: Sequence[str]) -> NoRe
 def reapply(doc: IndexDoc, image: str) -> str:
     """The command that makes the targets follow ``image`` again."""
     pointer = doc["images"][image]["channels"].get(LATEST)
-    latest = "VERSION" if pointer is None else pointer.get("version", "VERSION")
-    return f"factory distribute {image} {latest}"
+    return _reapply(image, None if pointer is None else pointer.get("version"))
+
+
+def _reapply(image: str, latest: str | None) -> str:
+    return f"factory distribute {image} {latest or 'VERSION'}"
 
 
 def pending(doc: IndexDoc, image: str) -> HistoryRecord | None:
@@ -146,21 +149,22 @@ def pending(doc: IndexDoc, image: str) -> HistoryRecord | None:
 
 
 def _record(change: Change, images: Sequence[str], *, status: str, error: str) -> None:
-    def body(txn: Txn) -> None:
+    def body(txn: lifecycle.Writing) -> None:
+        book = changes_of(txn)
         for image in images:
-            txn.record(
+            book.record(
                 FOLLOW_UP,
                 image,
                 reason=error or "the targets follow the catalog again",
                 details={
                     "status": status,
                     "targets": sorted(_FOLLOWERS),
-                    "reapply": reapply(txn.doc, image),
+                    "reapply": _reapply(image, book.channels(image).get(LATEST)),
                 },
             )
 
     try:
-        lifecycle.change(
+        lifecycle.update(
             change.catalog, change.signer or trust.load_signer(), change.actor or "factory", body
         )
     except FactoryError as exc:

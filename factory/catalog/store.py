@@ -35,6 +35,7 @@ from factory.catalog.sslib import Key
 from factory.catalog.storage import Conflict, LocalStore, Store, open_store
 from factory.catalog.trust import BadSignature, Signer, open_signed, sign, statement, trusted_keys
 from factory.catalog.txn import Txn
+from factory.catalog.v3.as_v2 import index_of
 from factory.catalog.v3.formats import CATALOG
 from factory.catalog.v3.reader import CatalogV3
 from factory.core import jsonio, log
@@ -142,7 +143,7 @@ class Catalog:
     # -- reading ---------------------------------------------------------------------------
 
     def exists(self) -> bool:
-        return self.store.exists(INDEX)
+        return self.store.exists(INDEX) or self.store.exists(CATALOG)
 
     def v3(self) -> CatalogV3 | None:
         """The v3 catalog at the same place, when it has a catalog.json (a migrated or v3-made
@@ -153,12 +154,19 @@ class Catalog:
         return CatalogV3(self.store, self.keys_root, cache=self.cache)
 
     def index_bytes(self) -> bytes | None:
-        return self._read_index()[0]
+        """The bytes every change replaces: index.json, or a v3 catalog's catalog.json (readers
+        key their caches on them: factory.catalog.query)."""
+        found = self.store.read(CATALOG)
+        return found[0] if found is not None else self._read_index()[0]
 
     def load(self) -> IndexDoc:
         """The index, refused unless a trusted key signed exactly this (``snapshot_problem``) and it
         is as new as any this reader verified, of the same catalog, and not expired (freshness).
-        The one read every command uses; ``factory.catalog.audit.trusted`` adds what changed."""
+        The one read every command uses; ``factory.catalog.audit.trusted`` adds what changed.
+        A v3 catalog is read whole, as the index it would be (factory.catalog.v3.as_v2)."""
+        v3 = self.v3()
+        if v3 is not None:  # every file verified up to catalog.json's signature, freshness checked
+            return index_of(v3.open())
         previous = -1
         while True:
             doc = self.load_unverified()

@@ -55,7 +55,7 @@ def cmd_promote(args: argparse.Namespace, layout: Layout) -> int:
     lifecycle.check_channel(catalog, settings.channels, args.to, what="--to")
     preflight(layout, catalog, args.image, args.version)
     signer = trust.load_signer()
-    move = lifecycle.change(
+    move = lifecycle.update(
         catalog,
         signer,
         actor_of(args, layout),
@@ -85,7 +85,7 @@ def cmd_rollback(args: argparse.Namespace, layout: Layout) -> int:
     to = args.to
     preflight(layout, catalog, args.image, to)
     signer = trust.load_signer()
-    move = lifecycle.change(
+    move = lifecycle.update(
         catalog,
         signer,
         actor_of(args, layout),
@@ -103,7 +103,7 @@ def cmd_revoke(args: argparse.Namespace, layout: Layout) -> int:
     at = _when(args.at) if args.at else None
     preflight(layout, catalog, args.image, args.version)
     signer = trust.load_signer()
-    revoked, moves = lifecycle.change(
+    revoked, moves = lifecycle.update(
         catalog,
         signer,
         actor_of(args, layout),
@@ -137,7 +137,7 @@ def cmd_restore(args: argparse.Namespace, layout: Layout) -> int:
     catalog = open_catalog(layout)
     preflight(layout, catalog, args.image, args.version)
     signer = trust.load_signer()
-    restored = lifecycle.change(
+    restored = lifecycle.update(
         catalog,
         signer,
         actor_of(args, layout),
@@ -155,7 +155,7 @@ def cmd_deprecate(args: argparse.Namespace, layout: Layout) -> int:
     replacement = args.replacement
     preflight(layout, catalog, args.image, args.version, replacement)
     signer = trust.load_signer()
-    lifecycle.change(
+    lifecycle.update(
         catalog,
         signer,
         actor_of(args, layout),

@@ -132,8 +132,12 @@ def test_the_v2_index_is_archived_and_named_by_the_snapshot(
 def test_a_v2_factory_refuses_the_migrated_catalog(used: World, tmp_path: Path, signer: Signer) -> None:
     migrate(used, tmp_path / "cache", signer)
     assert is_marker((used.catalog.root / V2_INDEX).read_bytes())
+    # The previous release's load() and writers parse index.json (this release's load() reads
+    # catalog.json first; its v2 index parser and Catalog.transaction are the v2 factory's own).
     with pytest.raises(CatalogError, match="schema_version: 3 is not supported"):
-        used.catalog.load()
+        used.catalog.load_unverified()
+    with pytest.raises(CatalogError, match="schema_version: 3 is not supported"):
+        parse_v2((used.catalog.root / V2_INDEX).read_bytes(), "index.json")
     with pytest.raises(CatalogError, match="schema_version: 3 is not supported"):
         used.promote("base", used.base[3], "dev")
 
