@@ -9,18 +9,20 @@ looks at), never from a replay of the history. The lifecycle is written once, ag
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Protocol, cast
 
-from factory.catalog import state
+from factory.catalog import provenance, state
 from factory.catalog.docs_types import EntryDoc, HistoryRecord, StateView
-from factory.catalog.indexdoc import image_of, state_of
+from factory.catalog.indexdoc import image_doc, image_of, state_of
 from factory.catalog.store import Catalog
 from factory.catalog.txn import Txn
 from factory.catalog.v3.formats import parse
 from factory.catalog.v3.writer import Change
 from factory.core.errors import ConfigError
+from factory.core.schemas import load_schema, schema_errors
 
 
 class Changes(Protocol):
@@ -57,6 +59,8 @@ class Changes(Protocol):
     def newest_first(self, image: str) -> list[str]: ...
 
     def descendants(self, image: str, version: str) -> list[tuple[str, str]]: ...
+
+    def publish(self, entry: EntryDoc) -> None: ...
 
 
 def changes_of(txn: Txn | Change, catalog: Catalog | None = None) -> Changes:
@@ -107,6 +111,14 @@ class IndexChanges:
 
     def descendants(self, image: str, version: str) -> list[tuple[str, str]]:
         return state.descendants(self.txn.doc, image, version)
+
+    def publish(self, entry: EntryDoc) -> None:
+        """The signed entry joins its image, with its publish record (``latest``: the caller's)."""
+        image, version = entry["image"], entry["version"]
+        if state.entry_of(self.txn.doc, image, version) is not None:
+            raise _published(self.catalog.where if self.catalog else "", image, version)
+        image_doc(self.txn.doc, image)["versions"].append(copy.deepcopy(entry))
+        self.txn.record("publish", image, version=version, details={"entry": provenance.entry_digest(entry)})
 
 
 class ImageChanges:
@@ -168,3 +180,22 @@ class ImageChanges:
         """The committed versions built on this one (View.descendants: only the images whose
         snapshot entry names a parent image are read)."""
         return self.change.view.descendants(image, version)
+
+    def publish(self, entry: EntryDoc) -> None:
+        """The entry file and row, and the publish record (``latest``: the caller's, by the
+        lifecycle's good-version rule, not ``Change.publish``'s newest-by-date)."""
+        image, version = entry["image"], entry["version"]
+        work = self.change.work(image)
+        where = self.change.view.catalog.where
+        if work.find(version) is not None:
+            raise _published(where, image, version)
+        schema = load_schema("catalog.schema.json")  # v2 checks the entry with the whole index
+        errors = schema_errors(entry, {"$defs": schema["$defs"], "$ref": "#/$defs/entry"})
+        if errors:
+            raise ConfigError(f"{where}: entry of {image} {version} (about to write): {'; '.join(errors)}")
+        work.add_entry(entry)
+        self.record("publish", image, version=version, details={"entry": provenance.entry_digest(entry)})
+
+
+def _published(where: str, image: str, version: str) -> ConfigError:
+    return ConfigError(f"{where}: images.{image}: version {version} is already published")

@@ -10,15 +10,12 @@ from pathlib import Path
 from typing import cast
 
 from factory.catalog import provenance, sbom
+from factory.catalog.changes import changes_of
 from factory.catalog.docs_types import EntryDoc, JsonObject, ManifestDoc
-from factory.catalog.indexdoc import image_doc
-from factory.catalog.lifecycle import change, move_latest
+from factory.catalog.lifecycle import Writing, move_latest, update
 from factory.catalog.model import Entry
-from factory.catalog.state import entry_of, require_entry
 from factory.catalog.store import Catalog
 from factory.catalog.trust import Signer, sign
-from factory.catalog.txn import Txn
-from factory.core.errors import ConfigError
 from factory.core.files import dumps
 from factory.core.schemas import check_schema
 
@@ -67,12 +64,10 @@ def publish(
 
     written: list[bool] = []
 
-    def add(txn: Txn) -> None:
-        if entry_of(txn.doc, image, version) is not None:
-            raise ConfigError(f"{catalog.where}: images.{image}: version {version} is already published")
-        image_doc(txn.doc, image)["versions"].append(copy.deepcopy(entry))
-        txn.record("publish", image, version=version, details={"entry": provenance.entry_digest(entry)})
-        move_latest(txn, image)
+    def add(txn: Writing) -> None:
+        book = changes_of(txn, catalog)
+        book.publish(copy.deepcopy(entry))
+        move_latest(book, image)
         if not written:  # files are written once; a change re-applied after a lost race has them
             catalog.write_file(evidence, junit_bytes)
             if replay_bytes is not None:
@@ -81,7 +76,7 @@ def publish(
             catalog.write_file(sbom_rel, sbom_bytes)
             written.append(True)
 
-    change(catalog, signer, actor, add)
+    update(catalog, signer, actor, add)
     return entry
 
 
@@ -97,9 +92,10 @@ def record_unchanged(
 ) -> None:
     """A rebuild that produced nothing new: evidence that ``version`` is still current."""
 
-    def add(txn: Txn) -> None:
-        require_entry(catalog, txn.doc, image, version)
-        txn.record(
+    def add(txn: Writing) -> None:
+        book = changes_of(txn, catalog)
+        book.entry(image, version)
+        book.record(
             "unchanged",
             image,
             version=version,
@@ -107,7 +103,7 @@ def record_unchanged(
             details={"built": built, "fingerprint": fingerprint},
         )
 
-    change(catalog, signer, actor, add)
+    update(catalog, signer, actor, add)
 
 
 def record_scans(
@@ -115,11 +111,12 @@ def record_scans(
 ) -> None:
     """Security scans of published versions: (image, version, details) each, in one transaction."""
 
-    def add(txn: Txn) -> None:
+    def add(txn: Writing) -> None:
+        book = changes_of(txn, catalog)
         for image, version, details in scans:
-            require_entry(catalog, txn.doc, image, version)
+            book.entry(image, version)
             count = len(cast(Sized, details["security"]))
-            txn.record(
+            book.record(
                 "scan",
                 image,
                 version=version,
@@ -127,4 +124,4 @@ def record_scans(
                 details=details,
             )
 
-    change(catalog, signer, actor, add)
+    update(catalog, signer, actor, add)

@@ -14,7 +14,9 @@ from typing import Any, cast
 import pytest
 
 from factory.catalog import lifecycle
+from factory.catalog.docs_types import JsonObject
 from factory.catalog.lifecycle import Writing
+from factory.catalog.publishing import record_scans, record_unchanged
 from factory.catalog.store import Catalog
 from factory.catalog.v3.audit import audit
 from factory.catalog.v3.migrate import migrate_v2
@@ -22,7 +24,7 @@ from factory.catalog.v3.reader import View
 from factory.core.clock import now_utc
 from factory.core.errors import FactoryError
 from tests.fixtures.catalog_v3 import Counting
-from tests.unit.conftest import ACTOR, ORDER, KeyPair, World
+from tests.unit.conftest import ACTOR, DAY, ORDER, KeyPair, World, publish, version_id
 
 Op = Callable[[Writing, Catalog], object]
 COMPARED = ("action", "image", "version", "channel", "from", "to", "reason", "details")
@@ -216,3 +218,57 @@ def test_a_v2_only_change_refuses_a_v3_catalog(twin: Twin, session_key: KeyPair)
     with pytest.raises(FactoryError, match="this command writes v2 catalogs only"):
         lifecycle.change(twin.v3, session_key.signer, ACTOR, lambda txn: txn.doc)
     assert top.read_bytes() == before
+
+
+# -- publication ---------------------------------------------------------------------------------
+
+
+def publish_both(twin: Twin, image: str, version: str, parent: str | None = None) -> None:
+    """Publish one version on both (evidence files, signed entry, publish record, `latest`)."""
+    for catalog in (twin.v2.catalog, twin.v3):
+        pointer = catalog.find("base", parent) if parent else None
+        publish(catalog, twin.signer.signer, image, version, parent=pointer)
+    assert twin.answers3() == twin.answers2()
+
+
+def test_a_publication_moves_latest_by_the_good_version_rule(twin: Twin) -> None:
+    older = version_id(2 * DAY + 5)  # between base[1] and base[2]: not the newest
+    newest = version_id(30 * DAY)
+    publish_both(twin, "base", older)
+    assert twin.view().image("base").channels["latest"].version == twin.v2.base[3]
+    twin.run(revoke("base", twin.v2.base[3]), NOW)  # latest falls back to base[2]
+    publish_both(twin, "base", newest)
+    assert twin.view().image("base").channels["latest"].version == newest
+    publish_both(twin, "nginx", version_id(31 * DAY), parent=newest)
+    view = twin.view()
+    assert view.children("base", newest) == [("nginx", version_id(31 * DAY))]
+    entry = view.resolve("base", "latest").entry
+    assert entry == twin.v2.catalog.find("base", newest)
+    for rel in (entry["manifest"]["path"], entry["sbom"]["path"], entry["tests"]["junit"]):
+        assert (twin.v3.root / rel).read_bytes() == (twin.v2.catalog.root / rel).read_bytes()
+    v3 = twin.v3.v3()
+    assert v3 is not None
+    assert audit(v3, files=True) == []
+
+
+def test_publishing_a_version_twice_is_refused_on_v3(twin: Twin) -> None:
+    with pytest.raises(FactoryError, match=r"catalog.json: images.base: version .* is already published"):
+        publish(twin.v3, twin.signer.signer, "base", twin.v2.base[0])
+
+
+def test_unchanged_and_scan_records_on_v3(twin: Twin) -> None:
+    signer = twin.signer.signer
+    for catalog in (twin.v2.catalog, twin.v3):
+        record_unchanged(
+            catalog, "base", twin.v2.base[3], built="b", fingerprint="f", signer=signer, actor=ACTOR
+        )
+        scans: list[tuple[str, str, JsonObject]] = [("nginx", twin.v2.nginx[3], {"security": ["CVE-1"]})]
+        record_scans(catalog, scans, signer=signer, actor=ACTOR)
+    view = twin.view()
+    scan = view.last_scan("nginx", twin.v2.nginx[3])
+    assert scan is not None and scan["reason"] == "1 pending security update(s)"
+    assert [r["action"] for r in view.records("base")][-1] == "unchanged"
+    assert twin.answers3() == twin.answers2()
+    missing: list[tuple[str, str, JsonObject]] = [("base", "20990101.000000-0123456789ab", {"security": []})]
+    with pytest.raises(FactoryError, match="no version"):
+        record_scans(twin.v3, missing, signer=signer, actor=ACTOR)
