@@ -7,10 +7,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from factory.catalog.changes import changes_of
 from factory.catalog.docs_types import IndexDoc
 from factory.catalog.indexdoc import state_of
+from factory.catalog.lifecycle import Writing
 from factory.catalog.state import parse_time
 from factory.catalog.txn import Txn
+from factory.catalog.v3.as_v2 import index_of
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,10 +77,26 @@ def _depth(doc: IndexDoc, image: str) -> int:
     return depth
 
 
-def record(txn: Txn, decisions: Sequence[GcDecision]) -> None:
+def retention_in(
+    txn: Writing, *, keep: int, older_than_days: float | None, now: datetime
+) -> list[GcDecision]:
+    """``retention`` over the catalog as this change sees it. A v3 change reads the whole catalog
+    (factory.catalog.v3.as_v2: gc weighs every version), with the channels as the change has
+    moved them so far (a revocation that came due moves them first)."""
+    if isinstance(txn, Txn):
+        return retention(txn.doc, keep=keep, older_than_days=older_than_days, now=now)
+    doc = index_of(txn.view)
+    for name, work in txn.works.items():
+        if name in doc["images"]:
+            doc["images"][name]["channels"] = dict(work.channels)
+    return retention(doc, keep=keep, older_than_days=older_than_days, now=now)
+
+
+def record(txn: Writing, decisions: Sequence[GcDecision]) -> None:
+    book = changes_of(txn)
     for decision in decisions:
         if decision.remove:
-            txn.record(
+            book.record(
                 "gc",
                 decision.image,
                 version=decision.version,

@@ -11,7 +11,6 @@ from datetime import datetime
 from factory.aws import hooks as aws_catalog
 from factory.catalog import audit, gc, hooks, lifecycle, targets, trust
 from factory.catalog.store import Catalog
-from factory.catalog.txn import Txn
 from factory.cli.common import (
     Verb,
     actor_of,
@@ -193,12 +192,12 @@ def cmd_gc(args: argparse.Namespace, layout: Layout) -> int:
         plan = gc.retention(audit.trusted(catalog), keep=args.keep, older_than_days=args.older_than, now=now)
     else:
 
-        def collect(txn: Txn) -> list[gc.GcDecision]:
-            decided = gc.retention(txn.doc, keep=args.keep, older_than_days=args.older_than, now=now)
+        def collect(txn: lifecycle.Writing) -> list[gc.GcDecision]:
+            decided = gc.retention_in(txn, keep=args.keep, older_than_days=args.older_than, now=now)
             gc.record(txn, decided)
             return decided
 
-        plan = lifecycle.change(catalog, trust.load_signer(), actor_of(args, layout), collect, now=now)
+        plan = lifecycle.update(catalog, trust.load_signer(), actor_of(args, layout), collect, now=now)
         # The catalog says "collected" first: a crash here leaves an image to remove, never a
         # catalog entry whose artifact is gone.
         for decision in plan:

@@ -112,7 +112,23 @@ def test_lifecycle_commands_write_the_v3_catalog_alike(twins: Twins, world: Worl
     assert twins.one(twins.v3, "verify-catalog")[0] == 0
 
 
-def test_commands_still_on_v2_refuse_a_v3_catalog_by_name(twins: Twins) -> None:
-    code, out, err = twins.one(twins.v3, "gc", "--keep", "1", "--actor", ACTOR)
+def test_commands_still_on_v2_refuse_a_v3_catalog_by_name(
+    twins: Twins, world: World, tmp_path: Path
+) -> None:
+    alert = {
+        "status": "firing",
+        "labels": {"alertname": "HighErrorRate", "severity": "critical", "image": "nginx"},
+        "annotations": {"summary": "5xx above 5% for 10m"},
+        "startsAt": "2026-11-29T10:00:00Z",
+        "endsAt": "0001-01-01T00:00:00Z",
+        "fingerprint": "f00dfeed",
+    }
+    alert["labels"]["image_version"] = world.nginx[0]  # type: ignore[index]
+    body = {"version": "4", "groupKey": "{}:{}", "status": "firing", "receiver": "factory"}
+    payload = tmp_path / "alert.json"
+    payload.write_text(json.dumps({**body, "alerts": [alert]}))
+    before = (twins.v3 / "catalog.json").read_bytes()
+    code, out, err = twins.one(twins.v3, "signal", str(payload), "--actor", ACTOR)
     assert (code, out) == (2, "")
     assert "CATALOG: a v3 catalog (catalog.json); this command writes v2 catalogs only" in err
+    assert (twins.v3 / "catalog.json").read_bytes() == before

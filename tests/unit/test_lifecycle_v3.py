@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import pytest
 
-from factory.catalog import lifecycle
+from factory.catalog import gc, lifecycle
 from factory.catalog.docs_types import JsonObject
 from factory.catalog.lifecycle import Writing
 from factory.catalog.publishing import record_scans, record_unchanged
@@ -218,6 +218,28 @@ def test_a_v2_only_change_refuses_a_v3_catalog(twin: Twin, session_key: KeyPair)
     with pytest.raises(FactoryError, match="this command writes v2 catalogs only"):
         lifecycle.change(twin.v3, session_key.signer, ACTOR, lambda txn: txn.doc)
     assert top.read_bytes() == before
+
+
+def collect(keep: int) -> Op:
+    def op(txn: Writing, _catalog: Catalog) -> object:
+        decided = gc.retention_in(txn, keep=keep, older_than_days=None, now=NOW)
+        gc.record(txn, decided)
+        return decided
+
+    return op
+
+
+def test_gc_keeps_what_channels_and_kept_children_need_alike(twin: Twin) -> None:
+    twin.run(promote("nginx", twin.v2.nginx[1], "dev"), NOW)
+    twin.run(promote("base", twin.v2.base[0], "dev"), NOW)
+    with_due = NOW + timedelta(hours=2)
+    twin.run(revoke("base", twin.v2.base[0], at=NOW + timedelta(hours=1)), NOW)
+    got, _ = twin.run(collect(1), with_due)  # the revocation comes due first: dev moves, then gc
+    decided = {(d.image, d.version): d.remove for d in cast(list[gc.GcDecision], got)}
+    assert decided[("base", twin.v2.base[1])] is False  # parent of nginx[1], which dev holds
+    assert decided[("base", twin.v2.base[0])] is True
+    assert twin.view().row("base", twin.v2.base[0]).state["collected"] is True  # type: ignore[union-attr,index]
+    twin.run(collect(1), with_due)  # collected versions neither count nor go twice
 
 
 # -- publication ---------------------------------------------------------------------------------
