@@ -50,7 +50,7 @@ def change(
     if catalog.v3() is not None:
         raise CatalogError(
             f"{catalog.location}: a v3 catalog (catalog.json); this command writes v2 catalogs only",
-            hint="promote, rollback, revoke, restore, deprecate and refresh write v3 catalogs",
+            hint="AWS distribution (distribute, AMI deprecation and gc) writes v2 catalogs only",
         )
     return catalog.update(signer, actor, body, now=now, prepare=apply_due)
 

@@ -25,7 +25,6 @@ from factory.bake.inputs import HashCache
 from factory.catalog import advisories, audit, cvetimes, hooks, lifecycle, publishing, state, trust
 from factory.catalog.docs_types import IndexDoc
 from factory.catalog.store import LATEST, Catalog, catalog_of
-from factory.catalog.txn import Txn
 from factory.core import log
 from factory.core import source as tag
 from factory.core.config import ImageSpec, Layout, build_order, load_images, load_settings
@@ -307,7 +306,7 @@ def auto_promote(
     if not channels or version is None:
         return ()
 
-    def promote(txn: Txn) -> tuple[str, ...]:
+    def promote(txn: lifecycle.Writing) -> tuple[str, ...]:
         moved: list[str] = []
         for channel in channels:
             where = f"{spec.definition.name} policy.auto_promote.{channel}"
@@ -319,7 +318,7 @@ def auto_promote(
         return tuple(moved)
 
     try:
-        return lifecycle.change(catalog, signer, actor, promote)
+        return lifecycle.update(catalog, signer, actor, promote)
     except ConfigError as exc:
         log.warn(f"{spec.name} {outcome.version}: not promoted automatically: {exc.message}")
         return ()

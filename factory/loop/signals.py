@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from factory.catalog import advisories, audit, cves, history, hooks, lifecycle, state, trust
+from factory.catalog.changes import changes_of
 from factory.catalog.docs_types import IndexDoc
-from factory.catalog.indexdoc import state_of
 from factory.catalog.store import Catalog, catalog_of
 from factory.catalog.txn import Txn
+from factory.catalog.v3.as_v2 import index_of
 from factory.core import jsonio
 from factory.core.clock import now_utc
 from factory.core.config import Layout, load_images, load_settings
@@ -90,10 +91,10 @@ def handle(layout: Layout, raw: bytes, *, source: str, actor: str) -> list[Actio
     hooks.check(layout, catalog, doc)  # a target that could not follow refuses before the write
     signer = catalog.check_signer(trust.load_signer())
 
-    def act(txn: Txn) -> list[Action]:
+    def act(txn: lifecycle.Writing) -> list[Action]:
         found: list[Action] = []
         for i, raw_alert in enumerate(payload["alerts"]):
-            alerts = _alerts(txn.doc, source, i, raw_alert, exposed)
+            alerts = _alerts(_doc(txn), source, i, raw_alert, exposed)
             found.extend(_act(txn, catalog, alert, policy) for alert in alerts)
             if not alerts:  # a CVE nothing on the last channel is exposed to
                 cve = raw_alert["labels"]["cve"]
@@ -105,7 +106,7 @@ def handle(layout: Layout, raw: bytes, *, source: str, actor: str) -> list[Actio
                 )
         return found
 
-    actions = lifecycle.change(catalog, signer, actor, act)
+    actions = lifecycle.update(catalog, signer, actor, act)
     revoked = [(a.image, a.version) for a in actions if a.action == "revoke"]
     if revoked:
         # The targets follow the rollback in the same request (an AMI catalog: the SSM channel
@@ -234,13 +235,23 @@ def handled(doc: IndexDoc, alert: Alert) -> Mapping[str, Any] | None:
     return None
 
 
-def _act(txn: Txn, catalog: Catalog, alert: Alert, policy: Mapping[str, str]) -> Action:
-    earlier = handled(txn.doc, alert)
+def _doc(txn: lifecycle.Writing) -> IndexDoc:
+    """The catalog as this change sees it: a v2 index, or a v3 catalog read whole with the records
+    this change has added so far (an alert repeated in one payload is a duplicate)."""
+    if isinstance(txn, Txn):
+        return txn.doc
+    doc = index_of(txn.view)
+    doc["history"].extend(txn.added)
+    return doc
+
+
+def _act(txn: lifecycle.Writing, catalog: Catalog, alert: Alert, policy: Mapping[str, str]) -> Action:
+    earlier = handled(_doc(txn), alert)
     if earlier is not None:
         return alert.outcome(
             "duplicate", f"already handled by history record {earlier['seq']} ({earlier['at']})"
         )
-    suspect = state_of(txn.doc["images"][alert.image]["states"], alert.version).get("suspect")
+    suspect = changes_of(txn, catalog).state(alert.image, alert.version).get("suspect")
     if alert.status == "resolved":
         if not suspect:
             return alert.outcome(
@@ -263,14 +274,14 @@ def _act(txn: Txn, catalog: Catalog, alert: Alert, policy: Mapping[str, str]) ->
     return _revoke(txn, catalog, alert)
 
 
-def _record(txn: Txn, alert: Alert, details: dict[str, Any]) -> None:
+def _record(txn: lifecycle.Writing, alert: Alert, details: dict[str, Any]) -> None:
     txn.record("signal", alert.image, version=alert.version, reason=alert.reason(), details=details)
 
 
-def _revoke(txn: Txn, catalog: Catalog, alert: Alert) -> Action:
+def _revoke(txn: lifecycle.Writing, catalog: Catalog, alert: Alert) -> Action:
     moves: Sequence[lifecycle.Move] = []
     revoked: Sequence[tuple[str, str]] = []
-    if state.status(txn.doc, alert.image, alert.version, txn.now) == "revoked":
+    if state.status_of(changes_of(txn, catalog).state(alert.image, alert.version), txn.now) == "revoked":
         detail = "already revoked; queued for rebuild"
     else:
         revoked, moves = lifecycle.revoke(txn, catalog, alert.image, alert.version, reason=alert.reason())

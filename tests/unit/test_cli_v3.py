@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from tests.unit.conftest import ACTOR, KeyPair, World
 
 # Where in its chain a record is (per image in v3), and when the command ran (twice, a moment apart).
 VOLATILE = ("seq", "prev", "hash", "record", "at", "effective")
+CHAIN_PLACE = re.compile(r"history record \d+ \([^)]*\)")
 
 
 @dataclass
@@ -42,6 +44,7 @@ class Twins:
         out, err = self.capsys.readouterr().out, self.console.getvalue()
         for name in ("catalog.json", "index.json"):
             out, err = out.replace(str(catalog / name), "FILE"), err.replace(str(catalog / name), "FILE")
+        out = CHAIN_PLACE.sub("history record SEQ (AT)", out)  # v3: the place in the image's chain
         return code, out.replace(str(catalog), "CATALOG"), err.replace(str(catalog), "CATALOG")
 
     def both(self, *args: str) -> tuple[int, str, str]:
@@ -112,23 +115,26 @@ def test_lifecycle_commands_write_the_v3_catalog_alike(twins: Twins, world: Worl
     assert twins.one(twins.v3, "verify-catalog")[0] == 0
 
 
-def test_commands_still_on_v2_refuse_a_v3_catalog_by_name(
-    twins: Twins, world: World, tmp_path: Path
-) -> None:
+@pytest.mark.parametrize("severity", ["critical", "warning"])
+def test_a_production_signal_acts_alike(twins: Twins, world: World, tmp_path: Path, severity: str) -> None:
+    """factory.toml [signals]: the severity's action (revoke, suspect or ignore), recorded once;
+    the same alert again is a duplicate."""
+    assert twins.both("promote", "nginx", world.nginx[1], "--to", "dev", "--actor", ACTOR)[0] == 0
+    labels = {"alertname": "HighErrorRate", "severity": severity, "image": "nginx"}
     alert = {
         "status": "firing",
-        "labels": {"alertname": "HighErrorRate", "severity": "critical", "image": "nginx"},
+        "labels": {**labels, "image_version": world.nginx[1]},
         "annotations": {"summary": "5xx above 5% for 10m"},
         "startsAt": "2026-11-29T10:00:00Z",
         "endsAt": "0001-01-01T00:00:00Z",
         "fingerprint": "f00dfeed",
     }
-    alert["labels"]["image_version"] = world.nginx[0]  # type: ignore[index]
     body = {"version": "4", "groupKey": "{}:{}", "status": "firing", "receiver": "factory"}
     payload = tmp_path / "alert.json"
-    payload.write_text(json.dumps({**body, "alerts": [alert]}))
-    before = (twins.v3 / "catalog.json").read_bytes()
-    code, out, err = twins.one(twins.v3, "signal", str(payload), "--actor", ACTOR)
-    assert (code, out) == (2, "")
-    assert "CATALOG: a v3 catalog (catalog.json); this command writes v2 catalogs only" in err
-    assert (twins.v3 / "catalog.json").read_bytes() == before
+    payload.write_text(json.dumps({**body, "alerts": [alert, alert]}))
+    code, out, _ = twins.both("signal", str(payload), "--actor", ACTOR)
+    assert code == 0
+    assert "duplicate" in out
+    twins.both("signal", str(payload), "--actor", ACTOR)
+    twins.json("catalog", "--json")
+    twins.json("history", "nginx", "--json")
