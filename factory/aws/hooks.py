@@ -20,12 +20,12 @@ from factory.aws import distribute
 from factory.aws import gc as aws_gc
 from factory.catalog import gc, lifecycle, trust
 from factory.catalog import hooks as catalog_hooks
+from factory.catalog.changes import changes_of
 from factory.catalog.docs_types import IndexDoc
 from factory.catalog.state import current
 from factory.catalog.store import LATEST, Catalog
 from factory.catalog.targets import AMI, RegionalAmi, ami_home, is_ami_catalog, regional_amis
 from factory.catalog.trust import Signer
-from factory.catalog.txn import Txn
 from factory.core import awsapi as aws
 from factory.core import log
 from factory.core.aws_config import AwsSettings
@@ -120,16 +120,17 @@ def distribute_version(
         "emulated": ctx.target.emulated,
     }
 
-    def record(txn: Txn) -> None:
-        for old in reversed(txn.doc["history"]):
-            if old["action"] == "distribute" and (old["image"], old["version"]) == (image, version):
+    def record(txn: lifecycle.Writing) -> None:
+        book = changes_of(txn, catalog)
+        for old in reversed(book.records(image)):
+            if old["action"] == "distribute" and old["version"] == version:
                 if old["details"] == details:
                     return  # the same copies, shares and tags: nothing new to record
                 break
         reason = ", ".join(f"{a.region} {a.ami}" for a in amis)
-        txn.record("distribute", image, version=version, reason=reason, details=details)
+        book.record("distribute", image, version=version, reason=reason, details=details)
 
-    lifecycle.change(catalog, signer, actor, record)
+    lifecycle.update(catalog, signer, actor, record)
     return amis
 
 
@@ -211,7 +212,7 @@ def deprecate_versions(
     if not results:
         return results
 
-    def record(txn: Txn) -> None:
+    def record(txn: lifecycle.Writing) -> None:
         for (image, version), outcome in results.items():
             txn.record(
                 "ami-deprecation",
@@ -221,7 +222,7 @@ def deprecate_versions(
                 details={"deprecate_at": at.isoformat(timespec="seconds"), "regions": outcome},
             )
 
-    lifecycle.change(catalog, signer, actor, record)
+    lifecycle.update(catalog, signer, actor, record)
     for (image, version), outcome in results.items():
         for region, result in outcome.items():
             (log.note if result == "applied" else log.warn)(
@@ -268,11 +269,11 @@ def collect(
         and all(x.action != "keep" for x in done if (x.image, x.version) == (d.image, d.version))
     ]
 
-    def record(txn: Txn) -> None:
+    def record(txn: lifecycle.Writing) -> None:
         gc.record(txn, fully)
 
     if fully:
-        lifecycle.change(catalog, signer, actor, record)
+        lifecycle.update(catalog, signer, actor, record)
     return done
 
 

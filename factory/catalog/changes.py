@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Protocol, cast
 
-from factory.catalog import provenance, state
+from factory.catalog import history, provenance, state
 from factory.catalog.docs_types import EntryDoc, HistoryRecord, StateView
 from factory.catalog.indexdoc import image_doc, image_of, state_of
 from factory.catalog.store import Catalog
@@ -61,6 +61,8 @@ class Changes(Protocol):
     def descendants(self, image: str, version: str) -> list[tuple[str, str]]: ...
 
     def publish(self, entry: EntryDoc) -> None: ...
+
+    def records(self, image: str) -> list[HistoryRecord]: ...
 
 
 def changes_of(txn: Txn | Change, catalog: Catalog | None = None) -> Changes:
@@ -111,6 +113,9 @@ class IndexChanges:
 
     def descendants(self, image: str, version: str) -> list[tuple[str, str]]:
         return state.descendants(self.txn.doc, image, version)
+
+    def records(self, image: str) -> list[HistoryRecord]:
+        return list(history.records(self.txn.doc, image))
 
     def publish(self, entry: EntryDoc) -> None:
         """The signed entry joins its image, with its publish record (``latest``: the caller's)."""
@@ -180,6 +185,11 @@ class ImageChanges:
         """The committed versions built on this one (View.descendants: only the images whose
         snapshot entry names a parent image are read)."""
         return self.change.view.descendants(image, version)
+
+    def records(self, image: str) -> list[HistoryRecord]:
+        """The image's whole history, this change's records last (every segment is read)."""
+        added = [r for r in self.change.added if r["image"] == image]
+        return [*self.change.view.records(image), *added]
 
     def publish(self, entry: EntryDoc) -> None:
         """The entry file and row, and the publish record (``latest``: the caller's, by the

@@ -49,8 +49,8 @@ def change(
 
     if catalog.v3() is not None:
         raise CatalogError(
-            f"{catalog.location}: a v3 catalog (catalog.json); this command writes v2 catalogs only",
-            hint="AWS distribution (distribute, AMI deprecation and gc) writes v2 catalogs only",
+            f"{catalog.location}: a v3 catalog (catalog.json); this change reads the v2 index only",
+            hint="write it with lifecycle.update, against factory.catalog.changes",
         )
     return catalog.update(signer, actor, body, now=now, prepare=apply_due)
 
