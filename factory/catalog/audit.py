@@ -124,10 +124,17 @@ class Verified:
 
 
 def verify(catalog: Catalog) -> Verified:
-    """The full audit of the catalog, v2 (index.json) or v3 (catalog.json: v3.audit); when it
-    finds nothing, the freshness check too (rolled back, another catalog's, expired: refused)."""
+    """The full audit of the catalog, v2 (index.json) or v3 (catalog.json: v3.audit), and the
+    freshness check (rolled back, another catalog's, expired: refused): on v2 when the audit finds
+    nothing, on v3 first, as soon as catalog.json's signature verifies."""
     v3 = catalog.v3()
     if v3 is not None:
+        try:
+            head = v3.head_unchecked()
+        except CatalogError:
+            head = None  # catalog.json itself does not verify: the audit says why
+        if head is not None:  # rolled back, another catalog's, expired: refused as a reader would
+            v3.check_fresh(head)
         problems = v3_audit(v3, files=True)
         versions, records, generation = _v3_size(v3, clean=not problems)
         return Verified(
