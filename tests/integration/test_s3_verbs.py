@@ -40,14 +40,19 @@ class Remote:
     env: dict[str, str]
     endpoint: str
     tmp: Path
+    url: str = URL
+
+    def run(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """`factory --catalog s3://… --endpoint-url … ARGS` as a process."""
+        argv = [sys.executable, "-m", "factory", "--root", str(self.root), "--catalog", self.url]
+        argv += ["--endpoint-url", self.endpoint, *args]
+        return subprocess.run(
+            argv, input=stdin, env=self.env, capture_output=True, text=True, timeout=300, check=False
+        )
 
     def factory(self, *args: str, stdin: str | None = None, code: int = 0) -> str:
         """`factory --catalog s3://… --endpoint-url … ARGS` as a process; its stdout."""
-        argv = [sys.executable, "-m", "factory", "--root", str(self.root), "--catalog", URL]
-        argv += ["--endpoint-url", self.endpoint, *args]
-        proc = subprocess.run(
-            argv, input=stdin, env=self.env, capture_output=True, text=True, timeout=300, check=False
-        )
+        proc = self.run(*args, stdin=stdin)
         assert proc.returncode == code, f"{args}: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
         return proc.stdout
 
@@ -154,3 +159,58 @@ def test_serve_answers_from_the_s3_catalog(remote: Remote) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# -- a migrated (v3) catalog on S3 -----------------------------------------------------------------
+
+V3_URL = f"s3://{BUCKET}/golden/migrated"
+
+
+@pytest.fixture(scope="module")
+def migrated(aws_server: AwsServer, remote: Remote) -> Remote:  # noqa: F811
+    """A v2 catalog of three base versions under another prefix, migrated by the command."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in aws_server.env.items():
+            patch.setenv(name, value)
+        catalog = open_catalog(V3_URL, remote.root / "keys", aws.AwsTarget(aws_server.url))
+        key = trust.load_signer(Path(remote.env["FACTORY_SIGNING_KEY"]))
+        for n in (1, 2, 3):
+            publish_one(catalog, key, "base", n, actor="fixture", scratch=remote.tmp / "v3")
+    found = Remote(root=remote.root, env=remote.env, endpoint=remote.endpoint, tmp=remote.tmp, url=V3_URL)
+    said = found.factory("catalog", "migrate")
+    assert f"{V3_URL}/catalog.json: migrated 3 versions of 1 image(s)" in said
+    return found
+
+
+def test_migrate_on_s3_is_done_once(migrated: Remote) -> None:
+    assert "already migrated" in migrated.factory("catalog", "migrate")
+    assert migrated.resolve("latest") == V3
+    assert "3 versions" in migrated.factory("verify-catalog")
+
+
+def test_the_lifecycle_writes_the_migrated_s3_catalog(migrated: Remote) -> None:
+    migrated.factory("promote", "base", V1, "--to", "dev", "--actor", "t")
+    migrated.factory("promote", "base", V2, "--to", "dev", "--actor", "t")
+    assert migrated.resolve("dev") == V2
+    migrated.factory("revoke", "base", V2, "--reason", "bad", "--actor", "t")
+    assert migrated.resolve("dev") == V1
+    assert "revoke" in migrated.factory("history", "base")
+    migrated.factory("catalog", "refresh", "--actor", "t")
+    assert "every signature and the history chain verify" in migrated.factory("verify-catalog")
+
+
+def test_the_rollback_attack_on_a_migrated_s3_catalog_is_refused(
+    aws_server: AwsServer,  # noqa: F811
+    migrated: Remote,
+) -> None:
+    s3 = aws_server.client("s3")
+    key = "golden/migrated/catalog.json"
+    old = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()  # type: ignore[attr-defined]
+    migrated.factory("promote", "base", V3, "--to", "dev", "--actor", "t")
+    assert migrated.resolve("dev") == V3  # this reader has seen the newer generation
+    s3.put_object(Bucket=BUCKET, Key=key, Body=old)  # type: ignore[attr-defined]
+    proc = migrated.run("resolve", "base", "--channel", "dev")
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert f"{V3_URL}/catalog.json" in proc.stderr
+    assert "rolled back" in proc.stderr
