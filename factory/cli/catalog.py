@@ -10,7 +10,19 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, cast
 
-from factory.catalog import audit, cvetimes, diff, history, hooks, resolve, site, state, trust, upkeep
+from factory.catalog import (
+    audit,
+    cvetimes,
+    diff,
+    history,
+    hooks,
+    image_history,
+    resolve,
+    site,
+    state,
+    trust,
+    upkeep,
+)
 from factory.catalog import s3 as s3catalog
 from factory.catalog.docs_types import IndexDoc
 from factory.catalog.indexdoc import image_of, state_of
@@ -159,20 +171,19 @@ def cmd_history(args: argparse.Namespace, layout: Layout) -> int:
     if args.channel is not None:  # an unconfigured one would list nothing, and exit 0
         state.require_channel(args.channel, load_settings(layout).channels, what="--channel")
     catalog = open_catalog(layout)
-    doc = audit.trusted(catalog)
-    if args.image not in doc["images"]:
-        require_image(layout, args.image)
     if args.cves:
+        doc = audit.trusted(catalog)
+        if args.image not in doc["images"]:
+            require_image(layout, args.image)
         return _cve_times(args, layout, catalog, doc)
-    rows = [
-        {k: cast(Mapping[str, object], r)[k] for k in (*history.FIELDS, "hash")}
-        for r in doc["history"]
-        if r["image"] == args.image and (args.channel is None or r["channel"] == args.channel)
-    ]
+    found = image_history.of(catalog, args.image, args.channel)  # v3: that image's files only
+    if not found.published:
+        require_image(layout, args.image)
+    rows = [{k: cast(Mapping[str, object], r)[k] for k in (*history.FIELDS, "hash")} for r in found.records]
     if args.json:
         emit(rows)
         return 0
-    emulated = {e["version"] for e in image_of(doc, args.image)["versions"] if e["artifact"].get("emulated")}
+    emulated = found.emulated()
     for r in rows:
         what = (
             f"{r['channel']}: {r['from'] or '(none)'} -> {r['to'] or '(none)'}"

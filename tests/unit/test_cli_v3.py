@@ -15,10 +15,13 @@ from typing import Any
 import pytest
 
 from factory.__main__ import main
+from factory.catalog import image_history
 from factory.catalog.storage import LocalStore
+from factory.catalog.store import Catalog
 from factory.catalog.v3.audit import audit
 from factory.catalog.v3.reader import CatalogV3
 from factory.core.config import Layout
+from tests.fixtures.catalog_v3 import Counting
 from tests.unit.conftest import ACTOR, KeyPair, World
 
 # Where in its chain a record is (per image in v3), and when the command ran (twice, a moment apart).
@@ -93,6 +96,8 @@ def test_readers_answer_alike(twins: Twins, world: World) -> None:
     twins.both("catalog")
     twins.json("catalog", "--json")
     twins.json("history", "base", "--json")
+    twins.both("history", "nginx")  # the migrated records keep their v2 seq: the same lines
+    twins.both("history", "base", "--channel", "latest")
     twins.json("diff", "base", world.base[0], world.base[1], "--json")
     twins.both("resolve", "nginx", "--json")
     twins.both("history", "ghost", "--json")  # an image that was never published: answered alike
@@ -138,3 +143,14 @@ def test_a_production_signal_acts_alike(twins: Twins, world: World, tmp_path: Pa
     twins.both("signal", str(payload), "--actor", ACTOR)
     twins.json("catalog", "--json")
     twins.json("history", "nginx", "--json")
+
+
+def test_history_of_a_migrated_catalog_reads_only_that_images_files(twins: Twins) -> None:
+    counting = Counting(LocalStore(twins.v3))
+    reader = Catalog(counting, twins.layout.keys)
+    found = image_history.of(reader, "nginx", None)
+    assert found.published
+    assert [r["action"] for r in found.records][:1] == ["publish"]
+    assert not [p for p in counting.reads if "base" in p]
+    assert found.emulated() == set()
+    assert not [p for p in counting.reads if "base" in p]
