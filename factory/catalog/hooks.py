@@ -20,7 +20,7 @@ the signed entry. A push that fails raises (exit 4) before anything is written.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NoReturn
@@ -142,8 +142,13 @@ def _reapply(image: str, latest: str | None) -> str:
 
 def pending(doc: IndexDoc, image: str) -> HistoryRecord | None:
     """The newest follow-up record of ``image`` if it says pending, else None."""
-    for record in reversed(doc["history"]):
-        if record["image"] == image and record["action"] == FOLLOW_UP:
+    return pending_of(r for r in reversed(doc["history"]) if r["image"] == image)
+
+
+def pending_of(newest_first: Iterable[HistoryRecord]) -> HistoryRecord | None:
+    """The newest follow-up record among one image's records, newest first, if it says pending."""
+    for record in newest_first:
+        if record["action"] == FOLLOW_UP:
             return record if record["details"].get("status") == "pending" else None
     return None
 

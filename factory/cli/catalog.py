@@ -15,8 +15,8 @@ from factory.catalog import (
     cvetimes,
     diff,
     history,
-    hooks,
     image_history,
+    listing,
     resolve,
     site,
     state,
@@ -25,7 +25,6 @@ from factory.catalog import (
 )
 from factory.catalog import s3 as s3catalog
 from factory.catalog.docs_types import IndexDoc
-from factory.catalog.indexdoc import image_of, state_of
 from factory.catalog.store import Catalog
 from factory.catalog.v3.formats import CATALOG
 from factory.cli.common import (
@@ -53,41 +52,14 @@ def cmd_catalog(args: argparse.Namespace, layout: Layout) -> int:
         return _refresh(args, layout)
     if args.image == MIGRATE:
         return _migrate(args, layout)
-    catalog = open_catalog(layout)
-    doc = audit.trusted(catalog)
-    if args.image and args.image not in doc["images"]:
+    known, found = listing.listing(open_catalog(layout), args.image, now_utc())
+    if not known:
         require_image(layout, args.image)
-    images = [args.image] if args.image else sorted(doc["images"])
-    now = now_utc()
-    listing: dict[str, dict[str, Any]] = {}
-    for name in images:
-        data = image_of(doc, name)
-        rows = []
-        for entry in catalog.versions(name, doc):
-            row = {k: v for k, v in entry.items() if k != "envelope"}
-            row["status"] = state.status(doc, name, entry["version"], now)
-            row["state"] = state_of(data["states"], entry["version"]) or {"status": "active"}
-            row["channels"] = sorted(
-                c for c, p in data["channels"].items() if p["version"] == entry["version"]
-            )
-            rows.append(row)
-        marker = hooks.pending(doc, name)
-        listing[name] = {
-            "channels": {c: p["version"] for c, p in data["channels"].items()},
-            "versions": rows,
-            # A change the targets (AWS) have not followed yet, and how to make them.
-            "follow_up_pending": None
-            if marker is None
-            else {
-                "since": marker["at"],
-                "reason": marker["reason"],
-                "reapply": marker["details"]["reapply"],
-            },
-        }
+    shown = cast(dict[str, dict[str, Any]], found)  # the rows as factory.catalog.listing made them
     if args.json:
-        emit(listing[args.image] if args.image else listing)
+        emit(shown[args.image] if args.image else shown)
         return 0
-    for name, body in listing.items():
+    for name, body in shown.items():
         channels = ", ".join(f"{c}={v}" for c, v in sorted(body["channels"].items())) or "(none)"
         out(f"{name}: {len(body['versions'])} version(s); channels: {channels}")
         if body["follow_up_pending"]:

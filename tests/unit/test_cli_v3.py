@@ -10,16 +10,17 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from factory.__main__ import main
-from factory.catalog import image_history
+from factory.catalog import image_history, listing
 from factory.catalog.storage import LocalStore
 from factory.catalog.store import Catalog
 from factory.catalog.v3.audit import audit
 from factory.catalog.v3.reader import CatalogV3
+from factory.core.clock import now_utc
 from factory.core.config import Layout
 from tests.fixtures.catalog_v3 import Counting
 from tests.unit.conftest import ACTOR, KeyPair, World
@@ -95,6 +96,8 @@ def twins(
 def test_readers_answer_alike(twins: Twins, world: World) -> None:
     twins.both("catalog")
     twins.json("catalog", "--json")
+    twins.both("catalog", "nginx")
+    twins.json("catalog", "base", "--json")
     twins.json("history", "base", "--json")
     twins.both("history", "nginx")  # the migrated records keep their v2 seq: the same lines
     twins.both("history", "base", "--channel", "latest")
@@ -153,4 +156,13 @@ def test_history_of_a_migrated_catalog_reads_only_that_images_files(twins: Twins
     assert [r["action"] for r in found.records][:1] == ["publish"]
     assert not [p for p in counting.reads if "base" in p]
     assert found.emulated() == set()
+    assert not [p for p in counting.reads if "base" in p]
+
+
+def test_the_listing_of_one_image_reads_only_its_files(twins: Twins) -> None:
+    counting = Counting(LocalStore(twins.v3))
+    known, found = listing.listing(Catalog(counting, twins.layout.keys), "nginx", now_utc())
+    assert known
+    assert list(found) == ["nginx"]
+    assert len(cast(list[object], found["nginx"]["versions"])) == 4
     assert not [p for p in counting.reads if "base" in p]
