@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TypedDict, cast
 
+from factory.catalog import audit
 from factory.catalog.docs_types import EntryDoc, IndexDoc
 from factory.catalog.store import Catalog
+from factory.catalog.v3 import states
 from factory.core.galaxy import dependency_changes
 
 # ``from`` is a keyword: these are declared in the functional syntax.
@@ -40,8 +42,23 @@ def changed_files(recorded: Mapping[str, str], now: Mapping[str, str]) -> list[s
     return sorted(path for path in set(recorded) | set(now) if recorded.get(path) != now.get(path))
 
 
+def diff_at(catalog: Catalog, image: str, old: str, new: str) -> Diff:
+    """``diff`` of the catalog as it is: on a v3 catalog only the image's file, the pages that
+    hold the two versions and their entry files are read (then the manifests, as on v2)."""
+    v3 = catalog.v3()
+    if v3 is None:
+        return diff(catalog, audit.trusted(catalog), image, old, new)
+    view = v3.open()
+    return compare(catalog, states.find(view, image, old), states.find(view, image, new))
+
+
 def diff(catalog: Catalog, doc: IndexDoc, image: str, old: str, new: str) -> Diff:
-    before, after = catalog.find(image, old, doc), catalog.find(image, new, doc)
+    return compare(catalog, catalog.find(image, old, doc), catalog.find(image, new, doc))
+
+
+def compare(catalog: Catalog, before: EntryDoc, after: EntryDoc) -> Diff:
+    """Two signed entries of one image, and their manifests (each checked by its sha256)."""
+    image, old, new = before["image"], before["version"], after["version"]
     catalog.verify_entry(before)
     catalog.verify_entry(after)
     m1, m2 = catalog.manifest(before), catalog.manifest(after)

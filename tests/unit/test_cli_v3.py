@@ -15,7 +15,7 @@ from typing import Any, cast
 import pytest
 
 from factory.__main__ import main
-from factory.catalog import image_history, listing
+from factory.catalog import diff, image_history, listing
 from factory.catalog.storage import LocalStore
 from factory.catalog.store import Catalog
 from factory.catalog.v3.audit import audit
@@ -102,6 +102,9 @@ def test_readers_answer_alike(twins: Twins, world: World) -> None:
     twins.both("history", "nginx")  # the migrated records keep their v2 seq: the same lines
     twins.both("history", "base", "--channel", "latest")
     twins.json("diff", "base", world.base[0], world.base[1], "--json")
+    twins.both("diff", "nginx", world.nginx[0], world.nginx[3])
+    assert twins.both("diff", "base", world.base[0], "20990101.000000-0123456789ab")[0] == 2
+    assert twins.both("diff", "ghost", world.base[0], world.base[1])[0] == 2
     twins.both("resolve", "nginx", "--json")
     twins.both("history", "ghost", "--json")  # an image that was never published: answered alike
 
@@ -165,4 +168,11 @@ def test_the_listing_of_one_image_reads_only_its_files(twins: Twins) -> None:
     assert known
     assert list(found) == ["nginx"]
     assert len(cast(list[object], found["nginx"]["versions"])) == 4
+    assert not [p for p in counting.reads if "base" in p]
+
+
+def test_a_diff_reads_only_the_images_files_and_manifests(twins: Twins, world: World) -> None:
+    counting = Counting(LocalStore(twins.v3))
+    found = diff.diff_at(Catalog(counting, twins.layout.keys), "nginx", world.nginx[0], world.nginx[1])
+    assert (found["from"], found["to"]) == (world.nginx[0], world.nginx[1])
     assert not [p for p in counting.reads if "base" in p]

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import cast
 
-from factory.catalog.docs_types import StateView
+from factory.catalog.docs_types import EntryDoc, StateView
 from factory.catalog.state import good, status_of
 from factory.catalog.v3.reader import View
+from factory.core.errors import ConfigError
 
 
 def current(view: View, image: str, channel: str) -> str | None:
@@ -54,3 +55,21 @@ def newest_good(view: View, image: str, now: datetime) -> str | None:
         if good(found, now):
             return row.version
     return None
+
+
+def find(view: View, image: str, version: str) -> EntryDoc:
+    """The verified entry of a version (Catalog.find's errors: no such image, no such version);
+    the image file, the page that holds the version and the entry file are read."""
+    where = view.catalog.where
+    if image not in view.snapshot.images:
+        raise ConfigError(
+            f"{where}: images: no published versions of {image!r}",
+            hint=f"images in the catalog: {', '.join(view.images()) or '(none)'}",
+        )
+    row = view.row(image, version)
+    if row is None:
+        raise ConfigError(
+            f"{where}: images.{image}: no version {version!r}",
+            hint=f"`factory catalog {image}` lists its versions",
+        )
+    return view.entry(image, version, row.entry)[0]
