@@ -9,6 +9,7 @@ the audit replays, so the materialised state and the history cannot disagree unn
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import cast
 
 from factory.catalog.docs_types import (
@@ -67,71 +68,47 @@ def fields_of(record: HistoryRecord) -> RecordFields:
     return cast(RecordFields, {k: plain[k] for k in FIELDS})  # FIELDS are its keys
 
 
-def make_record(
-    doc: Ledger,
-    signer: Signer,
-    *,
-    action: str,
-    image: str,
-    version: str | None,
-    channel: str | None,
-    source: str | None,
-    to: str | None,
-    reason: str | None,
-    details: JsonObject,
-    actor: str,
-    at: str,
-) -> HistoryRecord:
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    """What a record says happened: its fields but its place in a chain (seq, prev), who (actor)
+    and when (at). ``Txn.record`` and the v3 ``Change.record`` take these fields as keywords."""
+
+    action: str
+    image: str
+    version: str | None = None
+    channel: str | None = None
+    source: str | None = None
+    to: str | None = None
+    reason: str | None = None
+    details: Mapping[str, object] | None = None
+
+
+def make_record(doc: Ledger, signer: Signer, event: Event, *, actor: str, at: str) -> HistoryRecord:
+    """The signed record of ``event`` at the end of the index's one chain."""
     chain = doc["history"]
-    return new_record(
-        signer,
-        seq=len(chain) + 1,
-        prev=chain[-1]["hash"] if chain else None,
-        action=action,
-        image=image,
-        version=version,
-        channel=channel,
-        source=source,
-        to=to,
-        reason=reason,
-        details=details,
-        actor=actor,
-        at=at,
-    )
+    prev = chain[-1]["hash"] if chain else None
+    return new_record(signer, event, seq=len(chain) + 1, prev=prev, actor=actor, at=at)
 
 
 def new_record(
-    signer: Signer,
-    *,
-    seq: int,
-    prev: str | None,
-    action: str,
-    image: str,
-    version: str | None,
-    channel: str | None,
-    source: str | None,
-    to: str | None,
-    reason: str | None,
-    details: JsonObject,
-    actor: str,
-    at: str,
+    signer: Signer, event: Event, *, seq: int, prev: str | None, actor: str, at: str
 ) -> HistoryRecord:
     """A signed record at position ``seq`` of a chain whose last hash is ``prev`` (the index's one
     chain, or one image's chain in a v3 catalog: factory.catalog.v3)."""
-    assert action in ACTIONS, action
+    assert event.action in ACTIONS, event.action
     fields: RecordFields = {
         "seq": seq,
         "prev": prev,
         "at": at,
         "actor": actor,
-        "action": action,
-        "image": image,
-        "version": version,
-        "channel": channel,
-        "from": source,
-        "to": to,
-        "reason": reason,
-        "details": details,
+        "action": event.action,
+        "image": event.image,
+        "version": event.version,
+        "channel": event.channel,
+        "from": event.source,
+        "to": event.to,
+        "reason": event.reason,
+        "details": dict(event.details or {}),
     }
     record_hash = digest(fields)
     envelope = sign(

@@ -33,9 +33,7 @@ class Txn:
         reason: str | None = None,
         details: Mapping[str, object] | None = None,
     ) -> HistoryRecord:
-        rec = history.make_record(
-            self.doc,
-            self.signer,
+        event = history.Event(
             action=action,
             image=image,
             version=version,
@@ -43,10 +41,9 @@ class Txn:
             source=source,
             to=to,
             reason=reason,
-            details=dict(details or {}),
-            actor=self.actor,
-            at=iso(self.now),
+            details=details,
         )
+        rec = history.make_record(self.doc, self.signer, event, actor=self.actor, at=iso(self.now))
         history.apply(self.doc, rec)
         self.added.append(rec)
         return rec

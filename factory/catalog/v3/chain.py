@@ -174,36 +174,11 @@ class ImageWork:
         self.records.extend(records)
         self.imported = len(records)
 
-    def record(
-        self,
-        signer: Signer,
-        *,
-        action: str,
-        actor: str,
-        at: str,
-        version: str | None = None,
-        channel: str | None = None,
-        source: str | None = None,
-        to: str | None = None,
-        reason: str | None = None,
-        details: JsonObject | None = None,
-    ) -> HistoryRecord:
+    def record(self, signer: Signer, event: history.Event, *, actor: str, at: str) -> HistoryRecord:
         """Sign the next record of this image's chain and apply it."""
-        rec = history.new_record(
-            signer,
-            seq=self.base.records + len(self.records) + 1,
-            prev=self.head,
-            action=action,
-            image=self.image,
-            version=version,
-            channel=channel,
-            source=source,
-            to=to,
-            reason=reason,
-            details=dict(details or {}),
-            actor=actor,
-            at=at,
-        )
+        assert event.image == self.image, (event.image, self.image)
+        seq = self.base.records + len(self.records) + 1
+        rec = history.new_record(signer, event, seq=seq, prev=self.head, actor=actor, at=at)
         self.apply(rec)
         self.records.append(rec)
         return rec

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TypeVar, cast
 
-from factory.catalog import freshness, provenance
+from factory.catalog import freshness, history, provenance
 from factory.catalog.docs_types import EntryDoc, HistoryRecord, Subject
 from factory.catalog.storage import Conflict, Exists
 from factory.catalog.trust import BadSignature, Signer, open_signed, sign, statement
@@ -84,18 +84,17 @@ class Change:
         details: Mapping[str, object] | None = None,
     ) -> HistoryRecord:
         """Sign and apply the next record of ``image``'s chain (the arguments of ``Txn.record``)."""
-        rec = self.work(image).record(
-            self.signer,
+        event = history.Event(
             action=action,
-            actor=self.actor,
-            at=iso(self.now),
+            image=image,
             version=version,
             channel=channel,
             source=source,
             to=to,
             reason=reason,
-            details=dict(details or {}),
+            details=details,
         )
+        rec = self.work(image).record(self.signer, event, actor=self.actor, at=iso(self.now))
         self.added.append(rec)
         return rec
 
