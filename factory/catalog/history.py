@@ -83,6 +83,42 @@ class Event:
     details: Mapping[str, object] | None = None
 
 
+class Recorder:
+    """The keyword form of a record, shared by the two kinds of change (v2 ``Txn``, v3 ``Change``):
+    one ``Event`` handed to ``add``, which signs it at the end of its chain and applies it."""
+
+    added: list[HistoryRecord]
+
+    def record(
+        self,
+        action: str,
+        image: str,
+        *,
+        version: str | None = None,
+        channel: str | None = None,
+        source: str | None = None,
+        to: str | None = None,
+        reason: str | None = None,
+        details: Mapping[str, object] | None = None,
+    ) -> HistoryRecord:
+        event = Event(
+            action=action,
+            image=image,
+            version=version,
+            channel=channel,
+            source=source,
+            to=to,
+            reason=reason,
+            details=details,
+        )
+        rec = self.add(event)
+        self.added.append(rec)
+        return rec
+
+    def add(self, event: Event) -> HistoryRecord:
+        raise NotImplementedError
+
+
 def make_record(doc: Ledger, signer: Signer, event: Event, *, actor: str, at: str) -> HistoryRecord:
     """The signed record of ``event`` at the end of the index's one chain."""
     chain = doc["history"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 
 from factory.catalog import history
@@ -11,7 +10,7 @@ from factory.catalog.trust import Signer
 from factory.core.clock import iso
 
 
-class Txn:
+class Txn(history.Recorder):
     """One locked change of the catalog: records are signed, chained and applied as they are added."""
 
     def __init__(self, doc: IndexDoc, signer: Signer, actor: str, now: datetime) -> None:
@@ -21,29 +20,7 @@ class Txn:
         self.now = now
         self.added: list[HistoryRecord] = []
 
-    def record(
-        self,
-        action: str,
-        image: str,
-        *,
-        version: str | None = None,
-        channel: str | None = None,
-        source: str | None = None,
-        to: str | None = None,
-        reason: str | None = None,
-        details: Mapping[str, object] | None = None,
-    ) -> HistoryRecord:
-        event = history.Event(
-            action=action,
-            image=image,
-            version=version,
-            channel=channel,
-            source=source,
-            to=to,
-            reason=reason,
-            details=details,
-        )
+    def add(self, event: history.Event) -> HistoryRecord:
         rec = history.make_record(self.doc, self.signer, event, actor=self.actor, at=iso(self.now))
         history.apply(self.doc, rec)
-        self.added.append(rec)
         return rec

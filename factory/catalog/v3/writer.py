@@ -52,7 +52,7 @@ LATEST = "latest"
 RACING_ATTEMPTS = 8
 
 
-class Change:
+class Change(history.Recorder):
     """One change of the catalog: what a writer records inside ``WriterV3.transaction``."""
 
     def __init__(self, view: View, signer: Signer, actor: str, now: datetime) -> None:
@@ -71,32 +71,9 @@ class Change:
             self.works[image] = ImageWork(self.view, image)
         return self.works[image]
 
-    def record(
-        self,
-        action: str,
-        image: str,
-        *,
-        version: str | None = None,
-        channel: str | None = None,
-        source: str | None = None,
-        to: str | None = None,
-        reason: str | None = None,
-        details: Mapping[str, object] | None = None,
-    ) -> HistoryRecord:
-        """Sign and apply the next record of ``image``'s chain (the arguments of ``Txn.record``)."""
-        event = history.Event(
-            action=action,
-            image=image,
-            version=version,
-            channel=channel,
-            source=source,
-            to=to,
-            reason=reason,
-            details=details,
-        )
-        rec = self.work(image).record(self.signer, event, actor=self.actor, at=iso(self.now))
-        self.added.append(rec)
-        return rec
+    def add(self, event: history.Event) -> HistoryRecord:
+        """Sign and apply the next record of the event's image's chain."""
+        return self.work(event.image).record(self.signer, event, actor=self.actor, at=iso(self.now))
 
     def publish(self, entry: EntryDoc) -> HistoryRecord:
         """A signed entry joins its image, with its publish record; `latest` moves to it when it is
