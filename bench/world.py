@@ -30,10 +30,9 @@ from factory.bake.inputs import HashCache, fingerprint, input_hashes, parent_ide
 from factory.bake.render import structural_sha256
 from factory.catalog import lifecycle, model, provenance, trust
 from factory.catalog.docs_types import EntryDoc, ManifestDoc
-from factory.catalog.indexdoc import image_doc
+from factory.catalog.changes import changes_of
 from factory.catalog.store import Catalog
 from factory.catalog.trust import sign
-from factory.catalog.txn import Txn
 from factory.core.config import ImageSpec, Layout, build_order, load_images
 from factory.core.files import dumps
 
@@ -197,7 +196,9 @@ def new_version(
     return entry, manifest
 
 
-def add_version(catalog: Catalog, txn: Txn, built: model.Entry, manifest: ManifestDoc) -> EntryDoc:
+def add_version(
+    catalog: Catalog, txn: lifecycle.Writing, built: model.Entry, manifest: ManifestDoc
+) -> EntryDoc:
     """What lifecycle.publish does, inside a transaction the caller holds.
 
     One transaction for every image: publishing one at a time re-reads, re-checks and re-signs
@@ -213,8 +214,7 @@ def add_version(catalog: Catalog, txn: Txn, built: model.Entry, manifest: Manife
     entry["tests"]["junit_sha256"] = hashlib.sha256(JUNIT).hexdigest()
     entry["manifest"] = {"path": str(manifest_rel), "sha256": hashlib.sha256(manifest_bytes).hexdigest()}
     entry["envelope"] = sign(txn.signer, provenance.statement_for(entry))
-    image_doc(txn.doc, image)["versions"].append(entry)
-    txn.record("publish", image, version=version, details={"entry": provenance.entry_digest(entry)})
+    changes_of(txn).publish(entry)
     lifecycle.move_latest(txn, image)
     for rel, data in ((evidence, JUNIT), (manifest_rel, manifest_bytes)):
         path = catalog.root / rel

@@ -37,24 +37,6 @@ class Move:
     reason: str
 
 
-def change(
-    catalog: Catalog, signer: Signer, actor: str, body: Callable[[Txn], T], *, now: datetime | None = None
-) -> T:
-    """One catalog update (``Catalog.update``) that first carries out revocations that have come due.
-
-    ``body`` may run more than once (a writer that lost the race for an S3 index re-applies its
-    change to what won): it reads ``txn.doc`` and adds records, and has no other side effects
-    than writing catalog files that are the same each time.
-    """
-
-    if catalog.v3() is not None:
-        raise CatalogError(
-            f"{catalog.location}: a v3 catalog (catalog.json); this change reads the v2 index only",
-            hint="write it with lifecycle.update, against factory.catalog.changes",
-        )
-    return catalog.update(signer, actor, body, now=now, prepare=apply_due)
-
-
 def update(
     catalog: Catalog,
     signer: Signer,
@@ -63,11 +45,14 @@ def update(
     *,
     now: datetime | None = None,
 ) -> T:
-    """``change`` for a body written against ``Changes``: on a v3 catalog (catalog.json) one
-    ``WriterV3.update`` (the same retries after a lost race), on a v2 one ``Catalog.update``."""
-    v3 = catalog.v3()
-    if v3 is None:
-        return catalog.update(signer, actor, body, now=now, prepare=apply_due)
+    """One catalog change (``WriterV3.update``) that first carries out revocations that have come
+    due; a v2 catalog is refused, naming the migration.
+
+    ``body`` may run more than once (a writer that lost the race for an S3 catalog re-applies its
+    change to what won): it adds records through ``Changes`` and has no other side effects than
+    writing catalog files that are the same each time.
+    """
+    v3 = catalog.require_v3()
 
     def run(change: Change) -> T:
         apply_due(change)
@@ -79,11 +64,12 @@ def update(
 @contextmanager
 def transaction(
     catalog: Catalog, signer: Signer, actor: str, *, now: datetime | None = None
-) -> Iterator[Txn]:
-    """One attempt of :func:`change` as a ``with`` block (no retry after a lost race)."""
-    with catalog.transaction(signer, actor, now=now) as txn:
-        apply_due(txn)
-        yield txn
+) -> Iterator[Change]:
+    """One attempt of :func:`update` as a ``with`` block (no retry after a lost race)."""
+    v3 = catalog.require_v3()
+    with WriterV3(v3, expiry_days=catalog.expiry_days).transaction(signer, actor, now=now) as change:
+        apply_due(change)
+        yield change
 
 
 # -- state queries on one change ---------------------------------------------------------------

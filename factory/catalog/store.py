@@ -1,19 +1,16 @@
 """The catalog deployments read: signed versions, channels, lifecycle states and a hash-chained
-history, stored as files that are replaced atomically.
+history, in a directory or an S3 prefix (factory.catalog.storage), one door for both.
 
-Layout of a catalog (a directory, or an S3 prefix: factory.catalog.storage)::
+A catalog is v3 (docs/catalog-v3.md, factory.catalog.v3): catalog.json names a snapshot, which
+names one file per image, its pages, entries and history segments; every command reads and writes
+it through ``Catalog.v3()``, and a new catalog is made as v3. ``manifests/``, ``evidence/`` and
+``sbom/`` hold each version's inputs, packages, test evidence and SBOM (sha256 in its entry).
 
-    index.json                         versions, channels, states, history, signed snapshot
-    manifests/<image>/<version>.json   inputs and packages of one version (sha256 in the index)
-    evidence/<image>/<version>/junit.xml
-    sbom/<image>/<version>.cdx.json    CycloneDX SBOM of the packages (sha256 in the index; catalog.sbom)
-    .lock                              flock(2) taken by every writer (a directory only)
-
-Writers take the store's lock, write new files first (each written once) and the index last, with
-a conditional replace on the index they read. On disk each write is temp file → fsync → rename →
-fsync(dir); on S3, If-None-Match / If-Match. A crash at any moment leaves the previous index
-intact; at worst an unreferenced manifest stays behind. A writer that loses the race for the index
-(S3 has no lock) re-reads and re-applies its change (``Catalog.update``).
+What is left here of v2 (one signed ``index.json``: the previous release's format) is what
+``factory catalog migrate`` and its tests read: a v2 catalog is refused by every other command
+with exit 2 naming the migration (``require_v3``), and the v2 writer below refuses to write
+beside a catalog.json. Its writes: temp file, fsync, rename, fsync(dir); on S3, If-None-Match /
+If-Match; a writer that loses the race re-reads and re-applies its change (``Catalog.update``).
 """
 
 from __future__ import annotations
@@ -146,12 +143,22 @@ class Catalog:
         return self.store.exists(INDEX) or self.store.exists(CATALOG)
 
     def v3(self) -> CatalogV3 | None:
-        """The v3 catalog at the same place, when it has a catalog.json (a migrated or v3-made
-        catalog), read with this reader's keys and cache; None for a v2 or absent catalog. The
-        commands moved onto v3 read it (docs/catalog-v3.md, "how the commands move")."""
-        if not self.store.exists(CATALOG):
+        """The v3 catalog at this place, read with this reader's keys and cache: one with a
+        catalog.json, or none yet (a new catalog is made as v3). None for a v2 catalog (an
+        index.json alone), which only ``factory catalog migrate`` reads (``require_v3``)."""
+        if not self.store.exists(CATALOG) and self.store.exists(INDEX):
             return None
+        return self._v3()
+
+    def _v3(self) -> CatalogV3:
         return CatalogV3(self.store, self.keys_root, cache=self.cache)
+
+    def require_v3(self) -> CatalogV3:
+        """The v3 catalog here; a v2 one is refused (exit 2) naming ``factory catalog migrate``."""
+        v3 = self.v3()
+        if v3 is None:
+            self._v3().missing()
+        return v3
 
     def index_bytes(self) -> bytes | None:
         """The bytes every change replaces: index.json, or a v3 catalog's catalog.json (readers
@@ -164,9 +171,14 @@ class Catalog:
         is as new as any this reader verified, of the same catalog, and not expired (freshness).
         The one read every command uses; ``factory.catalog.audit.trusted`` adds what changed.
         A v3 catalog is read whole, as the index it would be (factory.catalog.v3.as_v2)."""
-        v3 = self.v3()
-        if v3 is not None:  # every file verified up to catalog.json's signature, freshness checked
+        v3 = self.require_v3()
+        if self.store.exists(CATALOG):  # every file verified up to catalog.json's signature, freshness
             return index_of(v3.open())
+        return self.legacy_load()
+
+    def legacy_load(self) -> IndexDoc:
+        """``load`` of a v2 index (or of no catalog yet: an empty index, refused where this reader
+        saw one): the previous release's format, which migration and its tests read."""
         previous = -1
         while True:
             doc = self.load_unverified()
@@ -297,6 +309,11 @@ class Catalog:
         is conditional on what was read); nothing is written then. ``update`` retries.
         """
         with self.store.lock():
+            if self.store.exists(CATALOG):  # index.json beside catalog.json would fork the catalog
+                raise CatalogError(
+                    f"{self.where}: this v2 writer does not write a v3 catalog ({self.describe(CATALOG)})",
+                    hint="write it through factory.catalog.lifecycle.update",
+                )
             raw, token = self._read_index()
             doc = parse(raw, self.where)
             problem = self.snapshot_problem(doc)
