@@ -26,7 +26,7 @@ from factory.catalog.docs_types import EntryDoc, IndexDoc, ManifestDoc, StateVie
 from factory.catalog.indexdoc import state_of
 from factory.catalog.store import Catalog
 from factory.catalog.trust import Signer
-from factory.catalog.txn import Txn
+from factory.catalog.v3.writer import Change
 from factory.core import log
 from factory.core.config import Layout, load_settings
 
@@ -119,6 +119,17 @@ ENTRY_SCHEMA_FIELDS = frozenset(
         "$defs"
     ]["entry"]["properties"]
 )
+
+
+def catalog_files(catalog: Catalog) -> dict[str, bytes]:
+    """Every file of a local catalog by its path in it (lock files aside): what a refused command
+    must leave byte for byte ("writes nothing")."""
+    root = catalog.root
+    return {
+        str(path.relative_to(root)): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and not path.name.endswith(".lock")
+    }
 
 
 def version_id(n: int, commit: str = COMMIT) -> str:
@@ -317,7 +328,7 @@ class World:
     def doc(self) -> IndexDoc:
         return self.catalog.load()
 
-    def change(self, now: datetime | None = None) -> AbstractContextManager[Txn]:
+    def change(self, now: datetime | None = None) -> AbstractContextManager[Change]:
         return lifecycle.transaction(self.catalog, self.signer, ACTOR, now=now)
 
     def channel(self, image: str, channel: str) -> str | None:
