@@ -302,7 +302,6 @@ def write(args: argparse.Namespace) -> dict[str, float]:
     """One writer: publish and promote each of its versions, after the go file appears."""
     from factory.catalog import lifecycle, publishing, trust  # noqa: PLC0415
     from factory.catalog.store import open_catalog  # noqa: PLC0415
-    from factory.catalog.txn import Txn  # noqa: PLC0415
     from factory.core import awsapi as aws  # noqa: PLC0415
 
     catalog = open_catalog(args.url, args.keys, aws.AwsTarget(args.endpoint))
@@ -320,10 +319,10 @@ def write(args: argparse.Namespace) -> dict[str, float]:
             data = indexed_entry(image, index)
             publishing.publish(catalog, data, manifest(data), junit, signer=signer, actor=actor)
 
-            def promote(txn: Txn, image: str = image, version: str = data.version) -> None:
+            def promote(txn: lifecycle.Writing, image: str = image, version: str = data.version) -> None:
                 lifecycle.promote(txn, catalog, ORDER, image=image, version=version, channel="dev")
 
-            lifecycle.change(catalog, signer, actor, promote)
+            lifecycle.update(catalog, signer, actor, promote)
     return {"start": start, "end": time.time()}
 
 

@@ -29,8 +29,8 @@ from typing import Any, cast
 from factory.bake.inputs import HashCache, fingerprint, input_hashes, parent_identity
 from factory.bake.render import structural_sha256
 from factory.catalog import lifecycle, model, provenance, trust
-from factory.catalog.docs_types import EntryDoc, ManifestDoc
 from factory.catalog.changes import changes_of
+from factory.catalog.docs_types import EntryDoc, ManifestDoc
 from factory.catalog.store import Catalog
 from factory.catalog.trust import sign
 from factory.core.config import ImageSpec, Layout, build_order, load_images

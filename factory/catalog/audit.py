@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from factory.catalog import freshness, history, provenance
+from factory.catalog import history, provenance
 from factory.catalog.docs_types import IndexDoc, Ledger
 from factory.catalog.indexdoc import image_of
 from factory.catalog.store import Catalog, Untrusted
@@ -124,36 +124,24 @@ class Verified:
 
 
 def verify(catalog: Catalog) -> Verified:
-    """The full audit of the catalog, v2 (index.json) or v3 (catalog.json: v3.audit), and the
-    freshness check (rolled back, another catalog's, expired: refused): on v2 when the audit finds
-    nothing, on v3 first, as soon as catalog.json's signature verifies."""
-    v3 = catalog.v3()
-    if v3 is not None:
-        try:
-            head = v3.head_unchecked()
-        except CatalogError:
-            head = None  # catalog.json itself does not verify: the audit says why
-        if head is not None:  # rolled back, another catalog's, expired: refused as a reader would
-            v3.check_fresh(head)
-        problems = v3_audit(v3, files=True)
-        versions, records, generation = _v3_size(v3, clean=not problems)
-        return Verified(
-            where=v3.where,
-            problems=tuple(problems),
-            versions=versions,
-            records=records,
-            generation=generation,
-        )
-    doc = catalog.load_unverified()  # the audit checks every signature and says what fails
-    problems = audit(catalog, doc)
-    if not problems:
-        freshness.check(catalog, doc)
+    """The full audit of the catalog (v3.audit) and the freshness check (rolled back, another
+    catalog's, expired: refused), first, as soon as catalog.json's signature verifies. A v2
+    catalog is refused, naming the migration (which verifies the v2 index it reads)."""
+    v3 = catalog.require_v3()
+    try:
+        head = v3.head_unchecked()
+    except CatalogError:
+        head = None  # catalog.json itself does not verify: the audit says why
+    if head is not None:  # rolled back, another catalog's, expired: refused as a reader would
+        v3.check_fresh(head)
+    problems = v3_audit(v3, files=True)
+    versions, records, generation = _v3_size(v3, clean=not problems)
     return Verified(
-        where=catalog.where,
+        where=v3.where,
         problems=tuple(problems),
-        versions=sum(len(d["versions"]) for d in doc["images"].values()),
-        records=len(doc["history"]),
-        generation=doc["generation"],
+        versions=versions,
+        records=records,
+        generation=generation,
     )
 
 

@@ -21,7 +21,7 @@ from factory.catalog.trust import Signer
 from factory.catalog.txn import Txn
 from factory.catalog.v3.writer import Change, WriterV3
 from factory.core.clock import iso
-from factory.core.errors import CatalogError, ConfigError
+from factory.core.errors import ConfigError
 
 GOOD_FOR_PROMOTION = ("active",)
 T = TypeVar("T")

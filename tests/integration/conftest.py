@@ -157,9 +157,8 @@ def podman_images_cleanup(pytestconfig: pytest.Config) -> Iterator[list[str]]:
 
 def register_artifacts(scratch: Scratch, cleanup: list[str]) -> None:
     """Every podman artifact of ``scratch``'s catalog goes to ``cleanup`` (removed at the end)."""
-    index = scratch.catalog / "index.json"
-    if index.is_file():
-        for image in json.loads(index.read_text())["images"].values():
+    if (scratch.catalog / "catalog.json").is_file():
+        for image in scratch.index()["images"].values():
             cleanup.extend(v["artifact"]["id"] for v in image["versions"])
 
 

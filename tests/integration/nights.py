@@ -10,8 +10,7 @@ from .conftest import Scratch
 
 
 def index(scratch: Scratch) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((scratch.catalog / "index.json").read_text())
-    return data
+    return dict(scratch.index())
 
 
 def rebuild(scratch: Scratch, *args: str, code: int = 0) -> dict[str, dict[str, Any]]:

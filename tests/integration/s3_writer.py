@@ -13,7 +13,6 @@ from pathlib import Path
 
 from factory.catalog import lifecycle, trust
 from factory.catalog.store import open_catalog
-from factory.catalog.txn import Txn
 from factory.core import awsapi as aws
 
 from .catalog_fixture import entry, publish_one
@@ -30,10 +29,10 @@ def main(argv: list[str]) -> int:
         publish_one(catalog, signer, image, index, actor=actor, scratch=Path(scratch))
         version = entry(image, index).version
 
-        def promote(txn: Txn, version: str = version) -> None:
+        def promote(txn: lifecycle.Writing, version: str = version) -> None:
             lifecycle.promote(txn, catalog, ORDER, image=image, version=version, channel="dev")
 
-        lifecycle.change(catalog, signer, actor, promote)
+        lifecycle.update(catalog, signer, actor, promote)
         print(f"{image} {version} published and promoted", flush=True)
     return 0
 

@@ -16,6 +16,8 @@ import pytest
 
 from .conftest import Scratch, make_scratch, podman
 
+Files = dict[str, bytes]  # a catalog's files by path (Scratch.catalog_files)
+
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 REVISION = "org.opencontainers.image.revision"
@@ -132,37 +134,37 @@ def test_motd_announces_the_canary(host: Any) -> None:
 
 
 @pytest.fixture(scope="module")
-def failing_bake(repo: Scratch, base: dict[str, Any]) -> tuple[Any, bytes, bytes]:
+def failing_bake(repo: Scratch, base: dict[str, Any]) -> tuple[Any, Files, Files]:
     (repo.root / "images" / "canary").mkdir()
     (repo.root / "images" / "canary" / "image.toml").write_text(CANARY_TOML)
     (repo.root / "gates" / "test_canary.py").write_text(CANARY_TEST)
     repo.commit_all("canary image whose suite fails")
-    before = (repo.catalog / "index.json").read_bytes()
+    before = repo.catalog_files()
     proc = repo.factory("bake", "canary")
-    after = (repo.catalog / "index.json").read_bytes()
+    after = repo.catalog_files()
     return proc, before, after
 
 
-def test_failing_suite_exits_3(failing_bake: tuple[Any, bytes, bytes]) -> None:
+def test_failing_suite_exits_3(failing_bake: tuple[Any, Files, Files]) -> None:
     proc = failing_bake[0]
     assert proc.returncode == 3, proc.stderr
 
 
-def test_failing_suite_leaves_the_catalog_byte_identical(failing_bake: tuple[Any, bytes, bytes]) -> None:
+def test_failing_suite_leaves_the_catalog_byte_identical(failing_bake: tuple[Any, Files, Files]) -> None:
     _, before, after = failing_bake
     assert before == after
 
 
-def test_failing_suite_names_the_failing_test(failing_bake: tuple[Any, bytes, bytes]) -> None:
+def test_failing_suite_names_the_failing_test(failing_bake: tuple[Any, Files, Files]) -> None:
     assert "test_motd_announces_the_canary" in failing_bake[0].stderr
 
 
-def test_failing_suite_prints_no_traceback(failing_bake: tuple[Any, bytes, bytes]) -> None:
+def test_failing_suite_prints_no_traceback(failing_bake: tuple[Any, Files, Files]) -> None:
     assert "Traceback" not in failing_bake[0].stderr
 
 
 def test_rejected_artifact_is_tagged_rejected(
-    failing_bake: tuple[Any, bytes, bytes], podman_images_cleanup: list[str]
+    failing_bake: tuple[Any, Files, Files], podman_images_cleanup: list[str]
 ) -> None:
     refs = podman("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}", "localhost/canary").stdout.split(
         "\n"
@@ -173,8 +175,7 @@ def test_rejected_artifact_is_tagged_rejected(
 
 
 def test_dirty_tree_refuses_to_publish(repo: Scratch, base: dict[str, Any]) -> None:
-    index = repo.catalog / "index.json"
-    before = index.read_bytes()
+    before = repo.catalog_files()
     (repo.root / "images" / "base" / "image.toml").write_text(
         (repo.root / "images" / "base" / "image.toml").read_text() + "\n# local edit\n"
     )
@@ -182,7 +183,8 @@ def test_dirty_tree_refuses_to_publish(repo: Scratch, base: dict[str, Any]) -> N
         proc = repo.factory("bake", "base")
     finally:
         repo.git("checkout", "--", "images/base/image.toml")
-    assert (proc.returncode, index.read_bytes()) == (2, before) and "commit or stash" in proc.stderr
+    unchanged = repo.catalog_files() == before
+    assert (proc.returncode, unchanged) == (2, True) and "commit or stash" in proc.stderr
 
 
 def test_missing_parent_artifact_path_is_clear(tmp_path: Path) -> None:

@@ -24,10 +24,11 @@ from typing import Any
 
 import pytest
 
-from factory.catalog import audit, state
-from factory.catalog.docs_types import IndexDoc
+from factory.catalog import state
+from factory.catalog.docs_types import HistoryRecord, IndexDoc
 from factory.catalog.indexdoc import state_of
 from factory.catalog.store import Catalog
+from factory.catalog.v3.audit import audit as audit_v3
 from factory.core.clock import now_utc
 
 from .catalog_fixture import factory_argv, make_layout, populate, run_op
@@ -119,11 +120,18 @@ class Concurrent:
     catalog: Catalog
     root: Path
     key: Path
-    before: int
+    before: frozenset[str]  # the hashes of the records made before the writers started
     ops: list[list[list[str]]]
     codes: list[list[int] | None]
     logs: list[str]
     seconds: float
+
+
+def added_records(concurrent: Concurrent) -> list[HistoryRecord]:
+    """The records the writers added, each image's in its chain's order. (The whole catalog's
+    history merges the images' chains by time, so the writers' first records can sort before
+    the last ones made in the same second before them: no slice of it is "what was added".)"""
+    return [r for r in concurrent.catalog.load()["history"] if r["hash"] not in concurrent.before]
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +139,7 @@ def concurrent(tmp_path_factory: pytest.TempPathFactory) -> Concurrent:
     tmp = tmp_path_factory.mktemp("concurrent")
     root, key = make_layout(tmp / "repo")
     catalog = populate(root, key, {f"img{i}": 3 for i in range(WRITERS)})
-    before = len(catalog.load()["history"])
+    before = frozenset(r["hash"] for r in catalog.load()["history"])
     ops = [writer_ops(catalog, i) for i in range(WRITERS)]
     go = FORK.Event()
     logs = [tmp / f"writer{i}.log" for i in range(WRITERS)]
@@ -161,7 +169,7 @@ def test_concurrent_operations_all_succeed(concurrent: Concurrent) -> None:
 @pytest.mark.parametrize("i", range(WRITERS))
 def test_concurrent_writer_loses_no_update(concurrent: Concurrent, i: int) -> None:
     """Every change the writer made is in the history, in the order it made them."""
-    added = concurrent.catalog.load()["history"][concurrent.before :]
+    added = added_records(concurrent)
     mine = [
         (r["action"], r["image"], r.get("version") or r.get("channel"))
         for r in added
@@ -174,7 +182,7 @@ def test_concurrent_writer_loses_no_update(concurrent: Concurrent, i: int) -> No
 def test_concurrent_writer_publishes_every_version(concurrent: Concurrent, i: int) -> None:
     published = {
         r["version"]
-        for r in concurrent.catalog.load()["history"][concurrent.before :]
+        for r in added_records(concurrent)
         if r["action"] == "publish" and r["actor"] == f"writer{i}"
     }
     assert (len(published), len(versions(concurrent.catalog, f"img{i}"))) == (5, 8)
@@ -193,14 +201,16 @@ def test_concurrent_writer_restore_is_the_last_word(concurrent: Concurrent, i: i
     assert state.status(doc, f"img{i}", v2, now_utc()) != "revoked"
 
 
-def test_concurrent_history_is_complete(concurrent: Concurrent) -> None:
-    """Each record is the one before plus one: nothing overwritten, nothing interleaved."""
-    history = concurrent.catalog.load()["history"]
+@pytest.mark.parametrize("i", range(WRITERS))
+def test_concurrent_history_is_complete(concurrent: Concurrent, i: int) -> None:
+    """Each record of the image's chain (v3: one per image) is the one before plus one: nothing
+    overwritten, nothing interleaved."""
+    history = [r for r in concurrent.catalog.load()["history"] if r["image"] == f"img{i}"]
     assert [r["seq"] for r in history] == list(range(1, len(history) + 1))
 
 
 def test_concurrent_history_chain_verifies(concurrent: Concurrent) -> None:
-    assert audit.audit(concurrent.catalog, concurrent.catalog.load()) == []
+    assert audit_v3(concurrent.catalog.require_v3()) == []
 
 
 def test_verify_catalog_passes_after_concurrent_writers(concurrent: Concurrent) -> None:
@@ -254,17 +264,19 @@ def trial_argv(op: str, trial: int, catalog: Catalog, doc: IndexDoc) -> list[str
     return ["gc", "--keep", str(max(KEEP_FLOOR, len(left) - 1)), "--actor", "killer"]
 
 
-def outcome(old: bytes, now: bytes, op: str) -> str:
-    if now == old:
+def outcome(before: IndexDoc, after: IndexDoc, op: str) -> str:
+    """ "old": the catalog as it was; "new": one more generation whose every image's history is
+    the old one and then records ``op`` may add; anything else: "neither"."""
+    if after == before:
         return "old"
-    before, after = json.loads(old), json.loads(now)
-    added = after["history"][len(before["history"]) :]
-    new = (
-        after["generation"] == before["generation"] + 1
-        and after["history"][: len(before["history"])] == before["history"]
-        and bool(added)
-        and {r["action"] for r in added} <= ALLOWED[op]
-    )
+    added: list[str] = []
+    for image in sorted(set(before["images"]) | set(after["images"])):
+        old = [r for r in before["history"] if r["image"] == image]
+        now = [r for r in after["history"] if r["image"] == image]
+        if now[: len(old)] != old:
+            return "neither"
+        added += [r["action"] for r in now[len(old) :]]
+    new = after["generation"] == before["generation"] + 1 and bool(added) and set(added) <= ALLOWED[op]
     return "new" if new else "neither"
 
 
@@ -282,7 +294,6 @@ def kill_trials(tmp_path_factory: pytest.TempPathFactory) -> KillTrials:
     tmp = tmp_path_factory.mktemp("kill")
     root, key = make_layout(tmp / "repo")
     catalog = populate(root, key, {"img0": 3, "img1": KEEP_FLOOR, "img2": KEEP_FLOOR + TRIALS_PER_OP + 2})
-    index = catalog.index_path
     start = time.monotonic()
     # How long each operation takes here and now, without a kill (the slower of two runs, as
     # the load of the machine varies): the kills are spread over 1.5 times that.
@@ -296,16 +307,15 @@ def kill_trials(tmp_path_factory: pytest.TempPathFactory) -> KillTrials:
     trials = []
     for n in range(TRIALS_PER_OP * len(KILLED_OPS)):
         op = KILLED_OPS[n % len(KILLED_OPS)]
-        old = index.read_bytes()
-        argv = trial_argv(op, n, catalog, json.loads(old))
+        old = catalog.load()
+        argv = trial_argv(op, n, catalog, old)
         delay = rng.uniform(0, 1.5 * duration[op])
         proc = fork(root, key, [argv], tmp / f"trial{n}.log")
         time.sleep(delay)
         os.kill(proc.pid, signal.SIGKILL)
         proc.join(timeout=60)
-        now = index.read_bytes()
-        doc = catalog.load()  # schema-valid JSON, never a torn file
-        trials.append(Trial(op, argv, delay, outcome(old, now, op), audit.audit(catalog, doc)))
+        now = catalog.load()  # every file verified up to catalog.json's signature: never a torn one
+        trials.append(Trial(op, argv, delay, outcome(old, now, op), audit_v3(catalog.require_v3())))
     return KillTrials(catalog, root, key, trials, time.monotonic() - start)
 
 

@@ -47,11 +47,11 @@ def scenario(repo: Scratch, base: dict[str, Any], nginx: dict[str, Any]) -> dict
     nginx2 = resolved(repo, "nginx", "latest")
     promote_through(repo, "base", base2["version"])
     promote_through(repo, "nginx", nginx2["version"])
-    before = json.loads((repo.catalog / "index.json").read_text())["generation"]
+    before = repo.index()["generation"]
     revoke = repo.factory(
         "revoke", "base", base2["version"], "--reason", "CVE-2026-0001 in openssl", check=True
     )
-    after = json.loads((repo.catalog / "index.json").read_text())["generation"]
+    after = repo.index()["generation"]
     return {
         "base": base,
         "nginx": nginx,
@@ -115,20 +115,23 @@ def test_verify_catalog_passes(repo: Scratch, scenario: dict[str, Any]) -> None:
 def test_hand_edited_entry_is_refused_by_name(
     repo: Scratch, scenario: dict[str, Any], tmp_path: Path
 ) -> None:
-    index = repo.catalog / "index.json"
+    version = scenario["base"]["version"]  # on prod again since base2's revocation
+    index = next(  # its signed entry, content-addressed (docs/catalog-v3.md)
+        path
+        for path in (repo.catalog / "entries").glob("*.json")
+        if json.loads(path.read_bytes())["version"] == version
+    )
     original = index.read_bytes()
     doc = json.loads(original)
-    version = scenario["base"]["version"]
-    entry = next(e for e in doc["images"]["base"]["versions"] if e["version"] == version)
-    entry["tests"]["failed"] = 0
-    entry["commit"] = "f" * 40
+    doc["tests"]["failed"] = 0
+    doc["commit"] = "f" * 40
     index.write_text(json.dumps(doc, indent=2))
     try:
         resolve = repo.factory("resolve", "base", "--channel", "prod")
         audit = repo.factory("verify-catalog")
     finally:
         index.write_bytes(original)
-    named = f"images.base.versions[{version}]"
+    named = f"entries/{index.name}"
     assert (resolve.returncode, audit.returncode, named in resolve.stderr, named in audit.stderr) == (
         2,
         2,

@@ -74,8 +74,7 @@ class World:
         return proc.stdout
 
     def index(self) -> dict[str, Any]:
-        doc: dict[str, Any] = json.loads((self.scratch.catalog / "index.json").read_text())
-        return doc
+        return dict(self.scratch.index())
 
     def entry(self, version: str) -> dict[str, Any]:
         return next(e for e in self.index()["images"]["nginx"]["versions"] if e["version"] == version)

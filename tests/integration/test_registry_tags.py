@@ -28,7 +28,7 @@ from factory.core.config import Layout
 from factory.core.errors import ExternalToolError
 from factory.registry import attach
 from factory.registry import hooks as registry_hooks
-from tests.fixtures.scratch import tree_digest
+from tests.fixtures.scratch import catalog_doc, tree_digest
 from tests.registry_server import CHANNELS, RegistryServer, free_port, registry_server, skopeo
 
 pytestmark = pytest.mark.integration
@@ -62,8 +62,7 @@ class Tags:
         return proc.stdout
 
     def index(self) -> dict[str, Any]:
-        doc: dict[str, Any] = json.loads((self.root / ".factory" / "catalog" / "index.json").read_text())
-        return doc
+        return dict(catalog_doc(self.root))
 
     def tags(self) -> list[str]:
         proc = skopeo("list-tags", "--tls-verify=false", f"docker://{self.repo}")

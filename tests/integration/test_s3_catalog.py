@@ -17,8 +17,11 @@ from factory.catalog import audit, lifecycle, state, trust
 from factory.catalog.docs_types import IndexDoc
 from factory.catalog.s3 import S3Store, split
 from factory.catalog.storage import Conflict, Exists, LocalStore, Store
-from factory.catalog.store import INDEX, Catalog, open_catalog
-from factory.catalog.txn import Txn
+from factory.catalog.store import Catalog, open_catalog
+from factory.catalog.v3 import writer
+from factory.catalog.v3.audit import audit as audit_v3
+from factory.catalog.v3.formats import CATALOG
+from factory.catalog.v3.writer import Change
 from factory.core import awsapi as aws
 from factory.core.errors import CatalogError, ConfigError
 from tests.aws_server import AwsServer, aws_server  # noqa: F401 -- the session fixture
@@ -95,10 +98,11 @@ def race(shared: Shared) -> Race:
     return Race(codes=[p.returncode for p in procs], outputs=outputs, doc=shared.catalog().load())
 
 
-def overwrite(catalog: Catalog, data: bytes) -> None:
-    """What whoever can write the bucket does: replace index.json with ``data``, no questions asked."""
-    found = catalog.store.read(INDEX)
-    catalog.store.replace(INDEX, data, found[1] if found else None)
+def overwrite(catalog: Catalog, data: bytes, rel: str = CATALOG) -> None:
+    """What whoever can write the bucket does: replace ``rel`` (catalog.json, the file every reader
+    starts from) with ``data``, no questions asked."""
+    found = catalog.store.read(rel)
+    catalog.store.replace(rel, data, found[1] if found else None)
 
 
 # -- the Store protocol, the same on both stores ------------------------------------------------
@@ -126,15 +130,15 @@ def test_store_create_writes_once_and_refuses_other_bytes(store: Store) -> None:
 
 
 def test_store_replace_is_conditional_on_what_was_read(store: Store) -> None:
-    store.replace("index.json", b"first", None)
+    store.replace("catalog.json", b"first", None)
     with pytest.raises(Conflict):
-        store.replace("index.json", b"second", None)  # someone created it meanwhile
-    first = store.read("index.json")
+        store.replace("catalog.json", b"second", None)  # someone created it meanwhile
+    first = store.read("catalog.json")
     assert first is not None
-    store.replace("index.json", b"second", first[1])
+    store.replace("catalog.json", b"second", first[1])
     with pytest.raises(Conflict):
-        store.replace("index.json", b"third", first[1])  # based on a read that is now stale
-    assert (store.read("index.json") or (b"", ""))[0] == b"second"
+        store.replace("catalog.json", b"third", first[1])  # based on a read that is now stale
+    assert (store.read("catalog.json") or (b"", ""))[0] == b"second"
 
 
 def test_store_lists_and_deletes(store: Store) -> None:
@@ -147,8 +151,8 @@ def test_store_lists_and_deletes(store: Store) -> None:
 
 
 def test_store_describes_files_where_they_are(store: Store) -> None:
-    assert store.describe("index.json").endswith("/index.json")
-    assert store.describe("index.json").startswith(store.location)
+    assert store.describe("catalog.json").endswith("/catalog.json")
+    assert store.describe("catalog.json").startswith(store.location)
 
 
 def test_every_writer_succeeds(race: Race) -> None:
@@ -191,8 +195,7 @@ def test_the_writers_really_raced(race: Race) -> None:
 
 
 def test_catalog_verifies_after_the_race(race: Race, shared: Shared) -> None:
-    catalog = shared.catalog()
-    assert audit.audit(catalog, catalog.load()) == []
+    assert audit_v3(shared.catalog().require_v3()) == []
 
 
 def test_lost_race_is_reapplied_on_the_winner(shared: Shared, tmp_path: Path) -> None:
@@ -205,10 +208,11 @@ def test_lost_race_is_reapplied_on_the_winner(shared: Shared, tmp_path: Path) ->
     v1, v2 = entry("race", 1).version, entry("race", 2).version
     runs: list[int] = []
 
-    def promote(txn: Txn) -> None:
-        runs.append(txn.doc["generation"])
+    def promote(txn: lifecycle.Writing) -> None:
+        assert isinstance(txn, Change)
+        runs.append(txn.view.head.generation)
         if len(runs) == 1:  # the other writer gets in first, once
-            lifecycle.change(
+            lifecycle.update(
                 theirs,
                 signer,
                 "them",
@@ -216,7 +220,7 @@ def test_lost_race_is_reapplied_on_the_winner(shared: Shared, tmp_path: Path) ->
             )
         lifecycle.promote(txn, ours, ORDER, image="race", version=v2, channel="dev")
 
-    lifecycle.change(ours, signer, "us", promote)
+    lifecycle.update(ours, signer, "us", promote)
     doc = ours.load()
     assert runs == [runs[0], runs[0] + 1]
     promotions = [(r["actor"], r["to"]) for r in doc["history"] if r["action"] == "promote"]
@@ -224,24 +228,25 @@ def test_lost_race_is_reapplied_on_the_winner(shared: Shared, tmp_path: Path) ->
     assert state.current(doc, "race", "dev") == v2
 
 
-def test_endless_races_fail_clearly(shared: Shared, tmp_path: Path) -> None:
+def test_endless_races_fail_clearly(shared: Shared, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(writer, "BACKOFF_CAP_S", 0.2)  # the attempts, not the waits, are the point
     signer = trust.load_signer(shared.key)
     ours, theirs = shared.catalog(), shared.catalog()
     publish_one(ours, signer, "endless", 1, actor="setup", scratch=tmp_path)
     version = entry("endless", 1).version
     before = ours.index_bytes()
 
-    def always_beaten(txn: Txn) -> None:
+    def always_beaten(txn: lifecycle.Writing) -> None:
         overwrite(theirs, (ours.index_bytes() or b"") + b" ")  # same content, new ETag
         lifecycle.promote(txn, ours, ORDER, image="endless", version=version, channel="dev")
 
-    with pytest.raises(CatalogError, match="changed under this update 8 times"):
-        lifecycle.change(ours, signer, "us", always_beaten)
+    with pytest.raises(CatalogError, match=f"changed under this update {writer.RACING_ATTEMPTS} times"):
+        lifecycle.update(ours, signer, "us", always_beaten)
     assert (ours.index_bytes() or b"").rstrip() == (before or b"").rstrip()
 
 
-def test_first_index_is_created_only_once(shared: Shared, tmp_path: Path) -> None:
-    """Two writers that both found no index: If-None-Match lets only one create it."""
+def test_first_catalog_json_is_created_only_once(shared: Shared, tmp_path: Path) -> None:
+    """Two writers that both found no catalog: If-None-Match lets only one create it."""
     shared.server.client("s3").create_bucket(Bucket="fresh")  # type: ignore[attr-defined]
     target = aws.AwsTarget(shared.server.url)
     first = Catalog(S3Store("s3://fresh/c", target), shared.root / "keys")
@@ -252,13 +257,14 @@ def test_first_index_is_created_only_once(shared: Shared, tmp_path: Path) -> Non
     assert second.load()["generation"] == 1
 
 
-def test_tampered_s3_index_is_refused(shared: Shared, tmp_path: Path) -> None:
+def test_tampered_s3_entry_is_refused(shared: Shared, tmp_path: Path) -> None:
     shared.server.client("s3").create_bucket(Bucket="tamper")  # type: ignore[attr-defined]
     catalog = open_catalog("s3://tamper", shared.root / "keys", aws.AwsTarget(shared.server.url))
     publish_one(catalog, trust.load_signer(shared.key), "t", 1, actor="a", scratch=tmp_path)
-    raw = (catalog.index_bytes() or b"").replace(b'"passed": 10', b'"passed": 11')
-    overwrite(catalog, raw)
-    with pytest.raises(CatalogError, match=r"s3://tamper/index.json"):
+    [rel] = catalog.store.names("entries")  # the version's signed entry, content-addressed
+    raw = catalog.read_file(rel).replace(b'"passed": 10', b'"passed": 11')
+    overwrite(catalog, raw, rel)
+    with pytest.raises(CatalogError, match=rf"s3://tamper/{rel}: sha256 is .* changed after it was written"):
         audit.trusted(catalog)
 
 
@@ -272,8 +278,8 @@ def test_bad_s3_urls_name_the_field(url: str, fragment: str) -> None:
         split(url)
 
 
-def test_older_s3_index_put_back_is_refused(shared: Shared, tmp_path: Path) -> None:
-    """The rollback attack on S3: an older index.json put back under the prefix (catalog.freshness)."""
+def test_older_s3_catalog_json_put_back_is_refused(shared: Shared, tmp_path: Path) -> None:
+    """The rollback attack on S3: an older catalog.json put back under the prefix (catalog.freshness)."""
     shared.server.client("s3").create_bucket(Bucket="rollback")  # type: ignore[attr-defined]
     catalog = open_catalog("s3://rollback/c", shared.root / "keys", aws.AwsTarget(shared.server.url))
     catalog.cache = tmp_path / "cache"
@@ -283,14 +289,14 @@ def test_older_s3_index_put_back_is_refused(shared: Shared, tmp_path: Path) -> N
     publish_one(catalog, signer, "rb", 2, actor="a", scratch=tmp_path)
     assert audit.trusted(catalog)["generation"] == 2
     overwrite(catalog, old)
-    with pytest.raises(CatalogError, match=r"s3://rollback/c/index.json: generation 1 .*rolled back"):
+    with pytest.raises(CatalogError, match=r"s3://rollback/c/catalog.json: generation 1 .*rolled back"):
         audit.trusted(catalog)
     with pytest.raises(CatalogError, match="rolled back"):  # nor does a writer fork from it
         publish_one(catalog, signer, "rb", 3, actor="a", scratch=tmp_path)
     assert catalog.index_bytes() == old
 
 
-def test_index_of_another_s3_catalog_is_refused(shared: Shared, tmp_path: Path) -> None:
+def test_catalog_json_of_another_s3_catalog_is_refused(shared: Shared, tmp_path: Path) -> None:
     shared.server.client("s3").create_bucket(Bucket="substitute")  # type: ignore[attr-defined]
     target = aws.AwsTarget(shared.server.url)
     ours = open_catalog("s3://substitute/ours", shared.root / "keys", target)
@@ -302,7 +308,7 @@ def test_index_of_another_s3_catalog_is_refused(shared: Shared, tmp_path: Path) 
         publish_one(theirs, signer, "sub", n, actor="a", scratch=tmp_path)
     audit.trusted(ours)
     overwrite(ours, theirs.index_bytes() or b"")
-    with pytest.raises(CatalogError, match=r"s3://substitute/ours/index.json: catalog .* another catalog"):
+    with pytest.raises(CatalogError, match=r"s3://substitute/ours/catalog.json: catalog .* another catalog"):
         audit.trusted(ours)
 
 

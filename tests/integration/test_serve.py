@@ -25,6 +25,7 @@ from factory.catalog import lifecycle, trust
 from factory.catalog.store import Catalog
 from factory.core.clock import now_utc
 from factory.core.config import Layout, load_settings
+from tests.fixtures.files import tree_bytes
 
 from .catalog_fixture import make_layout, populate
 
@@ -56,8 +57,12 @@ class Site:
     nginx: tuple[str, ...]
 
     @property
-    def index(self) -> Path:
-        return self.root / ".factory" / "catalog" / "index.json"
+    def catalog_dir(self) -> Path:
+        return self.root / ".factory" / "catalog"
+
+    def files(self) -> dict[str, bytes]:
+        """Every file of the catalog: what a refused write leaves byte for byte."""
+        return tree_bytes(self.catalog_dir)
 
     @property
     def catalog(self) -> Catalog:
@@ -277,19 +282,19 @@ def test_site_index_and_sbom(server: Server) -> None:
     href = nginx["versions"][0]["sbom"]["href"]
     sbom = server.get(f"/{href}")
     assert sbom.status == 200
-    assert sbom.body == (server.site.index.parent / href).read_bytes()
+    assert sbom.body == (server.site.catalog_dir / href).read_bytes()
 
 
 @pytest.mark.parametrize(
     "path",
     [
         "/../../../etc/passwd",
-        "/sbom/../../.factory/catalog/index.json",
+        "/sbom/../../.factory/catalog/catalog.json",
         "/%2e%2e/%2e%2e/etc/passwd",
         "/sbom/..%2f..%2f..%2ffactory.toml",
-        "/sbom/nginx/..%5c..%5cindex.json",
+        "/sbom/nginx/..%5c..%5ccatalog.json",
         "//etc/passwd",
-        "/.factory/catalog/index.json",
+        "/.factory/catalog/catalog.json",
         "/factory.toml",
     ],
 )
@@ -304,15 +309,15 @@ def test_site_path_traversal_is_404(server: Server, path: str) -> None:
 
 @pytest.mark.parametrize(("token", "status"), [(None, 401), ("not-the-token", 401)])
 def test_post_without_the_token_is_401(server: Server, token: str | None, status: int) -> None:
-    before = server.site.index.read_bytes()
+    before = server.site.files()
     reply = server.post(alert("nginx", server.site.nginx[2]), token=token)
     assert reply.status == status
     assert reply.headers["WWW-Authenticate"].startswith("Bearer")
-    assert server.site.index.read_bytes() == before
+    assert server.site.files() == before
 
 
 def test_oversize_post_is_413(server: Server) -> None:
-    before = server.site.index.read_bytes()
+    before = server.site.files()
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=TIMEOUT_S)
     try:
         conn.putrequest("POST", SIGNAL)
@@ -323,24 +328,24 @@ def test_oversize_post_is_413(server: Server) -> None:
         assert conn.getresponse().status == 413
     finally:
         conn.close()
-    assert server.site.index.read_bytes() == before
+    assert server.site.files() == before
 
 
 @pytest.mark.parametrize(("body", "status"), [(b'{"version": "4", "alerts": [', 400), (b"\xff", 400)])
 def test_malformed_json_is_400(server: Server, body: bytes, status: int) -> None:
-    before = server.site.index.read_bytes()
+    before = server.site.files()
     reply = server.post(body)
     assert reply.status == status
     assert set(reply.json()) == {"error", "hint"}
-    assert server.site.index.read_bytes() == before
+    assert server.site.files() == before
 
 
 def test_unknown_version_is_422(server: Server) -> None:
-    before = server.site.index.read_bytes()
+    before = server.site.files()
     reply = server.post(alert("nginx", "20200101.000000-000000000000"))
     assert reply.status == 422
     assert "no published version" in reply.json()["error"]
-    assert server.site.index.read_bytes() == before
+    assert server.site.files() == before
 
 
 # -- a write --------------------------------------------------------------------------------------
@@ -356,11 +361,11 @@ def test_critical_alert_revokes_once(own_server: Server) -> None:
     assert json.loads(resolved.stdout)["version"] == good
     assert own_server.get(f"/v1/images/nginx/versions/{bad}").json()["state"]["status"] == "revoked"
     assert own_server.get("/v1/images/nginx/channels/dev").json() == json.loads(resolved.stdout)
-    before = site.index.read_bytes()
+    before = site.files()
     again = own_server.post(alert("nginx", bad))
     assert again.status == 200
     assert [a["action"] for a in again.json()["actions"]] == ["duplicate"]
-    assert site.index.read_bytes() == before
+    assert site.files() == before
 
 
 def test_sigterm_stops_it_cleanly_and_the_log_has_no_token(own_server: Server) -> None:

@@ -171,10 +171,10 @@ def test_422_echoes_at_most_200_characters(server: Server) -> None:
     ids=["bad-utf8", "lone-surrogate", "unclosed-deep", "closed-deep", "not-a-payload"],
 )
 def test_bad_webhook_body_is_4xx_never_500(server: Server, body: bytes, status: int) -> None:
-    before = server.site.index.read_bytes()
+    before = server.site.files()
     reply = server.post(body)
     assert reply.status == status
-    assert server.site.index.read_bytes() == before
+    assert server.site.files() == before
 
 
 @pytest.mark.parametrize(
@@ -203,7 +203,7 @@ def test_every_answer_carries_the_security_headers(
 
 
 def test_500_carries_the_security_headers(own: Server) -> None:
-    own.site.index.write_text("{}", encoding="utf-8")
+    (own.site.catalog_dir / "catalog.json").write_text("{}", encoding="utf-8")
     got, headers, body = exchange(own, b"GET /v1/images HTTP/1.0\r\n\r\n")
     assert got == 500
     assert {name: headers.get(name) for name in SECURITY} == SECURITY

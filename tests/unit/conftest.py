@@ -10,7 +10,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,6 +29,8 @@ from factory.catalog.trust import Signer
 from factory.catalog.v3.writer import Change
 from factory.core import log
 from factory.core.config import Layout, load_settings
+from tests.fixtures.files import tree_bytes
+from tests.fixtures.legacy_v2 import previous_release
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -122,14 +124,8 @@ ENTRY_SCHEMA_FIELDS = frozenset(
 
 
 def catalog_files(catalog: Catalog) -> dict[str, bytes]:
-    """Every file of a local catalog by its path in it (lock files aside): what a refused command
-    must leave byte for byte ("writes nothing")."""
-    root = catalog.root
-    return {
-        str(path.relative_to(root)): path.read_bytes()
-        for path in sorted(root.rglob("*"))
-        if path.is_file() and not path.name.endswith(".lock")
-    }
+    """Every file of a local catalog (tests/fixtures/files.py): what "writes nothing" compares."""
+    return tree_bytes(catalog.root)
 
 
 def version_id(n: int, commit: str = COMMIT) -> str:
@@ -387,3 +383,24 @@ def world_template(tmp_path_factory: pytest.TempPathFactory, session_key: KeyPai
 def world(world_template: World, tmp_path: Path, keys_root: Path) -> World:
     """A copy of ``world_template`` at ``layout.catalog``, trusted through ``layout.keys``."""
     return world_template.copy(tmp_path / "catalog", keys_root)
+
+
+@pytest.fixture(scope="session")
+def world_template_v2(tmp_path_factory: pytest.TempPathFactory, session_key: KeyPair) -> World:
+    """``world_template`` as the previous release made it: a v2 index.json (tests/fixtures/legacy_v2)."""
+    catalog = Catalog(tmp_path_factory.mktemp("world-v2") / "catalog", session_key.public.parent)
+    with previous_release():
+        return World.build(catalog, session_key.signer)
+
+
+@pytest.fixture
+def legacy() -> Iterator[None]:
+    """The previous release's dispatch for the test (a place without catalog.json is v2)."""
+    with previous_release():
+        yield
+
+
+@pytest.fixture
+def world_v2(world_template_v2: World, tmp_path: Path, keys_root: Path, legacy: None) -> World:
+    """A copy of ``world_template_v2`` at ``layout.catalog``, inside ``legacy``."""
+    return world_template_v2.copy(tmp_path / "catalog", keys_root)

@@ -24,6 +24,12 @@ from tests.unit.test_cli import Cli
 
 
 @pytest.fixture
+def world(world_v2: World) -> World:
+    """The world as the previous release made it (v2), under its dispatch (``legacy``)."""
+    return world_v2
+
+
+@pytest.fixture
 def cli(layout: Layout, world: World, session_key: KeyPair, monkeypatch: pytest.MonkeyPatch) -> Cli:
     """The world migrated at layout.catalog, base[0] then base[1] (B2) through prod, and this reader (the
     layout's cache) has resolved it."""

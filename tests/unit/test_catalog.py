@@ -1,4 +1,5 @@
-"""The catalog (schema_version 2): publication, signatures, what is on disk, atomic writes."""
+"""The catalog: publication, signatures, what is on disk, atomic writes; and the previous
+release's v2 index (what `factory catalog migrate` reads): a damaged one is refused by name."""
 
 from __future__ import annotations
 
@@ -17,9 +18,19 @@ from factory.catalog.docs_types import EntryDoc
 from factory.catalog.indexdoc import SCHEMA_VERSION
 from factory.catalog.store import Catalog
 from factory.catalog.trust import Signer
+from factory.catalog.v3.audit import audit as audit_v3
 from factory.core.errors import CatalogError, ConfigError
 from factory.core.files import atomic_write, dumps
-from tests.unit.conftest import ACTOR, JUNIT, KeyPair, make_entry, make_manifest, publish, version_id
+from tests.unit.conftest import (
+    ACTOR,
+    JUNIT,
+    KeyPair,
+    catalog_files,
+    make_entry,
+    make_manifest,
+    publish,
+    version_id,
+)
 
 V1 = version_id(0)
 V2 = version_id(60)
@@ -131,8 +142,8 @@ def test_entry_signed_by_an_untrusted_key_is_refused(
         catalog.verify_entry(published)
 
 
-def test_publish_signs_the_snapshot(catalog: Catalog, published: EntryDoc) -> None:
-    assert catalog.snapshot_problem(catalog.load()) is None
+def test_publish_signs_the_catalog(catalog: Catalog, published: EntryDoc) -> None:
+    assert audit_v3(catalog.require_v3(), files=True) == []
 
 
 def test_publish_points_latest_at_it(catalog: Catalog, published: EntryDoc) -> None:
@@ -163,8 +174,8 @@ def test_publish_record_names_the_actor(catalog: Catalog, published: EntryDoc) -
 
 
 def test_head_is_the_last_record(catalog: Catalog, published: EntryDoc) -> None:
-    doc = catalog.load()
-    assert doc["head"] == doc["history"][-1]["hash"]
+    view = catalog.require_v3().open()
+    assert view.image("base").head == list(view.records("base"))[-1]["hash"]
 
 
 def test_first_publish_is_generation_1(catalog: Catalog, published: EntryDoc) -> None:
@@ -185,27 +196,29 @@ def test_publishing_twice_is_a_config_error(catalog: Catalog, signer: Signer, pu
         publish(catalog, signer, "base", V1)
 
 
-def test_publishing_twice_leaves_index_unchanged(
+def test_publishing_twice_leaves_the_catalog_unchanged(
     catalog: Catalog, signer: Signer, published: EntryDoc
 ) -> None:
-    before = catalog.index_path.read_bytes()
+    before = catalog_files(catalog)
     with pytest.raises(ConfigError):
         publish(catalog, signer, "base", V1)
-    assert catalog.index_path.read_bytes() == before
+    assert catalog_files(catalog) == before
 
 
 def test_failing_evidence_is_refused_naming_the_field(catalog: Catalog, signer: Signer, junit: Path) -> None:
     built = make_entry("base", V1)
     entry = replace(built, tests=replace(built.tests, failed=1))
-    with pytest.raises(ConfigError, match=r"images\.base\.versions\.0\.tests\.failed"):
+    with pytest.raises(
+        ConfigError, match=rf"catalog\.json: entry of base {V1} \(about to write\): tests\.failed"
+    ):
         publishing.publish(catalog, entry, make_manifest("base", V1), junit, signer=signer, actor=ACTOR)
 
 
-def test_invalid_entry_leaves_no_index(catalog: Catalog, signer: Signer, junit: Path) -> None:
+def test_invalid_entry_leaves_no_catalog(catalog: Catalog, signer: Signer, junit: Path) -> None:
     entry = replace(make_entry("base", V1), version=V1 + "-dirty")
     with pytest.raises(ConfigError):
         publishing.publish(catalog, entry, make_manifest("base", V1), junit, signer=signer, actor=ACTOR)
-    assert not catalog.index_path.exists()
+    assert not catalog.exists()
 
 
 def test_invalid_manifest_is_refused(catalog: Catalog, signer: Signer, junit: Path) -> None:
@@ -261,8 +274,10 @@ def test_find_missing_is_a_config_error(three_versions: Catalog, image: str, mes
 
 
 @pytest.fixture
-def index(catalog: Catalog, published: EntryDoc) -> Doc:
-    """The valid index.json of a catalog with one version, as JSON data."""
+def index(legacy: None, catalog: Catalog, signer: Signer) -> Doc:
+    """The valid index.json of a v2 catalog with one version (the previous release's, under its
+    dispatch for the rest of the test: tests/fixtures/legacy_v2.py), as JSON data."""
+    publish(catalog, signer, "base", V1)
     data: Doc = json.loads(catalog.index_path.read_bytes())
     return data
 
@@ -405,18 +420,33 @@ def test_writer_leaves_a_tampered_index_alone(catalog: Catalog, signer: Signer, 
 def test_transaction_without_records_writes_nothing(
     catalog: Catalog, signer: Signer, published: EntryDoc
 ) -> None:
-    before = catalog.index_path.read_bytes()
-    with catalog.transaction(signer, ACTOR):
+    before = catalog_files(catalog)
+    with lifecycle.transaction(catalog, signer, ACTOR):
         pass
-    assert catalog.index_path.read_bytes() == before
+    assert catalog_files(catalog) == before
 
 
 def test_failed_transaction_writes_nothing(catalog: Catalog, signer: Signer, published: EntryDoc) -> None:
-    before = catalog.index_path.read_bytes()
+    before = catalog_files(catalog)
     with pytest.raises(ConfigError), lifecycle.transaction(catalog, signer, ACTOR) as txn:
         lifecycle.promote(txn, catalog, ("dev",), image="base", version=V1, channel="dev")
         lifecycle.promote(txn, catalog, ("dev",), image="base", version=V2, channel="dev")
-    assert catalog.index_path.read_bytes() == before
+    assert catalog_files(catalog) == before
+
+
+def test_catalog_rewritten_during_a_transaction_is_not_overwritten(
+    catalog: Catalog, signer: Signer, published: EntryDoc
+) -> None:
+    top = catalog.root / "catalog.json"
+    rewritten = top.read_bytes() + b" "  # what a second writer that did not take the lock wrote
+
+    def body(txn: lifecycle.Writing) -> None:
+        lifecycle.promote(txn, catalog, ("dev",), image="base", version=V1, channel="dev")
+        top.write_bytes(rewritten)
+
+    with pytest.raises(CatalogError, match=r"catalog\.json: changed during this update"):
+        lifecycle.update(catalog, signer, ACTOR, body)
+    assert top.read_bytes() == rewritten
 
 
 def test_index_rewritten_during_a_transaction_is_not_overwritten(
@@ -480,19 +510,22 @@ def test_failed_replace_leaves_no_temp_file(tmp_path: Path, monkeypatch: pytest.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index.json"]
 
 
-def test_failed_publish_keeps_index(
+def test_failed_publish_keeps_the_catalog(
     catalog: Catalog, signer: Signer, published: EntryDoc, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    before = catalog.index_path.read_bytes()
+    top = catalog.root / "catalog.json"
+    before = top.read_bytes()
     _failing_replace(monkeypatch)
     with pytest.raises(OSError):
         publish(catalog, signer, "base", V2)
-    assert catalog.index_path.read_bytes() == before
+    assert top.read_bytes() == before  # the commit point: files written before it are named by nothing
 
 
 def test_dumps_is_sorted_and_ends_with_newline() -> None:
     assert dumps({"b": 1, "a": 2}) == b'{\n  "a": 2,\n  "b": 1\n}\n'
 
 
-def test_index_on_disk_is_dumps_of_load(catalog: Catalog, published: EntryDoc) -> None:
-    assert catalog.index_path.read_bytes() == dumps(catalog.load())
+@pytest.mark.parametrize("name", ["catalog.json", "root.json"])
+def test_files_on_disk_are_dumps_of_what_they_hold(catalog: Catalog, published: EntryDoc, name: str) -> None:
+    raw = (catalog.root / name).read_bytes()
+    assert raw == dumps(json.loads(raw))

@@ -25,6 +25,13 @@ from factory.core.config import Layout
 from tests.fixtures.catalog_v3 import Counting
 from tests.unit.conftest import ACTOR, KeyPair, World
 
+
+@pytest.fixture
+def world(world_v2: World) -> World:
+    """The world as the previous release made it (v2), under its dispatch (``legacy``)."""
+    return world_v2
+
+
 # Where in its chain a record is (per image in v3), and when the command ran (twice, a moment apart).
 VOLATILE = ("seq", "prev", "hash", "record", "at", "effective")
 CHAIN_PLACE = re.compile(r"history record \d+ \([^)]*\)")

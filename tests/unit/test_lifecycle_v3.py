@@ -24,7 +24,14 @@ from factory.catalog.v3.reader import View
 from factory.core.clock import now_utc
 from factory.core.errors import FactoryError
 from tests.fixtures.catalog_v3 import Counting
-from tests.unit.conftest import ACTOR, DAY, ORDER, KeyPair, World, publish, version_id
+from tests.unit.conftest import ACTOR, DAY, ORDER, KeyPair, World, catalog_files, publish, version_id
+
+
+@pytest.fixture
+def world(world_v2: World) -> World:
+    """The world as the previous release made it (v2), under its dispatch (``legacy``)."""
+    return world_v2
+
 
 Op = Callable[[Writing, Catalog], object]
 COMPARED = ("action", "image", "version", "channel", "from", "to", "reason", "details")
@@ -212,12 +219,12 @@ def test_the_v3_catalog_audits_clean_after_a_life(twin: Twin) -> None:
     assert audit(v3) == []
 
 
-def test_a_v2_only_change_refuses_a_v3_catalog(twin: Twin, session_key: KeyPair) -> None:
-    top = twin.v3.root / "catalog.json"
-    before = top.read_bytes()
-    with pytest.raises(FactoryError, match=r"\(catalog.json\); this change reads the v2 index only"):
-        lifecycle.change(twin.v3, session_key.signer, ACTOR, lambda txn: txn.doc)
-    assert top.read_bytes() == before
+def test_the_v2_writer_refuses_a_v3_catalog(twin: Twin, session_key: KeyPair) -> None:
+    # index.json written beside catalog.json would be a fork that a v2 factory serves as current.
+    before = catalog_files(twin.v3)
+    with pytest.raises(FactoryError, match=r"this v2 writer does not write a v3 catalog \(.*catalog.json\)"):
+        twin.v3.update(session_key.signer, ACTOR, lambda txn: None)
+    assert catalog_files(twin.v3) == before
 
 
 def collect(keep: int) -> Op:

@@ -24,6 +24,13 @@ from tests.fixtures.catalog_v3 import Counting
 from tests.unit.conftest import ORDER, KeyPair, World
 from tests.unit.test_cli import Cli
 
+
+@pytest.fixture
+def world(world_v2: World) -> World:
+    """The world as the previous release made it (v2), under its dispatch (``legacy``)."""
+    return world_v2
+
+
 Answers = dict[tuple[str, str], tuple[str, Any, Any]]  # (kind, answer or message, AMIs or hint)
 
 

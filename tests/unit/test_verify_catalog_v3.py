@@ -20,6 +20,12 @@ from tests.unit.test_cli import Cli
 
 
 @pytest.fixture
+def world(world_v2: World) -> World:
+    """The world as the previous release made it (v2), under its dispatch (``legacy``)."""
+    return world_v2
+
+
+@pytest.fixture
 def cli(layout: Layout, world: World, session_key: KeyPair, monkeypatch: pytest.MonkeyPatch) -> Cli:
     """The world's catalog at layout.catalog after a promotion and a revocation, migrated."""
     monkeypatch.setenv("FACTORY_SIGNING_KEY", str(session_key.private))

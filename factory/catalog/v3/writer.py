@@ -49,7 +49,11 @@ from factory.core.files import dumps
 
 T = TypeVar("T")
 LATEST = "latest"
-RACING_ATTEMPTS = 8
+# Lost races before a writer gives up where the store has no lock (S3): a commit writes several
+# files after its read, so four writers at once on a slow endpoint lose up to about ten in a row.
+RACING_ATTEMPTS = 16
+BACKOFF_BASE_S = 0.05
+BACKOFF_CAP_S = 4.0
 
 
 class Change(history.Recorder):
@@ -103,6 +107,13 @@ class Change(history.Recorder):
     def _created(work: ImageWork, version: str) -> tuple[str, str]:
         row = work.find(version)
         return ("", version) if row is None else (row.created, version)
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait after the ``attempt``-th lost race: "full jitter" exponential backoff (a
+    random time up to 0.1 s doubled each time, at most 4 s). A commit writes several files, so
+    writers that retry at about the same moment, as a linear delay lets them, keep colliding."""
+    return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))  # noqa: S311 -- not crypto
 
 
 class WriterV3:
@@ -175,7 +186,7 @@ class WriterV3:
                         hint="another writer did not take the catalog's lock; retry",
                     ) from None
                 log.note(f"{self.catalog.where}: another writer committed first; re-applying ({attempt})")
-                time.sleep(random.uniform(0.05, 0.25) * attempt)  # noqa: S311 -- jitter, not crypto
+                time.sleep(backoff(attempt))
                 continue
             return result
         raise CatalogError(
