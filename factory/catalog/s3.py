@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from factory.catalog.storage import Conflict, Exists
+from factory.catalog.storage import Conflict, Exists, Listed
 from factory.core import awsapi as aws
 from factory.core.errors import ConfigError
 
@@ -139,6 +139,18 @@ class S3Store:
         )
         start = len(self.prefix) + 1 if self.prefix else 0
         return sorted(str(key)[start:] for key in keys)
+
+    def listing(self, folder: str) -> list[Listed]:
+        pages = self._s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self._key(folder).rstrip("/") + "/"
+        )
+        items = aws.call(
+            f"list {self.describe(folder)}",
+            lambda: [item for page in pages for item in page.get("Contents", [])],
+        )
+        start = len(self.prefix) + 1 if self.prefix else 0
+        found = [Listed(str(i["Key"])[start:], int(i["Size"]), i["LastModified"]) for i in items]
+        return sorted(found, key=lambda item: item.path)
 
     def delete(self, rel: str | Path) -> None:
         aws.call(

@@ -8,7 +8,8 @@ A catalog needs only these operations from its storage (``Store``):
   losing a race writes its files again harmlessly; different bytes are refused;
 - ``replace``: write a file only if it still holds what was read (its token), or only if it is
   still absent (token None). This is the commit point of every change;
-- ``exists``, ``names`` (list under a folder) and ``delete``;
+- ``exists``, ``names`` (list under a folder), ``listing`` (the same with each file's size and
+  time of writing: the sweep of unreferenced files, factory.catalog.v3.sweep) and ``delete``;
 - ``lock``: serialises the writers that share one store, where the store can (flock on disk).
 
 The local directory uses flock(2) and temp file → fsync → rename → fsync(dir); the token is the
@@ -22,8 +23,11 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import stat
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -45,6 +49,16 @@ class Conflict(Exception):
 
 class Exists(CatalogError):
     """An immutable file is already there with other bytes: it is never overwritten."""
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A file as a listing gives it: its path in the store, its size, and when it was written
+    (mtime on disk, LastModified on S3)."""
+
+    path: str
+    size: int
+    modified: datetime
 
 
 class Store(Protocol):
@@ -78,6 +92,9 @@ class Store(Protocol):
 
     def names(self, folder: str) -> list[str]:
         """The files under ``folder``, as paths relative to the store, sorted."""
+
+    def listing(self, folder: str) -> list[Listed]:
+        """``names`` with each file's size and time of writing, sorted by path."""
 
     def delete(self, rel: str | Path) -> None: ...
 
@@ -147,6 +164,21 @@ class LocalStore:
         if not base.is_dir():
             return []
         return sorted(str(p.relative_to(self.root)) for p in base.rglob("*") if p.is_file())
+
+    def listing(self, folder: str) -> list[Listed]:
+        base = self.root / folder
+        if not base.is_dir():
+            return []
+        found = []
+        for path in base.rglob("*"):
+            try:
+                info = path.stat()
+            except FileNotFoundError:
+                continue  # removed since the directory was read: not there any more
+            if stat.S_ISREG(info.st_mode):
+                when = datetime.fromtimestamp(info.st_mtime, UTC)
+                found.append(Listed(str(path.relative_to(self.root)), info.st_size, when))
+        return sorted(found, key=lambda item: item.path)
 
     def delete(self, rel: str | Path) -> None:
         with self._writing(rel):

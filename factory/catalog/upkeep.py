@@ -1,13 +1,18 @@
 """Keeping a catalog valid and current, whatever its format: ``refresh`` re-signs it (a new
-generation and expiry, nothing else) and ``migrate`` turns a v2 catalog (index.json) into a v3
-one (docs/catalog-v3.md). `factory catalog refresh|migrate` only say what these did."""
+generation and expiry, nothing else), ``migrate`` turns a v2 catalog (index.json) into a v3
+one (docs/catalog-v3.md) and ``sweep`` deletes the v3 files nothing names any more.
+`factory catalog refresh|migrate|sweep` only say what these did."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from factory.catalog import freshness
 from factory.catalog.store import Catalog
 from factory.catalog.trust import Signer
 from factory.catalog.v3.migrate import Migration, migrate_v2
+from factory.catalog.v3.sweep import Policy, Swept
+from factory.catalog.v3.sweep import sweep as sweep_v3
 from factory.catalog.v3.writer import WriterV3
 from factory.core.errors import CatalogError
 
@@ -32,3 +37,17 @@ def migrate(catalog: Catalog, signer: Signer) -> Migration:
     return migrate_v2(
         catalog.store, catalog.keys_root, signer, cache=catalog.cache, expiry_days=catalog.expiry_days
     )
+
+
+def sweep(catalog: Catalog, policy: Policy, now: datetime, *, dry_run: bool) -> Swept:
+    """The unreferenced files of a v3 catalog deleted (``dry_run``: only listed). A v2 catalog
+    replaces index.json in place and leaves nothing behind to sweep: refused, as bad input."""
+    v3 = catalog.v3()
+    if v3 is None:
+        if catalog.exists():
+            raise CatalogError(
+                f"{catalog.where}: a v2 catalog (index.json, no catalog.json): nothing to sweep",
+                hint="only v3 catalogs leave files behind; `factory catalog migrate` makes one",
+            )
+        raise CatalogError(f"{catalog.where}: no catalog here", hint="check --catalog")
+    return sweep_v3(v3, policy, now, dry_run=dry_run)

@@ -27,6 +27,7 @@ from factory.catalog import s3 as s3catalog
 from factory.catalog.docs_types import IndexDoc
 from factory.catalog.store import Catalog
 from factory.catalog.v3.formats import CATALOG
+from factory.catalog.v3.sweep import Policy
 from factory.cli.common import (
     Verb,
     actor_of,
@@ -43,11 +44,16 @@ from factory.core import awsapi as aws
 from factory.core import log
 from factory.core.clock import now_utc
 from factory.core.config import Layout, load_settings, registry_of, require_image
-from factory.core.errors import CatalogError
+from factory.core.errors import CatalogError, ConfigError
 from factory.registry import verify as registry_verify
 
 
 def cmd_catalog(args: argparse.Namespace, layout: Layout) -> int:
+    if args.image == SWEEP:
+        return _sweep(args, layout)
+    for flag in ("dry_run", "grace", "keep_generations"):
+        if getattr(args, flag) is not None:
+            raise ConfigError(f"--{flag.replace('_', '-')}: only `factory catalog {SWEEP}` takes it")
     if args.image == REFRESH:
         return _refresh(args, layout)
     if args.image == MIGRATE:
@@ -107,6 +113,19 @@ def _migrate(args: argparse.Namespace, layout: Layout) -> int:
         )
     else:
         out(f"{where}: already migrated (generation {found.generation}); nothing to do")
+    return 0
+
+
+def _sweep(args: argparse.Namespace, layout: Layout) -> int:
+    """`factory catalog sweep`: the v3 files no kept generation names deleted (docs/catalog-v3.md);
+    not part of `factory gc`, which needs a signing key and deletes artifacts."""
+    policy = Policy.of(args.grace, args.keep_generations)
+    now = now_utc()
+    found = upkeep.sweep(open_catalog(layout), policy, now, dry_run=bool(args.dry_run))
+    if args.json:
+        emit(found.as_json())
+    for line in () if args.json else found.report(policy, now):
+        out(line)
     return 0
 
 
@@ -263,6 +282,9 @@ def cmd_diff(args: argparse.Namespace, layout: Layout) -> int:
 def _image_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", nargs="?", type=image_type())
     json_flag(parser)
+    parser.add_argument("--dry-run", action="store_true", default=None, help="sweep: delete nothing")
+    parser.add_argument("--grace", type=float, metavar="HOURS", help="sweep: keep younger files (1)")
+    parser.add_argument("--keep-generations", type=int, metavar="N", help="sweep: keep N older ones (2)")
 
 
 def _resolve_args(parser: argparse.ArgumentParser) -> None:
@@ -310,14 +332,17 @@ def _keygen_args(parser: argparse.ArgumentParser) -> None:
 V = "20261129.084512-0123456789ab"
 REFRESH = "refresh"  # `factory catalog refresh`: not an image name (factory.core.config refuses it)
 MIGRATE = "migrate"  # `factory catalog migrate`: likewise
+SWEEP = "sweep"  # `factory catalog sweep`: likewise
 VERBS = (
     Verb(
         name="catalog",
         summary="Show the published versions, newest first, with their channels and states.",
         details="`factory catalog refresh` re-signs the catalog's snapshot (a new generation and expiry,\n"
         "[catalog] expiry_days of factory.toml) and changes nothing else; run it daily.\n"
-        "`factory catalog migrate` turns a v2 catalog (index.json) into a v3 one (docs/catalog-v3.md).",
-        example="factory catalog base --json   |   factory catalog refresh",
+        "`factory catalog migrate` turns a v2 catalog (index.json) into a v3 one (docs/catalog-v3.md).\n"
+        "`factory catalog sweep [--dry-run] [--grace HOURS] [--keep-generations N]` deletes the v3\n"
+        "files no kept generation names (old generations, crashed writers' files).",
+        example="factory catalog base --json   |   factory catalog sweep --dry-run",
         handler=cmd_catalog,
         arguments=_image_args,
         actor=True,

@@ -211,7 +211,7 @@ class ImageSpec:
 
 
 IMAGE_NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,62}")
-RESERVED_NAMES = frozenset({"refresh", "migrate"})
+RESERVED_NAMES = frozenset({"refresh", "migrate", "sweep"})
 
 
 def image_names(layout: Layout) -> list[str]:
