@@ -27,6 +27,7 @@ import pytest
 from factory.__main__ import main
 from factory.catalog.v3.formats import CATALOG, V2_INDEX
 from factory.catalog.v3.migrate import is_marker
+from tests.fixtures.legacy_v2 import previous_release
 
 from .catalog_fixture import make_layout, populate, run_op
 
@@ -102,14 +103,15 @@ def trials(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trials]:
 
 
 def _run(tmp: Path, root: Path, key: Path) -> Trials:
-    template = populate(root, key, IMAGES).root
-    for image in IMAGES:  # channels with a history: dev and staging moved, dev twice
-        versions = sorted(p.stem for p in (template / "manifests" / image).glob("*.json"))
-        for version, channel in ((versions[0], "dev"), (versions[0], "staging"), (versions[1], "dev")):
-            assert run_op(root, key, ["promote", image, version, "--to", channel, "--actor", "t"]) == 0
+    with previous_release():  # a catalog made, and answered from, by the previous release (v2)
+        template = populate(root, key, IMAGES).root
+        for image in IMAGES:  # channels with a history: dev and staging moved, dev twice
+            versions = sorted(p.stem for p in (template / "manifests" / image).glob("*.json"))
+            for version, channel in ((versions[0], "dev"), (versions[0], "staging"), (versions[1], "dev")):
+                assert run_op(root, key, ["promote", image, version, "--to", channel, "--actor", "t"]) == 0
+        before = answers(root, template)
     assert (template / V2_INDEX).exists() and not (template / CATALOG).exists()  # a v2 catalog
     v2_index = (template / V2_INDEX).read_bytes()
-    before = answers(root, template)
 
     # One full run: how many files a migration writes. Each trial is killed once the catalog
     # has a given number of them, spread evenly up to all of them (the last trials: after
