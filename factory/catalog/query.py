@@ -53,6 +53,7 @@ from factory.catalog import audit, freshness, state
 from factory.catalog.docs_types import ImagesDoc, IndexDoc, JsonObject
 from factory.catalog.indexdoc import state_of
 from factory.catalog.store import Catalog
+from factory.catalog.v3.formats import CATALOG
 from factory.core import log
 from factory.core.clock import iso, now_utc
 from factory.core.errors import ConfigError
@@ -301,14 +302,22 @@ def refresh(db: sqlite3.Connection, catalog: Catalog) -> Refresh:
         # Stamp the key only if index.json is still the bytes that were verified: a writer may
         # have replaced it meanwhile, and then the next query checks again.
         _set_meta(db, "key", key if freshness_key(catalog) == key else "")
-        signed: Mapping[str, object] = freshness.signed_predicate(catalog, doc) or {}
-        _set_meta(db, "expires", str(signed.get("expires", "")))
+        _set_meta(db, "expires", _expires(catalog, doc))
         _set_meta(db, "images", json.dumps(_summary(doc), sort_keys=True))
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
         raise
     return done
+
+
+def _expires(catalog: Catalog, doc: IndexDoc) -> str:
+    """When the verified catalog expires: its catalog.json's (v3), or its snapshot's (v2)."""
+    v3 = catalog.v3()
+    if v3 is not None and catalog.store.exists(CATALOG):
+        return v3.head_unchecked().expires
+    signed: Mapping[str, object] = freshness.signed_predicate(catalog, doc) or {}
+    return str(signed.get("expires", ""))
 
 
 def _summary(doc: IndexDoc) -> JsonObject:

@@ -174,6 +174,8 @@ class Catalog:
         v3 = self.require_v3()
         if self.store.exists(CATALOG):  # every file verified up to catalog.json's signature, freshness
             return index_of(v3.open())
+        # No catalog yet: refused, naming catalog.json, where this reader has seen one.
+        freshness.check_predicate(v3, None, generation=0, updated="")
         return self.legacy_load()
 
     def legacy_load(self) -> IndexDoc:

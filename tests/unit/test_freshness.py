@@ -1,6 +1,7 @@
 """Freshness (factory.catalog.freshness): a reader refuses a rolled-back catalog, another catalog's
-index at the same location, an empty or id-less index where a used one was seen, and an expired
-snapshot; each refusal exits 2, names the file and writes nothing."""
+catalog.json at the same location, an empty catalog or a v2 index where a used one was seen, and
+an expired catalog.json; each refusal exits 2, names the file and writes nothing. catalog.json
+(v3) carries what the v2 index's snapshot signed: catalog id, generation, expiry."""
 
 from __future__ import annotations
 
@@ -14,15 +15,19 @@ from typing import Any
 
 import pytest
 
-from factory.catalog import audit, freshness, query
-from factory.catalog.indexdoc import empty_index, snapshot_digest
+from factory.catalog import audit, freshness, query, upkeep
+from factory.catalog.indexdoc import snapshot_digest
 from factory.catalog.storage import LocalStore
 from factory.catalog.store import INDEX, Catalog
 from factory.catalog.trust import sign, statement
+from factory.catalog.v3 import writer
+from factory.catalog.v3.formats import CATALOG
+from factory.catalog.v3.migrate import migrate_v2
 from factory.core.clock import now_utc
 from factory.core.config import Layout
 from factory.core.errors import CatalogError
 from factory.core.files import dumps
+from tests.fixtures import tamper_v3
 from tests.unit.conftest import ACTOR, KeyPair, World, publish, version_id
 from tests.unit.test_cli import Cli
 
@@ -57,22 +62,27 @@ def cache_files(catalog: Catalog) -> dict[str, bytes]:
 
 
 def refused(catalog: Catalog, *words: str) -> str:
-    """audit.trusted refuses (exit 2) naming the index file and ``words``; the cache is unchanged."""
+    """audit.trusted refuses (exit 2) naming catalog.json and ``words``; the cache is unchanged."""
     before = cache_files(catalog)
     with pytest.raises(CatalogError) as caught:
         audit.trusted(catalog)
     text = f"{caught.value.message}\n{caught.value.hint}"
     assert caught.value.exit_code == 2
-    assert str(catalog.index_path) in caught.value.message
+    assert str(catalog.root / CATALOG) in caught.value.message
     for word in words:
         assert word in text
     assert cache_files(catalog) == before
     return text
 
 
+def catalog_json(catalog: Catalog) -> Path:
+    return catalog.root / CATALOG
+
+
 def legacy_index(world: World) -> bytes:
-    """The world's index as the previous release signed it: no catalog id, no expiry."""
-    doc = world.catalog.load_unverified()  # read as a file, not as a reader (nothing remembered)
+    """The world's catalog as an index.json of the release before catalog ids signed it: a v2
+    index with no catalog id and no expiry."""
+    doc = world.catalog.load()
     del doc["catalog_id"]
     doc["snapshot"] = None
     doc["snapshot"] = sign(
@@ -91,8 +101,7 @@ def legacy_index(world: World) -> bytes:
 
 def test_first_write_mints_a_catalog_id_the_snapshot_names(world: World) -> None:
     doc = world.doc()
-    predicate = freshness.signed_predicate(world.catalog, doc)
-    assert predicate is not None
+    predicate = tamper_v3.predicate(world.catalog.root)  # catalog.json's signed statement
     assert (predicate["catalog_id"], predicate["generation"]) == (doc["catalog_id"], doc["generation"])
     assert len(doc["catalog_id"]) == 32
 
@@ -106,9 +115,7 @@ def test_every_write_keeps_the_catalog_id(world: World) -> None:
 def test_snapshot_expires_after_the_configured_days(world: World) -> None:
     world.catalog.expiry_days = 3
     world.promote("base", world.base[0], "dev")
-    predicate = freshness.signed_predicate(world.catalog, world.doc())
-    assert predicate is not None
-    expires = predicate["expires"]
+    expires = tamper_v3.predicate(world.catalog.root)["expires"]
     assert (now_utc() + timedelta(days=3)).isoformat(timespec="seconds") >= expires
     assert (now_utc() + timedelta(days=3, minutes=-5)).isoformat(timespec="seconds") < expires
 
@@ -127,17 +134,18 @@ def test_refresh_renews_the_expiry_and_moves_the_generation_with_the_history(
     before = world.doc()
     later = now_utc() + timedelta(days=8)
     monkeypatch.setattr(freshness, "now_utc", lambda: later)
-    generation, expires = freshness.refresh(reader, world.signer, ACTOR)
+    monkeypatch.setattr(writer, "now_utc", lambda: later)  # the v3 writer dates the new expiry
+    _, generation, expires = upkeep.refresh(reader, world.signer, ACTOR)  # `factory catalog refresh`
     after = world.doc()
     assert generation == before["generation"] + 1
-    assert len(after["history"]) == len(before["history"]) + 1
-    assert after["history"][-1]["action"] == "refresh"
-    assert {k: after[k] for k in ("images", "catalog_id")} == {
-        k: before[k] for k in ("images", "catalog_id")
+    # v3 keeps no record of a refresh (no image's chain names it): a new generation of
+    # catalog.json, the images and their histories unchanged (docs/catalog-v3.md).
+    assert {k: after[k] for k in ("images", "catalog_id", "history")} == {
+        k: before[k] for k in ("images", "catalog_id", "history")
     }
     assert expires > later.isoformat(timespec="seconds")
     assert audit.trusted(reader)["generation"] == generation
-    assert audit.audit(reader, after) == []
+    assert audit.verify(reader).problems == ()
 
 
 # -- the trusted state of a reader ---------------------------------------------------------
@@ -151,11 +159,16 @@ def test_reader_remembers_the_catalog_id_and_generation(reader: Catalog) -> None
 
 
 def test_rollback_to_an_older_copy_is_refused(reader: Catalog, world: World) -> None:
-    old = reader.index_path.read_bytes()
+    old = catalog_json(reader).read_bytes()
     world.through("base", world.base[1])
     audit.trusted(reader)
-    reader.index_path.write_bytes(old)
-    refused(reader, "rolled back", f"generation {json.loads(old)['generation']}", "factory trust reset")
+    catalog_json(reader).write_bytes(old)
+    refused(
+        reader,
+        "rolled back",
+        f"generation {tamper_v3.json_predicate(old)['generation']}",
+        "factory trust reset",
+    )
 
 
 def test_a_read_overtaken_by_another_process_of_the_reader_is_read_again(
@@ -163,9 +176,9 @@ def test_a_read_overtaken_by_another_process_of_the_reader_is_read_again(
 ) -> None:
     """Read, then check: between the two, another process of this reader (a concurrent `resolve`)
     may remember a write made after this read. That is a moving catalog, not a rolled-back one."""
-    older = reader.index_path.read_bytes()
+    older = catalog_json(reader).read_bytes()
     world.through("base", world.base[1], last="dev")
-    old = reader.index_path.read_bytes()
+    old = catalog_json(reader).read_bytes()
     world.through("base", world.base[1])
     newest = audit.trusted(reader)["generation"]  # the other process saw the newest write
     reads = iter([older, old])  # each read of this process is overtaken once more, then it is not
@@ -173,7 +186,7 @@ def test_a_read_overtaken_by_another_process_of_the_reader_is_read_again(
 
     def overtaken(store: LocalStore, rel: str | Path) -> tuple[bytes, str] | None:
         stale = next(reads, None)  # the first read of the index predates the newer write
-        return (stale, "") if stale is not None and str(rel) == INDEX else real_read(store, rel)
+        return (stale, "") if stale is not None and str(rel) == CATALOG else real_read(store, rel)
 
     monkeypatch.setattr(LocalStore, "read", overtaken)
     assert audit.trusted(reader)["generation"] == newest
@@ -186,17 +199,21 @@ def test_catalog_from_another_location_is_refused(
     other = Catalog(tmp_path / "other", keys_root)
     for n in range(30):  # a higher generation than the world's: only the id tells them apart
         publish(other, session_key.signer, "base", version_id(n))
-    shutil.copy2(other.index_path, reader.index_path)
+    shutil.rmtree(reader.root)  # catalog.json and every file it names
+    shutil.copytree(other.root, reader.root)
     refused(reader, "another catalog", other.load()["catalog_id"])
 
 
+# An empty catalog is a place with no catalog.json (v3 has no empty signed file): every file
+# removed, or catalog.json alone.
 @pytest.mark.parametrize("how", ["empty-index", "index-deleted"])
 def test_empty_catalog_in_place_of_a_used_one_is_refused(reader: Catalog, how: str) -> None:
     audit.trusted(reader)
     if how == "empty-index":
-        reader.index_path.write_bytes(dumps(empty_index()))
+        shutil.rmtree(reader.root)
+        reader.root.mkdir()
     else:
-        reader.index_path.unlink()
+        catalog_json(reader).unlink()
     refused(reader, "empty, unsigned catalog")
 
 
@@ -204,43 +221,66 @@ def test_writer_refuses_to_fork_an_empty_catalog_in_place_of_a_used_one(
     reader: Catalog, world: World
 ) -> None:
     audit.trusted(reader)
-    reader.index_path.write_bytes(dumps(empty_index()))
+    catalog_json(reader).unlink()
     with pytest.raises(CatalogError, match="empty, unsigned catalog"):
         world.promote("base", world.base[0], "dev")
-    assert json.loads(reader.index_path.read_bytes())["generation"] == 0
+    assert not catalog_json(reader).exists()
 
 
 def test_writer_refuses_a_rolled_back_catalog(reader: Catalog, world: World) -> None:
-    old = reader.index_path.read_bytes()
+    old = catalog_json(reader).read_bytes()
     world.promote("base", world.base[0], "dev")
-    reader.index_path.write_bytes(old)
+    catalog_json(reader).write_bytes(old)
     with pytest.raises(CatalogError, match="rolled back"):
         world.promote("base", world.base[1], "dev")
-    assert reader.index_path.read_bytes() == old
+    assert catalog_json(reader).read_bytes() == old
 
 
 # -- catalogs of the previous release --------------------------------------------------------
 
 
-def test_legacy_snapshot_is_accepted_until_an_id_is_seen(reader: Catalog, world: World) -> None:
-    reader.index_path.write_bytes(legacy_index(world))
-    assert "catalog_id" not in audit.trusted(reader)
-    assert state_of(reader)["catalog_id"] is None
+# A catalog of the release before catalog ids is a v2 index.json: a reader takes it only through
+# `factory catalog migrate`, which mints its id (docs/catalog-v3.md, Migration).
 
 
-def test_legacy_catalog_gets_an_id_on_its_next_write(reader: Catalog, world: World) -> None:
-    reader.index_path.write_bytes(legacy_index(world))
-    audit.trusted(reader)
-    world.promote("base", world.base[0], "dev")
-    doc = audit.trusted(reader)
-    assert state_of(reader)["catalog_id"] == doc["catalog_id"]
+def _legacy(world: World, reader: Catalog, tmp_path: Path) -> Catalog:
+    """The world's catalog as an id-less v2 index.json alone at another place, read by ``reader``'s
+    cache (nothing seen there yet)."""
+    legacy = Catalog(tmp_path / "legacy", reader.keys_root)
+    legacy.cache = reader.cache
+    legacy.root.mkdir()
+    (legacy.root / INDEX).write_bytes(legacy_index(world))
+    return legacy
+
+
+def _migrate(catalog: Catalog, world: World) -> None:
+    migrate_v2(catalog.store, catalog.keys_root, world.signer, cache=catalog.cache)
+
+
+def test_legacy_snapshot_is_accepted_until_an_id_is_seen(
+    reader: Catalog, world: World, tmp_path: Path
+) -> None:
+    legacy = _legacy(world, reader, tmp_path)
+    _migrate(legacy, world)
+    assert audit.trusted(legacy)["generation"] == tamper_v3.predicate(legacy.root)["generation"]
+
+
+def test_legacy_catalog_gets_an_id_on_its_next_write(reader: Catalog, world: World, tmp_path: Path) -> None:
+    legacy = _legacy(world, reader, tmp_path)
+    _migrate(legacy, world)
+    doc = audit.trusted(legacy)
+    assert (
+        state_of(legacy)["catalog_id"] == doc["catalog_id"] == tamper_v3.predicate(legacy.root)["catalog_id"]
+    )
 
 
 def test_legacy_snapshot_is_refused_once_an_id_was_seen(reader: Catalog, world: World) -> None:
+    """The id-less index put back in place of the catalog this reader knows by its id."""
     legacy = legacy_index(world)
     audit.trusted(reader)
-    reader.index_path.write_bytes(legacy)
-    refused(reader, "without an id")
+    catalog_json(reader).unlink()
+    (reader.root / INDEX).write_bytes(legacy)
+    refused(reader, "a v2 catalog", "factory catalog migrate")
 
 
 # -- read-only caches, resets --------------------------------------------------------------
@@ -260,21 +300,21 @@ def test_read_only_cache_reads_without_remembering(reader: Catalog, monkeypatch:
 def test_read_only_cache_still_checks_what_is_there(
     reader: Catalog, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    old = reader.index_path.read_bytes()
+    old = catalog_json(reader).read_bytes()
     world.promote("base", world.base[0], "dev")
     audit.trusted(reader)
     monkeypatch.setattr(freshness, "atomic_write", _read_only)
-    reader.index_path.write_bytes(old)
+    catalog_json(reader).write_bytes(old)
     refused(reader, "rolled back")
 
 
 def test_trust_reset_forgets_the_location_and_logs_it(reader: Catalog, world: World) -> None:
-    old = reader.index_path.read_bytes()
+    old = catalog_json(reader).read_bytes()
     world.promote("base", world.base[0], "dev")
     remembered = audit.trusted(reader)
-    reader.index_path.write_bytes(old)
+    catalog_json(reader).write_bytes(old)
     record = freshness.reset(reader, "restored from backup", "ops <ops@localhost>")
-    assert audit.trusted(reader)["generation"] == json.loads(old)["generation"]
+    assert audit.trusted(reader)["generation"] == tamper_v3.json_predicate(old)["generation"]
     forgotten: Any = record["forgotten"]  # the trusted state as the reset log recorded it
     assert forgotten["generation"] == remembered["generation"]
     assert reader.cache is not None
@@ -321,7 +361,7 @@ def test_restored_copy_with_a_revoked_prod_version_is_refused(
     assert cli("verify-catalog") == 2
     assert cli("promote", "base", world.base[1], "--to", "prod", "--actor", ACTOR) == 2
     err = console.getvalue()
-    assert str(layout.catalog / INDEX) in err
+    assert str(layout.catalog / CATALOG) in err
     assert "rolled back" in err
     assert "factory trust reset" in err
     assert capsys.readouterr().out == ""
@@ -332,10 +372,10 @@ def test_trust_reset_command_then_the_restored_copy_is_served(
     cli: Cli, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     world, layout = cli.world, cli.layout
-    old = (layout.catalog / INDEX).read_bytes()
+    old = (layout.catalog / CATALOG).read_bytes()
     world.promote("base", world.base[0], "dev")
     assert cli("catalog") == 0
-    (layout.catalog / INDEX).write_bytes(old)
+    (layout.catalog / CATALOG).write_bytes(old)
     assert cli("catalog") == 2
     capsys.readouterr()
     args = ("trust", "reset", str(layout.catalog), "--reason", "restored from backup", "--actor", ACTOR)

@@ -1,49 +1,36 @@
-"""Tampering: every signed field, changed in index.json (or a file on disk), is caught.
+"""Tampering: every signed field, changed in a v3 catalog's files (or a file an entry names), is caught.
 
-For each change, two properties: ``factory.catalog.audit.audit`` reports a problem naming the changed entry,
-and ``factory.catalog.resolve.resolve`` (through ``audit.trusted``) refuses the catalog with a CatalogError.
-The audit gets the raw JSON, so that a change the schema would refuse is still named.
+A fact lives in one v3 file (docs/catalog-v3.md): an entry's fields in entries/<sha256>.json, a
+version's state in its row (the image's page), a channel in the image file, the generation and
+the signature in catalog.json. Each file is named with its sha256 by the file above it, so an
+edit in place is refused by every reader of the file, naming it; an attacker who also re-hashes
+every file above (tests.fixtures.tamper_v3.rechain) is caught by catalog.json's signature; and a
+writer that signed a wrong catalog with a trusted key is caught by the entry's own signature and
+the audit's replay of the signed history. Records and derived state: test_tamper_history.py.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Callable
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from factory.catalog import audit, history, lifecycle, resolve
-from factory.catalog.indexdoc import snapshot_digest
-from factory.catalog.store import INDEX, Catalog
-from factory.catalog.trust import Signer, sign, statement
-from factory.core.clock import now_utc
+from factory.catalog import audit
+from factory.catalog.store import Catalog
+from factory.catalog.trust import Signer
+from factory.catalog.v3.audit import audit as v3_audit
 from factory.core.errors import CatalogError
 from factory.core.files import dumps
-from tests.unit.conftest import ENTRY_SCHEMA_FIELDS, ORDER, World, entry_json, new_key, publish, version_id
-
-Doc = Any  # an index the tests edit freely, past what the schema allows
-Path_ = tuple[str, ...]
+from tests.fixtures import tamper_v3
+from tests.unit.conftest import ENTRY_SCHEMA_FIELDS, World, entry_json, new_key, publish, version_id
+from tests.unit.tampering import Doc, Path_, build, flip, names, problems, resolved, where
 
 
 @pytest.fixture(scope="module")
 def tampered_template(world_template: World, tmp_path_factory: pytest.TempPathFactory) -> World:
-    """A catalog with every kind of record: publish, promote, rollback, revoke (own and inherited),
-    deprecate, restore. nginx[1] is on prod, built FROM base[1] (also on prod)."""
-    root = tmp_path_factory.mktemp("tamper")
-    world = world_template.copy(root / "catalog", root / "keys")
-    world.through("base", world.base[1])
-    world.promote("base", world.base[2], "dev")
-    world.through("nginx", world.nginx[1])
-    world.promote("nginx", world.nginx[2], "dev")
-    world.revoke("base", world.base[2])
-    world.deprecate("base", world.base[0], "deprecated", world.base[3])
-    world.revoke("nginx", world.nginx[0])
-    world.restore("nginx", world.nginx[0])
-    return world
+    return build(world_template, tmp_path_factory)
 
 
 @pytest.fixture
@@ -51,103 +38,19 @@ def world(tampered_template: World, tmp_path: Path, keys_root: Path) -> World:
     return tampered_template.copy(tmp_path / "catalog", keys_root)
 
 
-def _raw(world: World) -> Doc:
-    data: Doc = json.loads(world.catalog.index_path.read_bytes())
-    return data
-
-
-def _edit(world: World, change: Callable[[Doc], None]) -> Doc:
-    """Apply ``change`` to index.json on disk; return the changed document."""
-    doc = _raw(world)
-    change(doc)
-    world.catalog.index_path.write_bytes(dumps(doc))
-    return doc
-
-
-def _problems(world: World) -> list[str]:
-    return audit.audit(world.catalog, _raw(world))
-
-
-def _resolve(world: World) -> resolve.Resolution:
-    return resolve.resolve(world.catalog, ORDER, "nginx", "prod", now_utc())
-
-
 def test_untouched_catalog_audits_clean(world: World) -> None:
-    assert _problems(world) == []
+    assert problems(world) == []
 
 
 def test_untouched_catalog_resolves(world: World) -> None:
-    assert _resolve(world).entry["version"] == world.nginx[1]
+    assert resolved(world).entry["version"] == world.nginx[1]
 
 
 def test_untouched_catalog_is_trusted(world: World) -> None:
     assert audit.trusted(world.catalog) == world.doc()
 
 
-# -- flipping one value --------------------------------------------------------------------
-
-SHA = re.compile(r"[0-9a-f]{64}")
-COMMIT = re.compile(r"[0-9a-f]{40}")
-VERSION = re.compile(r"\d{8}\.\d{6}-[0-9a-f]{12}")
-
-
-def flipped(value: Any) -> Any:
-    """A different value of the same kind (schema-valid where the schema allows any other value)."""
-    if isinstance(value, bool):
-        return not value
-    if isinstance(value, int | float):
-        return value + 1
-    if value is None:
-        return version_id(4242)
-    if isinstance(value, dict):
-        if not value:
-            return {"forged": True}
-        key = sorted(value)[0]
-        return {**value, key: flipped(value[key])}
-    if isinstance(value, list):
-        return [flipped(value[0]), *value[1:]]
-    text = str(value)
-    if text.startswith("sha256:"):
-        return "sha256:" + flipped(text.removeprefix("sha256:"))
-    for pattern, other in ((SHA, "f" * 64), (COMMIT, "f" * 40), (VERSION, version_id(4242))):
-        if pattern.fullmatch(text):
-            return other if text != other else other.replace("f", "e").replace("4242", "4243")
-    try:
-        return (datetime.fromisoformat(text) + timedelta(seconds=1)).isoformat()
-    except ValueError:
-        return text + "-forged"
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        (True, False),
-        (3, 4),
-        ("a" * 64, "f" * 64),
-        ("sha256:" + "a" * 64, "sha256:" + "f" * 64),
-        ("2026-01-01T00:00:00+00:00", "2026-01-01T00:00:01+00:00"),
-        ("base", "base-forged"),
-        ({}, {"forged": True}),
-        ({"b": 1, "a": 1}, {"b": 1, "a": 2}),
-    ],
-)
-def test_flipped_changes_the_value(value: Any, expected: Any) -> None:
-    assert flipped(value) == expected
-
-
-def _get(data: Any, path: Path_) -> Any:
-    for key in path:
-        data = data[key]
-    return data
-
-
-def _flip(data: Any, path: Path_) -> None:
-    *parents, last = path
-    container = _get(data, tuple(parents))
-    container[last] = flipped(container[last])
-
-
-# -- version entries -----------------------------------------------------------------------
+# -- version entries: entries/<sha256>.json ------------------------------------------------
 
 
 def _published_shape() -> Doc:
@@ -200,310 +103,146 @@ def test_entry_paths_cover_the_required_ones() -> None:
     assert required <= set(ENTRY_PATHS)
 
 
-def _entry_index(doc: Doc, image: str, version: str) -> int:
-    return next(i for i, e in enumerate(doc["images"][image]["versions"]) if e["version"] == version)
+def _entry_file(world: World) -> str:
+    """nginx[1]'s entry file (prod points to it): what resolve reads fourth."""
+    return tamper_v3.entry_file(world.catalog.root, "nginx", world.nginx[1])
 
 
-def _flip_entry(world: World, path: Path_) -> None:
-    def change(doc: Doc) -> None:
-        _flip(doc["images"]["nginx"]["versions"][_entry_index(doc, "nginx", world.nginx[1])], path)
-
-    _edit(world, change)
-
-
-def _names(problems: list[str], fragment: str) -> bool:
-    return any(fragment in problem for problem in problems)
+def _flip_entry(world: World, path: Path_) -> str:
+    """Flip one field of nginx[1]'s entry file in place; returns the file."""
+    rel = _entry_file(world)
+    tamper_v3.edit(world.catalog.root, rel, lambda entry: flip(entry, path))
+    return rel
 
 
 @pytest.mark.parametrize("path", ENTRY_PATHS, ids=".".join)
 def test_changed_entry_field_is_named_by_audit(world: World, path: Path_) -> None:
-    _flip_entry(world, path)
-    assert _names(_problems(world), f"images.nginx.versions[{world.nginx[1]}]")
+    rel = _flip_entry(world, path)
+    assert names(problems(world), f"{world.catalog.root / rel}: sha256 is ")
 
 
 @pytest.mark.parametrize("path", ENTRY_PATHS, ids=".".join)
 def test_changed_entry_field_is_refused_by_resolve(world: World, path: Path_) -> None:
-    _flip_entry(world, path)
-    with pytest.raises(CatalogError):
-        _resolve(world)
+    rel = _flip_entry(world, path)
+    with pytest.raises(CatalogError, match=f"{where(world, rel)}: sha256 is .*changed after it was written"):
+        resolved(world)
+
+
+@pytest.mark.parametrize("path", ENTRY_PATHS, ids=".".join)
+def test_entry_field_changed_by_a_trusted_writer_is_named_by_audit(world: World, path: Path_) -> None:
+    """The entry re-hashed, and the page, image file, snapshot and catalog.json after it, re-signed
+    by a trusted key: the entry's own signature still names the file."""
+    rel = tamper_v3.rechain(world.catalog.root, _entry_file(world), lambda e: flip(e, path), world.signer)
+    assert names(problems(world), f"{world.catalog.root / rel}: ")
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in ENTRY_PATHS if p[0] not in ("image", "version", "envelope")], ids=".".join
+)
+def test_entry_field_changed_by_a_trusted_writer_is_refused_by_resolve(world: World, path: Path_) -> None:
+    rel = tamper_v3.rechain(world.catalog.root, _entry_file(world), lambda e: flip(e, path), world.signer)
+    with pytest.raises(CatalogError, match=f"{where(world, rel)}: fields changed after signing: {path[0]}"):
+        resolved(world)
 
 
 @pytest.mark.parametrize(
     "path", [p for p in ENTRY_PATHS if p[0] not in ("image", "version", "envelope")], ids=".".join
 )
 def test_changed_entry_field_is_named_by_verify_entry(world: World, path: Path_) -> None:
-    _flip_entry(world, path)
-    entry = _raw(world)["images"]["nginx"]["versions"][_entry_index(_raw(world), "nginx", world.nginx[1])]
+    rel = _flip_entry(world, path)
+    entry = tamper_v3.read(world.catalog.root, rel)
     with pytest.raises(CatalogError, match=f"fields changed after signing: {path[0]}"):
         world.catalog.verify_entry(entry)
 
 
 def test_deleted_version_is_named_by_audit(world: World) -> None:
-    _edit(
-        world, lambda doc: doc["images"]["nginx"]["versions"].pop(_entry_index(doc, "nginx", world.nginx[1]))
-    )
-    assert _names(
-        _problems(world), f"images.nginx.versions[{world.nginx[1]}]: published in history but missing"
-    )
+    rel = _entry_file(world)
+    (world.catalog.root / rel).unlink()
+    assert names(problems(world), f"{world.catalog.root / rel}: missing (named by ")
 
 
 def test_deleted_version_is_refused_by_resolve(world: World) -> None:
-    _edit(
-        world, lambda doc: doc["images"]["nginx"]["versions"].pop(_entry_index(doc, "nginx", world.nginx[1]))
-    )
-    with pytest.raises(CatalogError):
-        _resolve(world)
+    rel = _entry_file(world)
+    (world.catalog.root / rel).unlink()
+    with pytest.raises(CatalogError, match=f"{where(world, rel)}: missing"):
+        resolved(world)
+
+
+def test_version_row_deleted_by_a_trusted_writer_is_named_by_audit(world: World) -> None:
+    version = world.nginx[3]
+
+    def drop(page: Doc) -> None:
+        page["rows"] = [row for row in page["rows"] if row["version"] != version]
+
+    root = world.catalog.root
+    tamper_v3.rechain(root, tamper_v3.page(root, "nginx"), drop, world.signer)
+    assert names(problems(world), f"images.nginx.versions[{version}]: published in history but missing")
 
 
 def test_added_version_is_named_by_audit(world: World, untrusted_signer: Signer, tmp_path: Path) -> None:
+    """A version signed by another key, added with its row by a writer that re-signs the catalog."""
     forged = publish(Catalog(tmp_path / "forge", tmp_path / "untrusted" / "keys"), untrusted_signer, "nginx")
-    _edit(world, lambda doc: doc["images"]["nginx"]["versions"].append(forged))
-    assert _names(_problems(world), f"images.nginx.versions[{forged['version']}]: signature does not verify")
+    data = dumps(forged)
+    digest = tamper_v3.sha256(data)
+    root = world.catalog.root
+    (root / f"entries/{digest}.json").write_bytes(data)
+    row = {"version": forged["version"], "created": forged["created"], "entry": digest, "parent": None}
+    tamper_v3.rechain(root, tamper_v3.page(root, "nginx"), lambda p: p["rows"].append(row), world.signer)
+    assert names(problems(world), f"{root / 'entries' / digest}.json: envelope: signature does not verify")
 
 
-# -- history records -----------------------------------------------------------------------
-
-RECORD_FIELDS = [*history.FIELDS, "hash", "envelope"]
-SAME_SHAPE = {
-    "publish": "gc",
-    "gc": "publish",
-    "promote": "rollback",
-    "rollback": "promote",
-    "revoke": "restore",
-    "restore": "revoke",
-    "deprecate": "restore",
-}
+# -- catalog.json's signature --------------------------------------------------------------
 
 
-def _record_index(doc: Doc, field: str, which: str) -> int:
-    """The first or last record in which ``field`` has a value."""
-    found = [i for i, r in enumerate(doc["history"]) if r[field] not in (None, {})]
-    return found[0] if which == "first" else found[-1]
-
-
-def _flip_record(world: World, field: str, which: str) -> int:
-    index = _record_index(_raw(world), field, which)
-
-    def change(doc: Doc) -> None:
-        record = doc["history"][index]
-        record[field] = SAME_SHAPE[record[field]] if field == "action" else flipped(record[field])
-
-    _edit(world, change)
-    return index
-
-
-RECORD_CASES = [pytest.param(f, w, id=f"{f}-{w}") for f in RECORD_FIELDS for w in ("first", "last")]
-
-
-@pytest.mark.parametrize(("field", "which"), RECORD_CASES)
-def test_changed_record_field_is_named_by_audit(world: World, field: str, which: str) -> None:
-    index = _flip_record(world, field, which)
-    assert _names(_problems(world), f"history[{index}] (")
-
-
-@pytest.mark.parametrize(("field", "which"), RECORD_CASES)
-def test_changed_record_field_is_refused_by_resolve(world: World, field: str, which: str) -> None:
-    _flip_record(world, field, which)
-    with pytest.raises(CatalogError):
-        _resolve(world)
-
-
-def test_record_fields_are_the_history_fields() -> None:
-    assert {"action", "to", "from", "actor", "reason", "at", "channel", "version", "details"} <= set(
-        history.FIELDS
-    )
-
-
-def test_channel_record_relabelled_as_revoke_is_named(world: World) -> None:
-    index = _record_index(_raw(world), "channel", "last")
-    _edit(world, lambda doc: doc["history"][index].update(action="revoke"))
-    assert _names(_problems(world), f"history[{index}] (")
-
-
-def test_removed_last_record_is_a_head_mismatch(world: World) -> None:
-    _edit(world, lambda doc: doc["history"].pop())
-    assert _names(_problems(world), "index.json: head is not the hash of the last history record")
-
-
-def test_removed_last_record_is_refused_by_resolve(world: World) -> None:
-    _edit(world, lambda doc: doc["history"].pop())
-    with pytest.raises(CatalogError):
-        _resolve(world)
-
-
-def test_removed_middle_record_breaks_the_chain(world: World) -> None:
-    _edit(world, lambda doc: doc["history"].pop(3))
-    assert _names(_problems(world), "history[3] (") and _names(_problems(world), "chain broken")
-
-
-def test_removed_records_and_head_are_named(world: World) -> None:
-    """Cutting the history and its head together leaves derived state without its records."""
-
-    def cut(doc: Doc) -> None:
-        del doc["history"][-2:]
-        doc["head"] = doc["history"][-1]["hash"]
-
-    _edit(world, cut)
-    assert _names(
-        _problems(world), f"images.nginx.states.{world.nginx[0]}: does not match the signed history"
-    )
-
-
-# -- channel pointers and states -----------------------------------------------------------
-
-
-def _set(path: Path_, value: Any) -> Callable[[Doc], None]:
-    def change(doc: Doc) -> None:
-        *parents, last = path
-        _get(doc, tuple(parents))[last] = value
-
-    return change
-
-
-def _delete(path: Path_) -> Callable[[Doc], None]:
-    def change(doc: Doc) -> None:
-        *parents, last = path
-        del _get(doc, tuple(parents))[last]
-
-    return change
-
-
-def _derived_cases(world: World) -> dict[str, tuple[Callable[[Doc], None], str]]:
-    """name → (change, the entry audit must name)."""
-    base, nginx = world.base, world.nginx
-    prod = ("images", "nginx", "channels", "prod")
-    revoked = ("images", "base", "states", base[2])
-    inherited = ("images", "nginx", "states", nginx[2])
-    record = _raw(world)["history"][0]["hash"]
-    return {
-        "channel-version": (_set((*prod, "version"), nginx[3]), "images.nginx.channels.prod"),
-        "channel-record": (_set((*prod, "record"), record), "images.nginx.channels.prod"),
-        "channel-deleted": (_delete(prod), "images.nginx.channels.prod"),
-        "channel-added": (
-            _set(("images", "nginx", "channels", "canary"), {"version": nginx[3], "record": record}),
-            "images.nginx.channels.canary",
-        ),
-        "latest-moved": (
-            _set(("images", "base", "channels", "latest", "version"), base[2]),
-            "base.channels.latest",
-        ),
-        "revocation-deleted": (_delete(revoked), f"images.base.states.{base[2]}"),
-        "revocation-lifted": (_set((*revoked, "status"), "active"), f"images.base.states.{base[2]}"),
-        "revocation-reason": (_set((*revoked, "reason"), "nothing to see"), f"images.base.states.{base[2]}"),
-        "revocation-postponed": (
-            _set((*revoked, "at"), "2099-01-01T00:00:00+00:00"),
-            f"images.base.states.{base[2]}",
-        ),
-        "inheritance-dropped": (_delete((*inherited, "inherited_from")), f"images.nginx.states.{nginx[2]}"),
-        "inherited-deleted": (_delete(inherited), f"images.nginx.states.{nginx[2]}"),
-        "state-forged": (
-            _set(("images", "nginx", "states", nginx[1]), {"status": "obsolete", "record": record}),
-            f"images.nginx.states.{nginx[1]}",
-        ),
-        "collected-forged": (
-            _set(("images", "base", "states", base[0], "collected"), True),
-            f"base.states.{base[0]}",
-        ),
-        "deprecation-replacement": (
-            _set(("images", "base", "states", base[0], "replacement"), base[1]),
-            f"images.base.states.{base[0]}",
-        ),
-    }
-
-
-DERIVED = [
-    "channel-version",
-    "channel-record",
-    "channel-deleted",
-    "channel-added",
-    "latest-moved",
-    "revocation-deleted",
-    "revocation-lifted",
-    "revocation-reason",
-    "revocation-postponed",
-    "inheritance-dropped",
-    "inherited-deleted",
-    "state-forged",
-    "collected-forged",
-    "deprecation-replacement",
-]
-
-
-@pytest.mark.parametrize("name", DERIVED)
-def test_changed_derived_state_is_named_by_audit(world: World, name: str) -> None:
-    change, named = _derived_cases(world)[name]
-    _edit(world, change)
-    assert _names(_problems(world), named)
-
-
-@pytest.mark.parametrize("name", DERIVED)
-def test_changed_derived_state_is_refused_by_resolve(world: World, name: str) -> None:
-    change, _ = _derived_cases(world)[name]
-    _edit(world, change)
-    with pytest.raises(CatalogError):
-        _resolve(world)
-
-
-def test_derived_cases_are_all_listed(world: World) -> None:
-    assert sorted(_derived_cases(world)) == sorted(DERIVED)
-
-
-# -- the snapshot --------------------------------------------------------------------------
-
-
-def _resign(doc: Doc, signer: Signer) -> None:
-    doc["snapshot"] = None
-    doc["snapshot"] = sign(
+def _lift_and_resign(world: World, signer: Signer) -> str:
+    """base[2]'s revocation lifted from its row, every file above re-hashed up to catalog.json,
+    which ``signer`` signs; returns the page's new name."""
+    root = world.catalog.root
+    return tamper_v3.rechain(
+        root,
+        tamper_v3.page(root, "base"),
+        lambda page: next(r for r in page["rows"] if r["version"] == world.base[2]).pop("state"),
         signer,
-        statement(
-            [{"name": INDEX, "digest": {"sha256": snapshot_digest(doc)}}],
-            "https://image-factory.invalid/catalog-snapshot/v1",
-            {"generation": doc["generation"], "head": doc["head"]},
-        ),
     )
 
 
-def _lift_and_resign(world: World, signer: Signer) -> None:
-    def change(doc: Doc) -> None:
-        del doc["images"]["base"]["states"][world.base[2]]
-        _resign(doc, signer)
-
-    _edit(world, change)
+SIGNATURE = "catalog.json: envelope: signature does not verify"
 
 
 def test_snapshot_resigned_by_an_untrusted_key_is_named(world: World, untrusted_signer: Signer) -> None:
     _lift_and_resign(world, untrusted_signer)
-    assert _names(_problems(world), "index.json: snapshot: signature does not verify")
+    assert names(problems(world), SIGNATURE)
 
 
 def test_snapshot_resigned_by_an_untrusted_key_still_names_the_edit(
     world: World, untrusted_signer: Signer
 ) -> None:
     _lift_and_resign(world, untrusted_signer)
-    assert _names(_problems(world), f"images.base.states.{world.base[2]}")
+    assert names(problems(world), f"images.base.versions[{world.base[2]}]: state does not match")
 
 
 def test_snapshot_resigned_by_an_untrusted_key_is_refused_by_resolve(
     world: World, untrusted_signer: Signer
 ) -> None:
     _lift_and_resign(world, untrusted_signer)
-    with pytest.raises(CatalogError, match=f"images.base.states.{world.base[2]}"):
-        _resolve(world)
+    with pytest.raises(CatalogError, match=SIGNATURE):
+        resolved(world, "base", "prod")
 
 
 def test_snapshot_resigned_by_an_untrusted_key_is_refused_by_writers(
     world: World, untrusted_signer: Signer
 ) -> None:
     _lift_and_resign(world, untrusted_signer)
-    with pytest.raises(CatalogError, match="snapshot: signature does not verify"):
+    with pytest.raises(CatalogError, match=SIGNATURE):
         world.promote("nginx", world.nginx[3], "dev")
 
 
 def test_untouched_index_resigned_by_an_untrusted_key_is_refused(
     world: World, untrusted_signer: Signer
 ) -> None:
-    _edit(world, lambda doc: _resign(doc, untrusted_signer))
-    with pytest.raises(CatalogError):
+    root = world.catalog.root
+    tamper_v3.write_statement(root, tamper_v3.statement(root), untrusted_signer)
+    with pytest.raises(CatalogError, match=SIGNATURE):
         audit.trusted(world.catalog)
 
 
@@ -516,24 +255,32 @@ def test_catalog_signed_throughout_by_an_untrusted_key_is_refused(
         audit.trusted(Catalog(forge.root, keys_root))
 
 
-def test_snapshot_of_an_older_generation_is_refused(world: World) -> None:
-    old = _raw(world)["snapshot"]
+def test_snapshot_of_an_older_generation_is_refused(world: World, tmp_path: Path) -> None:
+    """v3 signs no snapshot apart from catalog.json: an older catalog.json put back (every file it
+    names is still there and verifies) is refused by a reader that has seen a newer one."""
+    world.catalog.cache = tmp_path / "cache"
+    old = (world.catalog.root / "catalog.json").read_bytes()
     world.promote("nginx", world.nginx[3], "dev")
-    _edit(world, lambda doc: doc.update(snapshot=old))
-    with pytest.raises(CatalogError):
+    audit.trusted(world.catalog)  # this reader sees the newer generation
+    (world.catalog.root / "catalog.json").write_bytes(old)
+    with pytest.raises(CatalogError, match="rolled back"):
         audit.trusted(world.catalog)
 
 
 def test_stripped_history_is_refused(world: World) -> None:
-    def strip(doc: Doc) -> None:
-        doc.update(generation=0, history=[], head=None, snapshot=None)
-        for data in doc["images"].values():
-            data["states"] = {}
-        doc["images"]["nginx"]["channels"]["prod"]["version"] = world.nginx[2]  # revoked
+    """nginx's history, states and generation stripped and prod moved to the revoked nginx[2], by
+    an attacker who re-hashes everything up to catalog.json but has no key."""
+    root = world.catalog.root
+    revoked = tamper_v3.row(root, "nginx", world.nginx[2])
 
-    _edit(world, strip)
-    with pytest.raises(CatalogError):
-        _resolve(world)
+    def strip(image: Doc) -> None:
+        image["history"].update(records=0, head=None, segment=None, queued=[])
+        image["channels"]["prod"] = {"version": world.nginx[2], "entry": revoked["entry"], "record": None}
+
+    tamper_v3.rechain(root, tamper_v3.image_file(root, "nginx"), strip)
+    tamper_v3.edit(root, "catalog.json", lambda stmt: stmt["predicate"].update(generation=0))
+    with pytest.raises(CatalogError, match=SIGNATURE):
+        resolved(world)
 
 
 # -- files on disk -------------------------------------------------------------------------
@@ -552,16 +299,14 @@ def _file(world: World, kind: str) -> tuple[str, Path]:
 def test_edited_file_is_named_by_audit(world: World, kind: str) -> None:
     rel, path = _file(world, kind)
     path.write_bytes(path.read_bytes().replace(b"3", b"4"))
-    assert _names(
-        _problems(world), f"images.nginx.versions[{world.nginx[1]}]: {rel} is changed after signing"
-    )
+    assert names(problems(world), f"images.nginx.versions[{world.nginx[1]}]: {rel} is changed after signing")
 
 
 @pytest.mark.parametrize("kind", FILES)
 def test_deleted_file_is_named_by_audit(world: World, kind: str) -> None:
     rel, path = _file(world, kind)
     path.unlink()
-    assert _names(_problems(world), f"images.nginx.versions[{world.nginx[1]}]: {rel} is missing")
+    assert names(problems(world), f"images.nginx.versions[{world.nginx[1]}]: {rel} is missing")
 
 
 def test_edited_manifest_is_refused_when_read(world: World) -> None:
@@ -581,48 +326,69 @@ def test_edited_sbom_is_refused_when_read(world: World) -> None:
 def test_files_are_not_checked_when_asked_not_to(world: World) -> None:
     _, path = _file(world, "junit")
     path.unlink()
-    assert audit.audit(world.catalog, _raw(world), files=False) == []
+    assert v3_audit(world.catalog.require_v3(), files=False) == []
 
 
 def test_a_second_key_can_be_trusted(world: World, keys_root: Path, tmp_path: Path) -> None:
     """Keys are a set: a new team key does not invalidate what the old one signed."""
     new_key(tmp_path / "second" / "signing-key.pem", keys_root)
-    assert _problems(world) == []
+    assert problems(world) == []
 
 
 def test_lifecycle_after_tampering_is_refused(world: World) -> None:
-    _edit(world, _delete(("images", "base", "states", world.base[2])))
-    with pytest.raises(CatalogError), lifecycle.transaction(world.catalog, world.signer, "mallory"):
-        pass
+    root = world.catalog.root
+    rel = tamper_v3.page(root, "base")
+    tamper_v3.edit(
+        root, rel, lambda page: next(r for r in page["rows"] if r["version"] == world.base[2]).pop("state")
+    )
+    with pytest.raises(CatalogError, match=f"{where(world, rel)}: sha256 is "):
+        world.promote("base", world.base[3], "dev")
 
 
-# -- the index's own fields and its snapshot signature -------------------------------------
+# -- catalog.json's own fields and its envelope --------------------------------------------
 
+# v2's index fields (generation, updated, head, the snapshot envelope) are catalog.json's in v3:
+# the signed predicate (generation, updated, expires, catalog id, the snapshot and root.json it
+# names: ``head`` is the snapshot's sha256 now) and the envelope around it.
 INDEX_PATHS = [
-    ("generation",),
-    ("updated",),
-    ("head",),
-    ("snapshot", "payload"),
-    ("snapshot", "payloadType"),
-    ("snapshot", "signatures"),
+    ("predicate", "generation"),
+    ("predicate", "updated"),
+    ("predicate", "expires"),
+    ("predicate", "catalog_id"),
+    ("predicate", "snapshot", "sha256"),
+    ("predicate", "root", "sha256"),
+    ("envelope", "payload"),
+    ("envelope", "payloadType"),
+    ("envelope", "signatures"),
 ]
+
+
+def _flip_catalog_json(world: World, path: Path_) -> None:
+    """Flip a field of catalog.json: of its statement (the old signatures kept), or its envelope."""
+    root = world.catalog.root
+    if path[0] == "envelope":
+        outer = tamper_v3.read_json(root, "catalog.json")
+        flip(outer, path)
+        (root / "catalog.json").write_bytes(dumps(outer))
+    else:
+        tamper_v3.edit(root, "catalog.json", lambda stmt: flip(stmt, path))
 
 
 @pytest.mark.parametrize("path", INDEX_PATHS, ids=".".join)
 def test_changed_index_field_is_named_by_audit(world: World, path: Path_) -> None:
-    _edit(world, lambda doc: _flip(doc, path))
-    assert _names(_problems(world), "index.json")
+    _flip_catalog_json(world, path)
+    assert names(problems(world), f"{world.catalog.root / 'catalog.json'}: envelope")
 
 
 @pytest.mark.parametrize("path", INDEX_PATHS, ids=".".join)
 def test_changed_index_field_is_refused_by_resolve(world: World, path: Path_) -> None:
-    _edit(world, lambda doc: _flip(doc, path))
-    with pytest.raises(CatalogError):
-        _resolve(world)
+    _flip_catalog_json(world, path)
+    with pytest.raises(CatalogError, match=f"{where(world, 'catalog.json')}: envelope"):
+        resolved(world)
 
 
 @pytest.mark.parametrize("path", INDEX_PATHS, ids=".".join)
 def test_changed_index_field_is_refused_by_writers(world: World, path: Path_) -> None:
-    _edit(world, lambda doc: _flip(doc, path))
-    with pytest.raises(CatalogError):
+    _flip_catalog_json(world, path)
+    with pytest.raises(CatalogError, match=f"{where(world, 'catalog.json')}: envelope"):
         world.promote("nginx", world.nginx[3], "dev")
