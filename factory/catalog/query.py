@@ -41,7 +41,7 @@ import errno
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,7 +49,7 @@ from pathlib import Path
 
 from debian.debian_support import Version
 
-from factory.catalog import audit, freshness, state
+from factory.catalog import audit, state
 from factory.catalog.docs_types import ImagesDoc, IndexDoc, JsonObject
 from factory.catalog.indexdoc import state_of
 from factory.catalog.store import Catalog
@@ -302,7 +302,7 @@ def refresh(db: sqlite3.Connection, catalog: Catalog) -> Refresh:
         # Stamp the key only if index.json is still the bytes that were verified: a writer may
         # have replaced it meanwhile, and then the next query checks again.
         _set_meta(db, "key", key if freshness_key(catalog) == key else "")
-        _set_meta(db, "expires", _expires(catalog, doc))
+        _set_meta(db, "expires", _expires(catalog))
         _set_meta(db, "images", json.dumps(_summary(doc), sort_keys=True))
         db.execute("COMMIT")
     except BaseException:
@@ -311,13 +311,9 @@ def refresh(db: sqlite3.Connection, catalog: Catalog) -> Refresh:
     return done
 
 
-def _expires(catalog: Catalog, doc: IndexDoc) -> str:
-    """When the verified catalog expires: its catalog.json's (v3), or its snapshot's (v2)."""
-    v3 = catalog.v3()
-    if v3 is not None and catalog.store.exists(CATALOG):
-        return v3.head_unchecked().expires
-    signed: Mapping[str, object] = freshness.signed_predicate(catalog, doc) or {}
-    return str(signed.get("expires", ""))
+def _expires(catalog: Catalog) -> str:
+    """When the verified catalog's catalog.json expires ("" for a catalog with none yet)."""
+    return catalog.require_v3().head_unchecked().expires if catalog.store.exists(CATALOG) else ""
 
 
 def _summary(doc: IndexDoc) -> JsonObject:

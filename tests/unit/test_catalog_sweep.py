@@ -30,6 +30,13 @@ from tests.fixtures.catalog_v3 import Counting
 from tests.unit.conftest import ACTOR, KeyPair, World
 from tests.unit.test_cli import Cli
 
+
+@pytest.fixture
+def world(world_v2: World) -> World:
+    """The world as the previous release made it (v2): migrated, it is one generation of v3 files."""
+    return world_v2
+
+
 DAY = timedelta(days=1)
 
 
