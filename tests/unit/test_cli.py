@@ -21,7 +21,7 @@ from factory.cli.main import find_root, parse_args
 from factory.core.clock import now_utc
 from factory.core.config import Layout
 from factory.core.errors import ConfigError
-from tests.unit.conftest import KeyPair, World, version_id
+from tests.unit.conftest import KeyPair, World, catalog_files, version_id
 
 
 def _main(repo_root: Path, catalog: Path, *args: str) -> int:
@@ -518,9 +518,9 @@ def test_deprecate_says_the_state(cli: Cli, capsys: pytest.CaptureFixture[str]) 
 
 
 def test_gc_dry_run_changes_nothing(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
-    before = cli.world.catalog.index_path.read_bytes()
+    before = catalog_files(cli.world.catalog)
     cli("gc", "--keep", "1", "--dry-run")
-    assert cli.world.catalog.index_path.read_bytes() == before
+    assert catalog_files(cli.world.catalog) == before
 
 
 def test_gc_dry_run_counts(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
@@ -771,9 +771,9 @@ def test_bad_input_has_no_traceback(
 
 @pytest.mark.parametrize("name", BAD_INPUT)
 def test_bad_input_changes_nothing(cli: Cli, console: io.StringIO, name: str) -> None:
-    before = cli.world.catalog.index_path.read_bytes()
+    before = catalog_files(cli.world.catalog)
     _run_bad(cli, name)
-    assert cli.world.catalog.index_path.read_bytes() == before
+    assert catalog_files(cli.world.catalog) == before
 
 
 def test_revoke_without_reason_exits_2(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
@@ -825,9 +825,9 @@ def test_untrusted_signing_key_leaves_the_catalog_alone(
     cli: Cli, untrusted_signer: Signer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, console: io.StringIO
 ) -> None:
     """A write signed by a key that readers do not trust would lock every reader and writer out."""
-    before = cli.world.catalog.index_path.read_bytes()
+    before = catalog_files(cli.world.catalog)
     _promote_with_an_untrusted_key(cli, tmp_path, monkeypatch)
-    assert cli.world.catalog.index_path.read_bytes() == before
+    assert catalog_files(cli.world.catalog) == before
 
 
 def test_site_into_a_file_exits_2(cli: Cli, tmp_path: Path, console: io.StringIO) -> None:

@@ -18,7 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 from factory.catalog import audit, lifecycle, state
 from factory.catalog.docs_types import HistoryRecord
 from factory.catalog.store import LATEST
-from factory.catalog.txn import Txn
+from factory.catalog.v3.writer import Change
 from factory.core.clock import now_utc
 from factory.core.errors import ConfigError
 from tests.unit.conftest import ACTOR, ORDER, World
@@ -54,7 +54,7 @@ class LifecycleMachine(RuleBasedStateMachine):
     def version(self, image: str, index: int) -> str:
         return self.world.versions(image)[index]
 
-    def change(self, minutes: int, operation: Callable[[Txn], object]) -> None:
+    def change(self, minutes: int, operation: Callable[[Change], object]) -> None:
         """One transaction, ``minutes`` after the previous one; a ConfigError is a legitimate refusal."""
         self.now += timedelta(minutes=minutes)
         self.previous_history = list(self.doc["history"])
@@ -155,7 +155,7 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     @invariant()
     def audit_is_clean(self) -> None:
-        assert audit.audit(self.world.catalog, self.doc) == []
+        assert audit.verify(self.world.catalog).problems == ()
 
     @invariant()
     def channels_point_to_good_versions(self) -> None:
