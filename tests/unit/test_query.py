@@ -336,7 +336,7 @@ def test_edited_index_is_refused_although_indexed(shelf: Shelf) -> None:
 
     # re-hashed up to catalog.json (a new catalog.json: the package index is rebuilt), not re-signed
     v3_tamper.forge(root, v3_tamper.page_of(root, "base", version), unrevoke)
-    with pytest.raises(CatalogError, match="catalog.json: envelope: signature does not verify"):
+    with pytest.raises(CatalogError, match=r"catalog\.json: envelope: signature does not verify"):
         shelf.ask()
 
 
