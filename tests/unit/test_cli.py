@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import shutil
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -519,6 +520,16 @@ def test_restore_says_channels_stay(cli: Cli, capsys: pytest.CaptureFixture[str]
 def test_deprecate_says_the_state(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
     cli("deprecate", "base", cli.world.base[0], "--replacement", cli.world.base[3], "--actor", "alice")
     assert _out(capsys) == f"base {cli.world.base[0]}: deprecated, replacement {cli.world.base[3]}\n"
+
+
+def test_an_emptied_catalog_is_not_listed_as_empty(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
+    """No catalog lists empty only where this reader never saw one (CatalogV3.absent): a catalog
+    removed after this reader (the layout's cache) saw it is refused."""
+    assert cli("resolve", "base") == 0
+    shutil.rmtree(cli.layout.catalog)
+    cli.layout.catalog.mkdir()
+    code = cli("catalog", "--json")
+    assert (code, "empty" in capsys.readouterr().err) == (2, True)
 
 
 def test_gc_dry_run_changes_nothing(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
