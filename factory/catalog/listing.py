@@ -20,6 +20,8 @@ def listing(catalog: Catalog, image: str | None, now: datetime) -> tuple[bool, d
     the catalog has published it (an image defined but never published lists empty)."""
     v3 = catalog.v3()
     if v3 is not None:
+        if v3.absent():  # no catalog yet: nothing published (refused where this reader saw one)
+            return image is None, {}
         view = v3.open()
         names = [image] if image else view.images()
         return image is None or image in view.snapshot.images, {n: _image_v3(view, n, now) for n in names}

@@ -78,6 +78,11 @@ def resolve_v3(
     """``resolve`` on a v3 catalog: catalog.json, the snapshot, the image file and the entry (four
     reads); pages and history segments are read only to say why a target is refused."""
     state.require_channel(channel, order)
+    if catalog.absent():  # no catalog yet (refused where this reader saw one): nothing is published
+        raise ConfigError(
+            f"{catalog.where}: images: {image!r} has no published version",
+            hint=f"bake it first: factory bake {image}",
+        )
     view = catalog.open()
     found = view.resolve(image, channel)
     entry, version = found.entry, found.entry["version"]

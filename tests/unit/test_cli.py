@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import json
+import shutil
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -14,14 +16,16 @@ import pytest
 import factory.__main__
 import factory.cli.main
 from factory.__main__ import main
-from factory.catalog import lifecycle
-from factory.catalog.trust import Signer
+from factory.catalog import lifecycle, provenance
+from factory.catalog.changes import changes_of
+from factory.catalog.trust import Signer, sign
 from factory.cli import verbs
 from factory.cli.main import find_root, parse_args
 from factory.core.clock import now_utc
 from factory.core.config import Layout
 from factory.core.errors import ConfigError
-from tests.unit.conftest import KeyPair, World, version_id
+from tests.fixtures import v3_tamper
+from tests.unit.conftest import DAY, KeyPair, World, catalog_files, version_id
 
 
 def _main(repo_root: Path, catalog: Path, *args: str) -> int:
@@ -201,9 +205,10 @@ def test_errors_go_to_stderr_not_stdout(
 
 @pytest.fixture
 def corrupt_catalog(tmp_path: Path) -> Path:
+    """A catalog whose catalog.json (the v3 head every reader starts from) is cut short."""
     catalog = tmp_path / "catalog"
     catalog.mkdir()
-    (catalog / "index.json").write_text('{"schema_version": 2, "generation"', encoding="utf-8")
+    (catalog / "catalog.json").write_text('{"schema_version": 3, "envelope"', encoding="utf-8")
     return catalog
 
 
@@ -233,7 +238,7 @@ def test_corrupt_catalog_has_no_traceback(
 
 def test_corrupt_catalog_names_index(repo_root: Path, corrupt_catalog: Path, console: io.StringIO) -> None:
     _main(repo_root, corrupt_catalog, "resolve", "base")
-    assert f"{corrupt_catalog / 'index.json'}: not a readable JSON catalog" in console.getvalue()
+    assert f"{corrupt_catalog / 'catalog.json'}: not a readable v3 catalog file" in console.getvalue()
 
 
 def test_list_json_names_both_images(
@@ -517,10 +522,20 @@ def test_deprecate_says_the_state(cli: Cli, capsys: pytest.CaptureFixture[str]) 
     assert _out(capsys) == f"base {cli.world.base[0]}: deprecated, replacement {cli.world.base[3]}\n"
 
 
+def test_an_emptied_catalog_is_not_listed_as_empty(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
+    """No catalog lists empty only where this reader never saw one (CatalogV3.absent): a catalog
+    removed after this reader (the layout's cache) saw it is refused."""
+    assert cli("resolve", "base") == 0
+    shutil.rmtree(cli.layout.catalog)
+    cli.layout.catalog.mkdir()
+    code = cli("catalog", "--json")
+    assert (code, "empty" in capsys.readouterr().err) == (2, True)
+
+
 def test_gc_dry_run_changes_nothing(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
-    before = cli.world.catalog.index_path.read_bytes()
+    before = catalog_files(cli.world.catalog)
     cli("gc", "--keep", "1", "--dry-run")
-    assert cli.world.catalog.index_path.read_bytes() == before
+    assert catalog_files(cli.world.catalog) == before
 
 
 def test_gc_dry_run_counts(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
@@ -537,9 +552,12 @@ def test_verify_catalog_json(cli: Cli, capsys: pytest.CaptureFixture[str]) -> No
     assert _json(capsys) == {"ok": True, "problems": [], "versions": 8, "records": 16}
 
 
-def _change_package_count(cli: Cli) -> None:
-    index = cli.world.catalog.index_path
-    index.write_text(index.read_text().replace('"package_count": 120', '"package_count": 12', 1))
+def _change_package_count(cli: Cli) -> str:
+    """Edit base[0]'s entry file in place; returns its path (its name is its former sha256)."""
+    root = cli.world.catalog.root
+    rel = v3_tamper.entry_of(root, "base", cli.world.base[0])
+    v3_tamper.edit(root, rel, lambda entry: entry.update(package_count=12))
+    return str(root / rel)
 
 
 def test_verify_catalog_of_a_changed_entry_exits_2(cli: Cli, console: io.StringIO) -> None:
@@ -548,11 +566,35 @@ def test_verify_catalog_of_a_changed_entry_exits_2(cli: Cli, console: io.StringI
 
 
 def test_verify_catalog_names_a_changed_entry(cli: Cli, console: io.StringIO) -> None:
-    _change_package_count(cli)
+    path = _change_package_count(cli)
     cli("verify-catalog")
-    assert f"images.base.versions[{cli.world.base[0]}]: fields changed after signing: package_count" in (
-        console.getvalue()
+    err = console.getvalue()
+    assert f"{path}: sha256 is " in err and "changed after it was written" in err
+
+
+def test_verify_catalog_names_a_field_changed_after_signing(cli: Cli, console: io.StringIO) -> None:
+    """A writer holding the key commits an entry whose package_count changed after it was signed
+    (a copy of base[0] as a new version): its file's sha256 is right, its signature is not."""
+    with cli.world.change() as change:
+        entry: Any = copy.deepcopy(changes_of(change).entry("base", cli.world.base[0]))
+        entry["version"] = version_id(8 * DAY)
+        entry["envelope"] = sign(cli.world.signer, provenance.statement_for(entry))
+        entry["package_count"] = 12
+        change.publish(entry)
+    cli("verify-catalog")
+    rel = v3_tamper.entry_of(cli.world.catalog.root, "base", entry["version"])
+    assert f"{rel}: fields changed after signing: package_count" in console.getvalue()
+
+
+def test_verify_catalog_of_a_forged_entry_names_catalog_json(cli: Cli, console: io.StringIO) -> None:
+    """The entry edited, re-hashed and its sha256 carried up to catalog.json by someone without the
+    key: only catalog.json's signature tells."""
+    root = cli.world.catalog.root
+    v3_tamper.forge(
+        root, v3_tamper.entry_of(root, "base", cli.world.base[0]), lambda e: e.update(package_count=12)
     )
+    cli("verify-catalog")
+    assert f"{root / 'catalog.json'}: envelope: signature does not verify" in console.getvalue()
 
 
 def _change_sbom(cli: Cli) -> str:
@@ -771,9 +813,9 @@ def test_bad_input_has_no_traceback(
 
 @pytest.mark.parametrize("name", BAD_INPUT)
 def test_bad_input_changes_nothing(cli: Cli, console: io.StringIO, name: str) -> None:
-    before = cli.world.catalog.index_path.read_bytes()
+    before = catalog_files(cli.world.catalog)
     _run_bad(cli, name)
-    assert cli.world.catalog.index_path.read_bytes() == before
+    assert catalog_files(cli.world.catalog) == before
 
 
 def test_revoke_without_reason_exits_2(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
@@ -825,9 +867,9 @@ def test_untrusted_signing_key_leaves_the_catalog_alone(
     cli: Cli, untrusted_signer: Signer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, console: io.StringIO
 ) -> None:
     """A write signed by a key that readers do not trust would lock every reader and writer out."""
-    before = cli.world.catalog.index_path.read_bytes()
+    before = catalog_files(cli.world.catalog)
     _promote_with_an_untrusted_key(cli, tmp_path, monkeypatch)
-    assert cli.world.catalog.index_path.read_bytes() == before
+    assert catalog_files(cli.world.catalog) == before
 
 
 def test_site_into_a_file_exits_2(cli: Cli, tmp_path: Path, console: io.StringIO) -> None:

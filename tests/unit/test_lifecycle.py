@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from factory.catalog import audit, gc, lifecycle, state
+from factory.catalog import audit, gc, lifecycle, provenance, state
+from factory.catalog.changes import changes_of
+from factory.catalog.docs_types import HistoryRecord
 from factory.catalog.store import LATEST
+from factory.catalog.trust import sign
 from factory.core.clock import now_utc
 from factory.core.errors import ConfigError
-from tests.unit.conftest import DAY, ORDER, World, version_id
+from tests.unit.conftest import DAY, ORDER, World, catalog_files, version_id
+
+
+def _records(world: World, image: str = "base") -> list[HistoryRecord]:
+    """The image's own history, oldest first: v3 keeps one hash chain per image (world.doc() merges
+    the chains by time, so records of two images written in the same second may come in any order)."""
+    return list(world.catalog.require_v3().open().records(image))
 
 
 def test_channel_order_comes_from_factory_toml() -> None:
@@ -21,7 +31,7 @@ def test_channel_order_comes_from_factory_toml() -> None:
 
 
 def test_world_audits_clean(world: World) -> None:
-    assert audit.audit(world.catalog, world.doc()) == []
+    assert audit.verify(world.catalog).problems == ()
 
 
 # -- promote -------------------------------------------------------------------------------
@@ -47,7 +57,7 @@ def test_promote_in_order_reaches_prod(world: World) -> None:
 def test_promote_records_history(world: World) -> None:
     world.promote("base", world.base[1], "dev")
     world.promote("base", world.base[2], "dev")
-    last = world.doc()["history"][-1]
+    last = _records(world)[-1]
     assert (last["action"], last["channel"], last["from"], last["to"]) == (
         "promote",
         "dev",
@@ -74,14 +84,20 @@ def test_promote_bumps_generation_once(world: World) -> None:
 def test_promote_refuses_bad_evidence(
     world: World, field: tuple[str, ...], value: object, message: str
 ) -> None:
-    # The schema keeps such an entry out of the index; the gate must hold even if one got in.
+    # The schema keeps such an entry out of the catalog (Changes.publish); the gate must hold even if
+    # one got in: a copy of base[1] under a new version id, signed as it stands, joins the change
+    # through Change.publish (no schema check) and is promoted.
     with pytest.raises(ConfigError, match=message), world.change() as txn:
-        entry: Any = next(e for e in txn.doc["images"]["base"]["versions"] if e["version"] == world.base[1])
+        bad: Any = copy.deepcopy(changes_of(txn).entry("base", world.base[1]))
+        bad["version"] = version_id(7 * DAY + 1)
+        entry = bad
         *path, last = field
         for key in path:
             entry = entry[key]
         entry[last] = value
-        lifecycle.promote(txn, world.catalog, ORDER, image="base", version=world.base[1], channel="dev")
+        bad["envelope"] = sign(world.signer, provenance.statement_for(bad))
+        txn.publish(bad)
+        lifecycle.promote(txn, world.catalog, ORDER, image="base", version=bad["version"], channel="dev")
 
 
 def test_promote_refuses_revoked(world: World) -> None:
@@ -110,10 +126,10 @@ def test_promote_refuses_deprecated(world: World) -> None:
 
 def test_promote_refusal_writes_nothing(world: World) -> None:
     world.revoke("base", world.base[1])
-    before = world.catalog.index_path.read_bytes()
+    before = catalog_files(world.catalog)
     with pytest.raises(ConfigError):
         world.promote("base", world.base[1], "dev")
-    assert world.catalog.index_path.read_bytes() == before
+    assert catalog_files(world.catalog) == before
 
 
 @pytest.mark.parametrize("channel", ["staging", "prod"])
@@ -140,13 +156,13 @@ def test_skip_order_with_reason_promotes(world: World) -> None:
 
 def test_skip_order_is_recorded_in_history(world: World) -> None:
     world.promote("base", world.base[1], "prod", skip_order=True, reason="hotfix for INC-42")
-    last = world.doc()["history"][-1]
+    last = _records(world)[-1]
     assert (last["details"], last["reason"]) == ({"skip_order": True}, "hotfix for INC-42")
 
 
 def test_skip_order_in_order_is_not_marked(world: World) -> None:
     world.promote("base", world.base[1], "dev", skip_order=True, reason="no need")
-    assert world.doc()["history"][-1]["details"] == {}
+    assert _records(world)[-1]["details"] == {}
 
 
 def test_promote_same_version_returns_none(world: World) -> None:
@@ -156,9 +172,9 @@ def test_promote_same_version_returns_none(world: World) -> None:
 
 def test_promote_same_version_adds_no_record(world: World) -> None:
     world.promote("base", world.base[1], "dev")
-    before = world.catalog.index_path.read_bytes()
+    before = catalog_files(world.catalog)
     world.promote("base", world.base[1], "dev")
-    assert world.catalog.index_path.read_bytes() == before
+    assert catalog_files(world.catalog) == before
 
 
 def test_latest_cannot_be_promoted_to(world: World) -> None:
@@ -202,7 +218,7 @@ def test_rollback_returns_the_move(dev_history: World) -> None:
 
 def test_rollback_is_recorded(dev_history: World) -> None:
     dev_history.rollback("base", "dev")
-    last = dev_history.doc()["history"][-1]
+    last = _records(dev_history)[-1]
     assert (last["action"], last["from"], last["to"]) == (
         "rollback",
         dev_history.base[2],
@@ -340,9 +356,9 @@ def test_revoke_is_one_transaction(in_prod: World) -> None:
 
 
 def test_revoke_records_the_channel_moves(in_prod: World) -> None:
-    seen = len(in_prod.doc()["history"])
+    seen = {image: len(_records(in_prod, image)) for image in ("base", "nginx")}
     in_prod.revoke("base", in_prod.base[2])
-    added = in_prod.doc()["history"][seen:]
+    added = [r for image in ("base", "nginx") for r in _records(in_prod, image)[seen[image] :]]
     moves = {(r["image"], r["channel"], r["from"], r["to"]) for r in added if r["action"] == "rollback"}
     assert moves >= {
         ("base", "prod", in_prod.base[2], in_prod.base[1]),
@@ -377,7 +393,7 @@ def test_revoke_of_the_only_version_empties_the_channel(world: World) -> None:
 
 def test_revoke_audits_clean(in_prod: World) -> None:
     in_prod.revoke("base", in_prod.base[2])
-    assert audit.audit(in_prod.catalog, in_prod.doc()) == []
+    assert audit.verify(in_prod.catalog).problems == ()
 
 
 def test_revoke_unknown_version_is_a_config_error(world: World) -> None:
@@ -415,10 +431,10 @@ def test_scheduled_revocation_leaves_channels(scheduled: tuple[World, datetime],
 
 def test_transaction_before_at_moves_nothing(scheduled: tuple[World, datetime]) -> None:
     world, at = scheduled
-    before = world.catalog.index_path.read_bytes()
+    before = catalog_files(world.catalog)
     with world.change(at - timedelta(minutes=1)):
         pass
-    assert world.catalog.index_path.read_bytes() == before
+    assert catalog_files(world.catalog) == before
 
 
 @pytest.mark.parametrize(("image", "channel"), [(i, c) for i in ("base", "nginx") for c in ("prod", LATEST)])
@@ -436,7 +452,7 @@ def test_due_moves_are_recorded_at_the_later_time(scheduled: tuple[World, dateti
     later = at + timedelta(minutes=1)
     with world.change(later):
         pass
-    last = world.doc()["history"][-1]
+    last = _records(world)[-1]
     assert (last["action"], last["at"]) == ("rollback", later.isoformat(timespec="seconds"))
 
 
@@ -542,7 +558,7 @@ def test_restore_of_an_active_version_is_refused(world: World) -> None:
 def test_restore_audits_clean(in_prod: World) -> None:
     in_prod.revoke("base", in_prod.base[2])
     in_prod.restore("base", in_prod.base[2])
-    assert audit.audit(in_prod.catalog, in_prod.doc()) == []
+    assert audit.verify(in_prod.catalog).problems == ()
 
 
 # -- deprecate -----------------------------------------------------------------------------
@@ -590,9 +606,9 @@ def test_obsolete_moves_channels_to_the_replacement(in_prod: World, channel: str
 
 
 def test_obsolete_moves_are_recorded(in_prod: World) -> None:
-    seen = len(in_prod.doc()["history"])
+    seen = len(_records(in_prod))
     in_prod.deprecate("base", in_prod.base[2], "obsolete", in_prod.base[3])
-    added = in_prod.doc()["history"][seen:]
+    added = _records(in_prod)[seen:]
     assert [(r["action"], r["channel"], r["to"]) for r in added[1:]] == [
         ("rollback", channel, in_prod.base[3]) for channel in sorted(ORDER)
     ]
@@ -692,14 +708,14 @@ def test_gc_plan_covers_every_version(world: World) -> None:
 
 
 def test_gc_plan_changes_nothing(world: World) -> None:
-    before = world.catalog.index_path.read_bytes()
+    before = catalog_files(world.catalog)
     _plan(world)
-    assert world.catalog.index_path.read_bytes() == before
+    assert catalog_files(world.catalog) == before
 
 
 def _gc(world: World, keep: int = 1) -> None:
     with world.change(_now()) as txn:
-        gc.record(txn, gc.retention(txn.doc, keep=keep, older_than_days=None, now=txn.now))
+        gc.record(txn, gc.retention_in(txn, keep=keep, older_than_days=None, now=txn.now))
 
 
 def test_gc_record_marks_active_versions_collected(world: World) -> None:
@@ -762,7 +778,7 @@ def test_gc_plan_skips_collected_versions(collected: World) -> None:
 
 
 def test_gc_audits_clean(collected: World) -> None:
-    assert audit.audit(collected.catalog, collected.doc()) == []
+    assert audit.verify(collected.catalog).problems == ()
 
 
 def test_gc_records_the_artifact_id(collected: World) -> None:

@@ -17,7 +17,7 @@ from factory.__main__ import main
 from factory.cli import common
 from factory.core import log
 from factory.core.text import safe
-from tests.unit.conftest import KeyPair, World
+from tests.unit.conftest import KeyPair, World, catalog_files
 from tests.unit.test_cli import Cli
 
 # What no output may hold raw: C0 except newline and tab, DEL, C1, the line and paragraph
@@ -259,11 +259,11 @@ NOT_UTF8 = b"x\xff".decode("utf-8", "surrogateescape")
 def test_an_argument_that_is_not_utf8_exits_2_naming_it(
     cli: Cli, capsys: pytest.CaptureFixture[str], console: io.StringIO, argv: list[str], named: str
 ) -> None:
-    before = cli.world.catalog.index_path.read_bytes()
+    before = catalog_files(cli.world.catalog)
     code = cli(*(a.replace("{v}", cli.world.base[3]) for a in argv))
     shown = _shown(capsys, console)
     assert (code, f"error: {named}: not valid UTF-8" in shown, "Traceback" in shown) == (2, True, False)
-    assert cli.world.catalog.index_path.read_bytes() == before
+    assert catalog_files(cli.world.catalog) == before
 
 
 def test_a_root_that_is_not_utf8_exits_2(tmp_path: Path, console: io.StringIO) -> None:

@@ -20,6 +20,7 @@ from factory.catalog.trust import Signer
 from factory.core.clock import now_utc
 from factory.core.config import Layout
 from factory.core.errors import CatalogError, ConfigError
+from tests.fixtures import v3_tamper
 from tests.unit.conftest import ACTOR, JUNIT, ORDER, KeyPair, make_entry, make_manifest, version_id
 
 # openssl in each version, oldest first
@@ -326,10 +327,16 @@ def test_manifest_tampered_after_indexing_fails_the_next_rebuild(shelf: Shelf) -
 
 def test_edited_index_is_refused_although_indexed(shelf: Shelf) -> None:
     shelf.ask()
-    doc = json.loads(shelf.catalog.index_path.read_text())
-    doc["images"]["base"]["states"] = {}  # un-revoke base[0] behind the signature's back
-    shelf.catalog.index_path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
-    with pytest.raises(CatalogError, match="does not verify"):
+    root, version = shelf.catalog.root, shelf.versions["base"][0]
+
+    def unrevoke(page: Any) -> None:  # un-revoke base[0] behind the signature's back
+        for row in page["rows"]:
+            if row["version"] == version:
+                del row["state"]
+
+    # re-hashed up to catalog.json (a new catalog.json: the package index is rebuilt), not re-signed
+    v3_tamper.forge(root, v3_tamper.page_of(root, "base", version), unrevoke)
+    with pytest.raises(CatalogError, match=r"catalog\.json: envelope: signature does not verify"):
         shelf.ask()
 
 

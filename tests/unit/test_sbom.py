@@ -15,7 +15,7 @@ from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
 from factory.catalog import audit, lifecycle, provenance, sbom, site
-from factory.catalog.indexdoc import image_doc
+from factory.catalog.changes import changes_of
 from factory.catalog.store import Catalog
 from factory.catalog.trust import Signer, open_envelope, sign
 from factory.core.clock import now_utc
@@ -202,8 +202,7 @@ def legacy(catalog: Catalog, signer: Signer, junit: Path) -> Doc:
     entry["manifest"] = {"path": str(manifest_rel), "sha256": hashlib.sha256(manifest_raw).hexdigest()}
     entry["envelope"] = sign(signer, provenance.statement_for(entry))
     with lifecycle.transaction(catalog, signer, ACTOR) as txn:
-        image_doc(txn.doc, "base")["versions"].append(entry)
-        txn.record("publish", "base", version=VERSION, details={"entry": provenance.entry_digest(entry)})
+        changes_of(txn).publish(entry)
         lifecycle.move_latest(txn, "base")
         catalog.write_file(manifest_rel, manifest_raw)
         catalog.write_file(junit_rel, junit.read_bytes())
@@ -214,11 +213,14 @@ CATALOG_SCHEMA = json.loads((REPO_ROOT / "factory" / "schemas" / "catalog.schema
 
 
 def test_legacy_entry_is_schema_valid(catalog: Catalog, legacy: Doc) -> None:
-    assert schema_errors(json.loads(catalog.index_path.read_bytes()), CATALOG_SCHEMA) == []
+    """The entry file as stored (entries/<sha256>.json) against the catalog schema's entry."""
+    sha = catalog.require_v3().open().image("base").channels["latest"].entry
+    stored = json.loads((catalog.root / "entries" / f"{sha}.json").read_bytes())
+    assert schema_errors(stored, {"$defs": CATALOG_SCHEMA["$defs"], "$ref": "#/$defs/entry"}) == []
 
 
 def test_legacy_entry_audits_clean(catalog: Catalog, legacy: Doc) -> None:
-    assert audit.audit(catalog, catalog.load()) == []
+    assert audit.verify(catalog).problems == ()
 
 
 def test_legacy_entry_has_no_sbom_to_read(catalog: Catalog, legacy: Doc) -> None:

@@ -23,12 +23,14 @@ from typing import Any
 import pytest
 
 from factory.catalog import audit, resolve, site
+from factory.catalog.store import Catalog
 from factory.core.clock import now_utc
 from factory.core.config import Layout
 from factory.core.errors import CatalogError, ConfigError, Refused
 from factory.loop import http_checks, http_server, serve, signals
+from tests.fixtures import v3_tamper
 
-from .conftest import ORDER, World
+from .conftest import ORDER, World, catalog_files
 
 TOKEN = "s3cret-token-0123456789abcdef"
 
@@ -186,7 +188,16 @@ class Reply:
 @dataclass(frozen=True)
 class Client:
     port: int
-    index: Path
+    catalog: Catalog  # the served catalog
+
+    @property
+    def head(self) -> Path:
+        """catalog.json: the signed head every read starts from."""
+        return self.catalog.root / "catalog.json"
+
+    def files(self) -> dict[str, bytes]:
+        """Every file of the served catalog (what "changes nothing" compares)."""
+        return catalog_files(self.catalog)
 
     def request(
         self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
@@ -213,7 +224,8 @@ def running(service: serve.Service) -> Iterator[Client]:
     server = http_server.bind(service, "127.0.0.1", 0)
     thread = http_server.serve_in_thread(server)
     try:
-        yield Client(port=server.server_address[1], index=service.layout.catalog / "index.json")
+        catalog = Catalog(service.layout.catalog, service.layout.keys)
+        yield Client(port=server.server_address[1], catalog=catalog)
     finally:
         server.stop()
         thread.join(timeout=10)
@@ -315,13 +327,28 @@ def test_site_traversal_is_404(client: Client, path: str) -> None:
 
 
 def test_tampered_catalog_is_500_and_the_server_goes_on(client: Client, world: World) -> None:
-    index = json.loads(client.index.read_bytes())
-    index["images"]["base"]["versions"][0]["commit"] = "f" * 40
-    client.index.write_text(json.dumps(index), encoding="utf-8")
+    # base[0]'s commit changed, its entry re-hashed and the new sha256 carried up to catalog.json by
+    # someone without the key: every read starts from catalog.json, whose signature fails.
+    root = client.catalog.root
+    v3_tamper.forge(
+        root, v3_tamper.entry_of(root, "base", world.base[0]), lambda e: e.update(commit="f" * 40)
+    )
     for path in ("/v1/images", "/v1/images/base/channels/latest", "/index.json"):
         reply = client.get(path)
         assert reply.status == HTTPStatus.INTERNAL_SERVER_ERROR
-        assert "does not verify" in reply.json()["error"]
+        assert "catalog.json: envelope: signature does not verify" in reply.json()["error"]
+
+
+@pytest.mark.parametrize("path", ["/v1/images", "/v1/images/base/versions/{v}", "/index.json"])
+def test_an_entry_edited_in_place_is_500_naming_it(client: Client, world: World, path: str) -> None:
+    # base[0]'s entry file edited in place: its sha256 is no longer its name, which the page names.
+    # Each of these reads base[0]'s entry (a channel's resolve reads only the entry it points to).
+    root = client.catalog.root
+    rel = v3_tamper.entry_of(root, "base", world.base[0])
+    v3_tamper.edit(root, rel, lambda e: e.update(commit="f" * 40))
+    reply = client.get(path.format(v=world.base[0]))
+    assert reply.status == HTTPStatus.INTERNAL_SERVER_ERROR
+    assert f"{rel}: sha256 is " in reply.json()["error"]
 
 
 def test_signal_path_takes_only_post(client: Client) -> None:
@@ -336,10 +363,10 @@ def test_post_elsewhere_is_refused(client: Client) -> None:
 
 
 def test_post_without_configured_token_is_503(tokenless: Client) -> None:
-    before = tokenless.index.read_bytes()
+    before = tokenless.files()
     reply = tokenless.post(b"{}", token="anything")
     assert reply.status == HTTPStatus.SERVICE_UNAVAILABLE
-    assert tokenless.index.read_bytes() == before
+    assert tokenless.files() == before
 
 
 @dataclass(frozen=True)
@@ -397,10 +424,10 @@ def test_post_errors_map_to_status(
     ],
 )
 def test_refused_post_changes_nothing(client: Client, token: str | None, body: bytes, status: int) -> None:
-    before = client.index.read_bytes()
+    before = client.files()
     reply = client.post(body, token=token)
     assert reply.status == status
-    assert client.index.read_bytes() == before
+    assert client.files() == before
     if status == HTTPStatus.UNAUTHORIZED:
         assert reply.headers["WWW-Authenticate"].startswith("Bearer")
     assert TOKEN not in reply.body.decode()
@@ -503,11 +530,11 @@ _ALERT = json.dumps(
     ids=lambda body: repr(body[:24]),
 )
 def test_hostile_webhook_body_is_400_never_500(client: Client, body: bytes) -> None:
-    before = client.index.read_bytes()
+    before = client.files()
     reply = client.post(body)
     assert reply.status == HTTPStatus.BAD_REQUEST, reply.body[:300]
     assert set(reply.json()) == {"error", "hint"}
-    assert client.index.read_bytes() == before
+    assert client.files() == before
 
 
 def test_webhook_error_inside_handling_is_422(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -570,7 +597,7 @@ def test_every_answer_carries_the_security_headers(
 
 
 def test_500_carries_the_security_headers(client: Client, world: World) -> None:
-    client.index.write_text("{}", encoding="utf-8")
+    client.head.write_text("{}", encoding="utf-8")
     reply = client.get("/v1/images")
     assert reply.status == HTTPStatus.INTERNAL_SERVER_ERROR
     assert {name: reply.headers[name] for name in SECURITY} == SECURITY

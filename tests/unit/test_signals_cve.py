@@ -16,7 +16,7 @@ from factory.core.clock import now_utc
 from factory.core.config import Layout
 from factory.core.errors import ConfigError
 from factory.loop import signals
-from tests.unit.conftest import ACTOR, ORDER, KeyPair
+from tests.unit.conftest import ACTOR, ORDER, KeyPair, catalog_files
 from tests.unit.test_cves import CVE, Shelf, shelf
 
 __all__ = ["shelf"]  # the fixture, shared with test_cves
@@ -78,7 +78,7 @@ def test_nothing_exposed_on_prod_acts_on_nothing(
 def test_a_malformed_cve_label_exits_2_and_writes_nothing(
     shelf: Shelf, layout: Layout, catalog: Catalog
 ) -> None:
-    before = catalog.index_path.read_bytes()
+    before = catalog_files(catalog)
     with pytest.raises(ConfigError, match=r"alert\.json"):
         _send(layout, "warning", cve="CVE-1")
-    assert catalog.index_path.read_bytes() == before
+    assert catalog_files(catalog) == before

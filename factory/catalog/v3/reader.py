@@ -138,19 +138,31 @@ class CatalogV3:
         head = Head.parse(Fields(stmt["predicate"], self.where, "predicate"), token)
         return head
 
+    def absent(self) -> bool:
+        """No catalog here yet, nothing published (the listing is empty, every image unpublished):
+        True when there is no catalog.json, but a v2 catalog to migrate or a fresh catalog put in
+        place of one this reader saw is refused as ``missing`` refuses it."""
+        if self.store.exists(CATALOG):
+            return False
+        self._refuse_v2_or_seen()
+        return True
+
     def missing(self) -> NoReturn:
         """No catalog.json: a v2 catalog to migrate, a fresh catalog put in place of a used one,
         or no catalog at all; always a CatalogError."""
+        self._refuse_v2_or_seen()
+        raise CatalogError(
+            f"{self.where}: no catalog here (no catalog.json)",
+            hint="publish a version first (factory bake IMAGE), or check --catalog",
+        )
+
+    def _refuse_v2_or_seen(self) -> None:
         if self.store.exists(V2_INDEX):
             raise CatalogError(
                 f"{self.where}: missing; {self.store.describe(V2_INDEX)} is a v2 catalog",
                 hint=f"`{MIGRATE}` turns it into a v3 catalog (once, by one writer)",
             )
         freshness.check_predicate(self, None, generation=0, updated="")  # refused if a catalog was seen
-        raise CatalogError(
-            f"{self.where}: no catalog here (no catalog.json)",
-            hint="publish a version first (factory bake IMAGE), or check --catalog",
-        )
 
     def check_fresh(self, head: Head, *, expiry: bool = True, now: datetime | None = None) -> None:
         signed: SnapshotPredicate = {
