@@ -299,8 +299,7 @@ def refresh(db: sqlite3.Connection, catalog: Catalog) -> Refresh:
                     db.execute(statement)
             _set_meta(db, "format", str(INDEX_FORMAT))
         done = _sync_versions(db, catalog, doc)
-        # Stamp the key only if index.json is still the bytes that were verified: a writer may
-        # have replaced it meanwhile, and then the next query checks again.
+        # Stamp the key only if catalog.json is still what was verified (else the next query checks).
         _set_meta(db, "key", key if freshness_key(catalog) == key else "")
         _set_meta(db, "expires", _expires(catalog))
         _set_meta(db, "images", json.dumps(_summary(doc), sort_keys=True))
@@ -312,7 +311,7 @@ def refresh(db: sqlite3.Connection, catalog: Catalog) -> Refresh:
 
 
 def _expires(catalog: Catalog) -> str:
-    """When the verified catalog's catalog.json expires ("" for a catalog with none yet)."""
+    """When catalog.json expires ("" with no catalog yet)."""
     return catalog.require_v3().head_unchecked().expires if catalog.store.exists(CATALOG) else ""
 
 
