@@ -39,7 +39,6 @@ from typing import Any
 import pytest
 
 from factory.catalog import trust
-
 from tests.fixtures import tamper_v3
 
 from .catalog_fixture import populate

@@ -42,9 +42,10 @@ class Head:
     def parse(cls, found: Fields, token: str) -> Head:
         found.expect("schema_version", SCHEMA_VERSION, "this factory reads v3 catalogs only")
         catalog_id = found.text("catalog_id")
-        if not re.fullmatch(r"[0-9a-f]{32}", catalog_id):  # as v2's schema: checked before freshness keeps it
+        if not re.fullmatch(r"[0-9a-f]{32}", catalog_id):  # as v2's schema; before freshness keeps it
             raise CatalogError(
-                f"{found.where}: {found.prefix}.catalog_id: {catalog_id!r:.80} is not 32 lower-case hex digits",
+                f"{found.where}: {found.prefix}.catalog_id: {catalog_id!r:.80} "
+                "is not 32 lower-case hex digits",
                 hint="restore the file from backup; `factory verify-catalog` lists every problem",
             )
         return cls(
