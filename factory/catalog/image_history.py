@@ -26,7 +26,7 @@ def of(catalog: Catalog, image: str, channel: str | None) -> ImageHistory:
         return channel is None or rec["channel"] == channel
 
     v3 = catalog.v3()
-    if v3 is not None:
+    if v3 is not None and catalog.exists():  # no catalog yet: read as an empty one (Catalog.load)
         view = v3.open()
 
         def emulated_v3() -> set[str]:

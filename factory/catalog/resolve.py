@@ -44,13 +44,13 @@ class Resolution:
 def resolve(catalog: Catalog, order: Sequence[str], image: str, channel: str, now: datetime) -> Resolution:
     """What ``channel`` of ``image`` gives; a migrated (v3) catalog is read by ``resolve_v3``."""
     v3 = catalog.v3()
-    if v3 is not None:
+    if v3 is not None and catalog.exists():  # no catalog yet: read as an empty one (Catalog.load)
         return resolve_v3(v3, order, image, channel, now)
     lifecycle.check_channel(catalog, order, channel, allow_latest=True)
     doc = audit.trusted(catalog)
     if image not in doc["images"] or not doc["images"][image]["versions"]:
         raise ConfigError(
-            f"{catalog.where}: images: {image!r} has no published version",
+            f"{(v3 or catalog).where}: images: {image!r} has no published version",
             hint=f"bake it first: factory bake {image}",
         )
     version = state.current(doc, image, channel)

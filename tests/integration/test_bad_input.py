@@ -9,7 +9,14 @@ Each case is a directory under tests/corpus/<category>/<case>/: adding a case is
   ``delete = true``, ``set = [KEY, ...]`` with ``value`` (a JSON file: the value at that path
   is replaced; TOML's ``nan`` and ``inf`` are written as JSON's NaN and Infinity), or
   ``wrap = [PREFIX, SUFFIX]`` with ``times = N`` (the file becomes PREFIX*N + itself + SUFFIX*N:
-  deep nesting without a large file in the corpus). ``append``, ``replace``, ``write`` and ``wrap``
+  deep nesting without a large file in the corpus), or ``tamper = [KEY, ...]`` with ``value``: a
+  v3 catalog file edited as tests/fixtures/tamper_v3.py does (catalog.json: its signed statement,
+  the old signatures kept unless ``resign = true``, which signs it with this machine's trusted key;
+  ``rechain = true``: every file above re-hashed and renamed up to catalog.json, so only a
+  signature can catch the change). A v3 file's name holds its hash, so ``path`` may name it by
+  what it is, resolved in the populated catalog: ``{snapshot}``, ``{image:IMAGE}`` (the image
+  file), ``{page:IMAGE}``, ``{segment:IMAGE}`` (the last history segment) and
+  ``{entry:IMAGE:VERSION}``. ``append``, ``replace``, ``write`` and ``wrap``
   take ``encoding`` (default utf-8): with ``"latin-1"``, ``\u00ff`` in the TOML is the byte 0xff,
   which is how a case writes invalid UTF-8. ``signing_key_mode = "0644"``: the CLI signs with a
   copy of this machine's key with that mode, beside the checkout (``FACTORY_SIGNING_KEY``).
@@ -21,8 +28,10 @@ The checkout (catalog included) is hashed before and after the run: it must be b
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +39,7 @@ from typing import Any
 import pytest
 
 from factory.catalog import trust
+from tests.fixtures import tamper_v3
 
 from .catalog_fixture import populate
 from .conftest import Scratch, make_scratch, tree_digest
@@ -80,8 +90,42 @@ def _set(doc: Any, keys: list[str | int], value: Any) -> None:
     doc[last] = value
 
 
+CATALOG_DIR = Path(".factory", "catalog")
+_LOCATORS: dict[str, Callable[..., str]] = {
+    "snapshot": tamper_v3.snapshot,
+    "image": tamper_v3.image_file,
+    "page": tamper_v3.page,
+    "segment": tamper_v3.segment,
+    "entry": tamper_v3.entry_file,
+}
+
+
+def locate(root: Path, path: str) -> Path:
+    """``path`` with its ``{kind:ARG:...}`` placeholders replaced by the v3 files they name."""
+
+    def one(match: re.Match[str]) -> str:
+        kind, *args = match.group(1).split(":")
+        return str(_LOCATORS[kind](root / CATALOG_DIR, *args))
+
+    return root / re.sub(r"\{([^}]+)\}", one, path)
+
+
+def tamper(root: Path, path: Path, edit: dict[str, Any]) -> None:
+    catalog = root / CATALOG_DIR
+    rel = path.relative_to(catalog).as_posix()
+    signer = trust.load_signer(trust.DEFAULT_KEY.expanduser()) if edit.get("resign") else None
+
+    def change(doc: Any) -> None:
+        _set(doc, edit["tamper"], edit["value"])
+
+    if edit.get("rechain"):
+        tamper_v3.rechain(catalog, rel, change, signer)
+    else:
+        tamper_v3.edit(catalog, rel, change, signer)
+
+
 def apply_edit(root: Path, edit: dict[str, Any]) -> None:
-    path = root / edit["path"]
+    path = locate(root, edit["path"])
     encoding = edit.get("encoding", "utf-8")
     if "append" in edit:
         path.write_text(path.read_text() + edit["append"], encoding=encoding)
@@ -105,6 +149,8 @@ def apply_edit(root: Path, edit: dict[str, Any]) -> None:
         doc = json.loads(path.read_text())
         _set(doc, edit["set"], edit["value"])
         path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    elif "tamper" in edit:
+        tamper(root, path, edit)
     else:
         raise AssertionError(f"edit of {edit['path']}: no known operation in {sorted(edit)}")
 

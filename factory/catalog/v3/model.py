@@ -3,6 +3,7 @@ refusing a missing or mistyped field by name) and writes itself (``to_json``).""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import cast
@@ -40,8 +41,15 @@ class Head:
     @classmethod
     def parse(cls, found: Fields, token: str) -> Head:
         found.expect("schema_version", SCHEMA_VERSION, "this factory reads v3 catalogs only")
+        catalog_id = found.text("catalog_id")
+        if not re.fullmatch(r"[0-9a-f]{32}", catalog_id):  # as v2's schema; before freshness keeps it
+            raise CatalogError(
+                f"{found.where}: {found.prefix}.catalog_id: {catalog_id!r:.80} "
+                "is not 32 lower-case hex digits",
+                hint="restore the file from backup; `factory verify-catalog` lists every problem",
+            )
         return cls(
-            catalog_id=found.text("catalog_id"),
+            catalog_id=catalog_id,
             generation=found.number("generation"),
             updated=found.text("updated"),
             expires=found.text("expires"),
