@@ -160,7 +160,7 @@ def _mutated_index(original: dict[str, Any], path: list[Any], value: Any) -> dic
 
 @st.composite
 def index_mutations(draw: st.DrawFn, original: dict[str, Any]) -> bytes:
-    """The signed index with one node (chosen by walking down at random) replaced by random JSON."""
+    """The signed catalog.json with one node (chosen by walking down at random) replaced by random JSON."""
     path: list[Any] = []
     node: Any = original
     while isinstance(node, dict | list) and node and draw(st.booleans()):
@@ -176,7 +176,7 @@ def index_mutations(draw: st.DrawFn, original: dict[str, Any]) -> bytes:
 
 @pytest.fixture(scope="module")
 def signed_index(checkout: Scratch) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((checkout.catalog / "index.json").read_bytes())
+    loaded: dict[str, Any] = json.loads((checkout.catalog / "catalog.json").read_bytes())
     return loaded
 
 
@@ -186,9 +186,9 @@ READERS = (["resolve", "base"], ["verify-catalog"], ["catalog", "nginx"], ["quer
 @FUZZ
 @given(data=st.data())
 def test_catalog_index(env: Scratch, signed_index: dict[str, Any], data: st.DataObject) -> None:
-    raw = data.draw(st.binary(max_size=300) | index_mutations(signed_index), label="index.json")
+    raw = data.draw(st.binary(max_size=300) | index_mutations(signed_index), label="catalog.json")
     argv = data.draw(st.sampled_from(READERS), label="argv")
-    index = env.catalog / "index.json"
+    index = env.catalog / "catalog.json"  # the file every reader parses and verifies first
     with replaced(index, raw):
         before = tree_digest(env.root)
         run(env.root, *argv)
