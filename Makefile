@@ -82,6 +82,9 @@ role-docs: setup ## Regenerate roles/*/README.md from meta/argument_specs.yml
 bench: setup ## Every benchmark side by side (real bakes, S3 catalog on moto, a loopback registry; ~28 min): bench/results/latest.{json,md}
 	$(VENV)/bin/python bench/run.py
 
+bench-catalog: setup ## Issue 13's catalog figures alone: v3 at 100 to 100,000 versions, S3 bytes on moto, RSS (~10 min): bench/results/latest.{json,md}
+	$(VENV)/bin/python bench/run.py --only catalog
+
 bench-plan: setup ## factory plan with nothing to do at 50/200/1000 images; fails if a ratio target is broken
 	$(VENV)/bin/python bench/plan_scale.py --json bench/results/plan_scale.json
 
@@ -92,4 +95,4 @@ bench-query: setup ## factory query over a generated 10,000-version catalog (col
 clean: ## Remove build output (keeps the catalog, the venv and the bootstrap cache)
 	rm -rf build
 
-.PHONY: help setup host bake bake-all nightly rebuild plan bench bench-plan bench-query test test-unit check lint role-docs clean
+.PHONY: help setup host bake bake-all nightly rebuild plan bench bench-catalog bench-plan bench-query test test-unit check lint role-docs clean

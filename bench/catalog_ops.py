@@ -1,294 +1,315 @@
-"""Resolve, promote and rollback in-process, at 100, 1,000 and 10,000 catalog versions.
+"""The catalog section of `make bench`: issue 13's figures on v3 catalogs of 100, 1,000, 10,000 and
+100,000 versions over 20 images (bench/catalog_bulk.py builds each, in a child).
 
-The catalogs come from bench/query_scale.py's generator (its `--build` child: 20 images, signed
-entries and history, published in one transaction). For each size a measuring child (this file,
-`measure`) imports the factory once and then times, alternating run by run:
+- resolve, promote, rollback in-process (bench/catalog_measure.py, one child per size): resolve
+  at every size; promote and rollback up to GOAL_SIZE (the CLI still reads the whole catalog for
+  them: minutes at 100,000); a cProfile of each at GOAL_SIZE;
+- bytes read from S3 by one `factory resolve img-00 --channel prod` (bench/catalog_bytes.py)
+  against a whole copy of the catalog on moto's server (loopback), at S3_SIZES;
+- peak RSS of `factory resolve` as a child at the largest size, over `factory --version`'s;
+- `factory verify-catalog` at VERIFY_SIZE, as a child: reported, no goal (it is linear).
 
-- resolve: factory.catalog.resolve.resolve(img-00, latest), as `factory resolve` calls it;
-- promote: `factory promote img-00 VERSION --to dev` through factory.cli.main.main_inner in-process
-  (argument parsing, settings, the locked, signed transaction; no interpreter start);
-- rollback: `factory rollback img-00 --channel dev` the same way (back to the version before);
-- yardstick: a fixed piece of pure-Python work (bench/plan_scale.py's TOML parsing, in-process),
-  the unit in which the goals are checked.
+The goals are absolute (< 50 ms, < 100 ms) and the machine is shared and noisy, so they are
+checked in yardsticks: the yardstick takes YARDSTICK_REF_S on the reference machine (this
+repository's 2-core VM, Python 3.11), so 50 ms is 0.05 / YARDSTICK_REF_S yardsticks. The flat
+resolve (largest / FLAT_BASE ≤ 1.5) compares the two sizes each in its own child's yardsticks,
+since they run minutes apart. The S3 bytes need no unit: they are the same on any machine.
 
-The goals are absolute (< 50 ms, < 100 ms); the machine is shared and noisy, so they are checked
-in yardsticks: the yardstick takes YARDSTICK_REF_S on the reference machine (this repository's
-2-core VM, Python 3.11), so 50 ms is 0.05 / YARDSTICK_REF_S yardsticks. At the largest size
-the child also writes a cProfile of one resolve, and the parent measures the peak RSS of
-`factory resolve` as a child process against `factory --version`.
+Run as a script, it measures the S3 bytes alone, at sizes `make bench` leaves out:
+
+    .venv/bin/python bench/catalog_ops.py --s3-sizes 1000,100000 [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import cProfile
-import io
-import itertools
 import json
-import pstats
 import shutil
 import sys
 import tempfile
-import time
-import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if __package__ in (None, ""):  # run as a script (the measuring child)
+if __package__ in (None, ""):  # `python bench/catalog_ops.py`: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.child import BenchError, factory, log, spawn, tool_env
-from bench.run import Row, Summary, summarize
+from bench.child import factory, log, spawn, tool_env
+from bench.run import Row, Summary, markdown_table, summarize
 
 if TYPE_CHECKING:
     from bench.run import Report
 
 BENCH = Path(__file__).resolve().parent
-IMAGES = 20  # query_scale's default: the versions are spread over 20 images
-PACKAGES = 3  # packages live in the manifests, which none of these operations reads
+IMAGES = 20
 IMAGE = "img-00"
+SIZES = (100, 1000, 10_000, 100_000)
+QUICK_SIZES = (100, 1000)
+GOAL_SIZE = 10_000  # where the resolve, promote and rollback goals are set (the largest if smaller)
+FLAT_BASE = 1000  # resolve at the largest size over resolve here: flat (the smallest if absent)
+FLAT_GOAL = 1.5
+# 100,000 versions are ~300,000 files: their upload to moto takes ~18 min here (~280 PUTs/s), too
+# long for `make bench`; 10,000 (~30,000 files) takes ~2 min.
+S3_SIZES = (1000, 10_000)
+QUICK_S3_SIZES = (100, 1000)
+S3_BYTES_GOAL = 64 * 1024
+# The bytes differ by the decimal width of counts (versions, generation) without anything growing.
+S3_SAME_TOLERANCE = 0.01
+RSS_GOAL = 1.5
+VERIFY_SIZE = 10_000
 YARDSTICK_REF_S = 0.5  # in-process yardstick on the reference machine (0.45-0.57 s measured)
 GOALS_S = {"resolve": 0.050, "promote": 0.100, "rollback": 0.100}
-YARDSTICK_TEXT = "".join(
-    f'[t{i}]\nname = "image-{i}"\nroles = ["common", "sanitize"]\nsize = {i}\n' for i in range(400)
-)
-PROFILE_TOP = 15
+BUCKET = "bench-catalog"
 
 
-def yardstick() -> None:
-    for _ in range(60):
-        tomllib.loads(YARDSTICK_TEXT)
+# -- the pure parts --------------------------------------------------------------------------
 
 
-def timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+def ms(s: Summary) -> Summary:
+    return Summary(median=s.median * 1000, low=s.low * 1000, high=s.high * 1000, runs=s.runs)
 
 
-# -- the measuring child ---------------------------------------------------------------------
+def in_yardsticks(times: Mapping[str, Sequence[float]], name: str) -> list[float]:
+    """Each run of ``name`` over the yardstick measured next to it."""
+    return [a / b for a, b in zip(times[name], times["yardstick"], strict=True)]
 
 
-def measure(checkout: Path, repeat: int, profile: bool) -> dict[str, Any]:
-    from factory.catalog import indexdoc, resolve  # noqa: PLC0415 -- the child only
-    from factory.catalog.store import Catalog  # noqa: PLC0415
-    from factory.cli.main import main_inner  # noqa: PLC0415
-    from factory.core.clock import now_utc  # noqa: PLC0415
-    from factory.core.config import Layout, load_settings  # noqa: PLC0415
-
-    layout = Layout.discover(checkout)
-    order = load_settings(layout).channels
-    catalog = Catalog(layout.catalog, layout.keys)
-
-    def bare_resolve() -> None:
-        resolve.resolve(catalog, order, IMAGE, "latest", now_utc())
-
-    # The first read in a process checks the index against its JSON Schema; the factory then
-    # remembers the index's sha256 (indexdoc._SCHEMA_CHECKED) and skips the check while the bytes
-    # are unchanged, also after its own writes. `factory resolve` as a command pays the first.
-    first_s = timed(bare_resolve)
-    cold_profile = ""
-    if profile:
-        indexdoc._SCHEMA_CHECKED.clear()  # as in a fresh process
-        cold_profile = profiled(bare_resolve)
-    versions = [v["version"] for v in catalog.versions(IMAGE)]  # newest first
-
-    def cli(*args: str) -> None:
-        with contextlib.redirect_stdout(io.StringIO()):
-            code = main_inner(["--root", str(checkout), *args])
-        if code != 0:
-            raise BenchError(f"factory {' '.join(args)} exited {code}")
-
-    def do_resolve() -> None:
-        found = resolve.resolve(catalog, order, IMAGE, "latest", now_utc())
-        if found.entry["version"] != versions[0]:
-            raise BenchError(f"resolve gave {found.entry['version']}, not the newest {versions[0]}")
-
-    cli("promote", IMAGE, versions[-1], "--to", "dev")  # dev holds one version: rollback has a target
-    times: dict[str, list[float]] = {"yardstick": [], "resolve": [], "promote": [], "rollback": []}
-    for n in range(repeat):
-        target = versions[n % (len(versions) - 1)]
-        times["yardstick"].append(timed(yardstick))
-        times["resolve"].append(timed(do_resolve))
-        times["promote"].append(timed(lambda: cli("promote", IMAGE, target, "--to", "dev")))  # noqa: B023
-        times["rollback"].append(timed(lambda: cli("rollback", IMAGE, "--channel", "dev")))
-    found: dict[str, Any] = {
-        "versions": sum(len(i["versions"]) for i in catalog.load()["images"].values()),
-        "index_mib": catalog.index_path.stat().st_size / 2**20,
-        "times_s": times,
-        "first_resolve_s": first_s,
-    }
-    if profile:
-        found["profile_resolve"] = profiled(do_resolve)
-        found["profile_resolve_cold"] = cold_profile
-        found["profile_promote"] = profiled(lambda: cli("promote", IMAGE, versions[1], "--to", "dev"))
-    return found
+def goal_size(sizes: Sequence[int]) -> int:
+    return GOAL_SIZE if GOAL_SIZE in sizes else max(sizes)
 
 
-def profiled(fn: Callable[[], object]) -> str:
-    prof = cProfile.Profile()
-    prof.runcall(fn)
-    out = io.StringIO()
-    pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(PROFILE_TOP)
-    return out.getvalue().strip()
+def flat_base(sizes: Sequence[int]) -> int:
+    return FLAT_BASE if FLAT_BASE in sizes and max(sizes) > FLAT_BASE else min(sizes)
+
+
+def op_rows(name: str, size: int, times: Mapping[str, Sequence[float]]) -> list[Row]:
+    limit = GOALS_S[name] / YARDSTICK_REF_S
+    ratio = summarize(in_yardsticks(times, name))
+    return [
+        Row(figure=f"{name} at {size:,} versions (in-process)", summary=ms(summarize(times[name])),
+            unit="ms", digits=2 if name == "resolve" else 0),
+        Row(figure=f"{name} at {size:,} / yardstick (goal {GOALS_S[name] * 1000:.0f} ms)",
+            summary=ratio, goal=f"≤ {limit:.2f}", met=ratio.median <= limit, digits=4),
+    ]  # fmt: skip
+
+
+def flat_row(per_size: Mapping[int, Mapping[str, Any]]) -> Row:
+    """Resolve at the largest size over resolve at the base size, each in its own yardsticks."""
+    large, base = max(per_size), flat_base(list(per_size))
+    over = in_yardsticks(per_size[large]["times_s"], "resolve")
+    under = in_yardsticks(per_size[base]["times_s"], "resolve")
+    found = summarize(a / b for a, b in zip(over, under, strict=True))
+    return Row(
+        figure=f"resolve, {large:,} / {base:,} versions (in yardsticks; flat: 1)",
+        summary=found, goal=f"≤ {FLAT_GOAL}", met=found.median <= FLAT_GOAL,
+    )  # fmt: skip
+
+
+def s3_rows(per_size: Mapping[int, Mapping[str, Any]]) -> list[Row]:
+    """Bytes and GETs of one `resolve --channel prod` per size; at the largest: ≤ 64 KiB, and the
+    same as at the smallest (requests equal, bytes within the width of the counts)."""
+    rows = []
+    for size, found in sorted(per_size.items()):
+        runs = found["runs"]
+        rows.append(Row(figure=f"S3 bytes read by one `resolve --channel prod` at {size:,} versions",
+                        summary=summarize(r["bytes"] for r in runs), unit="B", digits=0))  # fmt: skip
+    small, large = min(per_size), max(per_size)
+    if small == large:
+        return rows
+    big = [r["bytes"] for r in per_size[large]["runs"]]
+    gets = [(r["gets"], r["requests"]) for r in per_size[large]["runs"] + per_size[small]["runs"]]
+    ratio = summarize(a / b for a, b in zip(big, [r["bytes"] for r in per_size[small]["runs"]], strict=True))
+    return [
+        *rows,
+        Row(figure=f"S3 bytes at {large:,} ≤ 64 KiB", summary=summarize(b / 1024 for b in big),
+            unit="KiB", goal="≤ 64", met=max(big) <= S3_BYTES_GOAL, digits=1),
+        Row(figure=f"S3 requests (GETs) at {large:,} and at {small:,} (the same)",
+            summary=summarize(g for g, _ in gets), goal="equal", met=len(set(gets)) == 1, digits=0),
+        Row(figure=f"S3 bytes, {large:,} / {small:,} versions (the same: 1)", summary=ratio,
+            goal=f"≤ {1 + S3_SAME_TOLERANCE:.2f}", met=ratio.high <= 1 + S3_SAME_TOLERANCE, digits=3),
+    ]  # fmt: skip
+
+
+def growth_table(per_size: Mapping[int, Mapping[str, Any]]) -> str:
+    sizes = sorted(per_size)
+    head = ["operation", *(f"{n:,} versions ms" for n in sizes)]
+    lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * len(sizes) + "|"]
+    for name in ("resolve", "promote", "rollback", "yardstick"):
+        cells = []
+        for n in sizes:
+            times = per_size[n]["times_s"].get(name)
+            cells.append(f"{summarize(times).median * 1000:.2f}" if times else "not measured")
+        lines.append("| " + " | ".join([name, *cells]) + " |")
+    firsts = [f"{per_size[n]['first_resolve_s'] * 1000:.2f}" for n in sizes]
+    lines.append("| " + " | ".join(["resolve, first in its process (1 run)", *firsts]) + " |")
+    files = [f"{per_size[n]['catalog_files']:,}" for n in sizes]
+    lines.append("| " + " | ".join(["catalog files", *files]) + " |")
+    built = [f"{per_size[n]['build_s']:.0f}" for n in sizes]
+    lines.append("| " + " | ".join(["build s (bench/catalog_bulk.py)", *built]) + " |")
+    return "\n".join(lines)
 
 
 # -- the parent ------------------------------------------------------------------------------
 
 
-def build(root: Path, versions: int) -> tuple[Path, Path, float]:
-    per_image = max(1, versions // IMAGES)
-    argv = (
-        sys.executable, str(BENCH / "query_scale.py"),
-        "--images", str(IMAGES), "--versions", str(per_image), "--packages", str(PACKAGES),
-        "--build", str(root),
-    )  # fmt: skip
+def build(root: Path, versions: int) -> dict[str, Any]:
+    argv = (sys.executable, str(BENCH / "catalog_bulk.py"), str(root), "--versions", str(versions),
+            "--images", str(IMAGES))  # fmt: skip
     child = spawn(argv, cwd=root, env=tool_env())
-    made = json.loads(child.stdout)
-    return Path(made["checkout"]), Path(made["key"]), child.seconds
+    made: dict[str, Any] = json.loads(child.stdout)
+    return made | {"build_s": child.seconds}
 
 
-def ratio_rows(name: str, per_size: dict[int, dict[str, Any]]) -> list[Row]:
-    largest = max(per_size)
-    runs = per_size[largest]["times_s"]
-    op = summarize(runs[name])
-    in_yardsticks = summarize(a / b for a, b in zip(runs[name], runs["yardstick"], strict=True))
-    limit = GOALS_S[name] / YARDSTICK_REF_S
-    return [
-        Row(figure=f"{name} at {largest:,} versions (in-process)", summary=_ms(op), unit="ms", digits=0),
-        Row(
-            figure=f"{name} at {largest:,} / yardstick (goal {GOALS_S[name] * 1000:.0f} ms)",
-            summary=in_yardsticks,
-            goal=f"≤ {limit:.2f}",
-            met=in_yardsticks.median <= limit,
-            digits=3,
-        ),
-    ]
-
-
-def _ms(s: Summary) -> Summary:
-    return Summary(median=s.median * 1000, low=s.low * 1000, high=s.high * 1000, runs=s.runs)
-
-
-def growth_table(per_size: dict[int, dict[str, Any]]) -> str:
-    sizes = sorted(per_size)
-    head = ["operation", *(f"{n:,} versions ms" for n in sizes)]
-    head += [f"{b:,}/{a:,}" for a, b in itertools.pairwise(sizes)]
-    lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
-    for name in ("resolve", "promote", "rollback", "yardstick"):
-        medians = [summarize(per_size[n]["times_s"][name]).median for n in sizes]
-        cells = [f"{m * 1000:.0f}" for m in medians]
-        cells += [f"{b / a:.1f}x" for a, b in itertools.pairwise(medians)]
-        lines.append("| " + " | ".join([name, *cells]) + " |")
-    firsts = [per_size[n]["first_resolve_s"] for n in sizes]
-    cells = [f"{m * 1000:.0f}" for m in firsts] + [f"{b / a:.1f}x" for a, b in itertools.pairwise(firsts)]
-    lines.append("| " + " | ".join(["resolve, first in process (1 run)", *cells]) + " |")
-    index = [f"{per_size[n]['index_mib']:.1f}" for n in sizes]
-    lines.append("| " + " | ".join(["index.json MiB", *index, *([""] * (len(sizes) - 1))]) + " |")
-    return "\n".join(lines)
-
-
-def catalog(report: Report, *, repeat: int, sizes: Sequence[int], keep: bool) -> None:
+def catalog(
+    report: Report, *, repeat: int, sizes: Sequence[int], keep: bool, s3_sizes: Sequence[int] = S3_SIZES
+) -> None:
     scratch = Path(tempfile.mkdtemp(prefix="bench-catalog-"))
     per_size: dict[int, dict[str, Any]] = {}
+    built: dict[int, dict[str, Any]] = {}
+    at = goal_size(sizes)
+    verify_at = VERIFY_SIZE if VERIFY_SIZE in sizes else max(sizes)
     try:
+        for size in sorted(set(sizes) | set(s3_sizes)):
+            (scratch / str(size)).mkdir()
+            built[size] = build(scratch / str(size), size)
+            log(f"catalog {size:,} versions: built in {built[size]['build_s']:.0f}s")
+        # S3 first: the copies are of the catalogs as built, before the promotes below change them.
+        s3_bytes = measure_s3(scratch, {n: built[n] for n in s3_sizes}, repeat)
         for size in sizes:
-            root = scratch / str(size)
-            root.mkdir()
-            checkout, key, setup_s = build(root, size)
-            env = tool_env({"FACTORY_SIGNING_KEY": str(key)})
-            largest = size == max(sizes)
-            argv = [sys.executable, str(Path(__file__)), "measure", str(checkout), "--repeat", str(repeat)]
-            child = spawn([*argv, *(["--profile"] if largest else [])], cwd=checkout, env=env)
-            per_size[size] = json.loads(child.stdout) | {"setup_s": setup_s}
-            log(f"catalog {size:,} versions: built in {setup_s:.0f}s, measured in {child.seconds:.0f}s")
-            if largest:
-                per_size[size]["rss"] = resolve_rss(checkout, env, repeat)
+            per_size[size] = measure(built[size], repeat, profile=size == at) | {
+                "build_s": built[size]["build_s"]
+            }
+        largest = built[max(sizes)]
+        per_size[max(sizes)]["rss"] = resolve_rss(largest, repeat)
+        per_size[verify_at]["verify_s"] = verify(built[verify_at], repeat)
     finally:
         if keep:
             log(f"catalogs kept in {scratch}")
         else:
             shutil.rmtree(scratch, ignore_errors=True)
-    for name in ("resolve", "promote", "rollback"):
-        report.rows.extend(ratio_rows(name, per_size))
-    rss = per_size[max(sizes)]["rss"]
-    first = [per_size[n]["first_resolve_s"] * 1000 for n in sizes]
-    report.rows += [
-        Row(
-            figure=f"resolve at {max(sizes):,}, first in its process (schema check; 1 run)",
-            summary=summarize(first[-1:]),
-            unit="ms",
-            digits=0,
-        ),
-        Row(
-            figure=f"`factory resolve` command at {max(sizes):,} / `factory --version`",
-            summary=summarize(
-                a / b for a, b in zip(rss["resolve_cli_s"], rss["version_cli_s"], strict=True)
-            ),
-            digits=1,
-        ),
-        Row(
-            figure=f"peak RSS, `factory resolve` at {max(sizes):,} versions",
-            summary=summarize(rss["resolve_mib"]),
-            unit="MiB",
-            digits=1,
-        ),
-        Row(
-            figure=f"peak RSS, resolve at {max(sizes):,} / `factory --version`",
-            summary=summarize(a / b for a, b in zip(rss["resolve_mib"], rss["version_mib"], strict=True)),
-            digits=2,
-        ),
-    ]
-    report.blocks.append(f"Growth with catalog size (medians, in-process):\n\n{growth_table(per_size)}")
-    biggest = per_size[max(sizes)]
-    for name, what in (
-        ("profile_resolve_cold", "the first resolve in a process, as `factory resolve` runs it"),
-        ("profile_resolve", "a later resolve in the same process (index schema check remembered)"),
-        ("profile_promote", "one promote in-process"),
-    ):
-        report.blocks.append(
-            f"cProfile at {max(sizes):,} versions, {what} (top {PROFILE_TOP}, cumulative):"
-            f"\n\n```\n{biggest.get(name, '')}\n```"
-        )
-    report.sections["catalog"] = {str(n): f for n, f in per_size.items()} | {
-        "yardstick_ref_s": YARDSTICK_REF_S,
-        "goals_s": GOALS_S,
-    }
+    report_figures(report, per_size, s3_bytes, at=at, verify_at=verify_at)
 
 
-def resolve_rss(checkout: Path, env: dict[str, str], repeat: int) -> dict[str, list[float]]:
+def measure(made: Mapping[str, Any], repeat: int, *, profile: bool) -> dict[str, Any]:
+    checkout = Path(made["checkout"])
+    env = tool_env({"FACTORY_SIGNING_KEY": str(made["key"])})
+    argv = [sys.executable, str(BENCH / "catalog_measure.py"), str(checkout), "--repeat", str(repeat),
+            "--cli-max", str(GOAL_SIZE), *(["--profile"] if profile else [])]  # fmt: skip
+    child = spawn(argv, cwd=checkout, env=env)
+    log(f"catalog {made['versions']:,} versions: measured in {child.seconds:.0f}s")
+    found: dict[str, Any] = json.loads(child.stdout)
+    return found
+
+
+def resolve_rss(made: Mapping[str, Any], repeat: int) -> dict[str, list[float]]:
     """Peak RSS of `factory resolve` and of `factory --version`, as children, in turn."""
-    found: dict[str, list[float]] = {
-        "resolve_mib": [],
-        "version_mib": [],
-        "resolve_cli_s": [],
-        "version_cli_s": [],
-    }
+    checkout, env = Path(made["checkout"]), tool_env()
+    found: dict[str, list[float]] = {"resolve_mib": [], "version_mib": [], "resolve_s": [], "version_s": []}
     for _ in range(repeat):
         version = factory(["--version"], cwd=checkout, env=env)
         resolved = factory(["resolve", IMAGE, "--json"], cwd=checkout, env=env)
         found["version_mib"].append(version.self_rss_kib / 1024)
         found["resolve_mib"].append(resolved.self_rss_kib / 1024)
-        found["resolve_cli_s"].append(resolved.seconds)
-        found["version_cli_s"].append(version.seconds)
+        found["version_s"].append(version.seconds)
+        found["resolve_s"].append(resolved.seconds)
     return found
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="the measuring child of bench/run.py's catalog section")
-    p.add_argument("what", choices=["measure"])
-    p.add_argument("checkout", type=Path)
-    p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--profile", action="store_true")
-    return p.parse_args(argv)
+def verify(made: Mapping[str, Any], repeat: int) -> list[float]:
+    checkout = Path(made["checkout"])
+    runs = [factory(["verify-catalog"], cwd=checkout, env=tool_env()).seconds for _ in range(repeat)]
+    log(f"verify-catalog at {made['versions']:,} versions: {min(runs):.1f}s")
+    return runs
+
+
+def measure_s3(scratch: Path, built: Mapping[int, Mapping[str, Any]], repeat: int) -> dict[int, Any]:
+    from bench.s3_catalog import aws_env, moto_server  # noqa: PLC0415 -- only when measuring S3
+
+    found: dict[int, Any] = {}
+    with moto_server(scratch / "moto.log") as endpoint:
+        for size, made in sorted(built.items()):
+            checkout = Path(made["checkout"])
+            argv = [sys.executable, str(BENCH / "catalog_bytes.py"), str(checkout),
+                    f"s3://{BUCKET}/bytes-{size}", endpoint, "--repeat", str(repeat)]  # fmt: skip
+            child = spawn(argv, cwd=checkout, env=tool_env(aws_env(endpoint)))
+            found[size] = json.loads(child.stdout)
+            done = found[size]
+            log(f"s3 bytes at {size:,} versions: {done['uploaded_files']:,} files uploaded in "
+                f"{done['upload_s']:.0f}s; resolve read {done['runs'][0]['bytes']:,} B")  # fmt: skip
+    return found
+
+
+def report_figures(
+    report: Report,
+    per_size: Mapping[int, Mapping[str, Any]],
+    s3_bytes: Mapping[int, Any],
+    *,
+    at: int,
+    verify_at: int,
+) -> None:
+    largest = max(per_size)
+    for size in sorted(per_size):  # resolve at every size, its goal checked at ``at``
+        if size == at:
+            report.rows.extend(op_rows("resolve", at, per_size[at]["times_s"]))
+        else:
+            report.rows.append(Row(figure=f"resolve at {size:,} versions (in-process)",
+                                   summary=ms(summarize(per_size[size]["times_s"]["resolve"])),
+                                   unit="ms", digits=2))  # fmt: skip
+    report.rows.append(flat_row(per_size))
+    for name in ("promote", "rollback"):
+        report.rows.extend(op_rows(name, at, per_size[at]["times_s"]))
+    report.rows.extend(s3_rows(s3_bytes))
+    rss = per_size[largest]["rss"]
+    ratio = summarize(a / b for a, b in zip(rss["resolve_mib"], rss["version_mib"], strict=True))
+    report.rows += [
+        Row(figure=f"peak RSS, `factory resolve` at {largest:,} versions",
+            summary=summarize(rss["resolve_mib"]), unit="MiB", digits=1),
+        Row(figure=f"peak RSS, resolve at {largest:,} / `factory --version`", summary=ratio,
+            goal=f"≤ {RSS_GOAL}", met=ratio.median <= RSS_GOAL),
+        Row(figure=f"`factory verify-catalog` at {verify_at:,} versions (linear; no goal)",
+            summary=summarize(per_size[verify_at]["verify_s"]), unit="s", digits=1),
+    ]  # fmt: skip
+    report.blocks.append(f"Catalog v3 by size (medians, in-process):\n\n{growth_table(per_size)}")
+    for name, what in (
+        ("profile_resolve", "one resolve"),
+        ("profile_promote", "one promote through the CLI (main_inner)"),
+        ("profile_rollback", "one rollback through the CLI (main_inner)"),
+    ):
+        if name in per_size[at]:
+            report.blocks.append(f"cProfile at {at:,} versions, {what} (cumulative):"
+                                 f"\n\n```\n{per_size[at][name]}\n```")  # fmt: skip
+    report.sections["catalog"] = {
+        "sizes": {str(n): f for n, f in per_size.items()},
+        "s3_bytes": {str(n): f for n, f in s3_bytes.items()},
+        "yardstick_ref_s": YARDSTICK_REF_S,
+        "goals_s": GOALS_S,
+        "goals": {"flat": FLAT_GOAL, "s3_bytes": S3_BYTES_GOAL, "rss": RSS_GOAL},
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    print(json.dumps(measure(args.checkout, args.repeat, args.profile)))
-    return 0
+    """The S3 bytes alone, at sizes `make bench` leaves out (copying 100,000 versions takes ~18 min)."""
+    p = argparse.ArgumentParser(description="bytes read from S3 by one resolve, at the sizes given")
+    p.add_argument("--s3-sizes", default="1000,100000", help="comma-separated (default: %(default)s)")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--json", type=Path, help="also write the figures here")
+    args = p.parse_args(argv)
+    sizes = sorted(int(n) for n in args.s3_sizes.split(","))
+    scratch = Path(tempfile.mkdtemp(prefix="bench-catalog-s3-"))
+    try:
+        built = {}
+        for size in sizes:
+            (scratch / str(size)).mkdir()
+            built[size] = build(scratch / str(size), size)
+            log(f"catalog {size:,} versions: built in {built[size]['build_s']:.0f}s")
+        found = measure_s3(scratch, built, args.repeat)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    rows = s3_rows(found)
+    if args.json:
+        args.json.write_text(json.dumps({"rows": [r.as_json() for r in rows], "sizes": found}, indent=2))
+    print(markdown_table(rows))
+    return 0 if all(r.met is not False for r in rows) else 1
 
 
 if __name__ == "__main__":

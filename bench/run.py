@@ -8,10 +8,12 @@ says which), seconds are printed for information. Each figure is repeated (--rep
 - overhead (bench/bakes.py): `factory bake base` against raw `packer build` on the template
   that bake rendered, in turn; the factory's own time from the bake's timed step lines;
 - plan (bench/plan_scale.py, a child): a no-op plan at 50, 200 and 1000 image definitions;
-- catalog (bench/catalog_ops.py): resolve, promote and rollback in-process at 100, 1000 and
-  10,000 versions (bench/query_scale.py's generator), with a cProfile of the 10k resolve;
+- catalog (bench/catalog_ops.py, issue 13): v3 catalogs of 100 to 100,000 versions
+  (bench/catalog_bulk.py): resolve in-process at each size (flat), promote and rollback through
+  the CLI in-process at 10,000, bytes read from S3 by one `resolve --channel prod` (moto),
+  peak RSS of `factory resolve` at 100,000, `verify-catalog` at 10,000;
 - parallel (bench/bakes.py): `factory rebuild --force -j 1` against `-j 2` over two images;
-- memory: peak RSS of the factory process in a bake and in a 10k resolve, over `--version`'s;
+- memory: peak RSS of the factory process in a bake, over `--version`'s;
 - s3 (bench/s3_catalog.py): promote and `resolve --json` on an S3 catalog (moto's server on
   loopback) against the same local catalog at 100 and 1000 versions; 4 writer processes at once
   against one doing the same updates in turn, lost races counted, no update lost;
@@ -47,7 +49,6 @@ RESULTS = BENCH / "results"
 SECTIONS = ("overhead", "plan", "catalog", "parallel", "s3", "registry")
 PLAN_SIZES = (50, 200, 1000)
 QUICK_PLAN_SIZES = (50, 200)
-CATALOG_SIZES = (100, 1000, 10000)
 
 # `✓ packer build (base FROM localhost/…) (45.2s)`: factory.core.log.step's closing line.
 STEP_LINE = re.compile(r"^\s*✓\s+(?P<title>.+?)\s+\((?P<seconds>\d+(?:\.\d+)?)s\)\s*$")
@@ -223,10 +224,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     report = Report(quick=args.quick, repeat=repeat)
     plan_sizes = QUICK_PLAN_SIZES if args.quick else PLAN_SIZES
+    catalog_sizes = catalog_ops.QUICK_SIZES if args.quick else catalog_ops.SIZES
+    s3_sizes = catalog_ops.QUICK_S3_SIZES if args.quick else catalog_ops.S3_SIZES
     runners: dict[str, Callable[[Report], None]] = {
         "overhead": lambda r: bakes.overhead(r, repeat=repeat, keep=args.keep),
         "plan": lambda r: plan_section.plan(r, repeat=repeat, sizes=plan_sizes),
-        "catalog": lambda r: catalog_ops.catalog(r, repeat=repeat, sizes=CATALOG_SIZES, keep=args.keep),
+        "catalog": lambda r: catalog_ops.catalog(
+            r, repeat=repeat, sizes=catalog_sizes, keep=args.keep, s3_sizes=s3_sizes
+        ),
         "parallel": lambda r: bakes.parallel(r, repeat=repeat, keep=args.keep),
         "s3": lambda r: s3_catalog.s3(r, repeat=repeat, keep=args.keep),
         "registry": lambda r: registry_swap.registry(r, repeat=repeat),
