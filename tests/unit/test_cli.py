@@ -24,7 +24,7 @@ from factory.cli.main import find_root, parse_args
 from factory.core.clock import now_utc
 from factory.core.config import Layout
 from factory.core.errors import ConfigError
-from tests.fixtures import v3_tamper
+from tests.fixtures import tamper_v3
 from tests.unit.conftest import DAY, KeyPair, World, catalog_files, version_id
 
 
@@ -555,8 +555,8 @@ def test_verify_catalog_json(cli: Cli, capsys: pytest.CaptureFixture[str]) -> No
 def _change_package_count(cli: Cli) -> str:
     """Edit base[0]'s entry file in place; returns its path (its name is its former sha256)."""
     root = cli.world.catalog.root
-    rel = v3_tamper.entry_of(root, "base", cli.world.base[0])
-    v3_tamper.edit(root, rel, lambda entry: entry.update(package_count=12))
+    rel = tamper_v3.entry_file(root, "base", cli.world.base[0])
+    tamper_v3.edit(root, rel, lambda entry: entry.update(package_count=12))
     return str(root / rel)
 
 
@@ -582,7 +582,7 @@ def test_verify_catalog_names_a_field_changed_after_signing(cli: Cli, console: i
         entry["package_count"] = 12
         change.publish(entry)
     cli("verify-catalog")
-    rel = v3_tamper.entry_of(cli.world.catalog.root, "base", entry["version"])
+    rel = tamper_v3.entry_file(cli.world.catalog.root, "base", entry["version"])
     assert f"{rel}: fields changed after signing: package_count" in console.getvalue()
 
 
@@ -590,8 +590,8 @@ def test_verify_catalog_of_a_forged_entry_names_catalog_json(cli: Cli, console: 
     """The entry edited, re-hashed and its sha256 carried up to catalog.json by someone without the
     key: only catalog.json's signature tells."""
     root = cli.world.catalog.root
-    v3_tamper.forge(
-        root, v3_tamper.entry_of(root, "base", cli.world.base[0]), lambda e: e.update(package_count=12)
+    tamper_v3.rechain(
+        root, tamper_v3.entry_file(root, "base", cli.world.base[0]), lambda e: e.update(package_count=12)
     )
     cli("verify-catalog")
     assert f"{root / 'catalog.json'}: envelope: signature does not verify" in console.getvalue()

@@ -20,7 +20,7 @@ from factory.catalog.trust import Signer
 from factory.core.clock import now_utc
 from factory.core.config import Layout
 from factory.core.errors import CatalogError, ConfigError
-from tests.fixtures import v3_tamper
+from tests.fixtures import tamper_v3
 from tests.unit.conftest import ACTOR, JUNIT, ORDER, KeyPair, make_entry, make_manifest, version_id
 
 # openssl in each version, oldest first
@@ -335,7 +335,7 @@ def test_edited_index_is_refused_although_indexed(shelf: Shelf) -> None:
                 del row["state"]
 
     # re-hashed up to catalog.json (a new catalog.json: the package index is rebuilt), not re-signed
-    v3_tamper.forge(root, v3_tamper.page_of(root, "base", version), unrevoke)
+    tamper_v3.rechain(root, tamper_v3.page_of(root, "base", version), unrevoke)
     with pytest.raises(CatalogError, match=r"catalog\.json: envelope: signature does not verify"):
         shelf.ask()
 

@@ -28,7 +28,7 @@ from factory.core.clock import now_utc
 from factory.core.config import Layout
 from factory.core.errors import CatalogError, ConfigError, Refused
 from factory.loop import http_checks, http_server, serve, signals
-from tests.fixtures import v3_tamper
+from tests.fixtures import tamper_v3
 
 from .conftest import ORDER, World, catalog_files
 
@@ -330,8 +330,8 @@ def test_tampered_catalog_is_500_and_the_server_goes_on(client: Client, world: W
     # base[0]'s commit changed, its entry re-hashed and the new sha256 carried up to catalog.json by
     # someone without the key: every read starts from catalog.json, whose signature fails.
     root = client.catalog.root
-    v3_tamper.forge(
-        root, v3_tamper.entry_of(root, "base", world.base[0]), lambda e: e.update(commit="f" * 40)
+    tamper_v3.rechain(
+        root, tamper_v3.entry_file(root, "base", world.base[0]), lambda e: e.update(commit="f" * 40)
     )
     for path in ("/v1/images", "/v1/images/base/channels/latest", "/index.json"):
         reply = client.get(path)
@@ -344,8 +344,8 @@ def test_an_entry_edited_in_place_is_500_naming_it(client: Client, world: World,
     # base[0]'s entry file edited in place: its sha256 is no longer its name, which the page names.
     # Each of these reads base[0]'s entry (a channel's resolve reads only the entry it points to).
     root = client.catalog.root
-    rel = v3_tamper.entry_of(root, "base", world.base[0])
-    v3_tamper.edit(root, rel, lambda e: e.update(commit="f" * 40))
+    rel = tamper_v3.entry_file(root, "base", world.base[0])
+    tamper_v3.edit(root, rel, lambda e: e.update(commit="f" * 40))
     reply = client.get(path.format(v=world.base[0]))
     assert reply.status == HTTPStatus.INTERNAL_SERVER_ERROR
     assert f"{rel}: sha256 is " in reply.json()["error"]
