@@ -21,10 +21,18 @@ from factory.aws import gc as aws_gc
 from factory.catalog import gc, lifecycle, trust
 from factory.catalog import hooks as catalog_hooks
 from factory.catalog.changes import changes_of
-from factory.catalog.docs_types import IndexDoc
+from factory.catalog.docs_types import ArtifactDoc, IndexDoc
 from factory.catalog.state import current
 from factory.catalog.store import LATEST, Catalog
-from factory.catalog.targets import AMI, RegionalAmi, ami_home, is_ami_catalog, regional_amis
+from factory.catalog.targets import (
+    AMI,
+    AmiHome,
+    RegionalAmi,
+    ami_home,
+    home_of,
+    is_ami_catalog,
+    regional_amis,
+)
 from factory.catalog.trust import Signer
 from factory.core import awsapi as aws
 from factory.core import log
@@ -54,9 +62,13 @@ class Aws:
 
 
 def check_endpoint(catalog: Catalog, doc: IndexDoc, target: aws.AwsTarget) -> None:
+    """``check_home`` of the catalog's AMIs."""
+    check_home(catalog, ami_home(catalog, doc), target)
+
+
+def check_home(catalog: Catalog, home: AmiHome | None, target: aws.AwsTarget) -> None:
     """Refuse (exit 2, before any traffic) to act on a catalog's AMIs in another AWS than the one
     they live in: emulated AMIs only through a loopback endpoint, real ones never through one."""
-    home = ami_home(catalog, doc)
     if home is None or home.emulated == target.emulated:
         return
     if home.emulated:
@@ -278,7 +290,10 @@ def collect(
 
 
 def follow(change: catalog_hooks.Change) -> list[str]:
-    """The AWS follow-up of one catalog change: channel parameters, then AMI deprecation."""
+    """The AWS follow-up of one catalog change: channel parameters, then AMI deprecation. A catalog
+    without AMIs costs one entry read per image (``newest_artifacts``), not a read of it all."""
+    if change.doc is None and home_of(change.catalog, catalog_hooks.newest(change.catalog)) is None:
+        return []
     doc = change.catalog.load() if change.doc is None else change.doc
     if not is_ami_catalog(doc):
         return []
@@ -292,9 +307,9 @@ def follow(change: catalog_hooks.Change) -> list[str]:
     return lines
 
 
-def check(layout: Layout, catalog: Catalog, doc: IndexDoc) -> None:
+def check(layout: Layout, catalog: Catalog, artifacts: Sequence[ArtifactDoc]) -> None:
     """Before a catalog change: refuse what AWS could not follow (emulated AMIs, no endpoint)."""
-    check_endpoint(catalog, doc, aws.AwsTarget(layout.aws_endpoint))
+    check_home(catalog, home_of(catalog, artifacts), aws.AwsTarget(layout.aws_endpoint))
 
 
 def register() -> None:

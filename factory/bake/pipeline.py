@@ -61,7 +61,7 @@ def bake(layout: Layout, name: str, *, publish: bool = True, if_changed: bool = 
     doc = audit.trusted(catalog)  # a broken or tampered catalog fails before the build, not after
     if publish:
         targets.require_target(catalog, doc, targets.PODMAN_IMAGE)
-        hooks.check(layout, catalog, doc)  # a registry URL refused now, not after the build
+        hooks.check(layout, catalog, targets.artifacts_of(doc))  # a registry URL refused now, not after
     signer = catalog.check_signer(trust.load_signer()) if publish else None
     source = tag.source_state(layout.root)
     if publish:

@@ -60,6 +60,7 @@ ACTIONS = (
 # `follow-up` says whether a target (AWS) has applied the catalog's last change of an image.
 # `refresh` re-signs the snapshot (a new expiry, factory.catalog.freshness) and names no image.
 REFRESH = "refresh"
+FOLLOW_UP = "follow-up"  # a target followed a change, or did not (factory.catalog.hooks)
 OBSERVATIONS = ("publish", "scan", "unchanged", "distribute", "ami-deprecation", "follow-up")
 
 

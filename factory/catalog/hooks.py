@@ -25,15 +25,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NoReturn
 
-from factory.catalog import lifecycle, trust
+from factory.catalog import history, lifecycle, trust
 from factory.catalog.changes import changes_of
-from factory.catalog.docs_types import HistoryRecord, IndexDoc
+from factory.catalog.docs_types import ArtifactDoc, HistoryRecord, IndexDoc
 from factory.catalog.store import LATEST, Catalog
+from factory.catalog.targets import newest_artifacts
 from factory.catalog.trust import Signer
+from factory.catalog.v3.reader import View
 from factory.core.config import Layout
 from factory.core.errors import ExternalToolError, FactoryError, FollowUpPending
 
-FOLLOW_UP = "follow-up"
+FOLLOW_UP = history.FOLLOW_UP
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,8 +68,9 @@ Pusher = Callable[[Layout, str, str, str], Pushed | None]
 @dataclass(frozen=True, kw_only=True)
 class Follower:
     name: str
-    # Before the change: raise ConfigError for what this target could not follow.
-    check: Callable[[Layout, Catalog, IndexDoc], None]
+    # Before the change: raise ConfigError for what this target could not follow, given what kind
+    # of artifacts the catalog holds (``newest``: each image's newest version's).
+    check: Callable[[Layout, Catalog, Sequence[ArtifactDoc]], None]
     # After it: apply it, return one line per thing applied; ExternalToolError when it cannot.
     follow: Callable[[Change], list[str]]
     # Before publication: copy the built artifact to the target (None: this target holds none).
@@ -82,10 +85,19 @@ def register(follower: Follower) -> None:
     _FOLLOWERS[follower.name] = follower
 
 
-def check(layout: Layout, catalog: Catalog, doc: IndexDoc) -> None:
-    """Every follower's refusals, before anything is written."""
+def check(layout: Layout, catalog: Catalog, artifacts: Sequence[ArtifactDoc] | None = None) -> None:
+    """Every follower's refusals, before anything is written; ``artifacts``: what the catalog holds
+    (default: ``newest``)."""
+    held = newest(catalog) if artifacts is None else artifacts
     for follower in list(_FOLLOWERS.values()):
-        follower.check(layout, catalog, doc)
+        follower.check(layout, catalog, held)
+
+
+def newest(catalog: Catalog) -> list[ArtifactDoc]:
+    """The artifact of each image's newest version (targets.newest_artifacts); none without a
+    catalog yet."""
+    v3 = catalog.require_v3()
+    return [] if v3.absent() else newest_artifacts(v3.open())
 
 
 def push(layout: Layout, image: str, version: str, local_ref: str) -> Pushed | None:
@@ -99,7 +111,8 @@ def push(layout: Layout, image: str, version: str, local_ref: str) -> Pushed | N
 
 def follow(change: Change) -> list[str]:
     """Run every registered follower on ``change``; what they applied. A failure is recorded as
-    pending on the images concerned and raised as :class:`FollowUpPending` (exit 6)."""
+    pending on the images concerned and raised as :class:`FollowUpPending` (exit 6). Each image's
+    newest follow-up record is on its checkpoint: no history is read unless there is one."""
     lines: list[str] = []
     failed: list[str] = []
     for follower in list(_FOLLOWERS.values()):
@@ -107,33 +120,42 @@ def follow(change: Change) -> list[str]:
             lines += follower.follow(change)
         except ExternalToolError as exc:
             failed.append(f"{follower.name}: {exc.message}")
-    doc = change.catalog.load()
-    images = sorted(change.images if change.images is not None else doc["images"])
-    images = [name for name in images if name in doc["images"]]
+    view = _view(change.catalog)
+    known = set() if view is None else set(view.images())
+    images = [i for i in sorted(change.images if change.images is not None else known) if i in known]
     if failed:
         fail(change, images, failed)
-    if any(pending(doc, image) for image in images):
-        _record(change, [i for i in images if pending(doc, i)], status="applied", error="")
+    if view is not None and (was := [i for i in images if pending_of(_newest(view, i))]):
+        _record(change, was, status="applied", error="")
     return lines
 
 
 def fail(change: Change, images: Sequence[str], failures: Sequence[str]) -> NoReturn:
     """Record the follow-up of ``images`` as pending and raise :class:`FollowUpPending` (exit 6)."""
     _record(change, images, status="pending", error="; ".join(failures))
-    doc = change.catalog.load()
+    view = _view(change.catalog)
     raise FollowUpPending(
         "the catalog change is recorded, but a target did not follow it:\n"
         + "\n".join(f"  {line}" for line in failures),
         hint="do not repeat the command; re-apply with "
-        + ", ".join(f"`{reapply(doc, image)}`" for image in images)
+        + ", ".join(f"`{_reapply(image, _latest(view, image))}`" for image in images)
         + " (`factory catalog` lists what is pending)",
     )
 
 
-def reapply(doc: IndexDoc, image: str) -> str:
-    """The command that makes the targets follow ``image`` again."""
-    pointer = doc["images"][image]["channels"].get(LATEST)
-    return _reapply(image, None if pointer is None else pointer.get("version"))
+def _view(catalog: Catalog) -> View | None:
+    v3 = catalog.require_v3()
+    return None if v3.absent() else v3.open()
+
+
+def _newest(view: View, image: str) -> list[HistoryRecord]:
+    found = view.follow_up(image)
+    return [] if found is None else [found]
+
+
+def _latest(view: View | None, image: str) -> str | None:
+    pointer = None if view is None else view.image(image).channels.get(LATEST)
+    return None if pointer is None else pointer.version
 
 
 def _reapply(image: str, latest: str | None) -> str:

@@ -5,11 +5,13 @@ This is catalog data: the bake, resolve and the lifecycle read it without talkin
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, cast
 
-from factory.catalog.docs_types import EntryDoc, IndexDoc, RegionCopy
-from factory.catalog.store import Catalog
+from factory.catalog.docs_types import ArtifactDoc, EntryDoc, IndexDoc, RegionCopy
+from factory.catalog.store import LATEST, Catalog
+from factory.catalog.v3.reader import View
 from factory.core.errors import CatalogError, ConfigError
 
 AMI: Final = "ami"
@@ -36,9 +38,32 @@ class AmiHome:
         return f"emulated AMIs (made against {self.endpoint or 'a local AWS API'})"
 
 
+def artifacts_of(doc: IndexDoc) -> list[ArtifactDoc]:
+    """Every version's artifact."""
+    return [e["artifact"] for d in doc["images"].values() for e in d["versions"]]
+
+
+def newest_artifacts(view: View) -> list[ArtifactDoc]:
+    """The artifact of each image's newest version (what `latest` points at, else its newest row):
+    enough to tell what a catalog holds, since it never mixes kinds; one entry read per image."""
+    found: list[ArtifactDoc] = []
+    for image in view.images():
+        latest = view.image(image).channels.get(LATEST)
+        if latest is not None:
+            found.append(view.entry(image, latest.version, latest.entry)[0]["artifact"])
+        elif rows := view.page(image, len(view.image(image).pages) - 1):
+            found.append(view.entry(image, rows[-1].version, rows[-1].entry)[0]["artifact"])
+    return found
+
+
 def ami_home(catalog: Catalog, doc: IndexDoc) -> AmiHome | None:
-    """Where this catalog's AMIs live; None when it holds none. A catalog never mixes the two."""
-    artifacts = [e["artifact"] for d in doc["images"].values() for e in d["versions"]]
+    """Where this catalog's AMIs live; None when it holds none."""
+    return home_of(catalog, artifacts_of(doc))
+
+
+def home_of(catalog: Catalog, artifacts: Sequence[ArtifactDoc]) -> AmiHome | None:
+    """Where the AMIs among ``artifacts`` live; None when there are none. A catalog never mixes
+    real and emulated ones."""
     amis = [a for a in artifacts if a["type"] == AMI]
     if not amis:
         return None

@@ -11,8 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from factory.catalog import audit, hooks, state
+from factory.catalog import hooks
 from factory.catalog.store import Catalog, catalog_of
+from factory.catalog.targets import newest_artifacts
+from factory.catalog.v3 import states
 from factory.core import names, source
 from factory.core.config import Layout
 from factory.core.text import safe
@@ -111,11 +113,16 @@ def jobs(text: str) -> int:
 
 def preflight(layout: Layout, catalog: Catalog, image: str, *versions: str | None) -> None:
     """Refuse bad arguments, and changes a target could not follow, from a read-only look,
-    before the lock file or any byte is written."""
-    doc = audit.trusted(catalog)
-    hooks.check(layout, catalog, doc)
+    before the lock file or any byte is written: catalog.json verified, then the image's file,
+    the pages of the versions named and their entries, and each image's newest entry (what kind
+    of artifacts the targets would follow), whatever the catalog's size."""
+    v3 = catalog.require_v3()
+    view = None if v3.absent() else v3.open()
+    hooks.check(layout, catalog, [] if view is None else newest_artifacts(view))
+    if view is None:  # nothing published yet: Catalog.find's "no published versions" refusal
+        catalog.find(image, "", catalog.load())
+    elif not versions and image not in view.snapshot.images:
+        states.find(view, image, "")
     for wanted in versions:
-        if wanted is not None:
-            state.require_entry(catalog, doc, image, wanted)
-    if not versions and image not in doc["images"]:
-        catalog.find(image, "", doc)
+        if wanted is not None and view is not None:
+            states.find(view, image, wanted)

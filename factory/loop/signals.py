@@ -22,6 +22,7 @@ from factory.catalog import advisories, audit, cves, history, hooks, lifecycle, 
 from factory.catalog.changes import changes_of
 from factory.catalog.docs_types import IndexDoc
 from factory.catalog.store import Catalog, catalog_of
+from factory.catalog.targets import artifacts_of
 from factory.catalog.txn import Txn
 from factory.catalog.v3.as_v2 import index_of
 from factory.core import jsonio
@@ -88,7 +89,7 @@ def handle(layout: Layout, raw: bytes, *, source: str, actor: str) -> list[Actio
     exposed = exposed_versions(layout, catalog, payload)
     for index, raw_alert in enumerate(payload["alerts"]):  # before the lock: a bad payload writes nothing
         _alerts(doc, source, index, raw_alert, exposed)
-    hooks.check(layout, catalog, doc)  # a target that could not follow refuses before the write
+    hooks.check(layout, catalog, artifacts_of(doc))  # a target that could not follow refuses first
     signer = catalog.check_signer(trust.load_signer())
 
     def act(txn: lifecycle.Writing) -> list[Action]:

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from factory.catalog import hooks as catalog_hooks
-from factory.catalog.docs_types import EntryDoc, IndexDoc
+from factory.catalog.docs_types import ArtifactDoc, EntryDoc, IndexDoc
 from factory.catalog.indexdoc import state_of
 from factory.catalog.state import current
 from factory.catalog.store import LATEST, Catalog
@@ -181,7 +181,7 @@ def follow(change: catalog_hooks.Change) -> list[str]:
     return sync(reg, change.catalog, doc, channels, change.images)
 
 
-def check(layout: Layout, catalog: Catalog, doc: IndexDoc) -> None:
+def check(layout: Layout, catalog: Catalog, artifacts: Sequence[ArtifactDoc]) -> None:
     """Before a catalog change: the registry URL is refused now (exit 2) if it is bad."""
     registry_of(layout)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
@@ -14,12 +14,17 @@ from factory.__main__ import main
 from factory.aws import hooks as aws_hooks
 from factory.catalog import hooks, model
 from factory.catalog.docs_types import IndexDoc
+from factory.catalog.storage import LocalStore
 from factory.catalog.store import Catalog
 from factory.catalog.targets import AmiHome, ami_home
 from factory.catalog.trust import Signer
+from factory.catalog.v3.audit import audit as audit_v3
+from factory.cli.common import preflight
 from factory.core.awsapi import EMULATOR_KEY_ID, AwsTarget, client
 from factory.core.config import Layout
 from factory.core.errors import CatalogError, ConfigError, ExternalToolError, FollowUpPending
+from tests.fixtures import tamper_v3
+from tests.fixtures.catalog_v3 import Counting
 from tests.unit.conftest import KeyPair, make_entry, publish, version_id
 
 EMULATOR = "http://127.0.0.1:5999"
@@ -154,7 +159,7 @@ def test_a_refusing_follower_stops_the_change_before_it_is_written(
 
     hooks.register(hooks.Follower(name="no", check=refuse, follow=lambda _c: []))
     with pytest.raises(ConfigError, match="cannot follow"):
-        hooks.check(layout, catalog, catalog.load())
+        hooks.check(layout, catalog)
 
 
 @pytest.fixture
@@ -255,3 +260,53 @@ def test_the_cli_says_what_to_run_instead_of_repeating(
 ) -> None:
     err = capsys.readouterr().err
     assert "do not repeat the command" in err and f"factory distribute base {version_id(0)}" in err
+
+
+# -- on v3: what a change's follow-up and its preflight read ------------------------------------
+
+
+def _counted(catalog: Catalog) -> tuple[Catalog, Counting]:
+    counting = Counting(LocalStore(catalog.root))
+    return Catalog(counting, catalog.keys_root), counting
+
+
+def test_the_pending_marker_is_on_the_image_checkpoint(
+    world: tuple[Layout, Catalog, Signer], failing: FollowUpPending
+) -> None:
+    view = world[1].require_v3().open()
+    position = view.image("base").follow_up
+    assert position is not None and view.record_at("base", position)["details"]["status"] == "pending"
+
+
+def test_a_follow_up_reads_no_history_when_none_was_ever_pending(
+    world: tuple[Layout, Catalog, Signer], followers: list[hooks.Change]
+) -> None:
+    layout, catalog, signer = world
+    counted, counting = _counted(catalog)
+    hooks.follow(hooks.Change(layout=layout, catalog=counted, images=("base",), actor="t", signer=signer))
+    assert [r for r in counting.reads if r.startswith("history/")] == []
+
+
+def test_preflight_reads_the_image_asked_about_and_each_image_s_newest_entry(
+    layout: Layout, world: tuple[Layout, Catalog, Signer]
+) -> None:
+    _, catalog, signer = world
+    publish(catalog, signer, "nginx", version_id(1))
+    counted, counting = _counted(catalog)
+    preflight(layout, counted, "base", version_id(0))
+    assert [r for r in counting.reads if r.startswith(("history/", "images/nginx/pages/"))] == []
+
+
+def test_a_follow_up_marker_that_is_not_the_history_s_is_named_by_the_audit(
+    world: tuple[Layout, Catalog, Signer], failing: FollowUpPending
+) -> None:
+    _, catalog, signer = world
+    root = catalog.root
+    tamper_v3.rechain(root, tamper_v3.image_file(root, "base"), _forget_follow_up, signer)
+    assert "images.base: the newest follow-up record does not match the signed history" in "\n".join(
+        audit_v3(catalog.require_v3())
+    )
+
+
+def _forget_follow_up(image_file: dict[str, Any]) -> None:
+    image_file["history"]["follow_up"] = None

@@ -117,6 +117,7 @@ class Derived:
         self.held: dict[str, list[str]] = {}
         self.scans: dict[str, int] = {}
         self.queued: list[int] = []
+        self.follow_up: int | None = None
 
     def add(self, rec: HistoryRecord, position: int) -> None:
         action, version, channel, to = rec["action"], rec["version"], rec["channel"], rec["to"]
@@ -134,6 +135,8 @@ class Derived:
             self.queued.clear()
         elif action == "signal" and rec["details"].get("queue"):
             self.queued.append(position)
+        elif action == history.FOLLOW_UP:
+            self.follow_up = position
 
 
 def _record_problem(rec: HistoryRecord, view: View) -> str | None:
@@ -186,6 +189,8 @@ def _image(view: View, image: str, archived: set[str], *, files: bool) -> list[s
         problems.append(f"{where}: history head is not the last record's (records removed?)")
     if list(checkpoint.queued) != derived.queued:
         problems.append(f"{where}: queued signals do not match the signed history")
+    if checkpoint.follow_up != derived.follow_up:
+        problems.append(f"{where}: the newest follow-up record does not match the signed history")
     problems.extend(_rows(view, image, replay["states"], published, derived, files=files))
     problems.extend(_channels(view, image, replay["channels"], stacks))
     return problems

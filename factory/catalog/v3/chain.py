@@ -103,6 +103,7 @@ class ImageWork:
         self.records: list[HistoryRecord] = []
         self.imported = self.base.imported
         self.queued: list[int] = list(self.base.queued)
+        self.follow_up = self.base.follow_up
 
     @property
     def changed(self) -> bool:
@@ -208,7 +209,8 @@ class ImageWork:
     def derive(self, rec: HistoryRecord, position: int) -> None:
         """What the queries would otherwise replay the history for, kept as the record is applied
         (``position``: its place in the image's chain): a version's AMI copies, the channels it
-        has been on, its newest scan; the signals queued since the last publication."""
+        has been on, its newest scan; the signals queued since the last publication; the newest
+        follow-up record."""
         action, version, channel, to = rec["action"], rec["version"], rec["channel"], rec["to"]
         if action == "distribute" and version is not None:
             regions = rec["details"].get("regions")
@@ -225,6 +227,8 @@ class ImageWork:
             self.queued.clear()
         elif action == "signal" and rec["details"].get("queue"):
             self.queued.append(position)
+        elif action == history.FOLLOW_UP:
+            self.follow_up = position
 
     # -- the new files -------------------------------------------------------------------------
 
@@ -247,6 +251,7 @@ class ImageWork:
             head=self.head,
             segment=segment,
             queued=tuple(self.queued),
+            follow_up=self.follow_up,
         )
         data = dumps(checkpoint.to_json())
         path = image_path(self.image, checkpoint.revision, data)

@@ -130,6 +130,9 @@ class Fields:
             raise self._bad(key, "a non-negative integer")
         return value
 
+    def maybe_number(self, key: str) -> int | None:
+        return None if self.data.get(key) is None else self.number(key)
+
     def obj(self, key: str) -> Fields:
         return Fields(self.data.get(key), self.where, self._name(key))
 

@@ -264,6 +264,7 @@ class Checkpoint:
     head: str | None  # hash of the last record
     segment: SegmentRef | None  # the last segment of the history (None: no record yet)
     queued: tuple[int, ...] = ()  # positions of the signals that queued a rebuild since the last publish
+    follow_up: int | None = None  # position of the newest follow-up record (factory.catalog.hooks)
 
     def to_json(self) -> JsonObject:
         return {
@@ -281,6 +282,7 @@ class Checkpoint:
                 "head": self.head,
                 "segment": None if self.segment is None else self.segment.to_json(),
                 "queued": list(self.queued),
+                "follow_up": self.follow_up,
             },
         }
 
@@ -308,6 +310,7 @@ class Checkpoint:
             head=history.maybe_text("head"),
             segment=None if history.raw("segment") is None else SegmentRef.parse(history.obj("segment")),
             queued=tuple(_positions(history, "queued")),
+            follow_up=history.maybe_number("follow_up"),
         )
 
 

@@ -333,6 +333,11 @@ class View:
         """The signals that queued the image for a rebuild since its last publication."""
         return [self.record_at(image, position) for position in self.image(image).queued]
 
+    def follow_up(self, image: str) -> HistoryRecord | None:
+        """The image's newest ``follow-up`` record (factory.catalog.hooks), if it has one."""
+        position = self.image(image).follow_up
+        return None if position is None else self.record_at(image, position)
+
     def children(self, image: str, version: str) -> list[tuple[str, str]]:
         """(image, version) of the versions built directly on this one: only the images whose
         snapshot entry names ``image`` as a parent are read."""
