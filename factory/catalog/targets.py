@@ -50,9 +50,9 @@ def newest_artifacts(view: View) -> list[ArtifactDoc]:
     for image in view.images():
         latest = view.image(image).channels.get(LATEST)
         if latest is not None:
-            found.append(view.entry(image, latest.version, latest.entry)[0]["artifact"])
+            found.append(view.artifact(image, latest.version, latest.entry))
         elif rows := view.page(image, len(view.image(image).pages) - 1):
-            found.append(view.entry(image, rows[-1].version, rows[-1].entry)[0]["artifact"])
+            found.append(view.artifact(image, rows[-1].version, rows[-1].entry))
     return found
 
 

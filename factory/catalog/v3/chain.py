@@ -140,9 +140,16 @@ class ImageWork:
         if version in self.looked:
             return
         self.looked.add(version)
-        row = self.find(version)
-        if row is not None and row.state is not None:
-            self.states[version] = copy.deepcopy(row.state)
+        pointed = self._pointed(version)  # a channel's version: its state is on the channel, no page read
+        state = pointed.state if pointed is not None else getattr(self.find(version), "state", None)
+        if state is not None:
+            self.states[version] = copy.deepcopy(state)
+
+    def _pointed(self, version: str) -> Channel | None:
+        """The checkpoint's channel that points at ``version`` (untouched by this change), if any."""
+        if version in self.new or version in self.touched:
+            return None
+        return next((c for c in self.base.channels.values() if c.version == version), None)
 
     def add_entry(self, entry: EntryDoc) -> Row:
         """A new version: its entry file and its row (the caller adds the publish record)."""

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import NoReturn, cast
 
 from factory.catalog import freshness, provenance
-from factory.catalog.docs_types import EntryDoc, HistoryRecord, SnapshotPredicate, StateView
+from factory.catalog.docs_types import ArtifactDoc, EntryDoc, HistoryRecord, SnapshotPredicate, StateView
 from factory.catalog.sslib import Key
 from factory.catalog.storage import Store
 from factory.catalog.trust import BadSignature, open_signed, trusted_keys
@@ -279,6 +279,18 @@ class View:
         if differs:
             raise CatalogError(f"{where}: fields changed after signing: {', '.join(differs)}", hint=RESTORE)
         return entry, keyid
+
+    def artifact(self, image: str, version: str, digest: str) -> ArtifactDoc:
+        """The version's artifact, from its entry file checked against the sha256 its image file
+        names, which catalog.json's signature covers; ``entry`` also checks the entry's own
+        signature (what a resolve serves)."""
+        ref = FileRef(path=entry_path(digest), sha256=digest)
+        where = self.catalog.store.describe(ref.path)
+        data = parse(self.catalog.verified_bytes(ref, self.snapshot.images[image].file.path), where)
+        found = Fields(data, where)
+        found.expect("image", image, RESTORE)
+        found.expect("version", version, RESTORE)
+        return cast(EntryDoc, data)["artifact"]
 
     def segment(self, image: str, ref: SegmentRef) -> tuple[list[HistoryRecord], SegmentRef | None]:
         """One segment's records and the segment before it."""
