@@ -51,7 +51,7 @@ def newest_artifacts(view: View) -> list[ArtifactDoc]:
         latest = view.image(image).channels.get(LATEST)
         if latest is not None:
             found.append(view.artifact(image, latest.version, latest.entry))
-        elif rows := view.page(image, len(view.image(image).pages) - 1):
+        elif rows := view.page(image, len(view.pages(image)) - 1):
             found.append(view.artifact(image, rows[-1].version, rows[-1].entry))
     return found
 

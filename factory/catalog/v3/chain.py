@@ -30,6 +30,7 @@ from factory.catalog.v3.formats import (
     FileRef,
     entry_path,
     image_path,
+    page_index_path,
     page_path,
     segment_path,
     sha256,
@@ -42,6 +43,7 @@ from factory.catalog.v3.model import (
     PageRef,
     Row,
     SegmentRef,
+    page_index_json,
     page_json,
     segment_json,
 )
@@ -244,6 +246,7 @@ class ImageWork:
         and its entry in the next snapshot."""
         out: Files = [(entry_path(digest), data) for digest, data in sorted(self.entries.items())]
         pages = self._pages(catalog_id, out)
+        page_index = self._page_index(catalog_id, pages, out)
         segment = self._segments(catalog_id, out)
         checkpoint = Checkpoint(
             catalog_id=catalog_id,
@@ -252,7 +255,8 @@ class ImageWork:
             channels={name: self._channel(name, p) for name, p in self.channels.items()},
             stacks={name: tuple(stack) for name, stack in self.stacks.items() if stack},
             versions=self.base.versions + len(self.rows),
-            pages=pages,
+            page_index=page_index,
+            page_count=len(pages),
             records=self.base.records + len(self.records),
             imported=self.imported,
             head=self.head,
@@ -282,7 +286,7 @@ class ImageWork:
         )
 
     def _pages(self, catalog_id: str, out: Files) -> tuple[PageRef, ...]:
-        kept = list(self.base.pages)
+        kept = list(self.view.pages(self.image)) if self.base.page_index is not None else []
         rows = list(self.rows)
         reopen = bool(rows and kept and kept[-1].count < PAGE_SIZE)  # the last page gets the new rows
         changed: set[int] = set()
@@ -301,6 +305,18 @@ class ImageWork:
         for start in range(0, len(rows), PAGE_SIZE):
             kept.append(self._page(catalog_id, len(kept), rows[start : start + PAGE_SIZE], out))
         return tuple(kept)
+
+    def _page_index(self, catalog_id: str, pages: tuple[PageRef, ...], out: Files) -> FileRef | None:
+        """The page index anew when a page changed (else the one the image file names)."""
+        base = self.base.page_index
+        if base is not None and pages == self.view.pages(self.image):
+            return base
+        if not pages:
+            return None
+        data = dumps(page_index_json(self.image, catalog_id, pages))
+        path = page_index_path(self.image, self.base.revision + 1, data)
+        out.append((path, data))
+        return FileRef(path=path, sha256=sha256(data))
 
     def _page(self, catalog_id: str, index: int, rows: list[Row], out: Files) -> PageRef:
         data = dumps(page_json(self.image, catalog_id, rows))

@@ -5,7 +5,8 @@
     root.json                             written once; signed: catalog id, trusted keyids
     snapshots/<generation>.<h>.json       every image: its image file (path, sha256), its parents
     images/<image>/<revision>.<h>.json    checkpoint: channels (version, entry, state), stacks,
-                                          pages, history head and last segment
+                                          the page index, history head and last segment
+    images/<image>/index/<revision>.<h>.json  every page of the image (path, sha256, count, range)
     images/<image>/pages/<k>.<h>.json     up to PAGE_SIZE version rows (version, created, entry,
                                           parent, state, AMI copies)
     entries/<sha256>.json                 one signed entry, content-addressed
@@ -38,6 +39,7 @@ SEGMENT_SIZE = 128
 CATALOG_TYPE = "https://image-factory.invalid/catalog-v3/v1"
 ROOT_TYPE = "https://image-factory.invalid/catalog-v3-root/v1"
 MIGRATE = "factory catalog migrate"
+RESTORE = "restore the catalog from backup; `factory verify-catalog` lists every problem"
 _NAME_HASH = 16  # hex digits of a file's sha256 in its name
 
 
@@ -55,6 +57,10 @@ def snapshot_path(generation: int, data: bytes) -> str:
 
 def image_path(image: str, revision: int, data: bytes) -> str:
     return _named(f"images/{image}/{revision}", data)
+
+
+def page_index_path(image: str, revision: int, data: bytes) -> str:
+    return _named(f"images/{image}/index/{revision}", data)
 
 
 def page_path(image: str, page: int, data: bytes) -> str:

@@ -4,7 +4,7 @@ refusing a missing or mistyped field by name) and writes itself (``to_json``).""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -258,7 +258,10 @@ class Checkpoint:
     channels: Mapping[str, Channel]
     stacks: Mapping[str, tuple[str, ...]]  # per channel, oldest first, newest STACK_DEPTH (state.held)
     versions: int
-    pages: tuple[PageRef, ...]
+    # The page index (its own file: the image file, which every resolve reads, stays the same size
+    # however many pages the image has) and how many pages it lists; None: no version yet.
+    page_index: FileRef | None
+    page_count: int
     records: int  # length of the image's chain
     imported: int  # how many of them are v2 records copied verbatim by the migration
     head: str | None  # hash of the last record
@@ -275,7 +278,10 @@ class Checkpoint:
             "channels": {name: c.to_json() for name, c in sorted(self.channels.items())},
             "stacks": {name: list(stack) for name, stack in sorted(self.stacks.items())},
             "versions": self.versions,
-            "pages": [p.to_json() for p in self.pages],
+            "pages": {
+                "index": None if self.page_index is None else self.page_index.to_json(),
+                "count": self.page_count,
+            },
             "history": {
                 "records": self.records,
                 "imported": self.imported,
@@ -288,7 +294,7 @@ class Checkpoint:
 
     @classmethod
     def parse(cls, found: Fields) -> Checkpoint:
-        history = found.obj("history")
+        history, pages = found.obj("history"), found.obj("pages")
         return cls(
             catalog_id=found.text("catalog_id"),
             image=found.text("image"),
@@ -296,15 +302,8 @@ class Checkpoint:
             channels={name: Channel.parse(c) for name, c in found.mapping("channels").items()},
             stacks={name: tuple(found.obj("stacks").texts(name)) for name in found.names("stacks")},
             versions=found.number("versions"),
-            pages=tuple(
-                PageRef(
-                    file=FileRef(path=p.text("path"), sha256=p.text("sha256")),
-                    count=p.number("count"),
-                    first=p.text("first"),
-                    last=p.text("last"),
-                )
-                for p in found.items("pages")
-            ),
+            page_index=None if pages.raw("index") is None else _file_ref(pages.obj("index")),
+            page_count=pages.number("count"),
             records=history.number("records"),
             imported=history.number("imported"),
             head=history.maybe_text("head"),
@@ -312,6 +311,31 @@ class Checkpoint:
             queued=tuple(_positions(history, "queued")),
             follow_up=history.maybe_number("follow_up"),
         )
+
+
+def _file_ref(found: Fields) -> FileRef:
+    return FileRef(path=found.text("path"), sha256=found.text("sha256"))
+
+
+def page_index_json(image: str, catalog_id: str, pages: Sequence[PageRef]) -> JsonObject:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "catalog_id": catalog_id,
+        "image": image,
+        "pages": [p.to_json() for p in pages],
+    }
+
+
+def parse_page_index(found: Fields) -> tuple[PageRef, ...]:
+    return tuple(
+        PageRef(
+            file=FileRef(path=p.text("path"), sha256=p.text("sha256")),
+            count=p.number("count"),
+            first=p.text("first"),
+            last=p.text("last"),
+        )
+        for p in found.items("pages")
+    )
 
 
 def page_json(image: str, catalog_id: str, rows: list[Row]) -> JsonObject:
@@ -344,7 +368,8 @@ def empty_checkpoint(catalog_id: str, image: str) -> Checkpoint:
         channels={},
         stacks={},
         versions=0,
-        pages=(),
+        page_index=None,
+        page_count=0,
         records=0,
         imported=0,
         head=None,

@@ -9,14 +9,13 @@ the image file, the entry.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import NoReturn, cast
 
 from factory.catalog import freshness, provenance
-from factory.catalog.docs_types import ArtifactDoc, EntryDoc, HistoryRecord, SnapshotPredicate, StateView
+from factory.catalog.docs_types import ArtifactDoc, EntryDoc, SnapshotPredicate, StateView
 from factory.catalog.sslib import Key
 from factory.catalog.storage import Store
 from factory.catalog.trust import BadSignature, open_signed, trusted_keys
@@ -24,6 +23,7 @@ from factory.catalog.v3.formats import (
     CATALOG,
     CATALOG_TYPE,
     MIGRATE,
+    RESTORE,
     V2_INDEX,
     Fields,
     FileRef,
@@ -32,10 +32,17 @@ from factory.catalog.v3.formats import (
     parse,
     sha256,
 )
-from factory.catalog.v3.model import Checkpoint, Head, Row, SegmentRef, Snapshot, empty_checkpoint
+from factory.catalog.v3.history_reads import HistoryReads
+from factory.catalog.v3.model import (
+    Checkpoint,
+    Head,
+    PageRef,
+    Row,
+    Snapshot,
+    empty_checkpoint,
+    parse_page_index,
+)
 from factory.core.errors import CatalogError, ConfigError, Refused
-
-RESTORE = "restore the catalog from backup; `factory verify-catalog` lists every problem"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -191,7 +198,7 @@ class CatalogV3:
         return View(self, head, self.snapshot(head))
 
 
-class View:
+class View(HistoryReads):
     """One verified generation of the catalog; image files, pages, entries and segments are read
     when first asked for, each verified by the hash the file above it names, and kept."""
 
@@ -201,6 +208,7 @@ class View:
         self.snapshot = snapshot
         self._images: dict[str, Checkpoint] = {}
         self._pages: dict[str, list[Row]] = {}
+        self._indexes: dict[str, tuple[PageRef, ...]] = {}
 
     @property
     def catalog_id(self) -> str:
@@ -222,23 +230,43 @@ class View:
         self._images[image] = checkpoint
         return checkpoint
 
+    def pages(self, image: str) -> tuple[PageRef, ...]:
+        """The image's pages, from its page index (read once, when first asked for)."""
+        checkpoint = self.image(image)
+        ref = checkpoint.page_index
+        if ref is None:
+            return ()
+        if ref.path not in self._indexes:
+            found = self.catalog.verified(ref, self.snapshot.images[image].file.path, self.catalog_id)
+            found.expect("image", image, RESTORE)
+            pages = parse_page_index(found)
+            if len(pages) != checkpoint.page_count:
+                raise CatalogError(
+                    f"{found.where}: pages: {len(pages)}, the image file says {checkpoint.page_count}",
+                    hint=RESTORE,
+                )
+            self._indexes[ref.path] = pages
+        return self._indexes[ref.path]
+
     def page(self, image: str, index: int) -> list[Row]:
-        ref = self.image(image).pages[index]
+        ref = self.pages(image)[index]
         key = ref.file.path
         if key not in self._pages:
-            found = self.catalog.verified(ref.file, self.snapshot.images[image].file.path, self.catalog_id)
+            listed = self.image(image).page_index  # not None: it lists this page
+            named = listed.path if listed is not None else self.snapshot.images[image].file.path
+            found = self.catalog.verified(ref.file, named, self.catalog_id)
             found.expect("image", image, RESTORE)
             self._pages[key] = [Row.parse(r) for r in found.items("rows")]
         return self._pages[key]
 
     def rows(self, image: str) -> list[Row]:
         """Every version of ``image``, oldest first (all its pages)."""
-        return [row for n in range(len(self.image(image).pages)) for row in self.page(image, n)]
+        return [row for n in range(len(self.pages(image))) for row in self.page(image, n)]
 
     def locate(self, image: str, version: str) -> tuple[int, Row] | None:
         """The page that holds a version and its row: the pages whose range holds it first (one
         read as a rule), then the others."""
-        pages = self.image(image).pages
+        pages = self.pages(image)
         likely = [n for n, p in enumerate(pages) if p.first <= version <= p.last]
         for n in likely + [n for n in range(len(pages)) if n not in likely]:
             for row in self.page(image, n):
@@ -291,64 +319,6 @@ class View:
         found.expect("image", image, RESTORE)
         found.expect("version", version, RESTORE)
         return cast(EntryDoc, data)["artifact"]
-
-    def segment(self, image: str, ref: SegmentRef) -> tuple[list[HistoryRecord], SegmentRef | None]:
-        """One segment's records and the segment before it."""
-        found = self.catalog.verified(ref.file, self.snapshot.images[image].file.path, self.catalog_id)
-        found.expect("image", image, RESTORE)
-        found.expect("first", ref.first, RESTORE)
-        records = cast(list[HistoryRecord], found.raw("records"))  # the image file's hash vouches
-        if not isinstance(records, list) or len(records) != ref.last - ref.first + 1:
-            raise CatalogError(
-                f"{found.where}: records: not {ref.last - ref.first + 1} records", hint=RESTORE
-            )
-        previous = None if found.raw("previous") is None else SegmentRef.parse(found.obj("previous"))
-        return records, previous
-
-    def records(self, image: str) -> Iterator[HistoryRecord]:
-        """The image's history, oldest first (every segment read, from the last one back)."""
-        ref = self.image(image).segment
-        segments: list[list[HistoryRecord]] = []
-        while ref is not None:
-            records, previous = self.segment(image, ref)
-            if (previous.last + 1 if previous is not None else 1) != ref.first:
-                where = self.catalog.store.describe(ref.file.path)
-                raise CatalogError(
-                    f"{where}: previous: does not end where this segment starts", hint=RESTORE
-                )
-            segments.append(records)
-            ref = previous
-        for records in reversed(segments):
-            yield from records
-
-    def record_at(self, image: str, position: int) -> HistoryRecord:
-        """The record at ``position`` of the image's chain: segments are read from the last back
-        to the one that holds it (one or two for a recent record)."""
-        ref = self.image(image).segment
-        while ref is not None and ref.first > position:
-            ref = self.segment(image, ref)[1]
-        if ref is None or position > ref.last:
-            raise CatalogError(f"{self.catalog.where}: images.{image}: no record at position {position}")
-        return self.segment(image, ref)[0][position - ref.first]
-
-    def channels_held(self, image: str, version: str) -> set[str]:
-        """The channels the version has been on (state.channels_held), from its row."""
-        row = self.row(image, version)
-        return set() if row is None else set(row.held)
-
-    def last_scan(self, image: str, version: str) -> HistoryRecord | None:
-        """The version's newest ``scan`` record (state.last_record(..., "scan"))."""
-        row = self.row(image, version)
-        return None if row is None or row.scan is None else self.record_at(image, row.scan)
-
-    def queued_signals(self, image: str) -> list[HistoryRecord]:
-        """The signals that queued the image for a rebuild since its last publication."""
-        return [self.record_at(image, position) for position in self.image(image).queued]
-
-    def follow_up(self, image: str) -> HistoryRecord | None:
-        """The image's newest ``follow-up`` record (factory.catalog.hooks), if it has one."""
-        position = self.image(image).follow_up
-        return None if position is None else self.record_at(image, position)
 
     def children(self, image: str, version: str) -> list[tuple[str, str]]:
         """(image, version) of the versions built directly on this one: only the images whose

@@ -156,7 +156,9 @@ class _Reach:
         if path in self.files:
             return
         checkpoint = view.image(image)
-        for n, page in enumerate(checkpoint.pages):
+        if checkpoint.page_index is not None:
+            self.files.add(checkpoint.page_index.path)
+        for n, page in enumerate(view.pages(image)):
             if page.file.path not in self.files:
                 for row in view.page(image, n):
                     self._entry(view, image, row.version, row.entry)

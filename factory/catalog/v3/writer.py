@@ -30,6 +30,7 @@ from factory.catalog.v3.formats import (
     CATALOG,
     CATALOG_TYPE,
     MIGRATE,
+    RESTORE,
     ROOT,
     ROOT_TYPE,
     SCHEMA_VERSION,
@@ -41,7 +42,7 @@ from factory.catalog.v3.formats import (
     snapshot_path,
 )
 from factory.catalog.v3.model import Head, ImageRef, JsonObject, Snapshot
-from factory.catalog.v3.reader import RESTORE, CatalogV3, View
+from factory.catalog.v3.reader import CatalogV3, View
 from factory.core import log
 from factory.core.clock import iso, now_utc
 from factory.core.errors import CatalogError, ConfigError
