@@ -78,6 +78,7 @@ class Catalog:
         self.store: Store = LocalStore(store) if isinstance(store, Path) else store
         self.keys_root = keys_root
         self.attempts = 1 if self.store.serialises_writers else RACING_ATTEMPTS
+        self._catalog_v3: CatalogV3 | None = None
 
     @property
     def root(self) -> Path:
@@ -85,10 +86,6 @@ class Catalog:
         if not isinstance(self.store, LocalStore):
             raise ConfigError(f"{self.location}: not a local catalog directory")
         return self.store.root
-
-    @property
-    def index_path(self) -> Path:
-        return self.root / INDEX
 
     @property
     def where(self) -> str:
@@ -151,7 +148,10 @@ class Catalog:
         return self._v3()
 
     def _v3(self) -> CatalogV3:
-        return CatalogV3(self.store, self.keys_root, cache=self.cache)
+        """One ``CatalogV3`` per catalog: what its views parse is shared within a command."""
+        if self._catalog_v3 is None or self._catalog_v3.cache != self.cache:
+            self._catalog_v3 = CatalogV3(self.store, self.keys_root, cache=self.cache)
+        return self._catalog_v3
 
     def require_v3(self) -> CatalogV3:
         """The v3 catalog here; a v2 one is refused (exit 2) naming ``factory catalog migrate``."""

@@ -55,8 +55,11 @@ def require_clean(state: SourceState, root: Path, *, why: str, alternative: str 
 
 def actor(root: Path) -> str:
     """Who acts on the catalog: git's user.name <user.email>, else the login name."""
-    name = run(["git", "config", "user.name"], cwd=root, capture=True, ok_codes=(0, 1)).stdout.strip()
-    email = run(["git", "config", "user.email"], cwd=root, capture=True, ok_codes=(0, 1)).stdout.strip()
+    found = run(  # one git for both: every catalog change asks
+        ["git", "config", "--get-regexp", r"^user\.(name|email)$"], cwd=root, capture=True, ok_codes=(0, 1)
+    ).stdout
+    values = dict(line.partition(" ")[::2] for line in found.splitlines())
+    name, email = values.get("user.name", "").strip(), values.get("user.email", "").strip()
     if name:
         return f"{name} <{email}>" if email else name
     return getpass.getuser()

@@ -278,12 +278,12 @@ def index(legacy: None, catalog: Catalog, signer: Signer) -> Doc:
     """The valid index.json of a v2 catalog with one version (the previous release's, under its
     dispatch for the rest of the test: tests/fixtures/legacy_v2.py), as JSON data."""
     publish(catalog, signer, "base", V1)
-    data: Doc = json.loads(catalog.index_path.read_bytes())
+    data: Doc = json.loads((catalog.root / "index.json").read_bytes())
     return data
 
 
 def _write(catalog: Catalog, data: bytes) -> None:
-    catalog.index_path.write_bytes(data)
+    (catalog.root / "index.json").write_bytes(data)
 
 
 def test_valid_index_loads(catalog: Catalog, index: Doc) -> None:
@@ -317,7 +317,7 @@ def test_damaged_index_is_a_catalog_error_naming_index(
     _write(catalog, content(index))
     with pytest.raises(CatalogError) as caught:
         catalog.load()
-    assert f"{catalog.index_path}: {fragment}" in caught.value.message
+    assert f"{(catalog.root / 'index.json')}: {fragment}" in caught.value.message
 
 
 def test_catalog_error_exits_2() -> None:
@@ -381,7 +381,7 @@ def test_wrong_type_names_index_and_field(
     _write(catalog, dumps(index))
     with pytest.raises(CatalogError) as caught:
         catalog.load()
-    assert f"{catalog.index_path}: invalid catalog index" in caught.value.message
+    assert f"{(catalog.root / 'index.json')}: invalid catalog index" in caught.value.message
     assert f"  {field}: " in caught.value.message
 
 
@@ -408,10 +408,10 @@ def test_writer_refuses_a_tampered_index(catalog: Catalog, signer: Signer, index
 def test_writer_leaves_a_tampered_index_alone(catalog: Catalog, signer: Signer, index: Doc) -> None:
     index["images"]["base"]["versions"][0]["package_count"] = 1
     _write(catalog, dumps(index))
-    before = catalog.index_path.read_bytes()
+    before = (catalog.root / "index.json").read_bytes()
     with pytest.raises(CatalogError):
         publish(catalog, signer, "base", V2)
-    assert catalog.index_path.read_bytes() == before
+    assert (catalog.root / "index.json").read_bytes() == before
 
 
 # -- transactions --------------------------------------------------------------------------
@@ -459,7 +459,7 @@ def test_index_rewritten_during_a_transaction_is_not_overwritten(
     ):
         lifecycle.promote(txn, catalog, ("dev",), image="base", version=V1, channel="dev")
         _write(catalog, rewritten)  # a second writer that did not take the lock
-    assert catalog.index_path.read_bytes() == rewritten
+    assert (catalog.root / "index.json").read_bytes() == rewritten
 
 
 # -- atomic_write --------------------------------------------------------------------------

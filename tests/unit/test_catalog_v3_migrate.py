@@ -57,7 +57,7 @@ def used(world: World, tmp_path: Path) -> World:
 
 
 def migrate(world: World, cache: Path, signer: Signer) -> tuple[IndexDoc, bytes]:
-    raw = world.catalog.index_path.read_bytes()
+    raw = (world.catalog.root / "index.json").read_bytes()
     migrate_v2(LocalStore(world.catalog.root), world.catalog.keys_root, signer, cache=cache)
     return parse_v2(raw, "index.json"), raw
 
@@ -206,16 +206,16 @@ def _dies_on(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_crashed_migration_is_completed_by_a_re_run(
     used: World, tmp_path: Path, signer: Signer, monkeypatch: pytest.MonkeyPatch, dies_on: str
 ) -> None:
-    raw = used.catalog.index_path.read_bytes()
+    raw = (used.catalog.root / "index.json").read_bytes()
     _dies_on(dies_on, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         migrate_v2(LocalStore(used.catalog.root), used.catalog.keys_root, signer, cache=tmp_path / "cache")
     monkeypatch.undo()
-    assert used.catalog.index_path.read_bytes() == raw  # the v2 catalog is intact until the end
+    assert (used.catalog.root / "index.json").read_bytes() == raw  # the v2 catalog is intact until the end
     if dies_on == CATALOG:
         assert used.catalog.load()["generation"] == parse_v2(raw, "index.json")["generation"]
     migrate_v2(LocalStore(used.catalog.root), used.catalog.keys_root, signer, cache=tmp_path / "cache")
-    assert is_marker(used.catalog.index_path.read_bytes())
+    assert is_marker((used.catalog.root / "index.json").read_bytes())
     assert reader(used, tmp_path / "cache").open().resolve("base", "prod").entry["version"] == used.base[0]
 
 

@@ -66,6 +66,10 @@ class CatalogV3:
         self.keys_root = keys_root
         self.cache = cache
         self._keys: list[Key] | None = None
+        # Files parsed by the views of this catalog, by (catalog id, sha256): every file below
+        # catalog.json is immutable and named by its hash, so a command that opens the catalog more
+        # than once (preflight, the write, the follow-ups) parses each one once.
+        self.parsed: dict[tuple[str, str], object] = {}
 
     @property
     def location(self) -> str:
@@ -207,8 +211,6 @@ class View(HistoryReads):
         self.head = head
         self.snapshot = snapshot
         self._images: dict[str, Checkpoint] = {}
-        self._pages: dict[str, list[Row]] = {}
-        self._indexes: dict[str, tuple[PageRef, ...]] = {}
 
     @property
     def catalog_id(self) -> str:
@@ -224,9 +226,12 @@ class View(HistoryReads):
         ref = self.snapshot.images.get(image)
         if ref is None:
             return empty_checkpoint(self.catalog_id, image)
-        found = self.catalog.verified(ref.file, self.head.snapshot.path, self.catalog_id)
-        found.expect("image", image, RESTORE)
-        checkpoint = Checkpoint.parse(found)
+        key = (self.catalog_id, ref.file.sha256)
+        if key not in self.catalog.parsed:
+            found = self.catalog.verified(ref.file, self.head.snapshot.path, self.catalog_id)
+            found.expect("image", image, RESTORE)
+            self.catalog.parsed[key] = Checkpoint.parse(found)
+        checkpoint = cast(Checkpoint, self.catalog.parsed[key])
         self._images[image] = checkpoint
         return checkpoint
 
@@ -236,7 +241,8 @@ class View(HistoryReads):
         ref = checkpoint.page_index
         if ref is None:
             return ()
-        if ref.path not in self._indexes:
+        key = (self.catalog_id, ref.sha256)
+        if key not in self.catalog.parsed:
             found = self.catalog.verified(ref, self.snapshot.images[image].file.path, self.catalog_id)
             found.expect("image", image, RESTORE)
             pages = parse_page_index(found)
@@ -245,19 +251,19 @@ class View(HistoryReads):
                     f"{found.where}: pages: {len(pages)}, the image file says {checkpoint.page_count}",
                     hint=RESTORE,
                 )
-            self._indexes[ref.path] = pages
-        return self._indexes[ref.path]
+            self.catalog.parsed[key] = pages
+        return cast(tuple[PageRef, ...], self.catalog.parsed[key])
 
     def page(self, image: str, index: int) -> list[Row]:
         ref = self.pages(image)[index]
-        key = ref.file.path
-        if key not in self._pages:
+        key = (self.catalog_id, ref.file.sha256)
+        if key not in self.catalog.parsed:
             listed = self.image(image).page_index  # not None: it lists this page
             named = listed.path if listed is not None else self.snapshot.images[image].file.path
             found = self.catalog.verified(ref.file, named, self.catalog_id)
             found.expect("image", image, RESTORE)
-            self._pages[key] = [Row.parse(r) for r in found.items("rows")]
-        return self._pages[key]
+            self.catalog.parsed[key] = [Row.parse(r) for r in found.items("rows")]
+        return cast(list[Row], self.catalog.parsed[key])
 
     def rows(self, image: str) -> list[Row]:
         """Every version of ``image``, oldest first (all its pages)."""
@@ -312,13 +318,16 @@ class View(HistoryReads):
         """The version's artifact, from its entry file checked against the sha256 its image file
         names, which catalog.json's signature covers; ``entry`` also checks the entry's own
         signature (what a resolve serves)."""
-        ref = FileRef(path=entry_path(digest), sha256=digest)
-        where = self.catalog.store.describe(ref.path)
-        data = parse(self.catalog.verified_bytes(ref, self.snapshot.images[image].file.path), where)
-        found = Fields(data, where)
-        found.expect("image", image, RESTORE)
-        found.expect("version", version, RESTORE)
-        return cast(EntryDoc, data)["artifact"]
+        key = (self.catalog_id, digest)
+        if key not in self.catalog.parsed:
+            ref = FileRef(path=entry_path(digest), sha256=digest)
+            where = self.catalog.store.describe(ref.path)
+            data = parse(self.catalog.verified_bytes(ref, self.snapshot.images[image].file.path), where)
+            found = Fields(data, where)
+            found.expect("image", image, RESTORE)
+            found.expect("version", version, RESTORE)
+            self.catalog.parsed[key] = cast(EntryDoc, data)["artifact"]
+        return cast(ArtifactDoc, self.catalog.parsed[key])
 
     def children(self, image: str, version: str) -> list[tuple[str, str]]:
         """(image, version) of the versions built directly on this one: only the images whose
