@@ -78,7 +78,7 @@ class Catalog:
         self.store: Store = LocalStore(store) if isinstance(store, Path) else store
         self.keys_root = keys_root
         self.attempts = 1 if self.store.serialises_writers else RACING_ATTEMPTS
-        self._catalog_v3: CatalogV3 | None = None
+        self._parsed: dict[tuple[str, str], object] = {}
 
     @property
     def root(self) -> Path:
@@ -148,10 +148,10 @@ class Catalog:
         return self._v3()
 
     def _v3(self) -> CatalogV3:
-        """One ``CatalogV3`` per catalog: what its views parse is shared within a command."""
-        if self._catalog_v3 is None or self._catalog_v3.cache != self.cache:
-            self._catalog_v3 = CatalogV3(self.store, self.keys_root, cache=self.cache)
-        return self._catalog_v3
+        """The v3 reader; what its views parse is shared by the catalog's readers (``parsed``)."""
+        v3 = CatalogV3(self.store, self.keys_root, cache=self.cache)
+        v3.parsed = self._parsed
+        return v3
 
     def require_v3(self) -> CatalogV3:
         """The v3 catalog here; a v2 one is refused (exit 2) naming ``factory catalog migrate``."""

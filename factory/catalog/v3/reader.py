@@ -9,10 +9,11 @@ the image file, the entry.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import NoReturn, cast
+from typing import NoReturn, TypeVar, cast
 
 from factory.catalog import freshness, provenance
 from factory.catalog.docs_types import ArtifactDoc, EntryDoc, SnapshotPredicate, StateView
@@ -44,6 +45,9 @@ from factory.catalog.v3.model import (
 )
 from factory.core.errors import CatalogError, ConfigError, Refused
 
+T = TypeVar("T")
+PARSED_MAX = 4096  # files a catalog keeps parsed (CatalogV3.parsed)
+
 
 @dataclass(frozen=True, kw_only=True)
 class Resolved:
@@ -66,9 +70,10 @@ class CatalogV3:
         self.keys_root = keys_root
         self.cache = cache
         self._keys: list[Key] | None = None
-        # Files parsed by the views of this catalog, by (catalog id, sha256): every file below
-        # catalog.json is immutable and named by its hash, so a command that opens the catalog more
-        # than once (preflight, the write, the follow-ups) parses each one once.
+        # Files parsed by the views of this catalog, by (catalog id, sha256). Every file below
+        # catalog.json is named by its hash, and each read still reads and hashes the bytes: what
+        # is skipped is parsing them again (a command reads the catalog in its preflight, its write
+        # and its follow-ups). Bounded: a long-running reader (serve) starts over past PARSED_MAX.
         self.parsed: dict[tuple[str, str], object] = {}
 
     @property
@@ -94,6 +99,22 @@ class CatalogV3:
     def verified(self, ref: FileRef, named_by: str, catalog_id: str | None) -> Fields:
         """The v3 file ``ref`` names, refused unless its bytes have ``ref.sha256``."""
         return document(self.verified_bytes(ref, named_by), self.store.describe(ref.path), catalog_id)
+
+    def parsed_file(
+        self, ref: FileRef, named_by: str, catalog_id: str, parse_as: Callable[[Fields], T]
+    ) -> T:
+        """``parse_as`` of the file ``ref`` names: read and checked against its sha256 every time,
+        parsed once per catalog (``parsed``)."""
+        raw = self.verified_bytes(ref, named_by)
+        key = (catalog_id, ref.sha256)
+        if key not in self.parsed:
+            if len(self.parsed) >= PARSED_MAX:
+                self.parsed.clear()
+            where = self.store.describe(ref.path)
+            # An entry is the v2 entry verbatim (its own signature); every other file is v3's own.
+            found = Fields(parse(raw, where), where) if ref.path.startswith("entries/") else None
+            self.parsed[key] = parse_as(found or document(raw, where, catalog_id))
+        return cast(T, self.parsed[key])
 
     def verified_bytes(self, ref: FileRef, named_by: str) -> bytes:
         where = self.store.describe(ref.path)
@@ -210,7 +231,7 @@ class View(HistoryReads):
         self.catalog = catalog
         self.head = head
         self.snapshot = snapshot
-        self._images: dict[str, Checkpoint] = {}
+        self._files: dict[str, object] = {}  # by path: what this view has read
 
     @property
     def catalog_id(self) -> str:
@@ -221,49 +242,32 @@ class View(HistoryReads):
 
     def image(self, image: str) -> Checkpoint:
         """The image's checkpoint; an empty one for an image with nothing published."""
-        if image in self._images:
-            return self._images[image]
         ref = self.snapshot.images.get(image)
         if ref is None:
             return empty_checkpoint(self.catalog_id, image)
-        key = (self.catalog_id, ref.file.sha256)
-        if key not in self.catalog.parsed:
-            found = self.catalog.verified(ref.file, self.head.snapshot.path, self.catalog_id)
-            found.expect("image", image, RESTORE)
-            self.catalog.parsed[key] = Checkpoint.parse(found)
-        checkpoint = cast(Checkpoint, self.catalog.parsed[key])
-        self._images[image] = checkpoint
-        return checkpoint
+        return self._file(ref.file, self.head.snapshot.path, lambda found: _checkpoint(found, image))
 
     def pages(self, image: str) -> tuple[PageRef, ...]:
-        """The image's pages, from its page index (read once, when first asked for)."""
+        """The image's pages, from its page index."""
         checkpoint = self.image(image)
         ref = checkpoint.page_index
         if ref is None:
             return ()
-        key = (self.catalog_id, ref.sha256)
-        if key not in self.catalog.parsed:
-            found = self.catalog.verified(ref, self.snapshot.images[image].file.path, self.catalog_id)
-            found.expect("image", image, RESTORE)
-            pages = parse_page_index(found)
-            if len(pages) != checkpoint.page_count:
-                raise CatalogError(
-                    f"{found.where}: pages: {len(pages)}, the image file says {checkpoint.page_count}",
-                    hint=RESTORE,
-                )
-            self.catalog.parsed[key] = pages
-        return cast(tuple[PageRef, ...], self.catalog.parsed[key])
+        named = self.snapshot.images[image].file.path
+        return self._file(ref, named, lambda found: _page_index(found, image, checkpoint.page_count))
 
     def page(self, image: str, index: int) -> list[Row]:
         ref = self.pages(image)[index]
-        key = (self.catalog_id, ref.file.sha256)
-        if key not in self.catalog.parsed:
-            listed = self.image(image).page_index  # not None: it lists this page
-            named = listed.path if listed is not None else self.snapshot.images[image].file.path
-            found = self.catalog.verified(ref.file, named, self.catalog_id)
-            found.expect("image", image, RESTORE)
-            self.catalog.parsed[key] = [Row.parse(r) for r in found.items("rows")]
-        return cast(list[Row], self.catalog.parsed[key])
+        listed = self.image(image).page_index  # not None: it lists this page
+        named = listed.path if listed is not None else self.snapshot.images[image].file.path
+        return self._file(ref.file, named, lambda found: _rows(found, image))
+
+    def _file(self, ref: FileRef, named_by: str, parse_as: Callable[[Fields], T]) -> T:
+        """A file below catalog.json: read once by this view (checked against ``ref``'s sha256),
+        parsed once by its catalog (``CatalogV3.parsed_file``)."""
+        if ref.path not in self._files:
+            self._files[ref.path] = self.catalog.parsed_file(ref, named_by, self.catalog_id, parse_as)
+        return cast(T, self._files[ref.path])
 
     def rows(self, image: str) -> list[Row]:
         """Every version of ``image``, oldest first (all its pages)."""
@@ -318,16 +322,9 @@ class View(HistoryReads):
         """The version's artifact, from its entry file checked against the sha256 its image file
         names, which catalog.json's signature covers; ``entry`` also checks the entry's own
         signature (what a resolve serves)."""
-        key = (self.catalog_id, digest)
-        if key not in self.catalog.parsed:
-            ref = FileRef(path=entry_path(digest), sha256=digest)
-            where = self.catalog.store.describe(ref.path)
-            data = parse(self.catalog.verified_bytes(ref, self.snapshot.images[image].file.path), where)
-            found = Fields(data, where)
-            found.expect("image", image, RESTORE)
-            found.expect("version", version, RESTORE)
-            self.catalog.parsed[key] = cast(EntryDoc, data)["artifact"]
-        return cast(ArtifactDoc, self.catalog.parsed[key])
+        ref = FileRef(path=entry_path(digest), sha256=digest)
+        named = self.snapshot.images[image].file.path
+        return self._file(ref, named, lambda found: _artifact(found, image, version))
 
     def children(self, image: str, version: str) -> list[tuple[str, str]]:
         """(image, version) of the versions built directly on this one: only the images whose
@@ -369,3 +366,27 @@ class View(HistoryReads):
         return Resolved(
             image=image, channel=channel, entry=entry, keyid=keyid, state=state, amis=pointer.amis
         )
+
+
+def _checkpoint(found: Fields, image: str) -> Checkpoint:
+    found.expect("image", image, RESTORE)
+    return Checkpoint.parse(found)
+
+
+def _page_index(found: Fields, image: str, count: int) -> tuple[PageRef, ...]:
+    found.expect("image", image, RESTORE)
+    pages = parse_page_index(found)
+    if len(pages) != count:
+        raise CatalogError(f"{found.where}: pages: {len(pages)}, the image file says {count}", hint=RESTORE)
+    return pages
+
+
+def _rows(found: Fields, image: str) -> list[Row]:
+    found.expect("image", image, RESTORE)
+    return [Row.parse(r) for r in found.items("rows")]
+
+
+def _artifact(found: Fields, image: str, version: str) -> ArtifactDoc:
+    found.expect("image", image, RESTORE)
+    found.expect("version", version, RESTORE)
+    return cast(EntryDoc, found.data)["artifact"]
