@@ -190,9 +190,26 @@ def open_envelope(envelope: Mapping[str, object], keys: list[Key]) -> Statement:
     return open_signed(envelope, keys)[0]
 
 
+def envelope_problem(envelope: Mapping[str, object]) -> str | None:
+    """What makes ``envelope`` no DSSE envelope: payload, payloadType and each signature's keyid
+    and sig must be strings."""
+    if not isinstance(envelope.get("payload"), str) or not isinstance(envelope.get("payloadType"), str):
+        return "payload and payloadType must be strings"
+    signatures = envelope.get("signatures")
+    if not isinstance(signatures, list) or not all(
+        isinstance(s, dict) and isinstance(s.get("keyid"), str) and isinstance(s.get("sig"), str)
+        for s in signatures
+    ):
+        return "signatures must be a list of {keyid, sig} strings"
+    return None
+
+
 def open_signed(envelope: Mapping[str, object], keys: list[Key]) -> tuple[Statement, str]:
     """The statement inside ``envelope`` and the keyid of the trusted key whose signature verified
     (not merely the first keyid the envelope names)."""
+    problem = envelope_problem(envelope)
+    if problem:  # securesystemslib trusts the shape (a null payloadType: AttributeError)
+        raise BadSignature(problem)
     try:
         env = Envelope.from_dict(copy.deepcopy(dict(envelope)))  # from_dict pops fields it reads
         accepted = env.verify(keys, 1)

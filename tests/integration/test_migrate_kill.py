@@ -18,7 +18,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import redirect_stdout
+from contextlib import redirect_stdout, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,7 +136,8 @@ def _run(tmp: Path, root: Path, key: Path) -> Trials:
         while proc.is_alive() and count(catalog) < target:
             pass  # poll as fast as we can: a migration writes a file every fraction of a millisecond
         assert proc.pid is not None
-        os.kill(proc.pid, signal.SIGKILL)
+        with suppress(ProcessLookupError):  # the last targets: it may have finished, and been reaped
+            os.kill(proc.pid, signal.SIGKILL)
         seconds = time.monotonic() - t0
         proc.join(timeout=60)
         state = _state(catalog, v2_index)

@@ -23,6 +23,7 @@ from factory.catalog import trust
 from factory.catalog.store import open_catalog
 from factory.core import awsapi as aws
 from tests.aws_server import AwsServer, aws_server  # noqa: F401 -- the session fixture
+from tests.fixtures.legacy_v2 import previous_release
 
 from .catalog_fixture import entry, make_layout, publish_one
 from .conftest import REPO
@@ -169,7 +170,7 @@ V3_URL = f"s3://{BUCKET}/golden/migrated"
 @pytest.fixture(scope="module")
 def migrated(aws_server: AwsServer, remote: Remote) -> Remote:  # noqa: F811
     """A v2 catalog of three base versions under another prefix, migrated by the command."""
-    with pytest.MonkeyPatch.context() as patch:
+    with pytest.MonkeyPatch.context() as patch, previous_release():  # a v2 catalog, as it made them
         for name, value in aws_server.env.items():
             patch.setenv(name, value)
         catalog = open_catalog(V3_URL, remote.root / "keys", aws.AwsTarget(aws_server.url))

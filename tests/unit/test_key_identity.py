@@ -220,3 +220,23 @@ def test_mallory_cannot_sign_as_the_team(world: World, lying: Path, mallory: Key
 def test_untrusted_signer_is_still_refused_by_writers(world: World, untrusted_signer: Signer) -> None:
     with pytest.raises(ConfigError, match="is not among the trusted keys"):
         Catalog(world.catalog.root, world.catalog.keys_root).check_signer(untrusted_signer)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("payloadType", None),
+        ("payload", 7),
+        ("signatures", None),
+        ("signatures", [{"keyid": None, "sig": "00"}]),
+        ("signatures", ["not an object"]),
+    ],
+)
+def test_a_malformed_envelope_is_a_bad_signature_not_a_crash(
+    key_pair: KeyPair, field: str, value: object
+) -> None:
+    """Found by test_fuzz: securesystemslib trusts the envelope's shape (a null payloadType raised
+    AttributeError, a traceback); the shape is checked first and refused by name."""
+    envelope = {**trust.sign(key_pair.signer, trust.statement([], "t", {})), field: value}
+    with pytest.raises(trust.BadSignature, match="must be"):
+        trust.open_signed(envelope, trust.trusted_keys(key_pair.public.parent))
