@@ -79,7 +79,7 @@ role-docs: setup ## Regenerate roles/*/README.md from meta/argument_specs.yml
 	$(VENV)/bin/python -m factory.bake.roledoc
 
 ##@ Benchmarks (ratios measured in one run; see bench/README.md)
-bench: setup ## Every benchmark side by side (real bakes, S3 catalog on moto, a loopback registry; ~28 min): bench/results/latest.{json,md}
+bench: setup ## Every benchmark side by side (real bakes, S3 catalog on moto, a loopback registry; ~35 min, the catalog section ~10-13): bench/results/latest.{json,md}
 	$(VENV)/bin/python bench/run.py
 
 bench-catalog: setup ## Issue 13's catalog figures alone: v3 at 100 to 100,000 versions, S3 bytes on moto, RSS (~10 min): bench/results/latest.{json,md}

@@ -53,6 +53,7 @@ FLAT_GOAL = 1.5
 S3_SIZES = (1000, 10_000)
 QUICK_S3_SIZES = (100, 1000)
 S3_BYTES_GOAL = 64 * 1024
+S3_TIMEOUT_S = 3600.0  # the copy of 100,000 versions took 20 min and more under load
 # The bytes differ by the decimal width of counts (versions, generation) without anything growing.
 S3_SAME_TOLERANCE = 0.01
 RSS_GOAL = 1.5
@@ -231,7 +232,7 @@ def measure_s3(scratch: Path, built: Mapping[int, Mapping[str, Any]], repeat: in
             checkout = Path(made["checkout"])
             argv = [sys.executable, str(BENCH / "catalog_bytes.py"), str(checkout),
                     f"s3://{BUCKET}/bytes-{size}", endpoint, "--repeat", str(repeat)]  # fmt: skip
-            child = spawn(argv, cwd=checkout, env=tool_env(aws_env(endpoint)))
+            child = spawn(argv, cwd=checkout, env=tool_env(aws_env(endpoint)), timeout=S3_TIMEOUT_S)
             found[size] = json.loads(child.stdout)
             done = found[size]
             log(f"s3 bytes at {size:,} versions: {done['uploaded_files']:,} files uploaded in "
