@@ -297,11 +297,8 @@ def artifacts(root: Path) -> set[str]:
     for manifest in root.glob("build/**/packer-manifest.json"):
         data: dict[str, Any] = json.loads(manifest.read_text(encoding="utf-8"))
         found.update(str(b["artifact_id"]) for b in data.get("builds", []))
-    index = root / ".factory" / "catalog" / "index.json"
-    if index.is_file():
-        doc = json.loads(index.read_text(encoding="utf-8"))
-        for image in doc["images"].values():
-            found.update(v["artifact"]["id"] for v in image["versions"])
+    for entry in (root / ".factory" / "catalog" / "entries").glob("*.json"):  # every published version
+        found.add(str(json.loads(entry.read_text(encoding="utf-8"))["artifact"]["id"]))
     return found
 
 

@@ -63,11 +63,12 @@ BUCKET = "bench-catalog"
 WRITERS = 4
 PER_WRITER = 8  # versions each writer publishes and promotes: 2 updates each
 ORDER = ("dev", "staging", "prod")
-# Catalog.update's note when a conditional put of the index lost (factory/catalog/store.py).
-REAPPLY_NOTE = "another writer updated the index first; re-applying"
+# WriterV3.update's note when the conditional put of catalog.json lost (factory/catalog/v3/writer.py).
+REAPPLY_NOTE = "another writer committed first; re-applying"
 REAPPLY_ATTEMPT = re.compile(re.escape(REAPPLY_NOTE) + r" \((?P<attempt>\d+)\)")
-# Catalog.update sleeps uniform(0.05, 0.25) x attempt seconds after a lost race: 0.15 on average.
-BACKOFF_MEAN_S = 0.15
+# After its attempt-th lost race a writer sleeps uniform(0, min(4, 0.05 x 2^attempt)) s
+# (factory.catalog.v3.writer.backoff): half that on average.
+BACKOFF_BASE_S, BACKOFF_CAP_S = 0.05, 4.0
 
 # The goals, as ratios of figures measured side by side (see README.md for the reasons).
 PROMOTE_GOAL = 1.25  # S3 promote at the largest size, over the local one
@@ -102,7 +103,11 @@ def lost_races(output: str) -> int:
 
 def backoff_estimate_s(output: str) -> float:
     """The writers' sleep after their lost races, on average (the jitter itself is random)."""
-    return sum(BACKOFF_MEAN_S * int(m["attempt"]) for m in REAPPLY_ATTEMPT.finditer(output))
+    return sum(mean_backoff_s(int(m["attempt"])) for m in REAPPLY_ATTEMPT.finditer(output))
+
+
+def mean_backoff_s(attempt: int) -> float:
+    return float(min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt)) / 2
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -115,6 +120,7 @@ class RaceCheck:
     missing_promotions: int
     audit_problems: int
     failed_writers: int
+    first_problem: str = ""  # the audit's first, said in ``problem``
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], failed_writers: int = 0) -> RaceCheck:
@@ -125,6 +131,7 @@ class RaceCheck:
             missing_promotions=len(data["missing_promotions"]),
             audit_problems=len(data["audit_problems"]),
             failed_writers=failed_writers,
+            first_problem=str(next(iter(data["audit_problems"]), "")),
         )
 
     @property
@@ -153,7 +160,7 @@ class RaceCheck:
         if self.missing_promotions:
             parts.append(f"{self.missing_promotions} promotion(s) missing")
         if self.audit_problems:
-            parts.append(f"{self.audit_problems} audit problem(s)")
+            parts.append(f"{self.audit_problems} audit problem(s), the first: {self.first_problem}")
         return "; ".join(parts)
 
 
@@ -213,7 +220,7 @@ def race_rows(
     ]  # fmt: skip
     if backoff_s:
         per_writer = summarize(b / WRITERS for b in backoff_s)
-        figure = f"S3: back-off sleep after lost races, per writer (est. {BACKOFF_MEAN_S} s x attempt)"
+        figure = "S3: back-off sleep after lost races, per writer (est.: its mean per attempt)"
         rows.insert(4, Row(figure=figure, summary=per_writer, unit="s"))
     return rows
 
@@ -241,7 +248,7 @@ def writer_image(writer: int) -> str:
 
 
 def upload(catalog_dir: Path, url: str, endpoint: str) -> int:
-    """Copy a local catalog's files under an S3 prefix (the index last); returns how many."""
+    """Copy a local catalog's files under an S3 prefix (catalog.json last); returns how many."""
     from factory.catalog import s3 as s3catalog  # noqa: PLC0415 -- the child only
     from factory.core import awsapi as aws  # noqa: PLC0415
 
@@ -250,7 +257,7 @@ def upload(catalog_dir: Path, url: str, endpoint: str) -> int:
     with contextlib.suppress(Exception):  # already there: the second size reuses the bucket
         s3.create_bucket(Bucket=bucket)
     files = sorted(p for p in catalog_dir.rglob("*") if p.is_file() and p.name != ".lock")
-    files.sort(key=lambda p: p.name == "index.json")
+    files.sort(key=lambda p: p.name == "catalog.json")
     for path in files:
         key = f"{prefix}/{path.relative_to(catalog_dir).as_posix()}"
         s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
@@ -294,8 +301,13 @@ def measure(checkout: Path, url: str, endpoint: str, repeat: int) -> dict[str, A
             start = time.perf_counter()
             resolve(side)
             times[f"resolve_{side}"].append(time.perf_counter() - start)
-    index_mib = layout.catalog.joinpath("index.json").stat().st_size / 2**20
-    return {"times_s": times, "uploaded_files": uploaded, "index_mib": index_mib, "versions": len(versions)}
+    catalog_mib = sum(p.stat().st_size for p in layout.catalog.rglob("*") if p.is_file()) / 2**20
+    return {
+        "times_s": times,
+        "uploaded_files": uploaded,
+        "catalog_mib": catalog_mib,
+        "versions": len(versions),
+    }
 
 
 def write(args: argparse.Namespace) -> dict[str, float]:
@@ -354,7 +366,7 @@ def check(url: str, keys: Path, endpoint: str, writers: int, count: int) -> dict
         "generation": doc["generation"],
         "missing_versions": missing_versions,
         "missing_promotions": missing_promotions,
-        "audit_problems": audit.audit(catalog, doc),
+        "audit_problems": list(audit.verify(catalog).problems),
     }
 
 

@@ -12,10 +12,10 @@ from bench.s3_catalog import RaceCheck, backoff_estimate_s, lost_races, op_rows,
 from bench.world import indexed_entry
 
 WRITER_STDERR = """\
-s3://bench-catalog/race-0-concurrent/index.json: another writer updated the index first; re-applying (1)
-s3://bench-catalog/race-0-concurrent/index.json: another writer updated the index first; re-applying (2)
+s3://bench-catalog/race-0-concurrent/catalog.json: another writer committed first; re-applying (1)
+s3://bench-catalog/race-0-concurrent/catalog.json: another writer committed first; re-applying (2)
 some other note
-s3://bench-catalog/race-0-concurrent/index.json: another writer updated the index first; re-applying (1)
+s3://bench-catalog/race-0-concurrent/catalog.json: another writer committed first; re-applying (1)
 """
 
 UPDATES = s3_catalog.WRITERS * s3_catalog.PER_WRITER * 2
@@ -40,13 +40,13 @@ def test_lost_races_of_a_quiet_writer_is_zero() -> None:
 
 
 def test_lost_races_ignores_the_final_give_up() -> None:
-    text = "error: s3://b/index.json: the index changed under this update 8 times in a row\n"
+    text = "error: s3://b/catalog.json: changed under this update 16 times in a row\n"
     assert lost_races(text) == 0
 
 
 def test_backoff_estimate_grows_with_the_attempt() -> None:
-    """Attempts 1, 2 and 1: the mean sleep is 0.15 s x attempt."""
-    assert backoff_estimate_s(WRITER_STDERR) == pytest.approx(s3_catalog.BACKOFF_MEAN_S * 4)
+    """Attempts 1, 2 and 1: half of 0.1, 0.2 and 0.1 s (the writer's exponential back-off)."""
+    assert backoff_estimate_s(WRITER_STDERR) == pytest.approx(0.05 + 0.1 + 0.05)
 
 
 def test_race_rows_add_the_backoff_per_writer_for_information() -> None:

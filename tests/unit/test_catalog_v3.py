@@ -22,7 +22,7 @@ from factory.catalog.v3 import chain
 from factory.catalog.v3.audit import audit
 from factory.catalog.v3.formats import CATALOG, MIGRATE, V2_INDEX
 from factory.catalog.v3.reader import CatalogV3
-from factory.catalog.v3.writer import Change, WriterV3, read_root
+from factory.catalog.v3.writer import Change, WriterV3, read_root, root_file
 from factory.core.clock import now_utc
 from factory.core.errors import CatalogError, ConfigError, Refused
 from tests.fixtures.catalog_v3 import Counting, MemoryStore, signed_entry
@@ -229,6 +229,27 @@ def test_a_lost_race_is_re_applied_to_what_won(keys_root: Path, signer: Signer) 
     assert runs == [1, 2]
     assert view.resolve("nginx", "latest").entry == nginx
     assert view.resolve("base", "dev").entry == base
+
+
+def test_two_first_writers_make_one_catalog_with_one_identity(keys_root: Path, signer: Signer) -> None:
+    """Found by `make bench`'s S3 race: on a fresh prefix (no lock) a writer minted its catalog id
+    before another first writer wrote root.json, and committed its files under its own id beside
+    that root.json (the other one's catalog.json not yet written). The writer now reads again and
+    commits under root.json's id."""
+    store = MemoryStore()  # no lock, as on S3
+    base = signed_entry(signer, "base", 0)
+    other = "0123456789abcdef0123456789abcdef"
+    runs: list[str] = []
+
+    def body(change: Change) -> None:
+        runs.append(change.view.catalog_id)
+        if len(runs) == 1:  # the other first writer has written root.json, not yet catalog.json
+            store.create("root.json", root_file(signer, other, [signer.keyid], now_utc()))
+        change.publish(base)
+
+    WriterV3(CatalogV3(store, keys_root)).update(signer, ACTOR, body)
+    reader = CatalogV3(store, keys_root)
+    assert (runs[0] != other, runs[1], reader.open().catalog_id, audit(reader)) == (True, other, other, [])
 
 
 def test_a_crash_before_catalog_json_leaves_the_previous_catalog(

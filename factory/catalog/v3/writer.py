@@ -228,6 +228,10 @@ class WriterV3:
         root_ref = view.head.root
         if not view.head.token:  # a new or migrated catalog: root.json first (or as a crash left it)
             found = self.catalog.store.read(ROOT)
+            if found is not None and read_root(self.catalog) != view.catalog_id:
+                # Another first writer's root.json (S3: no lock), made after this change minted its
+                # id: committing would name one catalog in root.json and another everywhere else.
+                raise Conflict(self.catalog.where)
             root = found[0] if found is not None else self._root(view.catalog_id, signer, now)
             files = [(ROOT, root), *files]
             root_ref = FileRef(path=ROOT, sha256=sha256(root))
