@@ -96,8 +96,8 @@ def check(layout: Layout, catalog: Catalog, artifacts: Sequence[ArtifactDoc] | N
 def newest(catalog: Catalog) -> list[ArtifactDoc]:
     """The artifact of each image's newest version (targets.newest_artifacts); none without a
     catalog yet."""
-    v3 = catalog.require_v3()
-    return [] if v3.absent() else newest_artifacts(v3.open())
+    view = _view(catalog)
+    return [] if view is None else newest_artifacts(view)
 
 
 def push(layout: Layout, image: str, version: str, local_ref: str) -> Pushed | None:
@@ -144,8 +144,7 @@ def fail(change: Change, images: Sequence[str], failures: Sequence[str]) -> NoRe
 
 
 def _view(catalog: Catalog) -> View | None:
-    v3 = catalog.require_v3()
-    return None if v3.absent() else v3.open()
+    return catalog.require_v3().opened()
 
 
 def _newest(view: View, image: str) -> list[HistoryRecord]:

@@ -66,11 +66,9 @@ class Catalog:
     """The catalog at one place: ``store`` (factory.catalog.storage) holds its files, a local
     directory or an S3 prefix; everything here is the same for both."""
 
-    # How often a writer re-reads and re-applies its change after losing a race for the index:
-    # once where the store's lock serialises writers (a lost race is a writer that bypassed it).
+    # Tries of a v2 write that loses races (1 where the store's lock serialises writers).
     attempts = 1
-    # The reader's cache (its trusted state: factory.catalog.freshness; None: not remembered) and
-    # how long a signed snapshot stays valid; ``catalog_of`` sets both from the layout.
+    # The reader's trusted state (factory.catalog.freshness) and the expiry: ``catalog_of`` sets both.
     cache: Path | None = None
     expiry_days = freshness.DEFAULT_EXPIRY_DAYS
 
@@ -89,8 +87,9 @@ class Catalog:
 
     @property
     def where(self) -> str:
-        """The index's location, for messages: a path or an s3:// URL."""
-        return self.store.describe(INDEX)
+        """The catalog's top file, for messages: catalog.json, or a v2 catalog's index.json."""
+        v2 = not self.store.exists(CATALOG) and self.store.exists(INDEX)
+        return self.store.describe(INDEX if v2 else CATALOG)
 
     @property
     def location(self) -> str:
@@ -167,10 +166,8 @@ class Catalog:
         return found[0] if found is not None else self._read_index()[0]
 
     def load(self) -> IndexDoc:
-        """The index, refused unless a trusted key signed exactly this (``snapshot_problem``) and it
-        is as new as any this reader verified, of the same catalog, and not expired (freshness).
-        The one read every command uses; ``factory.catalog.audit.trusted`` adds what changed.
-        A v3 catalog is read whole, as the index it would be (factory.catalog.v3.as_v2)."""
+        """The whole catalog, verified up to catalog.json's signature and freshness, as the index it
+        would be (factory.catalog.v3.as_v2): for the readers that answer about every image."""
         v3 = self.require_v3()
         if self.store.exists(CATALOG):  # every file verified up to catalog.json's signature, freshness
             return index_of(v3.open())
@@ -288,16 +285,19 @@ class Catalog:
 
     def verify_entry(self, entry: EntryDoc) -> str:
         """The entry is exactly what a trusted key signed at publication; returns the keyid."""
-        where = f"{self.where}: images.{entry.get('image')}.versions[{entry.get('version')}]"
+
+        def where() -> str:  # for a refusal only: it may look at the store
+            return f"{self.where}: images.{entry.get('image')}.versions[{entry.get('version')}]"
+
         try:
             stmt, keyid = open_signed(entry.get("envelope") or {}, self.keys())
         except BadSignature as exc:
-            raise CatalogError(f"{where}: signature does not verify: {exc}") from None
+            raise CatalogError(f"{where()}: signature does not verify: {exc}") from None
         differs = provenance.differences(stmt, entry)
         if differs:
             raise CatalogError(
-                f"{where}: fields changed after signing: {', '.join(differs)}",
-                hint="restore index.json from backup; this version cannot be trusted as it stands",
+                f"{where()}: fields changed after signing: {', '.join(differs)}",
+                hint="restore the catalog from backup; this version cannot be trusted as it stands",
             )
         return keyid
 

@@ -116,8 +116,7 @@ def preflight(layout: Layout, catalog: Catalog, image: str, *versions: str | Non
     before the lock file or any byte is written: catalog.json verified, then the image's file,
     the pages of the versions named and their entries, and each image's newest entry (what kind
     of artifacts the targets would follow), whatever the catalog's size."""
-    v3 = catalog.require_v3()
-    view = None if v3.absent() else v3.open()
+    view = catalog.require_v3().opened()
     hooks.check(layout, catalog, [] if view is None else newest_artifacts(view))
     if view is None:  # nothing published yet: Catalog.find's "no published versions" refusal
         catalog.find(image, "", catalog.load())

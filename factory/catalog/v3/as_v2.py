@@ -1,7 +1,8 @@
 """The whole of a verified v3 catalog as the v2 index document (``IndexDoc``), for the readers
-that still take one (catalog, history, diff, query, site, serve, drift, cves, the follow-ups):
-they work on a migrated catalog before each moves onto ``View`` (docs/catalog-v3.md, "how the
-commands move"). This reads every file, as v2 read its index: resolve and verify-catalog do not
+that answer about every image and still take one (query, site, serve's lists, drift, cves, the
+bake's and the rebuild's plans, an AWS catalog's follow-ups): each can move onto ``View``
+(docs/catalog-v3.md, "left"). This reads every file, as v2 read its index: resolve,
+verify-catalog, history, `catalog IMAGE`, diff and a change's preflight and follow-ups do not
 come here.
 
 Every file is read through the view, so each is checked against the sha256 the file above it

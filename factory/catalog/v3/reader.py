@@ -179,6 +179,10 @@ class CatalogV3:
         self._refuse_v2_or_seen()
         return True
 
+    def opened(self) -> View | None:
+        """``open()``, or None where no catalog is published yet (``absent``)."""
+        return None if self.absent() else self.open()
+
     def missing(self) -> NoReturn:
         """No catalog.json: a v2 catalog to migrate, a fresh catalog put in place of a used one,
         or no catalog at all; always a CatalogError."""
