@@ -52,7 +52,7 @@ bake-all: setup ## Bake every image, parents first
 # Workers for the integration tests of `make test`: each module runs on one worker (--dist
 # loadgroup), the longest first, and base and nginx are baked once for all of them
 # (tests/integration/conftest.py). Measured in a fresh clone on this 2-core machine: 3 workers
-# 13.5 to 15 min in all (README; serial, before the registry, deps and CVE e2e modules: 23 min).
+# 13.5 to 16 min in all (README; serial, before the registry, deps and CVE e2e modules: 23 min).
 # TEST_JOBS=1 runs them serially.
 TEST_JOBS ?= 3
 

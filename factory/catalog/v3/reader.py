@@ -112,8 +112,9 @@ class CatalogV3:
                 self.parsed.clear()
             where = self.store.describe(ref.path)
             # An entry is the v2 entry verbatim (its own signature); every other file is v3's own.
-            found = Fields(parse(raw, where), where) if ref.path.startswith("entries/") else None
-            self.parsed[key] = parse_as(found or document(raw, where, catalog_id))
+            entry = ref.path.startswith("entries/")
+            found = Fields(parse(raw, where), where) if entry else document(raw, where, catalog_id)
+            self.parsed[key] = parse_as(found)
         return cast(T, self.parsed[key])
 
     def verified_bytes(self, ref: FileRef, named_by: str) -> bytes:
