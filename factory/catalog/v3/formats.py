@@ -168,8 +168,11 @@ class Fields:
         return {name: Fields(item, self.where, f"{self._name(key)}.{name}") for name, item in value.items()}
 
     def ref(self, key: str) -> FileRef:
-        found = self.obj(key)
-        return FileRef(path=found.text("path"), sha256=found.text("sha256"))
+        return self.obj(key).as_ref()
+
+    def as_ref(self) -> FileRef:
+        """This object as the {path, sha256} of a file it names."""
+        return FileRef(path=self.text("path"), sha256=self.text("sha256"))
 
     def expect(self, key: str, value: object, hint: str) -> None:
         if self.data.get(key) != value:

@@ -92,7 +92,7 @@ class Snapshot:
     def parse(cls, found: Fields) -> Snapshot:
         images = {
             name: ImageRef(
-                file=FileRef(path=item.text("path"), sha256=item.text("sha256")),
+                file=item.as_ref(),
                 revision=item.number("revision"),
                 parents=tuple(item.texts("parents")),
             )
@@ -136,7 +136,7 @@ class SegmentRef:
     @classmethod
     def parse(cls, found: Fields) -> SegmentRef:
         return cls(
-            file=FileRef(path=found.text("path"), sha256=found.text("sha256")),
+            file=found.as_ref(),
             first=found.number("first"),
             last=found.number("last"),
         )
@@ -302,7 +302,7 @@ class Checkpoint:
             channels={name: Channel.parse(c) for name, c in found.mapping("channels").items()},
             stacks={name: tuple(found.obj("stacks").texts(name)) for name in found.names("stacks")},
             versions=found.number("versions"),
-            page_index=None if pages.raw("index") is None else _file_ref(pages.obj("index")),
+            page_index=None if pages.raw("index") is None else pages.ref("index"),
             page_count=pages.number("count"),
             records=history.number("records"),
             imported=history.number("imported"),
@@ -313,23 +313,19 @@ class Checkpoint:
         )
 
 
-def _file_ref(found: Fields) -> FileRef:
-    return FileRef(path=found.text("path"), sha256=found.text("sha256"))
+def image_document(image: str, catalog_id: str, **body: object) -> JsonObject:
+    """A file of one image (page index, page, history segment): whose it is, then ``body``."""
+    return {"schema_version": SCHEMA_VERSION, "catalog_id": catalog_id, "image": image, **body}
 
 
 def page_index_json(image: str, catalog_id: str, pages: Sequence[PageRef]) -> JsonObject:
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "catalog_id": catalog_id,
-        "image": image,
-        "pages": [p.to_json() for p in pages],
-    }
+    return image_document(image, catalog_id, pages=[p.to_json() for p in pages])
 
 
 def parse_page_index(found: Fields) -> tuple[PageRef, ...]:
     return tuple(
         PageRef(
-            file=FileRef(path=p.text("path"), sha256=p.text("sha256")),
+            file=p.as_ref(),
             count=p.number("count"),
             first=p.text("first"),
             last=p.text("last"),
@@ -339,25 +335,14 @@ def parse_page_index(found: Fields) -> tuple[PageRef, ...]:
 
 
 def page_json(image: str, catalog_id: str, rows: list[Row]) -> JsonObject:
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "catalog_id": catalog_id,
-        "image": image,
-        "rows": [r.to_json() for r in rows],
-    }
+    return image_document(image, catalog_id, rows=[r.to_json() for r in rows])
 
 
 def segment_json(
     image: str, catalog_id: str, first: int, records: list[HistoryRecord], previous: SegmentRef | None
 ) -> JsonObject:
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "catalog_id": catalog_id,
-        "image": image,
-        "first": first,
-        "previous": None if previous is None else previous.to_json(),
-        "records": records,
-    }
+    previous_ref = None if previous is None else previous.to_json()
+    return image_document(image, catalog_id, first=first, previous=previous_ref, records=records)
 
 
 def empty_checkpoint(catalog_id: str, image: str) -> Checkpoint:
