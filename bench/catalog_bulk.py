@@ -43,9 +43,9 @@ from typing import cast
 if __package__ in (None, ""):  # run as a script (the building child)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.world import ACTOR, JUNIT, copy_definitions, sample_entry
+from bench.world import ACTOR, JUNIT, copy_definitions, one_package_manifest, sample_entry
 from factory.catalog import lifecycle, provenance, trust
-from factory.catalog.docs_types import EntryDoc, ManifestDoc
+from factory.catalog.docs_types import EntryDoc
 from factory.catalog.storage import LocalStore
 from factory.catalog.store import Catalog
 from factory.catalog.trust import Signer, sign
@@ -110,15 +110,7 @@ def signed_entry(store: PlainStore, signer: Signer, shape: Shape, image: int, in
     name = image_name(image)
     version, commit, created = version_of(shape, image, index)
     built = sample_entry(name, version, commit=commit, created=created.isoformat(timespec="seconds"))
-    manifest: ManifestDoc = {
-        "schema_version": 1,
-        "image": name,
-        "version": version,
-        "commit": commit,
-        "inputs": {},
-        "packages": [{"name": "openssl", "version": "3.0.15-1~deb12u1"}],
-        "tests": {"files": ["test_base.py"], "passed": 1, "failed": 0, "skipped": 0},
-    }
+    manifest = one_package_manifest(built)
     evidence = f"evidence/{name}/{version}/junit.xml"
     manifest_rel = f"manifests/{name}/{version}.json"
     manifest_bytes = dumps(manifest)

@@ -48,11 +48,10 @@ if __package__ in (None, ""):  # run as a script (a child)
 from bench.child import BenchError, log, spawn, tool_env
 from bench.run import Row, Summary, summarize
 from bench.world import indexed_entry
+from bench.world import one_package_manifest as manifest
 
 if TYPE_CHECKING:
     from bench.run import Report
-    from factory.catalog import model
-    from factory.catalog.docs_types import ManifestDoc
 
 BENCH = Path(__file__).resolve().parent
 SIZES = (100, 1000)
@@ -226,18 +225,6 @@ def race_rows(
 
 
 # -- entries the writers publish (as tests/integration/catalog_fixture.py's) ------------------
-
-
-def manifest(data: model.Entry) -> ManifestDoc:
-    return {
-        "schema_version": 1,
-        "image": data.image,
-        "version": data.version,
-        "commit": data.commit,
-        "inputs": {},
-        "packages": [{"name": "openssl", "version": "3.0.15-1~deb12u1"}],
-        "tests": {"files": ["test_base.py"], "passed": 1, "failed": 0, "skipped": 0},
-    }
 
 
 def writer_image(writer: int) -> str:

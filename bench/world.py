@@ -196,6 +196,20 @@ def new_version(
     return entry, manifest
 
 
+def one_package_manifest(built: model.Entry) -> ManifestDoc:
+    """A valid manifest of ``built`` shipping one package (openssl): what the catalog benches
+    publish, where packages are not what is measured."""
+    return {
+        "schema_version": 1,
+        "image": built.image,
+        "version": built.version,
+        "commit": built.commit,
+        "inputs": {},
+        "packages": [{"name": "openssl", "version": "3.0.15-1~deb12u1"}],
+        "tests": {"files": ["test_base.py"], "passed": 1, "failed": 0, "skipped": 0},
+    }
+
+
 def add_version(
     catalog: Catalog, txn: lifecycle.Writing, built: model.Entry, manifest: ManifestDoc
 ) -> EntryDoc:
