@@ -13,6 +13,8 @@ declare -A PKG=(
   # The registry target: skopeo pushes, tags and reads; the tests and the bench run their own
   # loopback registry (distribution 2.8) as a process, never the package's service.
   [skopeo]=skopeo [docker-registry]=docker-registry
+  # factory scan runs apt in a container on user-mode networking (see factory/loop/scan.py).
+  [slirp4netns]=slirp4netns
 )
 missing=()
 for tool in "${!PKG[@]}"; do

@@ -27,6 +27,12 @@ INST = re.compile(r"^Inst (?P<package>\S+) (?:\[(?P<old>[^\]]+)\] )?\((?P<new>\S
 ARCH = re.compile(r" \[[^\]]+\]$")
 # The same network settings the common role gives images, for artifacts baked before it did.
 APT_NET = "-o Acquire::http::Pipeline-Depth=0 -o Acquire::http::Timeout=30 -o Acquire::Retries=3"
+# The scan container's network: user-mode (slirp4netns), not podman's bridge. On the bridge, the
+# DNS of a running container fails for 10 to 20 s whenever other containers start or stop beside
+# it (measured here with netavark 1.4: three of three bursts of 45 container starts), and a
+# nightly scan runs beside bakes; that failure then ends the scan ("Temporary failure resolving").
+# slirp4netns has no bridge, and keeps the host's loopback services out of reach as well.
+NETWORK = "--network=slirp4netns"
 SIMULATE = (
     f"timeout 300 apt-get update -qq -o Acquire::Languages=none {APT_NET}"
     " && apt-get -s -o Debug::NoLocking=1 -o APT::Get::Show-User-Simulation-Note=false dist-upgrade"
@@ -155,6 +161,7 @@ def _container(image: str, version: str, artifact_id: str) -> Iterator[str]:
                 "--detach",
                 "--rm",
                 "--pull=never",
+                NETWORK,
                 "--name",
                 name,
                 artifact_id,
@@ -179,7 +186,8 @@ def _exec(image: str, version: str, artifact_id: str, name: str, cmd: Sequence[s
 
 
 def _download(image: str, version: str, artifact_id: str, name: str, wanted: Sequence[str]) -> str:
-    return _exec(image, version, artifact_id, name, ["sh", "-c", changelog.DOWNLOAD, "download", *wanted])
+    script = ["sh", "-c", changelog.DOWNLOAD, "download", *APT_NET.split(), *wanted]
+    return _exec(image, version, artifact_id, name, script)
 
 
 def _failed(image: str, version: str, artifact_id: str, exc: CommandFailed) -> ExternalToolError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from factory.catalog import audit, history, publishing, trust
 from factory.catalog.store import Catalog
 from factory.core.config import Layout, load_images
 from factory.core.errors import ConfigError
+from factory.core.run import Result
 from factory.loop import plan, rebuild, scan
 
 from .test_plan import BASE_V, NGINX_V, NOW, make_world
@@ -35,6 +37,39 @@ Gen = tuple[Layout, Catalog]
 @pytest.fixture
 def world(tmp_path: Path) -> Gen:
     return make_world(tmp_path)
+
+
+class PodmanDouble:
+    """Stands in for the subprocess door: records every command and answers apt's simulation."""
+
+    def __init__(self) -> None:
+        self.commands: list[tuple[str, ...]] = []
+
+    def __call__(self, cmd: Sequence[str], **_: object) -> Result:
+        argv = tuple(cmd)
+        self.commands.append(argv)
+        out = SIMULATION if argv[:2] == ("podman", "exec") else ""
+        return Result(cmd=argv, returncode=0, stdout=out, tail=())
+
+
+@pytest.fixture
+def podman(monkeypatch: pytest.MonkeyPatch) -> PodmanDouble:
+    double = PodmanDouble()
+    monkeypatch.setattr(scan, "run", double)
+    return double
+
+
+def test_the_scan_container_is_on_user_mode_networking_not_the_bridge(podman: PodmanDouble) -> None:
+    scan.scan("base", BASE_V, "sha256:" + "a" * 64)
+    started = [c for c in podman.commands if c[:2] == ("podman", "run")]
+    assert len(started) == 1 and "--network=slirp4netns" in started[0]
+
+
+def test_the_changelog_download_retries_as_the_update_does(podman: PodmanDouble) -> None:
+    scan._download("base", BASE_V, "sha256:" + "a" * 64, "factory-scan-base-x", ["openssl=3.0.17"])
+    (download,) = podman.commands
+    options = download[download.index("download") + 1 : -1]
+    assert " ".join(options) == scan.APT_NET and download[-1] == "openssl=3.0.17"
 
 
 def test_every_inst_line_is_a_pending_update() -> None:
