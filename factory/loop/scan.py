@@ -28,10 +28,10 @@ ARCH = re.compile(r" \[[^\]]+\]$")
 # The same network settings the common role gives images, for artifacts baked before it did.
 APT_NET = "-o Acquire::http::Pipeline-Depth=0 -o Acquire::http::Timeout=30 -o Acquire::Retries=3"
 # The scan container's network: user-mode (slirp4netns), not podman's bridge. On the bridge, the
-# DNS of a running container fails for 10 to 20 s whenever other containers start or stop beside
-# it (measured here with netavark 1.4: three of three bursts of 45 container starts), and a
-# nightly scan runs beside bakes; that failure then ends the scan ("Temporary failure resolving").
-# slirp4netns has no bridge, and keeps the host's loopback services out of reach as well.
+# DNS of a running container stalls while other containers start or stop beside it (measured
+# here, netavark 1.4: a lookup a second had gaps of 11, 11 and 21 s beside bursts of container
+# starts; the same lookups on slirp4netns had none). A nightly scan runs beside bakes, and such a
+# stall ended scans ("Temporary failure resolving"). slirp4netns also keeps host loopback out of reach.
 NETWORK = "--network=slirp4netns"
 SIMULATE = (
     f"timeout 300 apt-get update -qq -o Acquire::Languages=none {APT_NET}"
