@@ -21,6 +21,7 @@ import pytest
 from rich.console import Console
 
 from bench.world import copy_definitions, sample_entry
+from factory.__main__ import main
 from factory.catalog import lifecycle, model, publishing, state, trust
 from factory.catalog.docs_types import EntryDoc, IndexDoc, ManifestDoc, StateView
 from factory.catalog.indexdoc import state_of
@@ -383,6 +384,25 @@ def world_template(tmp_path_factory: pytest.TempPathFactory, session_key: KeyPai
 def world(world_template: World, tmp_path: Path, keys_root: Path) -> World:
     """A copy of ``world_template`` at ``layout.catalog``, trusted through ``layout.keys``."""
     return world_template.copy(tmp_path / "catalog", keys_root)
+
+
+@dataclass(frozen=True)
+class Cli:
+    """`factory … --root <tmp tree> --catalog <tmp catalog>` with FACTORY_SIGNING_KEY set."""
+
+    layout: Layout
+    world: World
+
+    def __call__(self, *args: str) -> int:
+        return main([*args, "--root", str(self.layout.root), "--catalog", str(self.layout.catalog)])
+
+
+@pytest.fixture
+def cli(layout: Layout, world: World, session_key: KeyPair, monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """The world's catalog at layout.catalog, its key trusted under layout.keys and used to sign
+    (a module that needs the catalog in another state first overrides this fixture)."""
+    monkeypatch.setenv("FACTORY_SIGNING_KEY", str(session_key.private))
+    return Cli(layout=layout, world=world)
 
 
 @pytest.fixture(scope="session")

@@ -19,8 +19,7 @@ from factory.catalog.v3.writer import WriterV3
 from factory.core.clock import now_utc
 from factory.core.config import Layout
 from tests.fixtures.catalog_v3 import signed_entry
-from tests.unit.conftest import ACTOR, KeyPair, World
-from tests.unit.test_cli import Cli
+from tests.unit.conftest import ACTOR, Cli, KeyPair, World
 
 
 @pytest.fixture

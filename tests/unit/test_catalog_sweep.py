@@ -24,11 +24,9 @@ from factory.catalog.v3.reader import CatalogV3, View
 from factory.catalog.v3.sweep import FOLDERS, Policy, plan, sweep
 from factory.catalog.v3.writer import Change, WriterV3
 from factory.core.clock import now_utc
-from factory.core.config import Layout
 from factory.core.errors import CatalogError
 from tests.fixtures.catalog_v3 import Counting
-from tests.unit.conftest import ACTOR, KeyPair, World
-from tests.unit.test_cli import Cli
+from tests.unit.conftest import ACTOR, Cli, KeyPair, World
 
 
 @pytest.fixture
@@ -237,13 +235,6 @@ def test_a_snapshot_that_does_not_match_its_name_is_kept_and_said(aged: Aged) ->
 
 
 # -- the command --------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def cli(layout: Layout, world: World, session_key: KeyPair, monkeypatch: pytest.MonkeyPatch) -> Cli:
-    """The world's (v2) catalog at layout.catalog, signed with the session key (test_cli's)."""
-    monkeypatch.setenv("FACTORY_SIGNING_KEY", str(session_key.private))
-    return Cli(layout=layout, world=world)
 
 
 def test_the_command_lists_then_deletes(

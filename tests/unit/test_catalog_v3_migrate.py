@@ -26,11 +26,9 @@ from factory.catalog.v3.formats import CATALOG, V2_INDEX
 from factory.catalog.v3.migrate import is_marker, migrate_v2
 from factory.catalog.v3.reader import CatalogV3
 from factory.catalog.v3.writer import Change, WriterV3
-from factory.core.config import Layout
 from factory.core.errors import CatalogError
 from tests.fixtures.catalog_v3 import Counting, MemoryStore, signed_entry
-from tests.unit.conftest import ACTOR, KeyPair, World
-from tests.unit.test_cli import Cli
+from tests.unit.conftest import ACTOR, Cli, World
 
 
 @pytest.fixture
@@ -296,13 +294,6 @@ def test_resolve_time_does_not_grow_with_the_catalog(
 
 
 # -- the command: `factory catalog migrate` ------------------------------------------------
-
-
-@pytest.fixture
-def cli(layout: Layout, world: World, session_key: KeyPair, monkeypatch: pytest.MonkeyPatch) -> Cli:
-    """As tests/unit/test_cli.py's: the v2 world's catalog at layout.catalog, signed with its key."""
-    monkeypatch.setenv("FACTORY_SIGNING_KEY", str(session_key.private))
-    return Cli(layout=layout, world=world)
 
 
 def catalog_files(root: Path) -> dict[str, bytes]:

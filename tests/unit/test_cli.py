@@ -6,7 +6,6 @@ import copy
 import io
 import json
 import shutil
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,10 +21,9 @@ from factory.catalog.trust import Signer, sign
 from factory.cli import verbs
 from factory.cli.main import find_root, parse_args
 from factory.core.clock import now_utc
-from factory.core.config import Layout
 from factory.core.errors import ConfigError
 from tests.fixtures import tamper_v3
-from tests.unit.conftest import DAY, KeyPair, World, catalog_files, version_id
+from tests.unit.conftest import DAY, Cli, World, catalog_files, version_id
 
 
 def _main(repo_root: Path, catalog: Path, *args: str) -> int:
@@ -291,24 +289,6 @@ def test_interrupt_exits_130(monkeypatch: pytest.MonkeyPatch, console: io.String
 
 
 # -- main, against a catalog with versions -------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Cli:
-    """`factory … --root <tmp tree> --catalog <tmp catalog>` with FACTORY_SIGNING_KEY set."""
-
-    layout: Layout
-    world: World
-
-    def __call__(self, *args: str) -> int:
-        return main([*args, "--root", str(self.layout.root), "--catalog", str(self.layout.catalog)])
-
-
-@pytest.fixture
-def cli(layout: Layout, world: World, session_key: KeyPair, monkeypatch: pytest.MonkeyPatch) -> Cli:
-    """The world's catalog at layout.catalog, its key trusted under layout.keys and used to sign."""
-    monkeypatch.setenv("FACTORY_SIGNING_KEY", str(session_key.private))
-    return Cli(layout=layout, world=world)
 
 
 def _out(capsys: pytest.CaptureFixture[str]) -> str:

@@ -28,17 +28,9 @@ from factory.core.config import Layout
 from factory.core.errors import CatalogError
 from factory.core.files import dumps
 from tests.fixtures import tamper_v3
-from tests.unit.conftest import ACTOR, KeyPair, World, publish, version_id
-from tests.unit.test_cli import Cli
+from tests.unit.conftest import ACTOR, Cli, KeyPair, World, publish, version_id
 
 # -- helpers -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def cli(layout: Layout, world: World, session_key: KeyPair, monkeypatch: pytest.MonkeyPatch) -> Cli:
-    """As tests/unit/test_cli.py's: the world's catalog at layout.catalog, signed with its key."""
-    monkeypatch.setenv("FACTORY_SIGNING_KEY", str(session_key.private))
-    return Cli(layout=layout, world=world)
 
 
 @pytest.fixture

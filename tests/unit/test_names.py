@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any
 
 import pytest
 
 from factory.core import config, names
 from factory.core.errors import ConfigError
-from tests.unit.conftest import REPO_ROOT, KeyPair, World, catalog_files
-from tests.unit.test_cli import Cli
+from tests.unit.conftest import REPO_ROOT, Cli, catalog_files
 
 
 def test_channel_pattern_is_the_settings_schema_pattern() -> None:
@@ -103,12 +101,6 @@ def _cases() -> dict[str, tuple[list[str], str]]:
 
 CASES = _cases()
 ACTOR = {"promote", "rollback", "revoke", "restore", "deprecate", "distribute"}
-
-
-@pytest.fixture
-def cli(layout: Any, world: World, session_key: KeyPair, monkeypatch: pytest.MonkeyPatch) -> Cli:
-    monkeypatch.setenv("FACTORY_SIGNING_KEY", str(session_key.private))
-    return Cli(layout=layout, world=world)
 
 
 def _run(cli: Cli, case: str) -> int:

@@ -17,8 +17,7 @@ from factory.__main__ import main
 from factory.cli import common
 from factory.core import log
 from factory.core.text import safe
-from tests.unit.conftest import KeyPair, World, catalog_files
-from tests.unit.test_cli import Cli
+from tests.unit.conftest import Cli, World, catalog_files
 
 # What no output may hold raw: C0 except newline and tab, DEL, C1, the line and paragraph
 # separators, bidi embeddings/overrides/isolates, and lone surrogates.
@@ -155,12 +154,6 @@ def test_json_output_is_exact(text: str) -> None:
 
 
 # -- through the command line --------------------------------------------------------------
-
-
-@pytest.fixture
-def cli(layout: Any, world: World, session_key: KeyPair, monkeypatch: pytest.MonkeyPatch) -> Cli:
-    monkeypatch.setenv("FACTORY_SIGNING_KEY", str(session_key.private))
-    return Cli(layout=layout, world=world)
 
 
 def _shown(capsys: pytest.CaptureFixture[str], console: io.StringIO) -> str:

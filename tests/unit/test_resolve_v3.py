@@ -18,11 +18,9 @@ from factory.catalog.store import Catalog
 from factory.catalog.v3.formats import CATALOG
 from factory.catalog.v3.migrate import migrate_v2
 from factory.core.clock import now_utc
-from factory.core.config import Layout
 from factory.core.errors import FactoryError
 from tests.fixtures.catalog_v3 import Counting
-from tests.unit.conftest import ORDER, KeyPair, World
-from tests.unit.test_cli import Cli
+from tests.unit.conftest import ORDER, Cli, KeyPair, World
 
 
 @pytest.fixture
@@ -126,13 +124,6 @@ def test_a_good_target_is_four_reads(world: World, session_key: KeyPair, tmp_pat
 
 
 # -- the command -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def cli(layout: Layout, world: World, session_key: KeyPair, monkeypatch: pytest.MonkeyPatch) -> Cli:
-    """As tests/unit/test_cli.py's: the world's catalog at layout.catalog, signed with its key."""
-    monkeypatch.setenv("FACTORY_SIGNING_KEY", str(session_key.private))
-    return Cli(layout=layout, world=world)
 
 
 def test_the_command_answers_from_the_migrated_catalog(

@@ -15,8 +15,7 @@ from factory.catalog.storage import LocalStore
 from factory.catalog.v3.reader import CatalogV3
 from factory.core.clock import now_utc
 from factory.core.config import Layout
-from tests.unit.conftest import ACTOR, KeyPair, World
-from tests.unit.test_cli import Cli
+from tests.unit.conftest import ACTOR, Cli, KeyPair, World
 
 
 @pytest.fixture
