@@ -37,7 +37,7 @@ from factory.core.config import ImageSpec, Layout, build_order, load_images
 from factory.core.files import dumps
 
 REPO = Path(__file__).resolve().parents[1]
-TREE_DIRS = ("images", "roles", "inventory", "gates")
+TREE_DIRS = ("images", "roles", "inventory", "gates", "plugins")
 TREE_FILES = ("ansible.cfg", "factory.toml")
 CHAIN = 3  # generated images per chain below base: the tree is four deep
 START = datetime(2026, 11, 1, tzinfo=UTC)
@@ -137,8 +137,9 @@ def definition(index: int) -> str:
 
 
 def copy_definitions(root: Path) -> Path:
-    """This checkout's definitions, roles, inventory, gates, ansible.cfg and factory.toml copied to
-    ``root`` (no git, no catalog, no keys): the one way the bench and the tests make a factory tree."""
+    """This checkout's definitions, roles, inventory, gates, Ansible plugins, ansible.cfg and
+    factory.toml copied to ``root`` (no git, no catalog, no keys): the one way the bench and the
+    tests make a factory tree."""
     ignore = shutil.ignore_patterns("__pycache__")
     for folder in TREE_DIRS:
         shutil.copytree(REPO / folder, root / folder, ignore=ignore)

@@ -12,8 +12,8 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 LINTERS = {
-    "ruff": [str(BIN / "ruff"), "check", "factory", "tests", "gates", "bench"],
-    "ruff-format": [str(BIN / "ruff"), "format", "--check", "factory", "tests", "gates", "bench"],
+    "ruff": [str(BIN / "ruff"), "check", "factory", "tests", "gates", "bench", "plugins"],
+    "ruff-format": [str(BIN / "ruff"), "format", "--check", "factory", "tests", "gates", "bench", "plugins"],
     "mypy": [str(BIN / "mypy")],
     "mypy-bench": [str(BIN / "mypy"), "--strict", "bench"],
     "yamllint": [

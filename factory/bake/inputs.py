@@ -41,7 +41,9 @@ def role_closure(layout: Layout, roles: list[str], memo: Memo | None = None) -> 
 
 def input_files(spec: ImageSpec, layout: Layout, memo: Memo | None = None) -> list[Path]:
     memo = memo if memo is not None else Memo()
-    files: list[Path] = [spec.definition, layout.root / "ansible.cfg"]
+    # ansible.cfg, and the connection every container build (and every emulated AWS bake's podman
+    # stand-in) is provisioned through: plugins/connection/runc.py.
+    files: list[Path] = [spec.definition, layout.root / "ansible.cfg", layout.connection_plugin]
     templates = Path(str(resources.files("factory").joinpath("templates")))
     files.extend(templates / f"{target.value}.json.j2" for target in spec.targets)
     for role in role_closure(layout, [r.name for r in spec.roles if r.dep is None], memo):

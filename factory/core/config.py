@@ -23,6 +23,9 @@ from factory.core.registry_config import Registry
 from factory.core.roles import RoleRef, check_roles
 from factory.core.schemas import check_schema
 
+# The Ansible connection of container builds, relative to the checkout (plugins/connection/runc.py).
+CONNECTION_PLUGIN = Path("plugins/connection/runc.py")
+
 
 class Target(StrEnum):
     DOCKER = "docker"
@@ -90,6 +93,11 @@ class Layout:
     @property
     def inventory(self) -> Path:
         return self.root / "inventory"
+
+    @property
+    def connection_plugin(self) -> Path:
+        """How Ansible reaches a container build: runc exec (the template's ``--connection runc``)."""
+        return self.root / CONNECTION_PLUGIN
 
     @property
     def build(self) -> Path:

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ansible.plugins.callback import CallbackBase
+from ansible.plugins.callback import CallbackBase  # type: ignore[import-untyped]
 
 DOCUMENTATION = """
     name: factory_changes

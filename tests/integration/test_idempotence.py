@@ -1,9 +1,9 @@
 """Every role is idempotent: applied twice to the same container, the second run changes nothing.
 
 The roles are every role any image uses (``roles_in_use``), external ones included, in an order
-the images use them. They run as root, pipelined, through nsenter into a container of the
-bootstrapped base (tests/fixtures/connection_plugins/nsenter.py: no podman exec per command), with
-the same ansible.cfg, group_vars and apt timeouts as a real build. A role of roles/ that changes
+the images use them. They run as root, pipelined, into a container of the bootstrapped base through
+the door of a real build (plugins/connection/runc.py: runc exec), with the same ansible.cfg,
+group_vars and apt timeouts as a real build. A role of roles/ that changes
 something on the second run fails the test; an external role (requirements.lock) is reported, not
 failed: its idempotence is its authors' to fix.
 """
@@ -25,14 +25,14 @@ import pytest
 
 from factory.bake import deps
 from factory.bake.bootstrap import ensure_base
-from factory.core.config import Layout, build_order, load_images
+from factory.core.config import CONNECTION_PLUGIN, Layout, build_order, load_images
 from factory.core.roles import SANITIZE_ROLE, RoleRef
 
 from .conftest import REPO, podman
 
 pytestmark = pytest.mark.integration
 
-CONNECTIONS = REPO / "tests" / "fixtures" / "connection_plugins"
+CONNECTIONS = (REPO / CONNECTION_PLUGIN).parent
 RECAP = re.compile(r"ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
 
 
@@ -89,12 +89,12 @@ def container() -> Iterator[str]:
 def workdir(tmp_path_factory: pytest.TempPathFactory, container: str, in_use: InUse) -> Path:
     work = tmp_path_factory.mktemp("idempotence")
     shutil.copytree(REPO / "inventory", work / "inventory")
-    pid = podman("container", "inspect", "--format", "{{.State.Pid}}", container).stdout.strip()
+    full_id = podman("container", "inspect", "--format", "{{.Id}}", container).stdout.strip()
     (work / "inventory" / "hosts.ini").write_text(
-        # tests/fixtures/connection_plugins/nsenter.py: the container's namespaces, by its PID.
+        # plugins/connection/runc.py, as a build has it: runc exec, by the container's full id.
         # /run/ansible-tmp (not the /dev/shm of real builds, inventory/group_vars/build.yml) is on
         # the container's own filesystem and outside every directory sanitize empties.
-        f"[build]\nidempotence ansible_connection=nsenter ansible_host={pid}"
+        f"[build]\nidempotence ansible_connection=runc ansible_host={full_id}"
         " ansible_remote_tmp=/run/ansible-tmp\n"
     )
     (work / "playbook.yml").write_text(

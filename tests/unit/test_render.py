@@ -125,15 +125,16 @@ def test_extra_vars_file_is_passed(specs: dict[str, ImageSpec], tmp_path: Path) 
     assert args[:2] == ["--extra-vars", f"@{tmp_path}/vars.json"]
 
 
-def test_ssh_rsa_is_allowed(template: dict[str, Any]) -> None:
-    assert (
-        "--ssh-extra-args=-o HostKeyAlgorithms=+ssh-rsa -o PubkeyAcceptedAlgorithms=+ssh-rsa"
-        in _provisioner(template)["extra_arguments"]
-    )
+def test_ansible_reaches_the_build_container_through_runc_by_its_id(template: dict[str, Any]) -> None:
+    """Not through Packer's SSH adapter: runc exec (plugins/connection/runc.py), by Packer's id."""
+    args = _provisioner(template)["extra_arguments"]
+    assert args[2:] == ["--connection", "runc", "--extra-vars", "ansible_host={{ build `ID` }}"]
 
 
-def test_ssh_transfer_is_piped(template: dict[str, Any]) -> None:
-    assert "ANSIBLE_SSH_TRANSFER_METHOD=piped" in _provisioner(template)["ansible_env_vars"]
+def test_the_checkouts_connection_plugins_are_passed(template: dict[str, Any]) -> None:
+    env = _provisioner(template)["ansible_env_vars"]
+    assert "ANSIBLE_CONNECTION_PLUGINS=/repo/plugins/connection" in env
+    assert not any(setting.startswith("ANSIBLE_SSH") for setting in env)
 
 
 def test_ansible_config_is_passed(template: dict[str, Any]) -> None:
