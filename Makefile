@@ -21,6 +21,9 @@ host: ## Install packer, podman(-docker), runc, debootstrap; write containers.co
 $(STAMP): pyproject.toml | host
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-compile -e '.[dev]'
+	@# --no-compile skips the 470 MB of collections the ansible package bundles. What every command and
+	@# every gate imports is compiled here instead, once, even where PYTHONDONTWRITEBYTECODE is set.
+	@env -u PYTHONDONTWRITEBYTECODE $(VENV)/bin/python -c 'import factory.cli.main, factory.bake.gatehost'
 	@touch $@
 
 keys/local: | $(STAMP)
