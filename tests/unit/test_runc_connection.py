@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ansible.config.manager import ConfigManager  # type: ignore[import-untyped]
 from ansible.errors import AnsibleConnectionFailure, AnsibleError  # type: ignore[import-untyped]
 from ansible.playbook.play_context import PlayContext  # type: ignore[import-untyped]
 from ansible.plugins.loader import connection_loader  # type: ignore[import-untyped]
@@ -107,3 +108,20 @@ def test_a_write_that_fails_names_the_file(monkeypatch: pytest.MonkeyPatch, tmp_
         _connection(monkeypatch, Runc((1, b"", b"cat: /ro/f: Read-only file system"))).put_file(
             str(source), "/ro/f"
         )
+
+
+def _pipelining(config: Path, monkeypatch: pytest.MonkeyPatch) -> bool:
+    monkeypatch.delenv("ANSIBLE_PIPELINING", raising=False)
+    return bool(ConfigManager(conf_file=str(config)).get_config_value("ANSIBLE_PIPELINING"))
+
+
+def test_the_builds_ansible_cfg_pipelines_every_connection(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """[connection] pipelining, not only [ssh_connection]'s: without it Ansible runs five commands
+    a task through the runc door (temporary directory, copy, chmod, run, remove) instead of one."""
+    assert _pipelining(REPO / "ansible.cfg", monkeypatch)
+    text = (REPO / "ansible.cfg").read_text(encoding="utf-8")
+    without = tmp_path / "ansible.cfg"
+    without.write_text(text.replace("[connection]\n", "[unused]\n"), encoding="utf-8")
+    assert not _pipelining(without, monkeypatch)
