@@ -46,6 +46,12 @@ def test_no_apt_lists_or_caches(host: Any, path: str) -> None:
     assert host.run(f"find {path} -type f ! -name lock").stdout == ""
 
 
+def test_apt_fetches_no_translations(host: Any) -> None:
+    dumped = host.run("apt-config dump Acquire::Languages").stdout.splitlines()
+    languages = [line for line in dumped if line.startswith("Acquire::Languages::")]
+    assert languages == ['Acquire::Languages:: "none";']
+
+
 @pytest.mark.parametrize(
     "path",
     [
