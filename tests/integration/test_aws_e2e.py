@@ -86,7 +86,11 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(aws_server: AwsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:  # noqa: F811
+def world(
+    aws_server: AwsServer,  # noqa: F811
+    tmp_path_factory: pytest.TempPathFactory,
+    podman_images_cleanup: list[str],
+) -> Iterator[World]:
     aws_server.reset()
     aws_server.client("s3").create_bucket(Bucket="golden-e2e")  # type: ignore[attr-defined]
     scratch = make_scratch(tmp_path_factory.mktemp("aws-e2e") / "repo")
@@ -105,6 +109,9 @@ def world(aws_server: AwsServer, tmp_path_factory: pytest.TempPathFactory) -> It
         outputs.extend([proc.stdout, proc.stderr])
         assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
         versions.append(proc.stdout.split()[1])
+        # The AMI lives in moto; the podman stand-in that was verified is this run's to remove.
+        entry = json.loads(scratch.factory("resolve", "base", "--json", check=True).stdout)
+        podman_images_cleanup.append(entry["artifact"]["standin_id"])
     # A layered image would start from base's AMI; moto's AMIs cannot be a Packer source.
     layered = scratch.factory("bake", "nginx", "--target", "aws")
     outputs.extend([layered.stdout, layered.stderr])
