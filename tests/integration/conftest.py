@@ -15,7 +15,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from factory.core.files import exclusive
 from tests.fixtures import timeline
 from tests.fixtures.scratch import REPO, Scratch, make_scratch, open_scratch, tree_digest
 
-__all__ = ["REPO", "Scratch", "make_scratch", "podman", "tree_digest"]
+__all__ = ["REPO", "Scratch", "make_scratch", "podman", "podman_images_of", "tree_digest"]
 
 HERE = Path(__file__).resolve().parent
 
@@ -156,11 +156,21 @@ def podman_images_cleanup(pytestconfig: pytest.Config) -> Iterator[list[str]]:
         listed.writelines(f"{image_id}\n" for image_id in created)
 
 
+def podman_images_of(entry: Mapping[str, Any]) -> list[str]:
+    """The podman image behind a catalog entry: the image itself, or the stand-in an emulated AMI
+    was verified in (the AMI lives in moto); none for a real AMI."""
+    artifact = entry["artifact"]
+    if "standin_id" in artifact:
+        return [artifact["standin_id"]]
+    return [artifact["id"]] if artifact["type"] == "podman-image" else []
+
+
 def register_artifacts(scratch: Scratch, cleanup: list[str]) -> None:
-    """Every podman artifact of ``scratch``'s catalog goes to ``cleanup`` (removed at the end)."""
+    """Every podman image of ``scratch``'s catalog goes to ``cleanup`` (removed at the end)."""
     if (scratch.catalog / "catalog.json").is_file():
         for image in scratch.index()["images"].values():
-            cleanup.extend(v["artifact"]["id"] for v in image["versions"])
+            for version in image["versions"]:
+                cleanup.extend(podman_images_of(version))
 
 
 # -- base and nginx, baked once per run ------------------------------------------------------

@@ -25,7 +25,7 @@ from tests.aws_server import (  # noqa: F401 -- aws_server is a fixture
     aws_server,
 )
 
-from .conftest import Scratch, make_scratch
+from .conftest import Scratch, make_scratch, podman_images_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -109,9 +109,8 @@ def world(
         outputs.extend([proc.stdout, proc.stderr])
         assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
         versions.append(proc.stdout.split()[1])
-        # The AMI lives in moto; the podman stand-in that was verified is this run's to remove.
         entry = json.loads(scratch.factory("resolve", "base", "--json", check=True).stdout)
-        podman_images_cleanup.append(entry["artifact"]["standin_id"])
+        podman_images_cleanup.extend(podman_images_of(entry))  # the stand-in it was verified in
     # A layered image would start from base's AMI; moto's AMIs cannot be a Packer source.
     layered = scratch.factory("bake", "nginx", "--target", "aws")
     outputs.extend([layered.stdout, layered.stderr])

@@ -29,7 +29,7 @@ from factory.catalog.store import Catalog
 from factory.core.awsapi import EMULATOR_KEY_ID
 from tests.aws_server import AwsServer, amazon_image, aws_server  # noqa: F401 -- a fixture
 
-from .conftest import Scratch, make_scratch, tree_digest
+from .conftest import Scratch, make_scratch, podman_images_of, tree_digest
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -187,11 +187,8 @@ def world(
     finally:
         tap.cut()
         # The AMIs live in moto; the podman stand-ins that were verified are this run's to remove.
-        podman_images_cleanup.extend(
-            e["artifact"]["standin_id"]
-            for e in world.catalog.versions("base")
-            if "standin_id" in e["artifact"]
-        )
+        for entry in world.catalog.versions("base"):
+            podman_images_cleanup.extend(podman_images_of(entry))
 
 
 @pytest.fixture(scope="module")
