@@ -2,7 +2,8 @@
 
 Every string shown here passes the output rule (factory.core.text.safe: no control characters,
 no bidi overrides) and then rich's markup escape, so a message can neither drive the terminal
-nor style itself."""
+nor style itself. No line is folded at the console's width: off a terminal (a CI log, a pipe) rich
+would fold at 80 columns, through the middle of a path or a digest that someone greps for."""
 
 from __future__ import annotations
 
@@ -31,29 +32,29 @@ def verbose() -> bool:
 
 
 def note(message: str) -> None:
-    console.print(safe(message), markup=False)
+    _line(safe(message), markup=False)
 
 
 def error(message: str, hint: str | None = None) -> None:
-    console.print(f"[red]error:[/red] {_escape(message)}", soft_wrap=True)
+    _line(f"[red]error:[/red] {_escape(message)}")
     if hint:
-        console.print(f"[cyan]hint:[/cyan] {_escape(hint)}", soft_wrap=True)
+        _line(f"[cyan]hint:[/cyan] {_escape(hint)}")
 
 
 def warn(message: str) -> None:
-    console.print(f"[yellow]warning:[/yellow] {_escape(message)}")
+    _line(f"[yellow]warning:[/yellow] {_escape(message)}")
 
 
 def command(line: str) -> None:
     """A command about to run, as a line that can be pasted into a shell."""
     if _verbose:
-        console.print(f"[dim]+ {_escape(line)}[/dim]", soft_wrap=True)
+        _line(f"[dim]+ {_escape(line)}[/dim]")
 
 
 def output(line: str) -> None:
     """A line of a child's output; shown live with --verbose."""
     if _verbose:
-        console.print(f"[dim]  {_escape(line)}[/dim]", soft_wrap=True)
+        _line(f"[dim]  {_escape(line)}[/dim]")
 
 
 @contextmanager
@@ -61,7 +62,7 @@ def step(title: str) -> Iterator[None]:
     """Announce a pipeline step, show a spinner while it runs and its time when it ends."""
     start = time.monotonic()
     if _verbose or not console.is_terminal:
-        console.print(f"[bold]▶ {_escape(title)}[/bold]")
+        _line(f"[bold]▶ {_escape(title)}[/bold]")
         status = None
     else:
         status = console.status(_escape(title))
@@ -71,11 +72,11 @@ def step(title: str) -> Iterator[None]:
     except BaseException:
         if status is not None:
             status.stop()
-        console.print(f"[red]✗ {_escape(title)}[/red] ({time.monotonic() - start:.1f}s)")
+        _line(f"[red]✗ {_escape(title)}[/red] ({time.monotonic() - start:.1f}s)")
         raise
     if status is not None:
         status.stop()
-    console.print(f"[green]✓[/green] {_escape(title)} ({time.monotonic() - start:.1f}s)")
+    _line(f"[green]✓[/green] {_escape(title)} ({time.monotonic() - start:.1f}s)")
 
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
@@ -90,6 +91,10 @@ def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> 
         console.print(renderable)
     else:
         Console(stderr=True, highlight=False, width=200).print(renderable)
+
+
+def _line(text: str, *, markup: bool = True) -> None:
+    console.print(text, markup=markup, soft_wrap=True)
 
 
 def _escape(text: str) -> str:

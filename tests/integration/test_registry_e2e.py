@@ -184,7 +184,7 @@ def bake_without_the_parent(
     """The first nginx bake, on an empty storage: what it asked the registry for base, what it
     left in that storage. The storage is removed afterwards (its nginx is in the registry)."""
     base_version, base_digest, base_id = publish_pushed_base(scratch, server)
-    env = {**scratch.env, **storage_env(folder), "COLUMNS": "400"}  # step lines unfolded
+    env = {**scratch.env, **storage_env(folder)}
     try:
         had_it = podman_on(env, "image", "exists", base_id).returncode == 0
         log_offset = server.log.stat().st_size

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from rich.console import Console
 
 from factory.__main__ import main
 from factory.cli import common
@@ -128,6 +129,28 @@ def test_step_shows_no_control_character(console: io.StringIO) -> None:
     with log.step(HOSTILE):
         pass
     assert FORBIDDEN.search(console.getvalue()) is None
+
+
+LONG = "/tmp/pytest-of-root/pytest-0/popen-gw0/cache/query/packages-2980b94f4505925d.sqlite: kept whole"
+
+
+def _steps() -> None:
+    with log.step(LONG):
+        pass
+
+
+@pytest.mark.parametrize(
+    "say",
+    [lambda: log.error(LONG, LONG), lambda: log.warn(LONG), lambda: log.note(LONG), _steps],
+    ids=["error", "warn", "note", "step"],
+)
+def test_a_line_longer_than_the_console_is_not_folded(monkeypatch: pytest.MonkeyPatch, say: Any) -> None:
+    # Off a terminal rich folds at its width (80 columns), which would break a path in a CI log.
+    buffer = io.StringIO()
+    monkeypatch.setattr(log, "console", Console(file=buffer, width=40, highlight=False, color_system=None))
+    say()
+    lines = buffer.getvalue().splitlines()
+    assert lines and all(LONG in line for line in lines)
 
 
 def test_out_shows_no_control_character(capsys: pytest.CaptureFixture[str]) -> None:
