@@ -27,7 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from factory.bake.verify import DPKG_QUERY, checksum_command, parse_checksums, parse_packages, parse_sources
+from factory.bake.verify import (
+    DPKG_QUERY,
+    GATE_PYTEST_ENV,
+    checksum_command,
+    gate_pytest,
+    parse_checksums,
+    parse_packages,
+    parse_sources,
+)
 from factory.core import jsonio, log
 from factory.core.errors import ConfigError, ExternalToolError, FactoryError
 from factory.core.files import atomic_write, dumps
@@ -127,24 +135,19 @@ def parse_inventory(text: str) -> dict[str, str]:
 
 
 def pytest_command(call: GateCall, settings: Mapping[str, Any], ssh_config: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "pytest",
-        *(str(test) for test in settings["tests"]),
+    hosts = [
         "--hosts=ssh://gate",
         f"--ssh-config={ssh_config}",
         *(["--sudo"] if settings.get("sudo", True) else []),
-        f"--junitxml={settings['junit']}",
-        f"--image-name={settings['image']}",
-        f"--image-version={settings['version']}",
-        f"--image-commit={settings['commit']}",
-        "-p",
-        "no:cacheprovider",
-        "-o",
-        "addopts=",
-        "-q",
     ]
+    return gate_pytest(
+        settings["tests"],
+        hosts,
+        junit=settings["junit"],
+        image=settings["image"],
+        version=settings["version"],
+        commit=settings["commit"],
+    )
 
 
 def remote_command(ssh_config: Path, argv: Sequence[str], *, sudo: bool) -> list[str]:
@@ -227,7 +230,12 @@ def gate(call: GateCall) -> int:
             SSH_CONFIG.format(host=call.host, port=call.port, user=call.user, key=call.key), encoding="utf-8"
         )
         ssh_config.chmod(0o600)
-        result = run(pytest_command(call, settings, ssh_config), cwd=settings["root"], ok_codes=(0, 1))
+        result = run(
+            pytest_command(call, settings, ssh_config),
+            cwd=settings["root"],
+            env=GATE_PYTEST_ENV,
+            ok_codes=(0, 1),
+        )
         if result.returncode != 0:
             return result.returncode
         packages, sources, files = collect(settings, ssh_config)

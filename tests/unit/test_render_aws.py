@@ -36,7 +36,7 @@ from factory.bake.render import (
     render_template,
     structural_sha256,
 )
-from factory.bake.verify import DPKG_QUERY, checksum_command, tracked_paths
+from factory.bake.verify import DPKG_QUERY, GATE_PYTEST_ENV, checksum_command, tracked_paths
 from factory.core.aws_config import AmiSource
 from factory.core.config import ImageSpec, Layout, Target, load_images
 from factory.core.errors import CommandFailed, ConfigError, ExternalToolError
@@ -642,6 +642,19 @@ def test_pytest_command(tmp_path: Path) -> None:
     for arg in ("--hosts=ssh://gate", "--sudo", "--junitxml=/b/junit.xml", f"--image-commit={COMMIT}"):
         assert arg in cmd
     assert "--sudo" not in pytest_command(call, settings | {"sudo": False}, tmp_path / "c")
+
+
+def test_the_remote_gate_loads_only_testinfra(tmp_path: Path) -> None:
+    # Run with GATE_PYTEST_ENV (no plugin autoload), the gate's plugins are the ones it names.
+    call = parse_call(_packer_argv(tmp_path))
+    settings = {"tests": ["/r/gates/test_base.py"], "junit": "/b/junit.xml", "image": "base"}
+    settings |= {"version": VERSION, "commit": COMMIT, "root": "/r"}
+    cmd = pytest_command(call, settings, tmp_path / "ssh_config")
+    plugins = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "-p"]
+    assert (plugins, GATE_PYTEST_ENV) == (
+        ["testinfra.plugin", "no:cacheprovider"],
+        {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
+    )
 
 
 # dpkg-query's status, name, version, source and source version (verify.DPKG_QUERY); bash is a binNMU.
