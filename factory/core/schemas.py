@@ -1,12 +1,14 @@
 """JSON Schema checks: every file and payload from outside is checked against factory/schemas/ once,
 at the edge, and fails with the file and each failing field named.
 
-jsonschema is imported here and nowhere else. At import it probes for rfc3987_syntax to check the
-"iri" format, and when that package is present (the dev extras bring it, through
-cyclonedx-python-lib[json-validation]) building its grammar costs about 0.75 s of CPU at every start
-of every command. No factory schema uses a format check, so the probe is answered "not installed"
-for the duration of this one import (factory.core.imports.absent), and the module table is left as
-it was afterwards: a test that wants rfc3987_syntax can still import it.
+jsonschema is imported here and nowhere else. At import it probes for a package per format it
+could check ("iri", "uri", "date-time", "duration", "color" ...). When they are present (the dev
+extras bring them, through cyclonedx-python-lib[json-validation]) importing them costs every start
+of every command: rfc3987_syntax builds a grammar (about 0.75 s of CPU), rfc3986_validator compiles
+its expressions and isoduration imports arrow (together about 30 ms more). No factory schema uses a
+format check, so each probe is answered "not installed" for the duration of this one import
+(factory.core.imports.absent), as it is where only the factory's own dependencies are installed;
+the module table is left as it was afterwards: a test that wants one of them can still import it.
 """
 
 from __future__ import annotations
@@ -22,11 +24,23 @@ from typing import Any
 from factory.core.errors import ConfigError
 from factory.core.imports import absent
 
-FORMAT_PROBE = "rfc3987_syntax"
+# jsonschema/_format.py: the optional packages it imports to check a format.
+FORMAT_PROBES = (
+    "rfc3987",
+    "rfc3987_syntax",
+    "rfc3986_validator",
+    "rfc3339_validator",
+    "isoduration",
+    "fqdn",
+    "idna",
+    "jsonpointer",
+    "uri_template",
+    "webcolors",
+)
 
 
 def _import_jsonschema() -> ModuleType:
-    with absent(FORMAT_PROBE):
+    with absent(*FORMAT_PROBES):
         import jsonschema  # noqa: PLC0415 -- the one import, with the probe answered
 
         return jsonschema
