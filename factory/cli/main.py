@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -45,7 +46,28 @@ class Parser(argparse.ArgumentParser):
         super().error(safe(message))
 
 
-def parser() -> Parser:
+# The global options that take a value (common's in parser()), for named_verb.
+VALUED = frozenset({"--catalog", "--endpoint-url", "--registry", "--root"})
+FLAGS = frozenset({"-v", "--verbose", "--debug"})
+
+
+def named_verb(argv: Sequence[str]) -> str | None:
+    """The verb ``argv`` names, read past the global options before it; None when anything else
+    comes first (--help, an abbreviated option ...): then the parser holds every verb and says
+    what is wrong as argparse does."""
+    words = iter(argv)
+    for word in words:
+        if word in FLAGS or ("=" in word and word.split("=", 1)[0] in VALUED):
+            continue
+        if word in VALUED:
+            next(words, None)
+            continue
+        return None if word.startswith("-") else word
+    return None
+
+
+def parser(named: str | None = None) -> Parser:
+    """The parser of `factory`; with ``named``, a verb, of the verbs declared beside it (factory.cli)."""
     # Global options are accepted before or after the verb. SUPPRESS keeps a subparser from
     # overwriting a value given before the verb with its own default.
     common = Parser(add_help=False, argument_default=argparse.SUPPRESS)
@@ -84,7 +106,7 @@ def parser() -> Parser:
     sub = top.add_subparsers(dest="verb", required=True, metavar="VERB")
     actor = Parser(add_help=False)
     actor.add_argument("--actor", help="who does this (default: git config user.name/user.email)")
-    for verb in verbs().values():
+    for verb in verbs(named).values():
         p = sub.add_parser(
             verb.name,
             parents=[common, actor] if verb.actor else [common],
@@ -112,7 +134,8 @@ GLOBAL_DEFAULTS = {
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse; global options default to absent (SUPPRESS) so neither parser overwrites the other,
     and get their defaults here."""
-    top = parser()
+    argv = sys.argv[1:] if argv is None else argv
+    top = parser(named_verb(argv))
     args = top.parse_args(argv)
     for name, default in GLOBAL_DEFAULTS.items():
         if not hasattr(args, name):
@@ -133,7 +156,7 @@ def _check_utf8(args: argparse.Namespace, labels: dict[str, str]) -> None:
 def main_inner(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     log.set_verbose(args.verbose)
-    verb = verbs()[args.verb]
+    verb = verbs(args.verb)[args.verb]
     if args.root:
         root = args.root.resolve()
     elif verb.checkout:

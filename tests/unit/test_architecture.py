@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from factory.catalog import hooks
-from factory.cli import MODULES, verbs
+from factory.cli import HOMES, modules, verbs
 from factory.cli.main import main_inner
 from factory.core.imports import absent
 
@@ -79,8 +79,21 @@ def test_every_summary_fits_the_help_listing(name: str) -> None:
 
 
 def test_a_verb_lives_in_exactly_one_module() -> None:
-    names = [verb.name for module in MODULES for verb in module.VERBS]
+    names = [verb.name for module in modules() for verb in module.VERBS]
     assert len(names) == len(set(names))
+
+
+def test_each_verb_is_found_in_the_module_that_declares_it() -> None:
+    # `factory VERB` imports HOMES[VERB] alone (factory.cli): the table must say where each verb is.
+    declared = {
+        verb.name: module.__name__.rsplit(".", 1)[1] for module in modules() for verb in module.VERBS
+    }
+    assert declared == HOMES
+
+
+@pytest.mark.parametrize("name", sorted(HOMES))
+def test_a_verb_alone_is_the_verb_among_all(name: str) -> None:
+    assert verbs(name)[name] is verbs()[name]
 
 
 def test_the_cli_registers_the_aws_and_registry_followers(

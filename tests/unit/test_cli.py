@@ -19,7 +19,7 @@ from factory.catalog import lifecycle, provenance
 from factory.catalog.changes import changes_of
 from factory.catalog.trust import Signer, sign
 from factory.cli import verbs
-from factory.cli.main import find_root, parse_args
+from factory.cli.main import find_root, named_verb, parse_args
 from factory.core.clock import now_utc
 from factory.core.errors import ConfigError
 from tests.fixtures import tamper_v3
@@ -59,6 +59,40 @@ def test_verbose_defaults_to_false() -> None:
 )
 def test_catalog_before_or_after_verb(argv: list[str]) -> None:
     assert parse_args(argv).catalog == "/c"
+
+
+@pytest.mark.parametrize(
+    ("argv", "verb"),
+    [
+        pytest.param(["bake", "base"], "bake", id="first"),
+        pytest.param(["--catalog", "/c", "-v", "--debug", "promote"], "promote", id="after-options"),
+        pytest.param(["--registry=http://127.0.0.1:5000/g", "bake"], "bake", id="after-option="),
+        pytest.param(["--root", "bake", "list"], "list", id="an-option-value-is-no-verb"),
+        pytest.param(["--help"], None, id="help"),
+        pytest.param(["--cat", "/c", "resolve"], None, id="abbreviated-option"),
+        pytest.param([], None, id="nothing"),
+    ],
+)
+def test_the_verb_is_read_past_the_global_options(argv: list[str], verb: str | None) -> None:
+    assert named_verb(argv) == verb
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["--cat", "/c", "resolve", "base"], id="abbreviated-option"),
+        pytest.param(["-v", "--root=/r", "resolve", "base"], id="option="),
+    ],
+)
+def test_a_verb_parses_alike_with_every_verb_or_its_own(argv: list[str]) -> None:
+    # named_verb either finds the verb, and the parser holds its module's verbs, or holds them all.
+    assert (parse_args(argv).verb, parse_args(argv).channel) == ("resolve", "latest")
+
+
+def test_an_unknown_verb_is_refused_naming_the_choices(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        parse_args(["bak", "base"])
+    assert caught.value.code == 2 and "invalid choice: 'bak'" in capsys.readouterr().err
 
 
 def test_root_is_a_path() -> None:
