@@ -22,6 +22,7 @@ from factory.catalog.trust import digest
 from factory.core import jsonio
 from factory.core.config import ImageSpec, Layout
 from factory.core.errors import ConfigError
+from factory.core.files import atomic_write
 from factory.core.galaxy import Locked
 
 
@@ -128,11 +129,10 @@ class HashCache:
         return digest
 
     def save(self) -> None:
+        """Replace the file through a temporary file of this writer's own: bakes that run side by
+        side (`factory rebuild -j 2`) share the cache, and the last to save wins."""
         if self.path is not None and self.dirty:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.entries, sort_keys=True))
-            tmp.replace(self.path)
+            atomic_write(self.path, json.dumps(self.entries, sort_keys=True).encode())
             self.dirty = False
 
 

@@ -5,6 +5,7 @@ for the gate's evidence, an ExternalToolError) naming the file and the field, ne
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,30 @@ def test_bad_role_meta_is_refused_naming_it(tmp_path: Path, text: str, words: li
 def test_damaged_hash_cache_is_only_a_slower_run(tmp_path: Path, text: str) -> None:
     (tmp_path / "file-hashes.json").write_text(text, encoding="latin-1")
     assert HashCache(tmp_path / "file-hashes.json").entries == {}
+
+
+def test_bakes_sharing_a_hash_cache_save_it_side_by_side(tmp_path: Path) -> None:
+    # `factory rebuild -j 2` bakes two images at once with one FACTORY_CACHE: each save must write
+    # a temporary file of its own (a shared name was renamed away under the other writer).
+    path = tmp_path / "file-hashes.json"
+    failures: list[BaseException] = []
+
+    def save_often(key: str) -> None:
+        cache = HashCache(path)
+        try:
+            for n in range(50):
+                cache.entries[key] = [n, 1, "ab"]
+                cache.dirty = True
+                cache.save()
+        except OSError as exc:
+            failures.append(exc)
+
+    writers = [threading.Thread(target=save_often, args=(key,)) for key in ("/a", "/b")]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    assert (failures, sorted(p.name for p in tmp_path.iterdir())) == ([], ["file-hashes.json"])
 
 
 def test_hash_cache_keeps_good_entries(tmp_path: Path) -> None:
