@@ -231,36 +231,6 @@ def _variables(path: Path) -> dict[str, Any]:
     return data or {}
 
 
-def run_tests(
-    spec: ImageSpec, layout: Layout, container_name: str, junit: Path, *, version: str, commit: str
-) -> TestReport:
-    """pytest + Testinfra against the container. Exit 1 means tests failed; other codes are tool errors."""
-    junit.parent.mkdir(parents=True, exist_ok=True)
-    junit.unlink(missing_ok=True)
-    files = [layout.image_tests / test for test in spec.tests]
-    started = time.monotonic()
-    result = run(
-        gate_pytest(
-            files,
-            ["-p", "factory.bake.gatehost", f"--hosts=podman-nsenter://{container_name}"],
-            junit=junit,
-            image=spec.name,
-            version=version,
-            commit=commit,
-        ),
-        cwd=layout.root,
-        env=GATE_PYTEST_ENV,
-        ok_codes=(0, 1),
-    )
-    duration = time.monotonic() - started
-    if not junit.is_file():
-        raise ExternalToolError(f"pytest wrote no JUnit report at {junit}", hint="run with --verbose")
-    report = parse_junit(junit, duration)
-    if result.returncode == 1 and report.ok:
-        raise ExternalToolError("pytest exited 1 but its JUnit report shows no failure", hint=str(junit))
-    return report
-
-
 # The gate loads the pytest plugins it names and no other: what else is installed beside pytest
 # (xdist, hypothesis, ...) stays out of the verdict, and out of its start-up (0.56 against 0.14
 # CPU-s for a one-test suite here).
@@ -296,6 +266,36 @@ def gate_pytest(
         "addopts=",
         "-q",
     ]
+
+
+def run_tests(
+    spec: ImageSpec, layout: Layout, container_name: str, junit: Path, *, version: str, commit: str
+) -> TestReport:
+    """pytest + Testinfra against the container. Exit 1 means tests failed; other codes are tool errors."""
+    junit.parent.mkdir(parents=True, exist_ok=True)
+    junit.unlink(missing_ok=True)
+    files = [layout.image_tests / test for test in spec.tests]
+    started = time.monotonic()
+    result = run(
+        gate_pytest(
+            files,
+            ["-p", "factory.bake.gatehost", f"--hosts=podman-nsenter://{container_name}"],
+            junit=junit,
+            image=spec.name,
+            version=version,
+            commit=commit,
+        ),
+        cwd=layout.root,
+        env=GATE_PYTEST_ENV,
+        ok_codes=(0, 1),
+    )
+    duration = time.monotonic() - started
+    if not junit.is_file():
+        raise ExternalToolError(f"pytest wrote no JUnit report at {junit}", hint="run with --verbose")
+    report = parse_junit(junit, duration)
+    if result.returncode == 1 and report.ok:
+        raise ExternalToolError("pytest exited 1 but its JUnit report shows no failure", hint=str(junit))
+    return report
 
 
 def parse_junit(path: Path, duration: float | None = None) -> TestReport:

@@ -46,28 +46,8 @@ class Parser(argparse.ArgumentParser):
         super().error(safe(message))
 
 
-# The global options that take a value (common's in parser()), for named_verb.
-VALUED = frozenset({"--catalog", "--endpoint-url", "--registry", "--root"})
-FLAGS = frozenset({"-v", "--verbose", "--debug"})
-
-
-def named_verb(argv: Sequence[str]) -> str | None:
-    """The verb ``argv`` names, read past the global options before it; None when anything else
-    comes first (--help, an abbreviated option ...): then the parser holds every verb and says
-    what is wrong as argparse does."""
-    words = iter(argv)
-    for word in words:
-        if word in FLAGS or ("=" in word and word.split("=", 1)[0] in VALUED):
-            continue
-        if word in VALUED:
-            next(words, None)
-            continue
-        return None if word.startswith("-") else word
-    return None
-
-
-def parser(named: str | None = None) -> Parser:
-    """The parser of `factory`; with ``named``, a verb, of the verbs declared beside it (factory.cli)."""
+def global_options() -> Parser:
+    """The options every verb takes, before or after it."""
     # Global options are accepted before or after the verb. SUPPRESS keeps a subparser from
     # overwriting a value given before the verb with its own default.
     common = Parser(add_help=False, argument_default=argparse.SUPPRESS)
@@ -100,7 +80,35 @@ def parser(named: str | None = None) -> Parser:
         help="show every command as a paste-able line, and its output",
     )
     common.add_argument("--debug", action="store_true", help="show tracebacks")
+    return common
 
+
+class _Unparsed(Exception):
+    pass
+
+
+class _Quiet(Parser):
+    def error(self, message: str) -> NoReturn:
+        raise _Unparsed(message)
+
+
+def named_verb(argv: Sequence[str]) -> str | None:
+    """The verb ``argv`` names: its first word past the global options, read as the whole parser
+    reads them. None when there is none (--help) or the global options do not parse; then the
+    parser holds every verb, and says what is wrong as argparse does."""
+    first = _Quiet(prog="factory", add_help=False, parents=[global_options()])
+    first.add_argument("verb", nargs="?")
+    try:
+        known, _rest = first.parse_known_args(argv)
+    except _Unparsed:
+        return None
+    verb: str | None = known.verb
+    return verb
+
+
+def parser(named: str | None = None) -> Parser:
+    """The parser of `factory`; with ``named``, a verb, of the verbs declared beside it (factory.cli)."""
+    common = global_options()
     top = Parser(prog="factory", description="The golden image factory.", parents=[common])
     top.add_argument("--version", action="version", version=f"factory {__version__}")
     sub = top.add_subparsers(dest="verb", required=True, metavar="VERB")

@@ -68,8 +68,9 @@ def test_catalog_before_or_after_verb(argv: list[str]) -> None:
         pytest.param(["--catalog", "/c", "-v", "--debug", "promote"], "promote", id="after-options"),
         pytest.param(["--registry=http://127.0.0.1:5000/g", "bake"], "bake", id="after-option="),
         pytest.param(["--root", "bake", "list"], "list", id="an-option-value-is-no-verb"),
+        pytest.param(["--cat", "/c", "resolve"], "resolve", id="abbreviated-option"),
         pytest.param(["--help"], None, id="help"),
-        pytest.param(["--cat", "/c", "resolve"], None, id="abbreviated-option"),
+        pytest.param(["--catalog"], None, id="an-option-without-its-value"),
         pytest.param([], None, id="nothing"),
     ],
 )
