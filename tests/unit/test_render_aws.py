@@ -633,10 +633,20 @@ def test_parse_call_needs_inventory_and_key(tmp_path: Path, drop: str) -> None:
         parse_call(argv)
 
 
+# The remote gate's settings file, as the bake writes it for base.
+GATE_SETTINGS = {
+    "tests": ["/r/gates/test_base.py"],
+    "junit": "/b/junit.xml",
+    "image": "base",
+    "version": VERSION,
+    "commit": COMMIT,
+    "root": "/r",
+}
+
+
 def test_pytest_command(tmp_path: Path) -> None:
     call = parse_call(_packer_argv(tmp_path))
-    settings = {"tests": ["/r/gates/test_base.py"], "junit": "/b/junit.xml", "image": "base"}
-    settings |= {"version": VERSION, "commit": COMMIT, "root": "/r"}
+    settings = dict(GATE_SETTINGS)
     cmd = pytest_command(call, settings, tmp_path / "ssh_config")
     assert cmd[1:4] == ["-m", "pytest", "/r/gates/test_base.py"]
     for arg in ("--hosts=ssh://gate", "--sudo", "--junitxml=/b/junit.xml", f"--image-commit={COMMIT}"):
@@ -646,10 +656,7 @@ def test_pytest_command(tmp_path: Path) -> None:
 
 def test_the_remote_gate_loads_only_testinfra(tmp_path: Path) -> None:
     # Run with GATE_PYTEST_ENV (no plugin autoload), the gate's plugins are the ones it names.
-    call = parse_call(_packer_argv(tmp_path))
-    settings = {"tests": ["/r/gates/test_base.py"], "junit": "/b/junit.xml", "image": "base"}
-    settings |= {"version": VERSION, "commit": COMMIT, "root": "/r"}
-    cmd = pytest_command(call, settings, tmp_path / "ssh_config")
+    cmd = pytest_command(parse_call(_packer_argv(tmp_path)), GATE_SETTINGS, tmp_path / "ssh_config")
     plugins = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "-p"]
     assert (plugins, GATE_PYTEST_ENV) == (
         ["testinfra.plugin", "no:cacheprovider"],
