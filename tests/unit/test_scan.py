@@ -65,11 +65,11 @@ def test_the_scan_container_is_on_user_mode_networking_not_the_bridge(podman: Po
     assert len(started) == 1 and "--network=slirp4netns" in started[0]
 
 
-def test_the_changelog_download_retries_as_the_update_does(podman: PodmanDouble) -> None:
+def test_the_changelog_download_retries_and_reads_the_cache_as_the_update_does(podman: PodmanDouble) -> None:
     scan._download("base", BASE_V, "sha256:" + "a" * 64, "factory-scan-base-x", ["openssl=3.0.17"])
     (download,) = podman.commands
     options = download[download.index("download") + 1 : -1]
-    assert " ".join(options) == scan.APT_NET and download[-1] == "openssl=3.0.17"
+    assert " ".join(options) == f"{scan.APT_NET} {scan.APT_CACHED}" and download[-1] == "openssl=3.0.17"
 
 
 def test_every_inst_line_is_a_pending_update() -> None:
