@@ -396,6 +396,7 @@ def test_written_files_of_the_roles() -> None:
     assert everything == {
         "/bin/systemctl",  # common's build-time stand-in: sanitize removes it (the gate checks)
         "/etc/apt/apt.conf.d/90-image-factory",
+        "/etc/apt/apt.conf.d/99-image-factory-build",  # common's build-time apt settings: the same
         "/etc/default/locale",
         "/etc/image-release",
         "/etc/login.defs",
