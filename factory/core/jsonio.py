@@ -29,11 +29,13 @@ import json
 import math
 import re
 import tomllib
-from typing import Any
-
-import yaml
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from factory.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    import yaml
 
 MAX_DEPTH = 64  # deeper than any document the factory reads or writes, far below the recursion limit
 BOM = b"\xef\xbb\xbf"
@@ -140,29 +142,36 @@ def load_toml(raw: bytes, *, source: str, what: str = "valid TOML") -> dict[str,
     return data
 
 
-class _AnsibleSafeLoader(yaml.SafeLoader):
+@cache
+def _ansible_safe_loader() -> type[yaml.SafeLoader]:
     """The safe loader, plus Ansible's ``!unsafe`` tag (a value Ansible will not template), which
     roles' defaults use (community.zabbix's ``zabbix_api_login_pass: !unsafe zabbix``): read as
-    the plain value it marks."""
+    the plain value it marks. PyYAML loads on the first YAML read: the catalog's commands read
+    none, and its import costs each of them about 10 ms."""
+    import yaml  # noqa: PLC0415
 
+    class AnsibleSafeLoader(yaml.SafeLoader):
+        pass
 
-def _unsafe(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
-    if isinstance(node, yaml.SequenceNode):
-        return loader.construct_sequence(node)
-    if isinstance(node, yaml.MappingNode):
-        return loader.construct_mapping(node)
-    return loader.construct_scalar(node)  # type: ignore[arg-type]
+    def unsafe(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+        if isinstance(node, yaml.SequenceNode):
+            return loader.construct_sequence(node)
+        if isinstance(node, yaml.MappingNode):
+            return loader.construct_mapping(node)
+        return loader.construct_scalar(node)  # type: ignore[arg-type]
 
-
-_AnsibleSafeLoader.add_constructor("!unsafe", _unsafe)
+    AnsibleSafeLoader.add_constructor("!unsafe", unsafe)
+    return AnsibleSafeLoader
 
 
 def load_yaml(raw: bytes, *, source: str, what: str = "valid YAML") -> Any:
     """``yaml.safe_load`` of strict UTF-8 (Ansible's ``!unsafe`` read as its value); YAML errors
     (and deep nesting) become ``ConfigError``."""
+    import yaml  # noqa: PLC0415 -- loaded by _ansible_safe_loader
+
     text = decode(raw, source=source, what=what)
     try:
-        data = yaml.load(text, Loader=_AnsibleSafeLoader)  # noqa: S506 -- a SafeLoader subclass
+        data = yaml.load(text, Loader=_ansible_safe_loader())  # noqa: S506 -- a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not {what}: {_one_line(str(exc))}") from None
     # PyYAML's constructors let these through: int()'s digit limit, 2001-02-30, !!int "x",
