@@ -22,7 +22,7 @@ import yaml
 
 from factory.bake.verify import tracked_paths
 from factory.core.awsapi import check_loopback
-from factory.core.config import CONNECTION_PLUGIN, ImageSpec, Layout, Target
+from factory.core.config import CONNECTION_PLUGIN, CONTAINER_NETWORK, ImageSpec, Layout, Target
 from factory.core.errors import ConfigError
 
 
@@ -124,6 +124,7 @@ def render_template(
             build_dir=str(build_dir),
             ansible_cfg=str(ansible_cfg),
             connection_plugins=str(ansible_cfg.parent / CONNECTION_PLUGIN.parent),
+            container_network=CONTAINER_NETWORK,
             galaxy_env=_galaxy_env(ansible_cfg, galaxy_dir),
             ansible_runs=[_run_env(ansible_cfg, report) for report in change_reports(build_dir, galaxy_dir)],
             **target_vars,

@@ -23,7 +23,7 @@ from typing import Any
 import jinja2
 
 from factory.core import jsonio
-from factory.core.config import ImageSpec, Layout, lineage, load_images
+from factory.core.config import CONTAINER_NETWORK, ImageSpec, Layout, lineage, load_images
 from factory.core.errors import ConfigError, ExternalToolError, VerificationFailed
 from factory.core.run import run
 
@@ -91,7 +91,8 @@ class Verified:
 def container(artifact_id: str, command: tuple[str, ...], *, name_hint: str) -> Iterator[str]:
     """A running container of ``artifact_id``, removed on the way out."""
     name = f"factory-verify-{name_hint}-{secrets.token_hex(4)}"
-    run(["podman", "run", "--detach", "--name", name, artifact_id, *command], capture=True)
+    started = ["podman", "run", "--detach", CONTAINER_NETWORK, "--name", name, artifact_id, *command]
+    run(started, capture=True)
     try:
         yield name
     finally:

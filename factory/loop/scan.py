@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from factory.catalog import advisories
+from factory.core.config import CONTAINER_NETWORK
 from factory.core.errors import CommandFailed, ExternalToolError
 from factory.core.run import run
 from factory.loop import changelog
@@ -27,12 +28,6 @@ INST = re.compile(r"^Inst (?P<package>\S+) (?:\[(?P<old>[^\]]+)\] )?\((?P<new>\S
 ARCH = re.compile(r" \[[^\]]+\]$")
 # The same network settings the common role gives images, for artifacts baked before it did.
 APT_NET = "-o Acquire::http::Pipeline-Depth=0 -o Acquire::http::Timeout=30 -o Acquire::Retries=3"
-# The scan container's network: user-mode (slirp4netns), not podman's bridge. On the bridge, the
-# DNS of a running container stalls while other containers start or stop beside it (measured
-# here, netavark 1.4: a lookup a second had gaps of 11, 11 and 21 s beside bursts of container
-# starts; the same lookups on slirp4netns had none). A nightly scan runs beside bakes, and such a
-# stall ended scans ("Temporary failure resolving"). slirp4netns also keeps host loopback out of reach.
-NETWORK = "--network=slirp4netns"
 # apt's binary cache, which images turn off, made once by the update for the runs after it (each
 # would parse every list again), and gzip lists, which unpack in less CPU than xz. The container is
 # thrown away with them.
@@ -169,7 +164,7 @@ def _container(image: str, version: str, artifact_id: str) -> Iterator[str]:
                 "--detach",
                 "--rm",
                 "--pull=never",
-                NETWORK,
+                CONTAINER_NETWORK,  # on the bridge, DNS stalled beside bakes: "Temporary failure resolving"
                 "--name",
                 name,
                 artifact_id,

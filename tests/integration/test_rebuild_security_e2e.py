@@ -25,7 +25,7 @@ from playwright.sync_api import sync_playwright
 
 from factory.catalog import model, publishing, trust
 from factory.catalog.store import Catalog
-from factory.loop import scan
+from factory.core.config import CONTAINER_NETWORK
 
 from . import nights
 from .conftest import Scratch, podman
@@ -49,7 +49,7 @@ def _older_than_security(image_id: str) -> str:
     """The newest openssl the image's own apt sources carry outside the security suite, below the
     security suite's: what every image shipped before the DSA that the security suite answers."""
     madison = "apt-get update -qq >/dev/null && apt-cache madison openssl"
-    listed = podman("run", "--rm", scan.NETWORK, image_id, "sh", "-c", madison).stdout
+    listed = podman("run", "--rm", CONTAINER_NETWORK, image_id, "sh", "-c", madison).stdout
     rows = [
         [part.strip() for part in line.split("|")] for line in listed.splitlines() if line.count("|") == 2
     ]
@@ -79,7 +79,7 @@ def _stale_openssl(night: Scratch, tmp_path: Path) -> tuple[str, str]:
         "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --allow-downgrades"
         f" --no-install-recommends {pins} && apt-get clean && rm -rf /var/lib/apt/lists/*"
     )
-    podman("run", "--name", name, scan.NETWORK, entry["artifact"]["id"], "sh", "-c", install)
+    podman("run", "--name", name, CONTAINER_NETWORK, entry["artifact"]["id"], "sh", "-c", install)
     try:
         stale_id = "sha256:" + podman("commit", "-q", "--change", 'CMD ["/bin/bash"]', name).stdout.strip()
     finally:

@@ -81,6 +81,13 @@ def test_builder_starts_from_parent_artifact(template: dict[str, Any]) -> None:
     assert template["builders"][0]["image"] == "sha256:" + "d" * 64
 
 
+def test_build_container_runs_on_user_mode_networking_not_the_bridge(template: dict[str, Any]) -> None:
+    """Packer's default run_command, plus the network: an image passed as Packer's own template."""
+    assert template["builders"][0]["run_command"] == [
+        "-d", "-i", "-t", "--network=slirp4netns", "--entrypoint=/bin/sh", "--", "{{.Image}}",
+    ]  # fmt: skip
+
+
 def test_entrypoint_is_reset(template: dict[str, Any]) -> None:
     assert "ENTRYPOINT []" in template["builders"][0]["changes"]
 

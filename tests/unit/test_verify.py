@@ -128,3 +128,12 @@ def test_failure_plus_teardown_error_is_not_negative(tmp_path: Path) -> None:
         '<testcase classname="a" name="b"><error message="teardown"/></testcase></testsuite>'
     )
     assert _parse(tmp_path, text).passed == 0
+
+
+def test_the_gate_container_is_on_user_mode_networking(monkeypatch: pytest.MonkeyPatch) -> None:
+    commands: list[list[str]] = []
+    monkeypatch.setattr(verify, "run", lambda argv, **_: commands.append(list(argv)))
+    with verify.container("sha256:" + "a" * 64, ("sleep", "infinity"), name_hint="base"):
+        pass
+    started = [c for c in commands if c[:2] == ["podman", "run"]]
+    assert len(started) == 1 and "--network=slirp4netns" in started[0]
