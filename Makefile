@@ -72,9 +72,10 @@ TEST_JOBS ?= 3
 
 # Unit tests and linters in a process of their own (integration tests leave process-wide state
 # behind: boto3's default session keeps the credentials it first saw), beside the integration
-# tests, whose first minute waits on the apt mirror (debootstrap); their report is printed after.
+# tests; their report is printed after. One process, not pytest -n: beside the bakes both cores
+# are busy anyway, and xdist's controller and second worker cost 25 CPU-s more (65 against 91).
 test: setup ## Unit and linter tests beside integration tests (real packer/podman/ansible bakes) on TEST_JOBS workers
-	@mkdir -p build; $(VENV)/bin/python -m pytest -n 2 -p no:cacheprovider tests/unit tests/test_linters.py \
+	@mkdir -p build; $(VENV)/bin/python -m pytest -p no:cacheprovider tests/unit tests/test_linters.py \
 	  > build/unit-tests.log 2>&1 & unit_pid=$$!; \
 	$(VENV)/bin/python -m pytest -n $(TEST_JOBS) --dist loadgroup --durations=25 tests/integration; integration=$$?; \
 	wait $$unit_pid; unit=$$?; echo "== unit and linter tests (build/unit-tests.log)"; cat build/unit-tests.log; \
