@@ -65,7 +65,7 @@ bake-all: setup ## Bake every image, parents first
 # Workers for the integration tests of `make test`: each module runs on one worker (--dist
 # loadgroup), the longest first, and base and nginx are baked once for all of them
 # (tests/integration/conftest.py). Measured in a fresh clone on this 2-core machine: 3 workers
-# 11:42 to 12:01 in all (README; serial, before the registry, deps and CVE e2e modules: 23 min).
+# 11:42 to 12:20 in all (README; serial, before the registry, deps and CVE e2e modules: 23 min).
 # TEST_JOBS=1 runs them serially. 4 workers were no faster (13 min 56 s, with both cores 90 % busy,
 # before bakes used runc exec): the suite is CPU-bound here, so only less work makes it shorter.
 TEST_JOBS ?= 3
