@@ -75,13 +75,15 @@ TEST_JOBS ?= 3
 # go to tmpfs where the machine has one (/dev/shm, writable and not noexec). On this machine's ext4,
 # mounted with discard, writing and later deleting them cost the unit tests alone 66 CPU-s against
 # 54, and `make test` 1,394 busy core-seconds against 1,192 to 1,268 (in fresh clones: 12:20
-# against 10:38 to 11:16).
-# One folder a checkout; removed after a run that passed, kept after one that failed.
+# against 10:38 to 11:16). One folder a checkout, this user's own (/dev/shm is everyone's: tmp_own
+# refuses one that someone else made first); removed after a run that passed, kept after a failure.
 SHM_OK := $(shell test -d /dev/shm -a -w /dev/shm && ! grep -qs '^[^ ]* /dev/shm [^ ]* [^ ]*noexec' /proc/mounts && echo y)
 TEST_TMP ?= $(if $(SHM_OK),/dev/shm,$(CURDIR)/build)/factory-tests-$(shell printf %s '$(CURDIR)' | sha256sum | cut -c1-12)
-# pytest with its temporary folder $(1) under TEST_TMP (made here: pytest makes only the last part);
-# tmp_done removes that folder, and TEST_TMP once it is empty.
-pytest_in = mkdir -p $(TEST_TMP) && $(VENV)/bin/python -m pytest --basetemp=$(TEST_TMP)/$(1)
+# pytest with its temporary folder $(1) under TEST_TMP (tmp_own makes TEST_TMP; pytest makes only the
+# last part); tmp_done removes that folder, and TEST_TMP once it is empty.
+tmp_own = install -d -m 700 $(TEST_TMP) && test -O $(TEST_TMP) -a ! -L $(TEST_TMP) || \
+  { echo "$(TEST_TMP) is not a folder of this user's own: remove it, or set TEST_TMP" >&2; exit 2; }
+pytest_in = $(VENV)/bin/python -m pytest --basetemp=$(TEST_TMP)/$(1)
 tmp_done = rm -rf $(TEST_TMP)/$(1) && rmdir --ignore-fail-on-non-empty $(TEST_TMP)
 
 # Unit tests and linters in a process of their own (integration tests leave process-wide state
@@ -89,6 +91,7 @@ tmp_done = rm -rf $(TEST_TMP)/$(1) && rmdir --ignore-fail-on-non-empty $(TEST_TM
 # tests; their report is printed after. One process, not pytest -n: beside the bakes both cores
 # are busy anyway, and xdist's controller and second worker cost 25 CPU-s more (65 against 91).
 test: setup ## Unit and linter tests beside integration tests (real packer/podman/ansible bakes) on TEST_JOBS workers
+	@$(tmp_own)
 	@mkdir -p build; $(call pytest_in,unit) -p no:cacheprovider tests/unit tests/test_linters.py \
 	  > build/unit-tests.log 2>&1 & unit_pid=$$!; \
 	$(call pytest_in,integration) -n $(TEST_JOBS) --dist loadgroup --durations=25 tests/integration; integration=$$?; \
@@ -96,9 +99,11 @@ test: setup ## Unit and linter tests beside integration tests (real packer/podma
 	if (( unit || integration )); then echo "temporary files kept in $(TEST_TMP)"; exit 1; fi; rm -rf $(TEST_TMP)
 
 test-unit: setup ## Unit tests only (no subprocesses), on every core
+	@$(tmp_own)
 	$(call pytest_in,test-unit) -n auto tests/unit && $(call tmp_done,test-unit)
 
 check: setup ## Lint and unit tests (no bakes; under a minute here): run before every push
+	@$(tmp_own)
 	$(call pytest_in,check) -n auto -q tests/unit tests/test_linters.py && $(call tmp_done,check)
 
 lint: setup ## ruff, mypy --strict, ansible-lint, yamllint (the list lives in tests/test_linters.py)
