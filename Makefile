@@ -65,7 +65,7 @@ bake-all: setup ## Bake every image, parents first
 # Workers for the integration tests of `make test`: each module runs on one worker (--dist
 # loadgroup), the longest first, and base and nginx are baked once for all of them
 # (tests/integration/conftest.py). Measured in a fresh clone on this 2-core machine: 3 workers
-# 10:38 to 11:16 in all (README; serial, before the registry, deps and CVE e2e modules: 23 min).
+# 10:38 to 12:09 in all (README; serial, before the registry, deps and CVE e2e modules: 23 min).
 # TEST_JOBS=1 runs them serially. 4 workers were no faster (13 min 56 s, with both cores 90 % busy,
 # before bakes used runc exec): the suite is CPU-bound here, so only less work makes it shorter.
 TEST_JOBS ?= 3
@@ -73,10 +73,10 @@ TEST_JOBS ?= 3
 # The tests' temporary folders (pytest --basetemp, one a session, emptied when it starts): the unit
 # tests write some 160,000 small files with fsync, the integration tests their scratch clones. They
 # go to tmpfs where the machine has one (/dev/shm, writable and not noexec). On this machine's ext4,
-# mounted with discard, writing and later deleting them cost the unit tests alone 66 CPU-s against
-# 54, and `make test` 1,394 busy core-seconds against 1,192 to 1,268 (in fresh clones: 12:20
-# against 10:38 to 11:16). One folder a checkout, this user's own (/dev/shm is everyone's: tmp_own
-# refuses one that someone else made first); removed after a run that passed, kept after a failure.
+# mounted with discard, writing them and deleting the last runs' cost the unit tests 66 CPU-s alone
+# against 54, and 93 inside `make test` against 50 to 60 (the suite: 12:20 against 10:38 to 12:09).
+# One folder a checkout, this user's own (/dev/shm is everyone's: tmp_own refuses one that someone
+# else made first); removed after a run that passed, kept after one that failed.
 SHM_OK := $(shell test -d /dev/shm -a -w /dev/shm && ! grep -qs '^[^ ]* /dev/shm [^ ]* [^ ]*noexec' /proc/mounts && echo y)
 TEST_TMP ?= $(if $(SHM_OK),/dev/shm,$(CURDIR)/build)/factory-tests-$(shell printf %s '$(CURDIR)' | sha256sum | cut -c1-12)
 # pytest with its temporary folder $(1) under TEST_TMP (tmp_own makes TEST_TMP; pytest makes only the
