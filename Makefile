@@ -80,11 +80,11 @@ TEST_JOBS ?= 3
 SHM_OK := $(shell test -d /dev/shm -a -w /dev/shm && ! grep -qs '^[^ ]* /dev/shm [^ ]* [^ ]*noexec' /proc/mounts && echo y)
 TEST_TMP ?= $(if $(SHM_OK),/dev/shm,$(CURDIR)/build)/factory-tests-$(shell printf %s '$(CURDIR)' | sha256sum | cut -c1-12)
 # pytest with its temporary folder $(1) under TEST_TMP (tmp_own makes TEST_TMP; pytest makes only the
-# last part); tmp_done removes that folder, and TEST_TMP once it is empty.
+# last part); tmp_done removes the folders $(1), and TEST_TMP once it is empty.
 tmp_own = install -d -m 700 $(TEST_TMP) && test -O $(TEST_TMP) -a ! -L $(TEST_TMP) || \
   { echo "$(TEST_TMP) is not a folder of this user's own: remove it, or set TEST_TMP" >&2; exit 2; }
 pytest_in = $(VENV)/bin/python -m pytest --basetemp=$(TEST_TMP)/$(1)
-tmp_done = rm -rf $(TEST_TMP)/$(1) && rmdir --ignore-fail-on-non-empty $(TEST_TMP)
+tmp_done = rm -rf $(addprefix $(TEST_TMP)/,$(1)) && rmdir --ignore-fail-on-non-empty $(TEST_TMP)
 
 # Unit tests and linters in a process of their own (integration tests leave process-wide state
 # behind: boto3's default session keeps the credentials it first saw), beside the integration
@@ -96,7 +96,7 @@ test: setup ## Unit and linter tests beside integration tests (real packer/podma
 	  > build/unit-tests.log 2>&1 & unit_pid=$$!; \
 	$(call pytest_in,integration) -n $(TEST_JOBS) --dist loadgroup --durations=25 tests/integration; integration=$$?; \
 	wait $$unit_pid; unit=$$?; echo "== unit and linter tests (build/unit-tests.log)"; cat build/unit-tests.log; \
-	if (( unit || integration )); then echo "temporary files kept in $(TEST_TMP)"; exit 1; fi; rm -rf $(TEST_TMP)
+	if (( unit || integration )); then echo "temporary files kept in $(TEST_TMP)"; exit 1; fi; $(call tmp_done,unit integration)
 
 test-unit: setup ## Unit tests only (no subprocesses), on every core
 	@$(tmp_own)
